@@ -1,0 +1,161 @@
+//! Latency histograms that merge exactly across peers.
+//!
+//! Each peer records every received record's latency (microseconds) into an HDR histogram
+//! (3 significant digits, 1 µs to 1 h). The report carries the histogram serialized in the
+//! HdrHistogram V2 format, deflated and base64-encoded, so the launcher can add the
+//! histograms of all peers and compute exact merged percentiles, rather than averaging
+//! per-peer percentiles (which is wrong).
+
+use base64::Engine;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Largest latency tracked: one hour. Larger values are clamped to it.
+pub const MAX_TRACKABLE_US: u64 = 3_600_000_000;
+
+/// A latency histogram in microseconds.
+#[derive(Clone, Debug)]
+pub struct LatencyHistogram {
+    inner: Histogram<u64>,
+}
+
+/// Percentiles of a histogram, as they appear in reports.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub min_us: u64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+    pub mean_us: f64,
+}
+
+/// Why a serialized histogram could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot decode latency histogram: {0}")]
+pub struct DecodeError(String);
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LatencyHistogram {
+    pub fn new() -> Self {
+        LatencyHistogram {
+            inner: Histogram::new_with_bounds(1, MAX_TRACKABLE_US, 3)
+                .expect("static histogram bounds are valid"),
+        }
+    }
+
+    /// Records one latency; 0 is recorded as 1 µs and values above an hour as an hour.
+    pub fn record(&mut self, micros: u64) {
+        self.inner
+            .saturating_record(micros.clamp(1, MAX_TRACKABLE_US));
+    }
+
+    /// Adds every value of `other` (exact).
+    pub fn merge(&mut self, other: &LatencyHistogram) {
+        // Both have the same bounds, so adding cannot fail.
+        self.inner
+            .add(&other.inner)
+            .expect("histograms with equal bounds add");
+    }
+
+    pub fn count(&self) -> u64 {
+        self.inner.len()
+    }
+
+    /// The percentiles. An empty histogram gives all zeros.
+    pub fn summary(&self) -> LatencySummary {
+        let h = &self.inner;
+        if h.is_empty() {
+            return LatencySummary::default();
+        }
+        LatencySummary {
+            count: h.len(),
+            min_us: h.min(),
+            p50_us: h.value_at_quantile(0.50),
+            p90_us: h.value_at_quantile(0.90),
+            p99_us: h.value_at_quantile(0.99),
+            max_us: h.max(),
+            mean_us: (h.mean() * 10.0).round() / 10.0,
+        }
+    }
+
+    /// V2 + deflate + base64: compact and exact.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        V2DeflateSerializer::new()
+            .serialize(&self.inner, &mut buf)
+            .expect("serializing into memory cannot fail");
+        base64::engine::general_purpose::STANDARD.encode(buf)
+    }
+
+    /// Reads what [`encode`](Self::encode) wrote.
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|e| DecodeError(format!("not base64: {e}")))?;
+        let decoded: Histogram<u64> = Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .map_err(|e| DecodeError(format!("{e:?}")))?;
+        let mut h = LatencyHistogram::new();
+        h.inner
+            .add(&decoded)
+            .map_err(|e| DecodeError(format!("{e:?}")))?;
+        Ok(h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_is_exact() {
+        let mut h = LatencyHistogram::new();
+        for v in [1u64, 5, 250, 1_000, 1_234, 99_999, 2_000_000, 5_000_000_000] {
+            h.record(v);
+        }
+        let back = LatencyHistogram::decode(&h.encode()).unwrap();
+        assert_eq!(back.summary(), h.summary());
+        assert_eq!(back.count(), 8);
+        assert_eq!(back.summary().max_us, h.summary().max_us);
+        assert!(
+            back.summary().max_us >= MAX_TRACKABLE_US,
+            "clamped, not dropped"
+        );
+    }
+
+    #[test]
+    fn merging_equals_recording_everything_in_one() {
+        let (mut a, mut b, mut all) = (
+            LatencyHistogram::new(),
+            LatencyHistogram::new(),
+            LatencyHistogram::new(),
+        );
+        for v in 1..=1000u64 {
+            a.record(v * 10);
+            all.record(v * 10);
+        }
+        for v in 1..=10u64 {
+            b.record(v * 100_000);
+            all.record(v * 100_000);
+        }
+        let mut merged = LatencyHistogram::decode(&a.encode()).unwrap();
+        merged.merge(&LatencyHistogram::decode(&b.encode()).unwrap());
+        assert_eq!(merged.summary(), all.summary());
+        assert_eq!(merged.count(), 1010);
+    }
+
+    #[test]
+    fn empty_summary_is_zero_and_bad_input_is_an_error() {
+        assert_eq!(LatencyHistogram::new().summary(), LatencySummary::default());
+        assert!(LatencyHistogram::decode("not base64!").is_err());
+        assert!(LatencyHistogram::decode("AAAA").is_err());
+    }
+}

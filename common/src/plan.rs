@@ -1,0 +1,286 @@
+//! What a run asks for, and what the coordinator decides.
+//!
+//! A [`PlanSpec`] is the user's request (from flags or a `configs/*.toml` test plan). When
+//! the peers have registered, the coordinator turns it into an [`ExecutionPlan`]: the
+//! numbered peers with their addresses, the connection graph, a common start time, and the
+//! write workload. Every peer receives the same plan.
+
+use crate::graph::{Graph, GraphKind};
+use crate::parse::MillisRange;
+use serde::{Deserialize, Serialize};
+
+/// The plan schema version. Bumped on any change a reader must know about.
+pub const PLAN_SCHEMA_VERSION: u32 = 1;
+
+/// The user's request for a run's workload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlanSpec {
+    /// Peers expected to register.
+    pub peers: usize,
+    /// Start with at least this many if `start_timeout_ms` passes first (default: all).
+    pub min_peers: Option<usize>,
+    /// How long peers write, in milliseconds.
+    pub duration_ms: u64,
+    /// The connection graph.
+    pub graph: GraphKind,
+    /// The degree for `random-regular`.
+    pub degree: usize,
+    /// Seed for every random choice in the plan (graph, write timing).
+    pub seed: u64,
+    /// Pause between two writes of one peer, drawn uniformly from this range.
+    pub write_interval: MillisRange,
+    /// Payload bytes per record.
+    pub payload_bytes: usize,
+    /// The common start is this long after the plan is made.
+    pub start_delay_ms: u64,
+    /// Give up waiting for registrations after this long.
+    pub start_timeout_ms: u64,
+    /// Peers beat this often; a peer is lost after 3 missed beats.
+    pub heartbeat_ms: u64,
+    /// After writing stops, how long peers may take to receive every record.
+    pub settle_timeout_ms: u64,
+}
+
+impl Default for PlanSpec {
+    fn default() -> Self {
+        PlanSpec {
+            peers: 10,
+            min_peers: None,
+            duration_ms: 30_000,
+            graph: GraphKind::RandomRegular,
+            degree: 4,
+            seed: 1,
+            write_interval: MillisRange {
+                min_ms: 200,
+                max_ms: 500,
+            },
+            payload_bytes: 256,
+            start_delay_ms: 2_000,
+            start_timeout_ms: 120_000,
+            heartbeat_ms: 2_000,
+            settle_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Why a spec cannot run.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    #[error("--peers must be at least 1 (got 0)")]
+    NoPeers,
+    #[error("--min-peers ({min}) must be between 1 and --peers ({peers})")]
+    BadMinPeers { min: usize, peers: usize },
+    #[error("--duration must be longer than 0")]
+    NoDuration,
+    #[error("--payload-bytes must be between 16 and 1048576 (got {0})")]
+    BadPayload(usize),
+    #[error("--heartbeat must be between 100ms and 60s (got {0}ms)")]
+    BadHeartbeat(u64),
+    #[error("random-regular needs 2 <= --degree < --peers (degree {degree}, peers {peers})")]
+    BadDegree { degree: usize, peers: usize },
+}
+
+impl PlanSpec {
+    /// Checks the spec before anything starts.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.peers == 0 {
+            return Err(SpecError::NoPeers);
+        }
+        let min = self.min_peers();
+        if min == 0 || min > self.peers {
+            return Err(SpecError::BadMinPeers {
+                min,
+                peers: self.peers,
+            });
+        }
+        if self.duration_ms == 0 {
+            return Err(SpecError::NoDuration);
+        }
+        if !(16..=1 << 20).contains(&self.payload_bytes) {
+            return Err(SpecError::BadPayload(self.payload_bytes));
+        }
+        if !(100..=60_000).contains(&self.heartbeat_ms) {
+            return Err(SpecError::BadHeartbeat(self.heartbeat_ms));
+        }
+        // Only checkable against the full count; with fewer registered peers the
+        // coordinator reduces the degree (see ExecutionPlan::graph_for).
+        // With 1 or 2 peers the only graph is complete (see ExecutionPlan::make).
+        if self.graph == GraphKind::RandomRegular
+            && self.peers > 2
+            && (self.degree < 2 || self.degree >= self.peers)
+        {
+            return Err(SpecError::BadDegree {
+                degree: self.degree,
+                peers: self.peers,
+            });
+        }
+        Ok(())
+    }
+
+    /// The minimum number of peers to start with.
+    pub fn min_peers(&self) -> usize {
+        self.min_peers.unwrap_or(self.peers)
+    }
+}
+
+/// One peer in the plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedPeer {
+    /// Position in the plan: peers are numbered by sorted name.
+    pub index: u32,
+    pub name: String,
+    /// Where its sync backend listens, `HOST:PORT`.
+    pub addr: String,
+}
+
+/// The plan every peer of a run follows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionPlan {
+    pub schema_version: u32,
+    pub run_id: String,
+    /// The spec the plan was made from.
+    pub spec: PlanSpec,
+    /// The peers that take part, numbered by sorted name.
+    pub peers: Vec<PlannedPeer>,
+    /// The graph actually generated (its degree may be lower than asked if fewer peers came).
+    pub graph: Graph,
+    /// When every peer starts writing, milliseconds since the Unix epoch.
+    pub start_at_unix_ms: u64,
+}
+
+impl ExecutionPlan {
+    /// Makes the plan for the registered peers `(name, addr)`.
+    pub fn make(
+        run_id: &str,
+        spec: &PlanSpec,
+        mut registered: Vec<(String, String)>,
+        now_unix_ms: u64,
+    ) -> Result<Self, crate::graph::GraphError> {
+        registered.sort();
+        let n = registered.len();
+        let degree = if spec.graph == GraphKind::RandomRegular && n > 2 {
+            spec.degree.clamp(2, n - 1)
+        } else {
+            spec.degree
+        };
+        let kind = if spec.graph == GraphKind::RandomRegular && n <= 2 {
+            GraphKind::Complete
+        } else {
+            spec.graph
+        };
+        let graph = crate::graph::generate(kind, n, degree, spec.seed)?;
+        Ok(ExecutionPlan {
+            schema_version: PLAN_SCHEMA_VERSION,
+            run_id: run_id.to_owned(),
+            spec: spec.clone(),
+            peers: registered
+                .into_iter()
+                .enumerate()
+                .map(|(i, (name, addr))| PlannedPeer {
+                    index: i as u32,
+                    name,
+                    addr,
+                })
+                .collect(),
+            graph,
+            start_at_unix_ms: now_unix_ms + spec.start_delay_ms,
+        })
+    }
+
+    /// The peer with this name.
+    pub fn peer(&self, name: &str) -> Option<&PlannedPeer> {
+        self.peers.iter().find(|p| p.name == name)
+    }
+
+    /// The planned neighbours of peer `index`.
+    pub fn neighbours_of(&self, index: u32) -> Vec<&PlannedPeer> {
+        self.graph
+            .edges
+            .iter()
+            .filter_map(|&(a, b)| match (a == index, b == index) {
+                (true, _) => Some(b),
+                (_, true) => Some(a),
+                _ => None,
+            })
+            .map(|i| &self.peers[i as usize])
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registered(n: usize) -> Vec<(String, String)> {
+        (0..n)
+            .rev()
+            .map(|i| {
+                (
+                    format!("peer-{:04}", i + 1),
+                    format!("127.0.0.1:{}", 9000 + i),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn numbers_peers_by_sorted_name() {
+        let spec = PlanSpec {
+            peers: 5,
+            graph: GraphKind::Ring,
+            ..PlanSpec::default()
+        };
+        let plan = ExecutionPlan::make("r1", &spec, registered(5), 1000).unwrap();
+        assert_eq!(plan.peers[0].name, "peer-0001");
+        assert_eq!(plan.peers[4].index, 4);
+        assert_eq!(plan.start_at_unix_ms, 1000 + spec.start_delay_ms);
+        let mut n: Vec<_> = plan.neighbours_of(0).iter().map(|p| p.index).collect();
+        n.sort();
+        assert_eq!(n, vec![1, 4]);
+    }
+
+    #[test]
+    fn random_regular_degree_shrinks_to_fit_fewer_peers() {
+        let spec = PlanSpec {
+            peers: 10,
+            degree: 6,
+            ..PlanSpec::default()
+        };
+        let plan = ExecutionPlan::make("r", &spec, registered(4), 0).unwrap();
+        assert!(plan.graph.degrees().iter().all(|&d| d == 3));
+        let two = ExecutionPlan::make("r", &spec, registered(2), 0).unwrap();
+        assert_eq!(two.graph.edges, vec![(0, 1)]);
+    }
+
+    #[test]
+    fn validates_before_anything_starts() {
+        let ok = PlanSpec::default();
+        assert_eq!(ok.validate(), Ok(()));
+        let zero = PlanSpec {
+            peers: 0,
+            ..ok.clone()
+        };
+        assert_eq!(zero.validate(), Err(SpecError::NoPeers));
+        let min = PlanSpec {
+            min_peers: Some(11),
+            ..ok.clone()
+        };
+        assert!(matches!(min.validate(), Err(SpecError::BadMinPeers { .. })));
+        let degree = PlanSpec {
+            degree: 10,
+            ..ok.clone()
+        };
+        assert!(matches!(
+            degree.validate(),
+            Err(SpecError::BadDegree { .. })
+        ));
+        for peers in [1, 2] {
+            let tiny = PlanSpec {
+                peers,
+                ..ok.clone()
+            };
+            assert_eq!(tiny.validate(), Ok(()), "{peers} peers plan as complete");
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The coordinator's HTTP/JSON API: the messages and the peer lifecycle.
+//!
+//! Every request carries the run token in the [`crate::token::HEADER`] header; a wrong or
+//! missing token gets `401` and changes nothing. Endpoints (all JSON):
+//!
+//! | method and path | body | answer |
+//! |---|---|---|
+//! | `POST /v1/register` | [`RegisterRequest`] | [`RegisterResponse`] |
+//! | `GET /v1/plan?peer=NAME` | | long-poll: `200` [`crate::plan::ExecutionPlan`], `204` not yet (ask again), `409` [`ErrorBody`] run aborted |
+//! | `POST /v1/heartbeat` | [`Heartbeat`] | `204` |
+//! | `POST /v1/state` | [`StateChange`] | `204` |
+//! | `POST /v1/barrier/{name}` | [`BarrierArrive`] | long-poll: [`BarrierStatus`] |
+//! | `GET /status` | | [`StatusReport`] |
+//! | `GET /healthz` | (no token needed) | `200 ok` |
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The API version, in every path as `/v1/`.
+pub const API_VERSION: u32 = 1;
+
+/// A peer's lifecycle as the coordinator sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerState {
+    /// Registered, waiting for the plan.
+    Init,
+    /// Has the plan, connecting to its neighbours.
+    Ready,
+    /// Writing records.
+    Running,
+    /// Writing stopped; catching up and writing its report.
+    Reporting,
+    /// Report written; exited or about to.
+    Done,
+    /// The peer said it failed.
+    Failed,
+    /// Missed 3 heartbeats in a row.
+    Lost,
+}
+
+impl PeerState {
+    pub const ALL: [PeerState; 7] = [
+        PeerState::Init,
+        PeerState::Ready,
+        PeerState::Running,
+        PeerState::Reporting,
+        PeerState::Done,
+        PeerState::Failed,
+        PeerState::Lost,
+    ];
+
+    /// Done, Failed and Lost end a peer's part in the run (a Lost peer that beats again
+    /// comes back, but the run does not wait for it).
+    pub fn is_terminal(self) -> bool {
+        matches!(self, PeerState::Done | PeerState::Failed | PeerState::Lost)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerState::Init => "init",
+            PeerState::Ready => "ready",
+            PeerState::Running => "running",
+            PeerState::Reporting => "reporting",
+            PeerState::Done => "done",
+            PeerState::Failed => "failed",
+            PeerState::Lost => "lost",
+        }
+    }
+}
+
+impl std::fmt::Display for PeerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Checks a peer name: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+pub fn validate_peer_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(format!(
+            "`{name}` is not a valid peer name: use 1 to 64 of A-Z a-z 0-9 . _ -"
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    pub peer: String,
+    /// Where the peer's sync backend listens, `HOST:PORT`.
+    pub addr: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    pub run_id: String,
+    /// Beat at this interval from now on.
+    pub heartbeat_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub peer: String,
+    pub state: PeerState,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateChange {
+    pub peer: String,
+    pub state: PeerState,
+    /// Why, for Failed (and anything else worth a line in the timeline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BarrierArrive {
+    pub peer: String,
+    /// A number the peer shares with the others through the barrier (for example how
+    /// many records it wrote).
+    #[serde(default)]
+    pub value: Option<u64>,
+}
+
+/// A barrier's state, returned when it is released or the long-poll times out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BarrierStatus {
+    pub barrier: String,
+    /// Every live peer has arrived (Failed and Lost peers are not waited for).
+    pub released: bool,
+    pub arrived: usize,
+    pub expected: usize,
+    /// The values the arrived peers shared, by peer name.
+    pub values: BTreeMap<String, u64>,
+}
+
+/// One row of `GET /status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub peer: String,
+    pub state: PeerState,
+    pub addr: String,
+    /// Last heartbeat, milliseconds since the Unix epoch.
+    pub last_beat_unix_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The run's phase as the coordinator sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunPhase {
+    /// Waiting for peers to register.
+    Registering,
+    /// The plan is out; peers are working.
+    Planned,
+    /// Every peer is Done, Failed or Lost.
+    Finished,
+    /// Not enough peers came before the start timeout.
+    Aborted,
+}
+
+/// `GET /status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub run_id: String,
+    pub phase: RunPhase,
+    pub expected_peers: usize,
+    /// Peers per state; every state is present.
+    pub counts: BTreeMap<PeerState, usize>,
+    pub peers: Vec<PeerStatus>,
+}
+
+/// An error answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_serialize_as_snake_case() {
+        assert_eq!(
+            serde_json::to_string(&PeerState::Reporting).unwrap(),
+            "\"reporting\""
+        );
+        let mut counts = BTreeMap::new();
+        counts.insert(PeerState::Lost, 2);
+        assert_eq!(serde_json::to_string(&counts).unwrap(), "{\"lost\":2}");
+    }
+
+    #[test]
+    fn terminal_states() {
+        let terminal: Vec<_> = PeerState::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .collect();
+        assert_eq!(
+            terminal,
+            vec![PeerState::Done, PeerState::Failed, PeerState::Lost]
+        );
+    }
+
+    #[test]
+    fn peer_names() {
+        assert!(validate_peer_name("run1-peer-0001").is_ok());
+        assert!(validate_peer_name("").is_err());
+        assert!(validate_peer_name("a/b").is_err());
+        assert!(validate_peer_name(&"x".repeat(65)).is_err());
+    }
+}

@@ -1,0 +1,226 @@
+//! The per-peer report: `report.json`, written by every peer at the end of its run.
+//!
+//! The format is documented for users in `docs/report-format.md`; keep the two in step.
+//! Readers must check [`PeerReport::schema`] and [`PeerReport::schema_version`]; fields
+//! are only ever added within a version.
+
+use crate::histogram::LatencySummary;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The value of `schema` in every peer report.
+pub const PEER_REPORT_SCHEMA: &str = "cmesh.peer-report";
+/// The current version of the peer report schema.
+pub const PEER_REPORT_VERSION: u32 = 1;
+
+/// How the peer's run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The peer followed the plan to the end.
+    Ok,
+    /// The peer could not finish; `error` says why.
+    Failed,
+}
+
+/// What a peer measured, written to `<output>/report.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeerReport {
+    pub schema: String,
+    pub schema_version: u32,
+    pub peer: String,
+    #[serde(default)]
+    pub run_id: Option<String>,
+    /// The peer's number in the plan (absent if it never got a plan).
+    #[serde(default)]
+    pub index: Option<u32>,
+    /// The sync backend, e.g. `mesh`.
+    pub backend: String,
+    pub outcome: Outcome,
+    #[serde(default)]
+    pub error: Option<String>,
+    pub started_at_unix_ms: u64,
+    pub finished_at_unix_ms: u64,
+    /// When writing started and stopped, if it did.
+    #[serde(default)]
+    pub writing: Option<WritingWindow>,
+    /// Records this peer wrote.
+    pub records_produced: u64,
+    /// Records from other origins received for the first time.
+    pub records_received: u64,
+    /// Copies of records already held (flooding sends some twice).
+    pub records_duplicate: u64,
+    /// Records never received because every neighbour had evicted them from its window.
+    pub records_missed: u64,
+    /// Other origins this peer received at least one record from.
+    pub distinct_origins: usize,
+    /// Other peers in the plan.
+    pub expected_origins: usize,
+    /// True when, after writing stopped, this peer held every record every other peer
+    /// said it wrote.
+    pub caught_up: bool,
+    /// Per other origin: what was received.
+    pub origins: BTreeMap<String, OriginStats>,
+    /// Per planned neighbour: traffic and connections.
+    pub neighbours: Vec<NeighbourStats>,
+    pub delta_sync: DeltaSyncStats,
+    /// Latency of every record received from another origin: reader clock minus writer
+    /// timestamp, in microseconds.
+    pub message_latency: LatencyReport,
+}
+
+/// Start and end of the writing phase, milliseconds since the Unix epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WritingWindow {
+    pub start_unix_ms: u64,
+    pub end_unix_ms: u64,
+}
+
+/// What one peer received from one origin.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginStats {
+    /// Distinct records received.
+    pub received: u64,
+    /// How many the origin said it wrote (from the end-of-writing barrier), if known.
+    #[serde(default)]
+    pub produced: Option<u64>,
+}
+
+/// Traffic with one neighbour, over all its connections.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeighbourStats {
+    pub peer: String,
+    pub addr: String,
+    /// Connections established (more than 1 means it reconnected).
+    pub connects: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub records_sent: u64,
+    pub records_received: u64,
+}
+
+/// Catch-up on (re)connect: what was sent, and what resending everything would have cost.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaSyncStats {
+    /// Catch-up exchanges (one per connection per side).
+    pub sessions: u64,
+    /// Records sent because the neighbour lacked them.
+    pub records_sent: u64,
+    /// Bytes of those records on the wire.
+    pub bytes_sent: u64,
+    /// Bytes a full resend of the window would have cost instead.
+    pub full_resend_bytes: u64,
+}
+
+/// Latency percentiles plus the histogram they came from.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencyReport {
+    #[serde(flatten)]
+    pub summary: LatencySummary,
+    /// Records whose writer timestamp was later than the reader's clock (clock skew);
+    /// recorded as 1 µs.
+    pub negative_samples: u64,
+    /// The HDR histogram, V2 + deflate + base64 (see `LatencyHistogram::decode`).
+    pub histogram: String,
+}
+
+impl PeerReport {
+    /// A report with nothing measured yet.
+    pub fn new(peer: &str, backend: &str, started_at_unix_ms: u64) -> Self {
+        PeerReport {
+            schema: PEER_REPORT_SCHEMA.to_owned(),
+            schema_version: PEER_REPORT_VERSION,
+            peer: peer.to_owned(),
+            run_id: None,
+            index: None,
+            backend: backend.to_owned(),
+            outcome: Outcome::Ok,
+            error: None,
+            started_at_unix_ms,
+            finished_at_unix_ms: started_at_unix_ms,
+            writing: None,
+            records_produced: 0,
+            records_received: 0,
+            records_duplicate: 0,
+            records_missed: 0,
+            distinct_origins: 0,
+            expected_origins: 0,
+            caught_up: false,
+            origins: BTreeMap::new(),
+            neighbours: Vec::new(),
+            delta_sync: DeltaSyncStats::default(),
+            message_latency: LatencyReport {
+                histogram: crate::histogram::LatencyHistogram::new().encode(),
+                ..LatencyReport::default()
+            },
+        }
+    }
+
+    /// Parses a report, refusing other schemas and newer versions.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        let schema = value.get("schema").and_then(|v| v.as_str()).unwrap_or("");
+        if schema != PEER_REPORT_SCHEMA {
+            return Err(format!(
+                "schema is `{schema}`, expected `{PEER_REPORT_SCHEMA}`"
+            ));
+        }
+        let version = value
+            .get("schema_version")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
+        if version == 0 || version > PEER_REPORT_VERSION as u64 {
+            return Err(format!(
+                "schema_version {version} is not supported (this build reads 1..={PEER_REPORT_VERSION}); upgrade the launcher"
+            ));
+        }
+        serde_json::from_value(value).map_err(|e| format!("bad report: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_has_the_documented_fields() {
+        let mut r = PeerReport::new("peer-0001", "mesh", 5);
+        r.records_produced = 3;
+        let text = serde_json::to_string_pretty(&r).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for key in [
+            "peer",
+            "records_produced",
+            "records_received",
+            "distinct_origins",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        for key in [
+            "count",
+            "min_us",
+            "p50_us",
+            "p90_us",
+            "p99_us",
+            "max_us",
+            "mean_us",
+            "histogram",
+        ] {
+            assert!(
+                v["message_latency"].get(key).is_some(),
+                "missing message_latency.{key}"
+            );
+        }
+        assert_eq!(PeerReport::from_json(&text).unwrap(), r);
+    }
+
+    #[test]
+    fn refuses_other_schemas_and_newer_versions() {
+        assert!(PeerReport::from_json("{}").unwrap_err().contains("schema"));
+        let mut v = serde_json::to_value(PeerReport::new("p", "mesh", 0)).unwrap();
+        v["schema_version"] = serde_json::json!(PEER_REPORT_VERSION + 1);
+        let err = PeerReport::from_json(&v.to_string()).unwrap_err();
+        assert!(err.contains("upgrade"), "{err}");
+    }
+}

@@ -1,0 +1,194 @@
+//! The coordinator's HTTP/JSON API (see `cmesh_common::protocol` for the endpoint table).
+//!
+//! Every route but `/healthz` needs the run token; the check runs before any handler, so
+//! a request with a wrong token is refused with `401` and changes nothing.
+
+use crate::state::{PlanSignal, Run, RunError};
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cmesh_common::protocol::{
+    BarrierArrive, ErrorBody, Heartbeat, RegisterRequest, RegisterResponse, StateChange,
+};
+use cmesh_common::token;
+use serde::Deserialize;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// What every handler shares.
+pub struct Shared {
+    pub run: Mutex<Run>,
+    pub token: String,
+    /// How long a long-poll (plan, barrier) holds before answering "not yet".
+    pub long_poll: Duration,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, Run> {
+        // A panic while holding the lock would be a bug; keep serving with the state as is.
+        self.run.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+type AppState = Arc<Shared>;
+
+/// The API's routes.
+pub fn router(state: AppState) -> Router {
+    let authed = Router::new()
+        .route("/v1/register", post(register))
+        .route("/v1/plan", get(plan))
+        .route("/v1/heartbeat", post(heartbeat))
+        .route("/v1/state", post(change_state))
+        .route("/v1/barrier/{name}", post(barrier))
+        .route("/status", get(status))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(authed)
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(ErrorBody {
+            error: message.into(),
+        }),
+    )
+        .into_response()
+}
+
+impl IntoResponse for RunError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            RunError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            RunError::Conflict(_) => StatusCode::CONFLICT,
+            RunError::NotFound(_) => StatusCode::NOT_FOUND,
+        };
+        error(status, self.to_string())
+    }
+}
+
+async fn require_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = headers
+        .get(token::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !token::token_matches(&state.token, presented) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            format!(
+                "missing or wrong run token in the `{}` header",
+                token::HEADER
+            ),
+        );
+    }
+    next.run(request).await
+}
+
+fn now() -> u64 {
+    cmesh_common::unix_millis()
+}
+
+async fn register(
+    State(state): State<AppState>,
+    Json(req): Json<RegisterRequest>,
+) -> Result<Json<RegisterResponse>, RunError> {
+    let mut run = state.lock();
+    run.register(&req.peer, &req.addr, now())?;
+    Ok(Json(RegisterResponse {
+        run_id: run.run_id().to_owned(),
+        heartbeat_ms: run.spec().heartbeat_ms,
+    }))
+}
+
+#[derive(Deserialize)]
+struct PlanQuery {
+    peer: String,
+}
+
+async fn plan(State(state): State<AppState>, Query(q): Query<PlanQuery>) -> Response {
+    let mut signal = {
+        let run = state.lock();
+        if !run.is_registered(&q.peer) {
+            return RunError::NotFound(format!(
+                "peer `{}` is not registered in run {}; register first",
+                q.peer,
+                run.run_id()
+            ))
+            .into_response();
+        }
+        run.plan_signal()
+    };
+    let waited = tokio::time::timeout(
+        state.long_poll,
+        signal.wait_for(|s| !matches!(s, PlanSignal::Pending)),
+    )
+    .await;
+    let current = match waited {
+        Ok(Ok(signal)) => signal.clone(),
+        _ => return StatusCode::NO_CONTENT.into_response(),
+    };
+    match current {
+        PlanSignal::Ready(p) => Response::builder()
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(p.json.clone()))
+            .expect("static response parts are valid"),
+        PlanSignal::Aborted(reason) => {
+            error(StatusCode::CONFLICT, format!("run aborted: {reason}"))
+        }
+        PlanSignal::Pending => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+async fn heartbeat(
+    State(state): State<AppState>,
+    Json(beat): Json<Heartbeat>,
+) -> Result<StatusCode, RunError> {
+    state.lock().heartbeat(&beat.peer, beat.state, now())?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn change_state(
+    State(state): State<AppState>,
+    Json(change): Json<StateChange>,
+) -> Result<StatusCode, RunError> {
+    state
+        .lock()
+        .change_state(&change.peer, change.state, change.reason, now())?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn barrier(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Json(arrive): Json<BarrierArrive>,
+) -> Response {
+    let mut released = match state
+        .lock()
+        .arrive(&name, &arrive.peer, arrive.value, now())
+    {
+        Ok(rx) => rx,
+        Err(e) => return e.into_response(),
+    };
+    // Released or not, answer with the barrier's state; the peer polls again if not.
+    let _ = tokio::time::timeout(state.long_poll, released.wait_for(|r| *r)).await;
+    let status = state.lock().barrier_status(&name);
+    match status {
+        Some(s) => Json(s).into_response(),
+        None => error(StatusCode::INTERNAL_SERVER_ERROR, "barrier vanished"),
+    }
+}
+
+async fn status(State(state): State<AppState>) -> Response {
+    Json(state.lock().status()).into_response()
+}

@@ -1,0 +1,62 @@
+use clap::Parser;
+use cmesh_common::exit;
+use cmesh_coordinator::{bind, cli::Args, serve, Config};
+use std::process::ExitCode;
+use std::time::Duration;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    cmesh_common::init_logging();
+    ExitCode::from(run(args) as u8)
+}
+
+fn run(args: Args) -> i32 {
+    let bad = |msg: String| {
+        eprintln!("coordinator: error: {msg}");
+        exit::BAD_INPUT
+    };
+    let spec = args.spec();
+    if let Err(e) = spec.validate() {
+        return bad(e.to_string());
+    }
+    let token = match cmesh_common::token::read_token_file(&args.token_file) {
+        Ok(t) => t,
+        Err(e) => return bad(e.to_string()),
+    };
+    let fds = cmesh_common::raise_fd_limit();
+    if fds < 2 * spec.peers as u64 + 64 {
+        tracing::warn!(
+            "only {fds} open files allowed; {} peers need about {}. Raise `ulimit -n`",
+            spec.peers,
+            2 * spec.peers + 64
+        );
+    }
+    // One thread: the work per request is tiny, and a single thread avoids cross-thread
+    // wake-ups (measured in bench/coordinator-load).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    runtime.block_on(async {
+        let listener = match bind(args.listen).await {
+            Ok(l) => l,
+            Err(e) => return bad(e.0),
+        };
+        let config = Config {
+            listen: args.listen,
+            token,
+            output: args.output,
+            run_id: args.run_id,
+            spec,
+            linger: args.linger,
+            long_poll: Duration::from_secs(20),
+        };
+        match serve(config, listener).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("coordinator: error: {e:#}");
+                exit::RUN_FAILED
+            }
+        }
+    })
+}

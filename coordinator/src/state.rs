@@ -1,0 +1,677 @@
+//! The run as the coordinator keeps it: registered peers, their states, the plan, barriers.
+//!
+//! Everything here is synchronous and takes the current time as an argument, so the whole
+//! lifecycle is unit-tested without a clock or a network. The HTTP layer ([`crate::api`])
+//! holds a [`Run`] behind a mutex and never across an `.await`; long-polls wait on the
+//! `watch` channels a `Run` exposes.
+
+use cmesh_common::plan::{ExecutionPlan, PlanSpec};
+use cmesh_common::protocol::{BarrierStatus, PeerState, PeerStatus, RunPhase, StatusReport};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+
+/// The plan as published to peers: the value and its JSON, serialized once.
+#[derive(Debug)]
+pub struct PublishedPlan {
+    pub plan: ExecutionPlan,
+    pub json: Vec<u8>,
+}
+
+/// What plan long-polls wait on.
+#[derive(Clone, Debug)]
+pub enum PlanSignal {
+    Pending,
+    Ready(Arc<PublishedPlan>),
+    Aborted(String),
+}
+
+/// One line of `timeline.jsonl`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TimelineEvent {
+    pub t_unix_ms: u64,
+    pub event: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<PeerState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<PeerState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Why a request cannot be served.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+}
+
+#[derive(Debug)]
+struct PeerEntry {
+    addr: String,
+    state: PeerState,
+    last_beat_ms: u64,
+    reason: Option<String>,
+}
+
+#[derive(Debug)]
+struct Barrier {
+    arrived: BTreeMap<String, Option<u64>>,
+    released: watch::Sender<bool>,
+}
+
+/// A run's state.
+#[derive(Debug)]
+pub struct Run {
+    run_id: String,
+    spec: PlanSpec,
+    phase: RunPhase,
+    peers: BTreeMap<String, PeerEntry>,
+    plan: watch::Sender<PlanSignal>,
+    finished: watch::Sender<bool>,
+    barriers: BTreeMap<String, Barrier>,
+    timeline: mpsc::UnboundedSender<TimelineEvent>,
+}
+
+impl Run {
+    /// A new run; timeline events go to `timeline`.
+    pub fn new(
+        run_id: &str,
+        spec: PlanSpec,
+        timeline: mpsc::UnboundedSender<TimelineEvent>,
+    ) -> Self {
+        Run {
+            run_id: run_id.to_owned(),
+            spec,
+            phase: RunPhase::Registering,
+            peers: BTreeMap::new(),
+            plan: watch::channel(PlanSignal::Pending).0,
+            finished: watch::channel(false).0,
+            barriers: BTreeMap::new(),
+            timeline,
+        }
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    pub fn spec(&self) -> &PlanSpec {
+        &self.spec
+    }
+
+    pub fn phase(&self) -> RunPhase {
+        self.phase
+    }
+
+    /// Waits here for the plan (or the abort).
+    pub fn plan_signal(&self) -> watch::Receiver<PlanSignal> {
+        self.plan.subscribe()
+    }
+
+    /// Becomes true when the run is finished or aborted.
+    pub fn finished_signal(&self) -> watch::Receiver<bool> {
+        self.finished.subscribe()
+    }
+
+    /// The published plan, once made.
+    pub fn plan(&self) -> Option<Arc<PublishedPlan>> {
+        match &*self.plan.borrow() {
+            PlanSignal::Ready(p) => Some(p.clone()),
+            _ => None,
+        }
+    }
+
+    fn emit(
+        &self,
+        now: u64,
+        event: &'static str,
+        peer: Option<&str>,
+        from: Option<PeerState>,
+        to: Option<PeerState>,
+        detail: Option<String>,
+    ) {
+        // The writer task may be gone at shutdown; losing a line then is harmless.
+        let _ = self.timeline.send(TimelineEvent {
+            t_unix_ms: now,
+            event,
+            peer: peer.map(str::to_owned),
+            from,
+            to,
+            detail,
+        });
+    }
+
+    /// A peer registers (or re-registers after a restart) with the address it listens on.
+    pub fn register(&mut self, peer: &str, addr: &str, now: u64) -> Result<(), RunError> {
+        cmesh_common::protocol::validate_peer_name(peer).map_err(RunError::BadRequest)?;
+        cmesh_common::parse::host_port(addr).map_err(RunError::BadRequest)?;
+        match self.phase {
+            RunPhase::Aborted | RunPhase::Finished => {
+                return Err(RunError::Conflict(format!(
+                    "run {} is {:?}; it takes no more registrations",
+                    self.run_id, self.phase
+                )))
+            }
+            RunPhase::Planned if !self.peers.contains_key(peer) => {
+                return Err(RunError::Conflict(format!(
+                    "the plan of run {} is already made and `{peer}` is not in it",
+                    self.run_id
+                )))
+            }
+            _ => {}
+        }
+        if !self.peers.contains_key(peer) && self.peers.len() >= self.spec.peers {
+            return Err(RunError::Conflict(format!(
+                "run {} expects {} peers and all have registered; `{peer}` is one too many",
+                self.run_id, self.spec.peers
+            )));
+        }
+        match self.peers.get_mut(peer) {
+            Some(entry) => {
+                entry.last_beat_ms = now;
+                if self.phase == RunPhase::Registering {
+                    entry.addr = addr.to_owned();
+                }
+                self.emit(
+                    now,
+                    "re-registered",
+                    Some(peer),
+                    None,
+                    None,
+                    Some(addr.to_owned()),
+                );
+            }
+            None => {
+                self.peers.insert(
+                    peer.to_owned(),
+                    PeerEntry {
+                        addr: addr.to_owned(),
+                        state: PeerState::Init,
+                        last_beat_ms: now,
+                        reason: None,
+                    },
+                );
+                self.emit(
+                    now,
+                    "registered",
+                    Some(peer),
+                    None,
+                    Some(PeerState::Init),
+                    Some(addr.to_owned()),
+                );
+            }
+        }
+        if self.phase == RunPhase::Registering && self.peers.len() == self.spec.peers {
+            self.make_plan(now);
+        }
+        Ok(())
+    }
+
+    /// The start timeout passed: plan with whoever came, or abort if too few did.
+    pub fn start_timeout(&mut self, now: u64) {
+        if self.phase != RunPhase::Registering {
+            return;
+        }
+        let live = self
+            .peers
+            .values()
+            .filter(|p| !p.state.is_terminal())
+            .count();
+        if live >= self.spec.min_peers() {
+            self.make_plan(now);
+        } else {
+            self.abort(
+                now,
+                format!(
+                    "only {live} of {} peers registered before the start timeout ({} ms); at least {} were needed",
+                    self.spec.peers,
+                    self.spec.start_timeout_ms,
+                    self.spec.min_peers()
+                ),
+            );
+        }
+    }
+
+    fn make_plan(&mut self, now: u64) {
+        let registered = self
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.state.is_terminal())
+            .map(|(name, p)| (name.clone(), p.addr.clone()))
+            .collect();
+        match ExecutionPlan::make(&self.run_id, &self.spec, registered, now) {
+            Ok(plan) => {
+                let json = serde_json::to_vec(&plan).expect("plans serialize");
+                // Peers that registered but were lost before the plan are not part of it.
+                let planned: std::collections::BTreeSet<&str> =
+                    plan.peers.iter().map(|p| p.name.as_str()).collect();
+                self.peers.retain(|name, _| planned.contains(name.as_str()));
+                self.phase = RunPhase::Planned;
+                self.emit(
+                    now,
+                    "planned",
+                    None,
+                    None,
+                    None,
+                    Some(format!(
+                        "{} peers, graph {} with {} edges, start at {}",
+                        plan.peers.len(),
+                        plan.spec.graph,
+                        plan.graph.edges.len(),
+                        plan.start_at_unix_ms
+                    )),
+                );
+                self.plan
+                    .send_replace(PlanSignal::Ready(Arc::new(PublishedPlan { plan, json })));
+            }
+            Err(e) => self.abort(now, format!("cannot make the plan: {e}")),
+        }
+    }
+
+    fn abort(&mut self, now: u64, reason: String) {
+        self.phase = RunPhase::Aborted;
+        self.emit(now, "aborted", None, None, None, Some(reason.clone()));
+        self.plan.send_replace(PlanSignal::Aborted(reason));
+        self.finished.send_replace(true);
+    }
+
+    fn set_state(&mut self, peer: &str, to: PeerState, reason: Option<String>, now: u64) {
+        let Some(entry) = self.peers.get_mut(peer) else {
+            return;
+        };
+        let from = entry.state;
+        let allowed = match (from, to) {
+            (a, b) if a == b => false,
+            // A lost peer that speaks again is back, in whatever state it says.
+            (PeerState::Lost, _) => true,
+            (PeerState::Done | PeerState::Failed, _) => false,
+            (_, PeerState::Failed | PeerState::Lost) => true,
+            (a, b) => b > a,
+        };
+        if !allowed {
+            return;
+        }
+        entry.state = to;
+        if reason.is_some() {
+            entry.reason = reason.clone();
+        }
+        self.emit(now, "state", Some(peer), Some(from), Some(to), reason);
+        if to.is_terminal() || from == PeerState::Lost {
+            self.recheck_barriers();
+            self.check_finished(now);
+        }
+    }
+
+    /// True if `peer` has registered (and, once planned, is in the plan).
+    pub fn is_registered(&self, peer: &str) -> bool {
+        self.peers.contains_key(peer)
+    }
+
+    fn known(&self, peer: &str) -> Result<(), RunError> {
+        if self.is_registered(peer) {
+            Ok(())
+        } else {
+            Err(RunError::NotFound(format!(
+                "peer `{peer}` is not registered in run {}; register first",
+                self.run_id
+            )))
+        }
+    }
+
+    /// A heartbeat, carrying the state the peer believes it is in.
+    pub fn heartbeat(&mut self, peer: &str, state: PeerState, now: u64) -> Result<(), RunError> {
+        self.known(peer)?;
+        self.peers.get_mut(peer).expect("known").last_beat_ms = now;
+        self.set_state(peer, state, None, now);
+        Ok(())
+    }
+
+    /// A peer says it moved to `state`.
+    pub fn change_state(
+        &mut self,
+        peer: &str,
+        state: PeerState,
+        reason: Option<String>,
+        now: u64,
+    ) -> Result<(), RunError> {
+        self.known(peer)?;
+        if state == PeerState::Lost {
+            return Err(RunError::BadRequest(
+                "a peer cannot declare itself lost".into(),
+            ));
+        }
+        self.peers.get_mut(peer).expect("known").last_beat_ms = now;
+        self.set_state(peer, state, reason, now);
+        Ok(())
+    }
+
+    /// Marks peers that missed 3 beats as Lost. Returns how many were marked.
+    pub fn sweep_lost(&mut self, now: u64) -> usize {
+        let limit = 3 * self.spec.heartbeat_ms;
+        let lost: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.state.is_terminal() && now.saturating_sub(p.last_beat_ms) > limit)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &lost {
+            let reason = format!("no heartbeat for more than {limit} ms (3 beats)");
+            self.set_state(name, PeerState::Lost, Some(reason), now);
+        }
+        lost.len()
+    }
+
+    /// The run's deadline passed: peers still working are marked Failed.
+    pub fn deadline(&mut self, now: u64) {
+        let stuck: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.state.is_terminal())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in stuck {
+            self.set_state(
+                &name,
+                PeerState::Failed,
+                Some("the run deadline passed before this peer finished".into()),
+                now,
+            );
+        }
+    }
+
+    fn check_finished(&mut self, now: u64) {
+        if self.phase == RunPhase::Planned && self.peers.values().all(|p| p.state.is_terminal()) {
+            self.phase = RunPhase::Finished;
+            self.emit(now, "finished", None, None, None, None);
+            self.finished.send_replace(true);
+        }
+    }
+
+    /// A peer arrives at barrier `name`. Returns a receiver that becomes true on release.
+    pub fn arrive(
+        &mut self,
+        name: &str,
+        peer: &str,
+        value: Option<u64>,
+        now: u64,
+    ) -> Result<watch::Receiver<bool>, RunError> {
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(RunError::BadRequest(format!(
+                "`{name}` is not a barrier name: use 1 to 64 of a-z 0-9 - _"
+            )));
+        }
+        self.known(peer)?;
+        if self.phase == RunPhase::Registering {
+            return Err(RunError::Conflict(
+                "barriers open once the plan is made".into(),
+            ));
+        }
+        let barrier = self
+            .barriers
+            .entry(name.to_owned())
+            .or_insert_with(|| Barrier {
+                arrived: BTreeMap::new(),
+                released: watch::channel(false).0,
+            });
+        let first = barrier.arrived.insert(peer.to_owned(), value).is_none();
+        let rx = barrier.released.subscribe();
+        if first {
+            self.emit(
+                now,
+                "barrier",
+                Some(peer),
+                None,
+                None,
+                Some(name.to_owned()),
+            );
+        }
+        self.recheck_barriers();
+        Ok(rx)
+    }
+
+    /// A barrier is released when every planned peer has arrived or is Done, Failed or Lost.
+    fn recheck_barriers(&mut self) {
+        for barrier in self.barriers.values() {
+            if *barrier.released.borrow() {
+                continue;
+            }
+            let all = self
+                .peers
+                .iter()
+                .all(|(name, p)| barrier.arrived.contains_key(name) || p.state.is_terminal());
+            if all {
+                barrier.released.send_replace(true);
+            }
+        }
+    }
+
+    /// A barrier's state now.
+    pub fn barrier_status(&self, name: &str) -> Option<BarrierStatus> {
+        let b = self.barriers.get(name)?;
+        Some(BarrierStatus {
+            barrier: name.to_owned(),
+            released: *b.released.borrow(),
+            arrived: b.arrived.len(),
+            expected: self
+                .peers
+                .iter()
+                .filter(|(n, p)| b.arrived.contains_key(*n) || !p.state.is_terminal())
+                .count(),
+            values: b
+                .arrived
+                .iter()
+                .filter_map(|(n, v)| v.map(|v| (n.clone(), v)))
+                .collect(),
+        })
+    }
+
+    /// `GET /status`.
+    pub fn status(&self) -> StatusReport {
+        let mut counts: BTreeMap<PeerState, usize> =
+            PeerState::ALL.into_iter().map(|s| (s, 0)).collect();
+        for p in self.peers.values() {
+            *counts.entry(p.state).or_default() += 1;
+        }
+        StatusReport {
+            run_id: self.run_id.clone(),
+            phase: self.phase,
+            expected_peers: self.spec.peers,
+            counts,
+            peers: self
+                .peers
+                .iter()
+                .map(|(name, p)| PeerStatus {
+                    peer: name.clone(),
+                    state: p.state,
+                    addr: p.addr.clone(),
+                    last_beat_unix_ms: p.last_beat_ms,
+                    reason: p.reason.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// True when every planned peer is Done.
+    pub fn all_done(&self) -> bool {
+        self.phase == RunPhase::Finished && self.peers.values().all(|p| p.state == PeerState::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cmesh_common::graph::GraphKind;
+
+    fn run(peers: usize) -> (Run, mpsc::UnboundedReceiver<TimelineEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let spec = PlanSpec {
+            peers,
+            min_peers: Some(2),
+            graph: GraphKind::Ring,
+            heartbeat_ms: 100,
+            ..PlanSpec::default()
+        };
+        (Run::new("r1", spec, tx), rx)
+    }
+
+    fn register_all(run: &mut Run, n: usize) {
+        for i in 0..n {
+            run.register(&format!("p{i}"), &format!("127.0.0.1:{}", 9000 + i), 0)
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn plans_when_everyone_registered() {
+        let (mut run, _rx) = run(3);
+        let signal = run.plan_signal();
+        register_all(&mut run, 2);
+        assert!(matches!(*signal.borrow(), PlanSignal::Pending));
+        register_all(&mut run, 3);
+        assert_eq!(run.phase(), RunPhase::Planned);
+        let plan = run.plan().unwrap();
+        assert_eq!(plan.plan.peers.len(), 3);
+        assert!(matches!(*signal.borrow(), PlanSignal::Ready(_)));
+        let err = run.register("late", "127.0.0.1:1", 1).unwrap_err();
+        assert!(matches!(err, RunError::Conflict(m) if m.contains("not in it")));
+    }
+
+    #[test]
+    fn start_timeout_plans_with_enough_or_aborts() {
+        let (mut few, _rx) = run(5);
+        register_all(&mut few, 1);
+        few.start_timeout(10);
+        assert_eq!(few.phase(), RunPhase::Aborted);
+        assert!(*few.finished_signal().borrow());
+        assert!(
+            matches!(&*few.plan_signal().borrow(), PlanSignal::Aborted(m) if m.contains("only 1 of 5"))
+        );
+
+        let (mut enough, _rx) = run(5);
+        register_all(&mut enough, 2);
+        enough.start_timeout(10);
+        assert_eq!(enough.phase(), RunPhase::Planned);
+        assert_eq!(enough.plan().unwrap().plan.peers.len(), 2);
+    }
+
+    #[test]
+    fn rejects_bad_registrations_without_changing_anything() {
+        let (mut run, _rx) = run(2);
+        assert!(matches!(
+            run.register("a/b", "127.0.0.1:1", 0),
+            Err(RunError::BadRequest(_))
+        ));
+        assert!(matches!(
+            run.register("a", "nope", 0),
+            Err(RunError::BadRequest(_))
+        ));
+        assert_eq!(run.status().peers.len(), 0);
+        register_all(&mut run, 2);
+        assert!(run.register("p9", "127.0.0.1:1", 0).is_err());
+    }
+
+    #[test]
+    fn lost_after_three_missed_beats_and_back_when_it_beats() {
+        let (mut run, _rx) = run(2);
+        register_all(&mut run, 2);
+        run.heartbeat("p0", PeerState::Running, 250).unwrap();
+        assert_eq!(run.sweep_lost(300), 0, "3 beats of 100 ms not yet missed");
+        assert_eq!(run.sweep_lost(301), 1, "p1 last beat at 0");
+        let status = run.status();
+        assert_eq!(status.counts[&PeerState::Lost], 1);
+        assert_eq!(status.counts[&PeerState::Running], 1);
+        run.heartbeat("p1", PeerState::Running, 400).unwrap();
+        assert_eq!(run.status().counts[&PeerState::Running], 2);
+    }
+
+    #[test]
+    fn states_only_move_forward_and_terminal_states_stick() {
+        let (mut run, _rx) = run(2);
+        register_all(&mut run, 2);
+        run.change_state("p0", PeerState::Running, None, 1).unwrap();
+        run.change_state("p0", PeerState::Ready, None, 2).unwrap();
+        assert_eq!(run.status().peers[0].state, PeerState::Running);
+        run.change_state("p0", PeerState::Failed, Some("boom".into()), 3)
+            .unwrap();
+        run.change_state("p0", PeerState::Done, None, 4).unwrap();
+        assert_eq!(run.status().peers[0].state, PeerState::Failed);
+        assert_eq!(run.status().peers[0].reason.as_deref(), Some("boom"));
+        assert!(run.change_state("p0", PeerState::Lost, None, 5).is_err());
+        assert!(matches!(
+            run.heartbeat("ghost", PeerState::Init, 5),
+            Err(RunError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn barrier_releases_when_all_live_peers_arrive() {
+        let (mut run, _rx) = run(3);
+        register_all(&mut run, 3);
+        let rx = run.arrive("written", "p0", Some(5), 1).unwrap();
+        run.arrive("written", "p1", Some(7), 1).unwrap();
+        assert!(!*rx.borrow());
+        let status = run.barrier_status("written").unwrap();
+        assert_eq!((status.arrived, status.expected), (2, 3));
+        // p2 fails: the barrier no longer waits for it.
+        run.change_state("p2", PeerState::Failed, Some("x".into()), 2)
+            .unwrap();
+        assert!(*rx.borrow());
+        let status = run.barrier_status("written").unwrap();
+        assert!(status.released);
+        assert_eq!(status.values.get("p1"), Some(&7));
+        assert!(run.arrive("bad name!", "p0", None, 3).is_err());
+    }
+
+    #[test]
+    fn finishes_when_every_peer_is_terminal() {
+        let (mut run, _rx) = run(2);
+        register_all(&mut run, 2);
+        let finished = run.finished_signal();
+        run.change_state("p0", PeerState::Done, None, 1).unwrap();
+        assert!(!*finished.borrow());
+        run.change_state("p1", PeerState::Done, None, 2).unwrap();
+        assert!(*finished.borrow());
+        assert!(run.all_done());
+    }
+
+    #[test]
+    fn deadline_fails_stuck_peers() {
+        let (mut run, _rx) = run(2);
+        register_all(&mut run, 2);
+        run.change_state("p0", PeerState::Done, None, 1).unwrap();
+        run.deadline(9);
+        assert_eq!(run.phase(), RunPhase::Finished);
+        assert!(!run.all_done());
+        assert_eq!(run.status().counts[&PeerState::Failed], 1);
+    }
+
+    #[test]
+    fn timeline_records_state_changes() {
+        let (mut run, mut rx) = run(2);
+        register_all(&mut run, 2);
+        run.change_state("p0", PeerState::Ready, None, 5).unwrap();
+        let mut events = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            events.push(e);
+        }
+        assert!(events.iter().any(|e| e.event == "planned"));
+        assert!(events.iter().any(|e| e.event == "state"
+            && e.peer.as_deref() == Some("p0")
+            && e.from == Some(PeerState::Init)
+            && e.to == Some(PeerState::Ready)
+            && e.t_unix_ms == 5));
+    }
+}

@@ -1,0 +1,76 @@
+//! The peer's command line.
+
+use clap::Parser;
+use cmesh_common::parse;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A cmesh peer: the workload under test.
+///
+/// It registers with the coordinator, waits for the plan, connects to its planned
+/// neighbours, writes timestamped records at the planned rate, measures the latency of
+/// every record it receives, and writes report.json and events.jsonl to --output.
+/// Exit codes: 0 ok, 1 the run failed (the report says why), 2 bad input.
+///
+/// Example: peer --name peer-0001 --coordinator 127.0.0.1:7400 --listen 127.0.0.1:0
+/// --output out/peer-0001 --token-file token
+#[derive(Debug, Parser)]
+#[command(name = "peer", version)]
+pub struct Args {
+    /// This peer's name (1 to 64 of A-Z a-z 0-9 . _ -).
+    #[arg(long)]
+    pub name: String,
+    /// The coordinator's HOST:PORT.
+    #[arg(long, value_parser = parse::host_port)]
+    pub coordinator: String,
+    /// Where to accept neighbours (IP:PORT; port 0 picks a free port).
+    #[arg(long, value_parser = parse::socket_addr, default_value = "0.0.0.0:7500")]
+    pub listen: SocketAddr,
+    /// The HOST:PORT neighbours dial [default: the listen IP, or the hostname when
+    /// listening on 0.0.0.0, with the bound port].
+    #[arg(long, value_parser = parse::host_port)]
+    pub advertise: Option<String>,
+    /// Directory for report.json and events.jsonl.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// File holding the run token (first line).
+    #[arg(long)]
+    pub token_file: PathBuf,
+    /// Keep retrying an unreachable coordinator this long before failing.
+    #[arg(long, value_parser = parse::duration, default_value = "60s")]
+    pub coordinator_timeout: Duration,
+    /// Memory for the window of recent records, over all origins (bytes).
+    #[arg(long, default_value_t = 2 << 20)]
+    pub window_bytes: usize,
+}
+
+/// The address to advertise: the flag, else the listen IP, else (0.0.0.0) the hostname.
+pub fn advertise_addr(flag: Option<&str>, bound: SocketAddr) -> String {
+    if let Some(a) = flag {
+        return a.to_owned();
+    }
+    if bound.ip().is_unspecified() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "localhost".to_owned());
+        format!("{host}:{}", bound.port())
+    } else {
+        bound.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertises_flag_then_ip_then_hostname() {
+        let bound: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        assert_eq!(advertise_addr(Some("h:1"), bound), "h:1");
+        assert_eq!(advertise_addr(None, bound), "127.0.0.1:4000");
+        let any: SocketAddr = "0.0.0.0:4000".parse().unwrap();
+        let a = advertise_addr(None, any);
+        assert!(a.ends_with(":4000") && !a.starts_with("0.0.0.0"), "{a}");
+    }
+}

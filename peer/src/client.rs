@@ -1,0 +1,287 @@
+//! The peer's side of the coordinator API.
+//!
+//! Transient failures (connection refused, timeouts, 5xx) are retried with exponential
+//! backoff until a deadline; answers that retrying cannot change (401 wrong token, 404,
+//! 409 aborted) fail at once with what the coordinator said.
+
+use cmesh_common::plan::ExecutionPlan;
+use cmesh_common::protocol::{
+    BarrierArrive, BarrierStatus, ErrorBody, Heartbeat, PeerState, RegisterRequest,
+    RegisterResponse, StateChange,
+};
+use cmesh_common::token;
+use reqwest::StatusCode;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Why a call to the coordinator failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("the coordinator at {addr} could not be reached for {waited:?}: {last}")]
+    Unreachable {
+        addr: String,
+        waited: Duration,
+        last: String,
+    },
+    #[error("the coordinator refused the run token (401); check that --token-file holds this run's token")]
+    Unauthorized,
+    #[error("the coordinator answered {status}: {message}")]
+    Refused { status: StatusCode, message: String },
+}
+
+enum Attempt<T> {
+    Done(T),
+    /// Ask again at once (a long-poll that answered "not yet").
+    Again,
+    /// A transient failure: back off, then ask again.
+    Retry(String),
+    Fail(ClientError),
+}
+
+/// A client for one peer.
+#[derive(Clone)]
+pub struct CoordinatorClient {
+    http: reqwest::Client,
+    addr: String,
+    base: String,
+    token: String,
+    peer: String,
+}
+
+impl CoordinatorClient {
+    /// `addr` is the coordinator's `HOST:PORT`.
+    pub fn new(addr: &str, token: &str, peer: &str) -> Self {
+        CoordinatorClient {
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .pool_max_idle_per_host(1)
+                .build()
+                .expect("an HTTP client without TLS builds"),
+            addr: addr.to_owned(),
+            base: format!("http://{addr}"),
+            token: token.to_owned(),
+            peer: peer.to_owned(),
+        }
+    }
+
+    async fn classify<T: serde::de::DeserializeOwned>(
+        response: Result<reqwest::Response, reqwest::Error>,
+    ) -> Attempt<T> {
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => return Attempt::Retry(describe(&e)),
+        };
+        let status = response.status();
+        if status == StatusCode::NO_CONTENT {
+            return Attempt::Again;
+        }
+        if status.is_success() {
+            return match response.json::<T>().await {
+                Ok(v) => Attempt::Done(v),
+                Err(e) => Attempt::Retry(format!("unreadable answer: {e}")),
+            };
+        }
+        if status.is_server_error() {
+            return Attempt::Retry(format!("the coordinator answered {status}"));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            return Attempt::Fail(ClientError::Unauthorized);
+        }
+        let message = match response.json::<ErrorBody>().await {
+            Ok(b) => b.error,
+            Err(_) => String::from("(no detail)"),
+        };
+        Attempt::Fail(ClientError::Refused { status, message })
+    }
+
+    /// Repeats `call` until it is done, fails for good, or `patience` passes without an
+    /// answer. A "not yet" answer from a long-poll resets the patience: the coordinator is
+    /// there, just not ready.
+    async fn retry<T, F, Fut>(&self, patience: Duration, mut call: F) -> Result<T, ClientError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Attempt<T>>,
+    {
+        let mut since = Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match call().await {
+                Attempt::Done(v) => return Ok(v),
+                Attempt::Fail(e) => return Err(e),
+                Attempt::Again => {
+                    since = Instant::now();
+                    backoff = Duration::from_millis(100);
+                }
+                Attempt::Retry(last) => {
+                    let waited = since.elapsed();
+                    if waited >= patience {
+                        return Err(ClientError::Unreachable {
+                            addr: self.addr.clone(),
+                            waited,
+                            last,
+                        });
+                    }
+                    tracing::debug!("coordinator not reachable yet: {last}");
+                    tokio::time::sleep(backoff.min(patience.saturating_sub(waited))).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .header(token::HEADER, &self.token)
+    }
+
+    /// Registers, retrying until `patience` runs out.
+    pub async fn register(
+        &self,
+        addr: &str,
+        patience: Duration,
+    ) -> Result<RegisterResponse, ClientError> {
+        let body = RegisterRequest {
+            peer: self.peer.clone(),
+            addr: addr.to_owned(),
+        };
+        self.retry(patience, || async {
+            Self::classify(
+                self.post("/v1/register")
+                    .timeout(Duration::from_secs(10))
+                    .json(&body)
+                    .send()
+                    .await,
+            )
+            .await
+        })
+        .await
+    }
+
+    /// Long-polls for the plan.
+    pub async fn wait_plan(&self, patience: Duration) -> Result<ExecutionPlan, ClientError> {
+        self.retry(patience, || async {
+            let r = self
+                .http
+                .get(format!("{}/v1/plan", self.base))
+                .query(&[("peer", &self.peer)])
+                .header(token::HEADER, &self.token)
+                .timeout(Duration::from_secs(60))
+                .send()
+                .await;
+            Self::classify(r).await
+        })
+        .await
+    }
+
+    /// One heartbeat, no retry (the next beat is the retry).
+    pub async fn heartbeat(&self, state: PeerState) -> Result<(), ClientError> {
+        let body = Heartbeat {
+            peer: self.peer.clone(),
+            state,
+        };
+        self.send_once("/v1/heartbeat", &body).await
+    }
+
+    /// Reports a state change, retrying until `patience` runs out.
+    pub async fn set_state(
+        &self,
+        state: PeerState,
+        reason: Option<String>,
+        patience: Duration,
+    ) -> Result<(), ClientError> {
+        let body = StateChange {
+            peer: self.peer.clone(),
+            state,
+            reason,
+        };
+        self.retry(patience, || async {
+            match self.send_once("/v1/state", &body).await {
+                Ok(()) => Attempt::Done(()),
+                Err(ClientError::Unreachable { last, .. }) => Attempt::Retry(last),
+                Err(e) => Attempt::Fail(e),
+            }
+        })
+        .await
+    }
+
+    async fn send_once<B: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<(), ClientError> {
+        let r = self
+            .post(path)
+            .timeout(Duration::from_secs(10))
+            .json(body)
+            .send()
+            .await;
+        match r {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) if r.status() == StatusCode::UNAUTHORIZED => Err(ClientError::Unauthorized),
+            Ok(r) if r.status().is_server_error() => Err(ClientError::Unreachable {
+                addr: self.addr.clone(),
+                waited: Duration::ZERO,
+                last: format!("the coordinator answered {}", r.status()),
+            }),
+            Ok(r) => {
+                let status = r.status();
+                let message = r
+                    .json::<ErrorBody>()
+                    .await
+                    .map(|b| b.error)
+                    .unwrap_or_default();
+                Err(ClientError::Refused { status, message })
+            }
+            Err(e) => Err(ClientError::Unreachable {
+                addr: self.addr.clone(),
+                waited: Duration::ZERO,
+                last: describe(&e),
+            }),
+        }
+    }
+
+    /// Arrives at barrier `name` and waits until it is released or `timeout` passes;
+    /// returns the barrier's last known state either way.
+    pub async fn barrier(
+        &self,
+        name: &str,
+        value: Option<u64>,
+        timeout: Duration,
+        patience: Duration,
+    ) -> Result<BarrierStatus, ClientError> {
+        let body = BarrierArrive {
+            peer: self.peer.clone(),
+            value,
+        };
+        let until = Instant::now() + timeout;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let status: BarrierStatus = self
+                .retry(patience, || async {
+                    let r = self
+                        .post(&format!("/v1/barrier/{name}"))
+                        .timeout(Duration::from_secs(60))
+                        .json(&body)
+                        .send()
+                        .await;
+                    Self::classify(r).await
+                })
+                .await?;
+            if status.released || left.is_zero() {
+                return Ok(status);
+            }
+        }
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,29 @@
+//! The cmesh peer: the test workload.
+//!
+//! - [`run`]: the lifecycle (register, plan, connect, write, catch up, report);
+//! - [`backend`]: the [`backend::SyncBackend`] trait and the built-in `mesh` backend, a
+//!   replicated record log flooded over TCP with delta sync on reconnect;
+//! - [`client`]: the coordinator API client, with retry and backoff;
+//! - [`metrics`]: latency (HDR histogram) and delivery counts;
+//! - [`events`]: the `events.jsonl` log;
+//! - [`cli`]: the flags.
+
+pub mod backend;
+pub mod cli;
+pub mod client;
+pub mod events;
+pub mod metrics;
+pub mod run;
+
+use anyhow::Context;
+use cmesh_common::report::PeerReport;
+use std::path::Path;
+
+/// Writes `report.json` into `dir` through a temporary file and a rename.
+pub fn write_report(dir: &Path, report: &PeerReport) -> anyhow::Result<()> {
+    let path = dir.join("report.json");
+    let tmp = dir.join("report.json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(report)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+}

@@ -1,0 +1,371 @@
+//! A peer's life: register, get the plan, connect, write, catch up, report.
+//!
+//! ```text
+//! register ──► wait for plan ──► Ready: connect to neighbours ──► wait for the common start
+//!    ──► Running: write records for the planned duration
+//!    ──► Reporting: barrier `written` (everyone shares how many records it wrote)
+//!        ──► wait until every origin's records are held (or the settle timeout)
+//!        ──► barrier `synced` (links stay up, so others still catch up through us)
+//!    ──► stop the backend, write report.json ──► Done
+//! ```
+//!
+//! Every step that depends on the coordinator retries up to `coordinator_timeout`; if it
+//! stays unreachable the peer fails with a report that says why.
+
+use crate::backend::mesh::{MeshBackend, MeshConfig};
+use crate::backend::SyncBackend;
+use crate::client::{ClientError, CoordinatorClient};
+use crate::events::EventLog;
+use crate::metrics::Metrics;
+use bytes::Bytes;
+use cmesh_common::plan::ExecutionPlan;
+use cmesh_common::protocol::PeerState;
+use cmesh_common::report::{LatencyReport, OriginStats, Outcome, PeerReport, WritingWindow};
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// How a peer runs.
+#[derive(Clone, Debug)]
+pub struct PeerConfig {
+    pub name: String,
+    /// The coordinator's `HOST:PORT`.
+    pub coordinator: String,
+    /// The address other peers dial, `HOST:PORT`.
+    pub advertise: String,
+    pub token: String,
+    /// How long to keep trying an unreachable coordinator before failing.
+    pub coordinator_timeout: Duration,
+    /// Memory budget for the record window, over all origins.
+    pub window_bytes: usize,
+}
+
+/// Records kept per origin: the budget split over the origins, within 16..=1024.
+pub fn window_per_origin(window_bytes: usize, origins: usize, payload_bytes: usize) -> usize {
+    (window_bytes / (origins.max(1) * (payload_bytes + 32))).clamp(16, 1024)
+}
+
+/// Runs the peer to its end and returns its report (outcome `failed` with a reason if it
+/// could not finish). The caller writes the report.
+pub async fn run(cfg: PeerConfig, listener: TcpListener, events: &EventLog) -> PeerReport {
+    let mut report = PeerReport::new(&cfg.name, "mesh", cmesh_common::unix_millis());
+    let client = CoordinatorClient::new(&cfg.coordinator, &cfg.token, &cfg.name);
+    let (state_tx, state_rx) = watch::channel(PeerState::Init);
+    let result = lifecycle(
+        &cfg,
+        listener,
+        &client,
+        &state_tx,
+        state_rx,
+        events,
+        &mut report,
+    )
+    .await;
+    report.finished_at_unix_ms = cmesh_common::unix_millis();
+    if let Err(e) = result {
+        let message = format!("{e:#}");
+        events.log("failed", json!({ "error": message }));
+        tracing::error!("{message}");
+        report.outcome = Outcome::Failed;
+        report.error = Some(message.clone());
+        if !matches!(
+            e.downcast_ref::<ClientError>(),
+            Some(ClientError::Unreachable { .. } | ClientError::Unauthorized)
+        ) {
+            // Best effort: the coordinator may be the reason we failed.
+            let _ = client
+                .set_state(PeerState::Failed, Some(message), Duration::from_secs(5))
+                .await;
+        }
+    }
+    report
+}
+
+/// Tells the coordinator the peer finished (after its report is written).
+pub async fn announce_done(cfg: &PeerConfig) -> Result<(), ClientError> {
+    CoordinatorClient::new(&cfg.coordinator, &cfg.token, &cfg.name)
+        .set_state(PeerState::Done, None, cfg.coordinator_timeout)
+        .await
+}
+
+fn unix_ms_to_instant(unix_ms: u64) -> Instant {
+    let now_unix = cmesh_common::unix_millis();
+    let now = Instant::now();
+    if unix_ms >= now_unix {
+        now + Duration::from_millis(unix_ms - now_unix)
+    } else {
+        now.checked_sub(Duration::from_millis(now_unix - unix_ms))
+            .unwrap_or(now)
+    }
+}
+
+async fn lifecycle(
+    cfg: &PeerConfig,
+    listener: TcpListener,
+    client: &CoordinatorClient,
+    state: &watch::Sender<PeerState>,
+    state_rx: watch::Receiver<PeerState>,
+    events: &EventLog,
+    report: &mut PeerReport,
+) -> anyhow::Result<()> {
+    let patience = cfg.coordinator_timeout;
+    events.log(
+        "start",
+        json!({"coordinator": cfg.coordinator, "advertise": cfg.advertise}),
+    );
+    let registered = client
+        .register(&cfg.advertise, patience)
+        .await
+        .map_err(|e| anyhow::Error::new(e).context("cannot register with the coordinator"))?;
+    report.run_id = Some(registered.run_id.clone());
+    events.log("registered", json!({"run_id": registered.run_id}));
+    let heartbeat = tokio::spawn(heartbeats(
+        client.clone(),
+        state_rx,
+        Duration::from_millis(registered.heartbeat_ms),
+    ));
+    let result = follow_plan(cfg, listener, client, state, events, report, patience).await;
+    heartbeat.abort();
+    result
+}
+
+async fn follow_plan(
+    cfg: &PeerConfig,
+    listener: TcpListener,
+    client: &CoordinatorClient,
+    state: &watch::Sender<PeerState>,
+    events: &EventLog,
+    report: &mut PeerReport,
+    patience: Duration,
+) -> anyhow::Result<()> {
+    let plan: ExecutionPlan = client
+        .wait_plan(patience)
+        .await
+        .map_err(|e| anyhow::Error::new(e).context("no plan from the coordinator"))?;
+    let me = plan
+        .peer(&cfg.name)
+        .ok_or_else(|| anyhow::anyhow!("the plan has no peer named `{}`", cfg.name))?
+        .clone();
+    let names: Vec<String> = plan.peers.iter().map(|p| p.name.clone()).collect();
+    let neighbours: Vec<u32> = plan
+        .neighbours_of(me.index)
+        .iter()
+        .map(|p| p.index)
+        .collect();
+    report.index = Some(me.index);
+    report.expected_origins = plan.peers.len() - 1;
+    events.log(
+        "plan",
+        json!({
+            "index": me.index,
+            "peers": plan.peers.len(),
+            "graph": plan.spec.graph,
+            "neighbours": neighbours.iter().map(|&n| &names[n as usize]).collect::<Vec<_>>(),
+            "start_at_unix_ms": plan.start_at_unix_ms,
+        }),
+    );
+    move_to(client, state, PeerState::Ready, patience).await?;
+
+    let metrics = Arc::new(Mutex::new(Metrics::new(me.index, plan.peers.len())));
+    let window = window_per_origin(cfg.window_bytes, plan.peers.len(), plan.spec.payload_bytes);
+    let backend = MeshBackend::start(
+        MeshConfig {
+            run_id: plan.run_id.clone(),
+            me: me.index,
+            addrs: plan.peers.iter().map(|p| p.addr.clone()).collect(),
+            neighbours: neighbours.clone(),
+            window,
+            queue_frames: 4096,
+        },
+        listener,
+        metrics.clone(),
+    );
+
+    tokio::time::sleep_until(unix_ms_to_instant(plan.start_at_unix_ms)).await;
+    move_to(client, state, PeerState::Running, patience).await?;
+    let start_unix = cmesh_common::unix_millis();
+    events.log(
+        "writing",
+        json!({"connected": backend.connected(), "of": neighbours.len()}),
+    );
+    let produced = write_records(&backend, &plan, me.index, events).await;
+    let end_unix = cmesh_common::unix_millis();
+    report.writing = Some(WritingWindow {
+        start_unix_ms: start_unix,
+        end_unix_ms: end_unix,
+    });
+    report.records_produced = produced;
+    move_to(client, state, PeerState::Reporting, patience).await?;
+    events.log("written", json!({"records": produced}));
+
+    let settle = Duration::from_millis(plan.spec.settle_timeout_ms);
+    let written = client
+        .barrier(
+            "written",
+            Some(produced),
+            settle + Duration::from_secs(30),
+            patience,
+        )
+        .await?;
+    let caught_up = catch_up(&backend, &plan, &written.values, settle).await;
+    events.log("caught_up", json!({"complete": caught_up}));
+    // Stay connected until everyone has caught up: others may depend on us as a hop.
+    let synced = client.barrier("synced", None, settle, patience).await?;
+    if !synced.released {
+        events.log(
+            "barrier_timeout",
+            json!({"barrier": "synced", "arrived": synced.arrived, "expected": synced.expected}),
+        );
+    }
+    let stats = backend.stop().await;
+
+    let metrics = metrics.lock().unwrap_or_else(|e| e.into_inner());
+    report.records_received = metrics.received().iter().sum();
+    report.records_duplicate = metrics.duplicates();
+    report.records_missed = stats.records_missed;
+    report.caught_up = caught_up;
+    report.origins = names
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i as u32 != me.index)
+        .map(|(i, name)| {
+            (
+                name.clone(),
+                OriginStats {
+                    received: metrics.received()[i],
+                    produced: written.values.get(name).copied(),
+                },
+            )
+        })
+        .collect();
+    report.distinct_origins = report.origins.values().filter(|o| o.received > 0).count();
+    report.neighbours = stats
+        .neighbours
+        .into_iter()
+        .map(|mut n| {
+            let index: usize = n.peer.parse().unwrap_or(0);
+            n.peer = names[index].clone();
+            n
+        })
+        .collect();
+    report.delta_sync = stats.delta_sync;
+    report.message_latency = LatencyReport {
+        summary: metrics.latency().summary(),
+        negative_samples: metrics.negative_samples(),
+        histogram: metrics.latency().encode(),
+    };
+    events.log(
+        "report",
+        json!({
+            "received": report.records_received,
+            "distinct_origins": report.distinct_origins,
+            "p50_us": report.message_latency.summary.p50_us,
+        }),
+    );
+    Ok(())
+}
+
+async fn move_to(
+    client: &CoordinatorClient,
+    state: &watch::Sender<PeerState>,
+    to: PeerState,
+    patience: Duration,
+) -> anyhow::Result<()> {
+    state.send_replace(to);
+    client
+        .set_state(to, None, patience)
+        .await
+        .map_err(|e| anyhow::Error::new(e).context(format!("cannot report state {to}")))
+}
+
+/// Writes records at the planned rate until the planned end; returns how many.
+async fn write_records<B: SyncBackend>(
+    backend: &B,
+    plan: &ExecutionPlan,
+    me: u32,
+    events: &EventLog,
+) -> u64 {
+    let spec = &plan.spec;
+    let end = unix_ms_to_instant(plan.start_at_unix_ms + spec.duration_ms);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(spec.seed ^ ((me as u64 + 1) << 32));
+    let mut produced = 0;
+    let mut next = Instant::now();
+    loop {
+        let pause = rng.random_range(spec.write_interval.min_ms..=spec.write_interval.max_ms);
+        next += Duration::from_millis(pause);
+        if next >= end {
+            break;
+        }
+        tokio::time::sleep_until(next).await;
+        backend.write(Bytes::from(vec![
+            (produced % 251) as u8;
+            spec.payload_bytes
+        ]));
+        produced += 1;
+        if produced == 1 {
+            events.log("first_write", Value::Null);
+        }
+    }
+    produced
+}
+
+/// Waits until every origin's records, as far as it said it wrote them, are held; or
+/// until `settle` passes. Returns whether everything arrived.
+async fn catch_up<B: SyncBackend>(
+    backend: &B,
+    plan: &ExecutionPlan,
+    produced: &BTreeMap<String, u64>,
+    settle: Duration,
+) -> bool {
+    let complete = || {
+        let progress = backend.progress();
+        plan.peers.iter().all(|p| {
+            produced
+                .get(&p.name)
+                .is_none_or(|&n| progress[p.index as usize] >= n)
+        })
+    };
+    let deadline = Instant::now() + settle;
+    while !complete() {
+        tokio::select! {
+            _ = backend.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => return complete(),
+        }
+    }
+    true
+}
+
+async fn heartbeats(client: CoordinatorClient, state: watch::Receiver<PeerState>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    let mut failures = 0u32;
+    loop {
+        tick.tick().await;
+        let current = *state.borrow();
+        match client.heartbeat(current).await {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                if failures == 1 || failures.is_multiple_of(10) {
+                    tracing::warn!("heartbeat failed ({failures} in a row): {e}");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_splits_the_budget_within_bounds() {
+        assert_eq!(window_per_origin(2 << 20, 11, 256), 661);
+        assert_eq!(window_per_origin(2 << 20, 5000, 256), 16);
+        assert_eq!(window_per_origin(64 << 20, 2, 16), 1024);
+    }
+}

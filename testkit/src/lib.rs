@@ -1,0 +1,272 @@
+//! Helpers for cmesh's integration tests and benchmarks.
+//!
+//! - [`binary`]: the path of a workspace binary, built (once per process) in the same
+//!   profile as the test itself, so tests always run the current code;
+//! - [`token_file`]: a run token in a file;
+//! - [`wait_until`]: wait on a condition, with a bound, never a fixed sleep;
+//! - [`Mesh`]: a coordinator and N peers as plain processes on loopback.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The workspace's root directory.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit sits in the workspace")
+        .to_owned()
+}
+
+/// The target profile directory of the running executable (e.g. `target/debug`).
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the current executable has a path");
+    // target/<profile>/deps/<test-binary> or target/<profile>/<binary>
+    let mut dir = exe.parent().expect("exe in a directory").to_owned();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+/// The path of workspace binary `name` (`peer`, `coordinator`, `launcher`), built first.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let dir = profile_dir();
+    let built = BUILT.get_or_init(|| {
+        let release = dir.file_name().is_some_and(|n| n == "release");
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.current_dir(workspace_root()).args([
+            "build",
+            "--bins",
+            "-p",
+            "cmesh-peer",
+            "-p",
+            "cmesh-coordinator",
+            "-p",
+            "cmesh-launcher",
+        ]);
+        if release {
+            cmd.arg("--release");
+        }
+        match cmd.status() {
+            Ok(s) if s.success() => Ok(()),
+            Ok(s) => Err(format!("cargo build failed: {s}")),
+            Err(e) => Err(format!("cannot run cargo: {e}")),
+        }
+    });
+    if let Err(e) = built {
+        panic!("building the workspace binaries: {e}");
+    }
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} does not exist after the build",
+        path.display()
+    );
+    path
+}
+
+/// Writes a token file into `dir` and returns its path.
+pub fn token_file(dir: &Path, token: &str) -> PathBuf {
+    let path = dir.join("token");
+    std::fs::write(&path, format!("{token}\n")).expect("write the token file");
+    path
+}
+
+/// Files for bad-input tests: a valid token file, an empty one, and an output path that
+/// must stay uncreated. All paths are UTF-8 strings, ready to pass as arguments.
+pub struct BadInputFiles {
+    _dir: tempfile::TempDir,
+    pub token: String,
+    pub empty_token: String,
+    pub out: String,
+}
+
+impl BadInputFiles {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let token = token_file(dir.path(), "t");
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").expect("write the empty token file");
+        let out = dir.path().join("out");
+        let text = |p: &Path| p.to_str().expect("temporary paths are UTF-8").to_owned();
+        BadInputFiles {
+            token: text(&token),
+            empty_token: text(&empty),
+            out: text(&out),
+            _dir: dir,
+        }
+    }
+}
+
+impl Default for BadInputFiles {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Runs workspace binary `program` once per case `(args, expected)` and asserts that each
+/// exits 2 (bad input), says `expected` on stderr, and leaves `untouched` uncreated.
+pub fn assert_bad_input(program: &str, cases: &[(Vec<&str>, &str)], untouched: &str) {
+    let untouched = Path::new(untouched);
+    for (args, expected) in cases {
+        let out = Command::new(binary(program))
+            .args(args)
+            .output()
+            .expect("run the program");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{program} {args:?}: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{program} {args:?}: expected `{expected}` in: {stderr}"
+        );
+        assert!(
+            !untouched.exists(),
+            "{program} {args:?}: bad input must not create {}",
+            untouched.display()
+        );
+    }
+}
+
+/// Polls `cond` every `every` until it returns `Some`, or fails after `timeout`.
+pub fn wait_until<T>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut cond: impl FnMut() -> Option<T>,
+) -> Result<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = cond() {
+            return Ok(v);
+        }
+        if start.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// Waits for a child to exit, killing it after `timeout`.
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Result<std::process::ExitStatus> {
+    match wait_until(
+        "a process to exit",
+        timeout,
+        Duration::from_millis(50),
+        || child.try_wait().ok().flatten(),
+    ) {
+        Ok(status) => Ok(status),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(e)
+        }
+    }
+}
+
+/// Each peer's name and exit code (`None`: killed by a signal).
+pub type ExitCodes = Vec<(String, Option<i32>)>;
+
+/// A coordinator and its peers, as processes on loopback. Dropping it kills what is left.
+pub struct Mesh {
+    pub dir: PathBuf,
+    pub coordinator: Child,
+    pub coordinator_addr: String,
+    pub peers: Vec<(String, Child)>,
+}
+
+impl Mesh {
+    /// Starts a coordinator with `--peers n` plus `extra` flags, then `n` peers
+    /// (`peer-0001`...). Output goes under `dir`.
+    pub fn start(dir: &Path, n: usize, extra: &[&str]) -> Result<Mesh> {
+        let mut mesh = Mesh::coordinator_only(dir, n, extra)?;
+        for i in 1..=n {
+            let name = format!("peer-{i:04}");
+            let child = mesh.spawn_peer(&name, &[])?;
+            mesh.peers.push((name, child));
+        }
+        Ok(mesh)
+    }
+
+    /// Starts only the coordinator, expecting `n` peers; start them with [`Mesh::spawn_peer`].
+    pub fn coordinator_only(dir: &Path, n: usize, extra: &[&str]) -> Result<Mesh> {
+        let token = token_file(dir, "test-token");
+        let coord_out = dir.join("coordinator");
+        let log = std::fs::File::create(dir.join("coordinator.log"))?;
+        let coordinator = Command::new(binary("coordinator"))
+            .args(["--listen", "127.0.0.1:0", "--peers", &n.to_string()])
+            .arg("--output")
+            .arg(&coord_out)
+            .arg("--token-file")
+            .arg(&token)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("start the coordinator")?;
+        let addr_file = coord_out.join("coordinator.addr");
+        let coordinator_addr = wait_until(
+            "the coordinator to listen",
+            Duration::from_secs(20),
+            Duration::from_millis(20),
+            || std::fs::read_to_string(&addr_file).ok(),
+        )?;
+        Ok(Mesh {
+            dir: dir.to_owned(),
+            coordinator,
+            coordinator_addr,
+            peers: Vec::new(),
+        })
+    }
+
+    /// Starts one peer process against this mesh's coordinator.
+    pub fn spawn_peer(&self, name: &str, extra: &[&str]) -> Result<Child> {
+        let log = std::fs::File::create(self.dir.join(format!("{name}.log")))?;
+        Command::new(binary("peer"))
+            .args(["--name", name, "--coordinator", &self.coordinator_addr])
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--output")
+            .arg(self.dir.join(name))
+            .arg("--token-file")
+            .arg(self.dir.join("token"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("start {name}"))
+    }
+
+    /// Waits for every peer and the coordinator to exit; returns the peers' exit codes
+    /// and the coordinator's.
+    pub fn wait(&mut self, timeout: Duration) -> Result<(ExitCodes, Option<i32>)> {
+        let mut codes = Vec::new();
+        for (name, child) in &mut self.peers {
+            let status = wait_child(child, timeout).with_context(|| name.clone())?;
+            codes.push((name.clone(), status.code()));
+        }
+        let coordinator = wait_child(&mut self.coordinator, timeout)?.code();
+        Ok((codes, coordinator))
+    }
+
+    /// Reads a peer's report.json as JSON.
+    pub fn report(&self, name: &str) -> Result<serde_json::Value> {
+        let path = self.dir.join(name).join("report.json");
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        Ok(serde_json::from_str(&text)?)
+    }
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.peers {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = self.coordinator.kill();
+        let _ = self.coordinator.wait();
+    }
+}
