@@ -1,2 +1,31 @@
-//! The cmesh launcher: the CLI that spawns a mesh of peer containers, watches it, and
-//! extracts and analyzes its reports. (Commands arrive with the one-host launcher issue.)
+//! The cmesh launcher: runs a mesh of peer containers on Docker hosts and merges their
+//! reports.
+//!
+//! - [`cli`]: the commands and their flags;
+//! - [`hosts`] and [`host`]: `hosts.toml`, and the [`host::Host`] every command works with;
+//! - [`plan_file`]: test plans (`configs/*.toml`), layered with env and flags;
+//! - [`images`]: the base, peer and coordinator images, tagged by content;
+//! - [`network`]: the swarm and the run's overlay network, sized for the run;
+//! - [`rundir`]: a run is a directory with a manifest;
+//! - [`spawn`], [`status`], [`logs`], [`wait`], [`extract`], [`analyze`], [`down`]: the
+//!   commands;
+//! - [`tasks`]: bounded-concurrency work with progress and retries;
+//! - [`labels`]: how Docker objects are tagged; [`error`]: exit codes.
+
+pub mod analyze;
+pub mod cli;
+pub mod down;
+pub mod error;
+pub mod extract;
+pub mod host;
+pub mod hosts;
+pub mod images;
+pub mod labels;
+pub mod logs;
+pub mod network;
+pub mod plan_file;
+pub mod rundir;
+pub mod spawn;
+pub mod status;
+pub mod tasks;
+pub mod wait;

@@ -1,0 +1,348 @@
+//! `launcher analyze runs/<run>`: every extracted report merged into one summary.
+//!
+//! - peers expected / reported / failed, with reasons;
+//! - coverage: the fraction of ordered (origin, reader) pairs of expected peers where the
+//!   reader received at least one record from the origin;
+//! - latency percentiles from the peers' HDR histograms added together (exact);
+//! - a per-peer table and totals of records and bytes.
+//!
+//! Writes `analysis/summary.json` (documented in docs/report-format.md) and
+//! `analysis/summary.md`.
+
+use crate::extract::{self, ReportState};
+use crate::rundir::{write_atomic, RunDir};
+use cmesh_common::histogram::{LatencyHistogram, LatencySummary};
+use cmesh_common::report::{Outcome, PeerReport};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const SUMMARY_SCHEMA: &str = "cmesh.run-summary";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FailedPeer {
+    pub peer: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeerRow {
+    pub peer: String,
+    pub outcome: String,
+    pub records_produced: u64,
+    pub records_received: u64,
+    pub distinct_origins: usize,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    pub records_produced: u64,
+    pub records_received: u64,
+    pub records_duplicate: u64,
+    pub records_missed: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub delta_sync_bytes: u64,
+    pub full_resend_bytes: u64,
+}
+
+/// `analysis/summary.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub schema: String,
+    pub schema_version: u32,
+    pub run_id: String,
+    /// True when every expected peer reported `ok`.
+    pub ok: bool,
+    pub peers_expected: usize,
+    pub peers_reported: usize,
+    pub peers_failed: Vec<FailedPeer>,
+    pub coverage: f64,
+    pub pairs_delivered: u64,
+    pub pairs_expected: u64,
+    pub message_latency: LatencySummary,
+    pub totals: Totals,
+    pub per_peer: Vec<PeerRow>,
+}
+
+/// Merges the reports of `peers` (expected names) into a summary. `reports` holds what
+/// could be read; `missing` says why the others could not.
+pub fn summarize(
+    run_id: &str,
+    peers: &[String],
+    reports: &BTreeMap<String, PeerReport>,
+    missing: &BTreeMap<String, String>,
+) -> Summary {
+    let mut latency = LatencyHistogram::new();
+    let mut totals = Totals::default();
+    let mut failed = Vec::new();
+    let mut per_peer = Vec::new();
+    let mut delivered = 0u64;
+    for name in peers {
+        let Some(r) = reports.get(name) else {
+            failed.push(FailedPeer {
+                peer: name.clone(),
+                reason: missing
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| "no report".into()),
+            });
+            continue;
+        };
+        if r.outcome != Outcome::Ok {
+            failed.push(FailedPeer {
+                peer: name.clone(),
+                reason: r.error.clone().unwrap_or_else(|| "failed".into()),
+            });
+        }
+        match LatencyHistogram::decode(&r.message_latency.histogram) {
+            Ok(h) => latency.merge(&h),
+            Err(e) => failed.push(FailedPeer {
+                peer: name.clone(),
+                reason: format!("unreadable latency histogram: {e}"),
+            }),
+        }
+        delivered += peers
+            .iter()
+            .filter(|origin| *origin != name)
+            .filter(|origin| r.origins.get(*origin).is_some_and(|o| o.received > 0))
+            .count() as u64;
+        let sent: u64 = r.neighbours.iter().map(|n| n.bytes_sent).sum();
+        let received: u64 = r.neighbours.iter().map(|n| n.bytes_received).sum();
+        totals.records_produced += r.records_produced;
+        totals.records_received += r.records_received;
+        totals.records_duplicate += r.records_duplicate;
+        totals.records_missed += r.records_missed;
+        totals.bytes_sent += sent;
+        totals.bytes_received += received;
+        totals.delta_sync_bytes += r.delta_sync.bytes_sent;
+        totals.full_resend_bytes += r.delta_sync.full_resend_bytes;
+        let s = &r.message_latency.summary;
+        per_peer.push(PeerRow {
+            peer: name.clone(),
+            outcome: match r.outcome {
+                Outcome::Ok => "ok".into(),
+                Outcome::Failed => "failed".into(),
+            },
+            records_produced: r.records_produced,
+            records_received: r.records_received,
+            distinct_origins: r.distinct_origins,
+            p50_us: s.p50_us,
+            p99_us: s.p99_us,
+            max_us: s.max_us,
+            bytes_sent: sent,
+            bytes_received: received,
+        });
+    }
+    let n = peers.len() as u64;
+    let expected_pairs = n * n.saturating_sub(1);
+    Summary {
+        schema: SUMMARY_SCHEMA.into(),
+        schema_version: 1,
+        run_id: run_id.into(),
+        ok: failed.is_empty() && reports.len() == peers.len(),
+        peers_expected: peers.len(),
+        peers_reported: peers.iter().filter(|p| reports.contains_key(*p)).count(),
+        peers_failed: failed,
+        coverage: if expected_pairs == 0 {
+            1.0
+        } else {
+            delivered as f64 / expected_pairs as f64
+        },
+        pairs_delivered: delivered,
+        pairs_expected: expected_pairs,
+        message_latency: latency.summary(),
+        totals,
+        per_peer,
+    }
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2} ms", us as f64 / 1000.0)
+}
+
+/// The summary as Markdown (also what `analyze` prints).
+pub fn to_markdown(s: &Summary) -> String {
+    let l = &s.message_latency;
+    let mut out = format!(
+        "# Run {}\n\n| | |\n|---|---|\n| result | {} |\n| peers expected | {} |\n| peers reported | {} |\n| peers failed | {} |\n| coverage | {:.4} ({} of {} origin→reader pairs) |\n| records produced / received | {} / {} |\n| duplicates / missed | {} / {} |\n| bytes sent / received | {} / {} |\n\n## Latency (all peers, merged)\n\n| count | min | p50 | p90 | p99 | max | mean |\n|---|---|---|---|---|---|---|\n| {} | {} | {} | {} | {} | {} | {:.2} ms |\n",
+        s.run_id,
+        if s.ok { "ok" } else { "FAILED" },
+        s.peers_expected,
+        s.peers_reported,
+        s.peers_failed.len(),
+        s.coverage,
+        s.pairs_delivered,
+        s.pairs_expected,
+        s.totals.records_produced,
+        s.totals.records_received,
+        s.totals.records_duplicate,
+        s.totals.records_missed,
+        s.totals.bytes_sent,
+        s.totals.bytes_received,
+        l.count,
+        ms(l.min_us),
+        ms(l.p50_us),
+        ms(l.p90_us),
+        ms(l.p99_us),
+        ms(l.max_us),
+        l.mean_us / 1000.0
+    );
+    if !s.peers_failed.is_empty() {
+        out.push_str("\n## Failed peers\n\n| peer | reason |\n|---|---|\n");
+        for f in &s.peers_failed {
+            out.push_str(&format!(
+                "| {} | {} |\n",
+                f.peer,
+                f.reason.replace('|', "/")
+            ));
+        }
+    }
+    out.push_str("\n## Peers\n\n| peer | outcome | produced | received | origins | p50 | p99 | max | bytes sent | bytes received |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    for p in &s.per_peer {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            p.peer,
+            p.outcome,
+            p.records_produced,
+            p.records_received,
+            p.distinct_origins,
+            ms(p.p50_us),
+            ms(p.p99_us),
+            ms(p.max_us),
+            p.bytes_sent,
+            p.bytes_received
+        ));
+    }
+    out
+}
+
+/// Analyzes an extracted run; writes `analysis/summary.{json,md}`.
+pub fn analyze(run: &RunDir) -> anyhow::Result<Summary> {
+    let manifest = run.read_manifest()?;
+    let index = extract::read_index(run).ok_or_else(|| {
+        crate::error::bad_input(format!(
+            "run {} has not been extracted ({} is missing); run `launcher extract --run {}` first",
+            run.id,
+            run.extract_dir().join("extract.json").display(),
+            run.id
+        ))
+    })?;
+    let peers: Vec<String> = manifest.peers.iter().map(|p| p.name.clone()).collect();
+    let mut reports = BTreeMap::new();
+    let mut missing: BTreeMap<String, String> = index.errors.clone();
+    for entry in index
+        .containers
+        .iter()
+        .filter(|c| c.role == crate::labels::ROLE_PEER)
+    {
+        if entry.report != ReportState::Complete {
+            missing.insert(
+                entry.name.clone(),
+                entry
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| format!("report {:?}", entry.report)),
+            );
+            continue;
+        }
+        let parsed = extract::read_report_file(run, entry).and_then(|bytes| {
+            PeerReport::from_json(&String::from_utf8_lossy(&bytes)).map_err(anyhow::Error::msg)
+        });
+        match parsed {
+            Ok(r) => {
+                reports.insert(entry.name.clone(), r);
+            }
+            Err(e) => {
+                missing.insert(entry.name.clone(), format!("unreadable report: {e:#}"));
+            }
+        }
+    }
+    let summary = summarize(&run.id, &peers, &reports, &missing);
+    std::fs::create_dir_all(run.analysis_dir())?;
+    write_atomic(
+        &run.analysis_dir().join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    write_atomic(
+        &run.analysis_dir().join("summary.md"),
+        to_markdown(&summary).as_bytes(),
+    )?;
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cmesh_common::report::{LatencyReport, OriginStats};
+
+    fn report(name: &str, hears: &[&str], latencies: &[u64]) -> PeerReport {
+        let mut r = PeerReport::new(name, "mesh", 0);
+        let mut h = LatencyHistogram::new();
+        for &l in latencies {
+            h.record(l);
+        }
+        r.message_latency = LatencyReport {
+            summary: h.summary(),
+            negative_samples: 0,
+            histogram: h.encode(),
+        };
+        for o in hears {
+            r.origins.insert(
+                o.to_string(),
+                OriginStats {
+                    received: 1,
+                    produced: Some(1),
+                },
+            );
+        }
+        r.records_received = latencies.len() as u64;
+        r
+    }
+
+    #[test]
+    fn merges_exactly_and_counts_coverage_and_failures() {
+        let peers: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let mut reports = BTreeMap::new();
+        reports.insert("a".into(), report("a", &["b", "c"], &[100, 200]));
+        reports.insert("b".into(), report("b", &["a"], &[300; 98]));
+        let missing =
+            BTreeMap::from([("c".to_string(), "container killed (exit 137)".to_string())]);
+        let s = summarize("r", &peers, &reports, &missing);
+        assert_eq!((s.peers_expected, s.peers_reported), (3, 2));
+        assert!(!s.ok);
+        assert_eq!(
+            s.peers_failed,
+            vec![FailedPeer {
+                peer: "c".into(),
+                reason: "container killed (exit 137)".into()
+            }]
+        );
+        assert_eq!((s.pairs_delivered, s.pairs_expected), (3, 6));
+        assert!((s.coverage - 0.5).abs() < 1e-9);
+        // 100 samples: 98 at 300, one at 100, one at 200. Exact merge: p50 = 300, min = 100.
+        assert_eq!(s.message_latency.count, 100);
+        assert_eq!(s.message_latency.min_us, 100);
+        assert!((299..=301).contains(&s.message_latency.p50_us));
+        let md = to_markdown(&s);
+        assert!(
+            md.contains("FAILED") && md.contains("| c | container killed (exit 137) |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn full_delivery_is_coverage_one() {
+        let peers: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        let mut reports = BTreeMap::new();
+        reports.insert("a".into(), report("a", &["b"], &[5]));
+        reports.insert("b".into(), report("b", &["a"], &[7]));
+        let s = summarize("r", &peers, &reports, &BTreeMap::new());
+        assert!(s.ok);
+        assert_eq!(s.coverage, 1.0);
+    }
+}

@@ -1,0 +1,337 @@
+//! The launcher's command line, and what each command does with it.
+
+use crate::error::bad_input;
+use crate::rundir::RunDir;
+use crate::{analyze, down, extract, hosts, images, logs, network, plan_file, spawn, status, wait};
+use clap::{Args, Parser, Subcommand};
+use cmesh_common::parse;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// cmesh launcher: run a mesh of peer containers, degrade the network between them,
+/// and merge every peer's results into numbers you can compare run to run.
+///
+/// The usual loop:
+///
+///   launcher spawn --peers 50 --config configs/smoke.toml
+///   launcher status            # containers and peers by state
+///   launcher wait              # until every peer has exited
+///   launcher extract           # every container's report, logs and state, verified
+///   launcher analyze runs/<run-id>
+///   launcher down
+///
+/// or all of it in one go: launcher run --peers 10 --duration 15s
+///
+/// Commands after spawn default to the newest run (runs/latest); pass --run to pick one.
+/// Exit codes: 0 ok, 1 the run or command failed, 2 bad input (nothing was changed).
+#[derive(Debug, Parser)]
+#[command(name = "launcher", version, verbatim_doc_comment)]
+pub struct Cli {
+    /// Where run directories live.
+    #[arg(long, global = true, default_value = "runs", env = "CMESH_RUNS_DIR")]
+    pub runs_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build the peer and coordinator images (a no-op when nothing changed).
+    #[command(subcommand)]
+    Images(ImagesCommand),
+    /// Start a run: network, coordinator and N named peer containers.
+    Spawn(SpawnArgs),
+    /// Show a run's containers by state, and its peers as the coordinator sees them.
+    Status {
+        #[arg(long)]
+        run: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show container logs: one peer's (e.g. peer-0003), or all, prefixed by name.
+    Logs {
+        #[arg(long)]
+        run: Option<String>,
+        /// A peer (peer-0003) or container name; all containers if left out.
+        peer: Option<String>,
+        /// Keep following the logs.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Wait until every peer has exited; exit 1 if any failed.
+    Wait {
+        #[arg(long)]
+        run: Option<String>,
+        /// Give up after this long.
+        #[arg(long, value_parser = parse::duration, default_value = "30m")]
+        timeout: Duration,
+    },
+    /// Copy every container's report, logs and state into runs/<run>/extract.
+    Extract {
+        #[arg(long)]
+        run: Option<String>,
+        /// Containers extracted at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
+    /// Merge the extracted reports: coverage, latency percentiles, a table per peer.
+    Analyze {
+        /// The run directory, e.g. runs/r1122-031800 [default: the newest run].
+        dir: Option<PathBuf>,
+        /// Print summary.json instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a run's containers and network (refused until extracted, unless --force).
+    Down {
+        #[arg(long)]
+        run: Option<String>,
+        /// Remove even what was not extracted; its reports are lost.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Spawn, wait, extract, analyze and down in one go; print the summary.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// Build the base (if missing), peer and coordinator images on the manager.
+    Build {
+        #[arg(long)]
+        hosts: Option<PathBuf>,
+        #[command(flatten)]
+        images: ImageArgs,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImageArgs {
+    /// Where the prebuilt peer and coordinator binaries are [default: next to launcher].
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+    /// Use this image as the base instead of building cmesh-base.
+    #[arg(long)]
+    pub base_image: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SpawnArgs {
+    /// The hosts file [default: ./hosts.toml, or the local Docker Engine if there is none].
+    #[arg(long)]
+    pub hosts: Option<PathBuf>,
+    /// A test plan (configs/*.toml); flags override it, CMESH_PLAN_* variables sit between.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Number of peers [default: the plan's, else 10].
+    #[arg(long)]
+    pub peers: Option<usize>,
+    /// How long peers write, e.g. 30s.
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// Connection graph: complete, spanning-tree, la-model, ring, random-regular.
+    #[arg(long)]
+    pub graph: Option<String>,
+    /// Degree of random-regular.
+    #[arg(long)]
+    pub degree: Option<usize>,
+    /// Pause between a peer's writes in ms, MIN..MAX.
+    #[arg(long)]
+    pub write_interval: Option<String>,
+    /// Bytes per record.
+    #[arg(long)]
+    pub payload_bytes: Option<usize>,
+    /// Seed of the plan's random choices.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Name the run (a-z 0-9 -); re-using an id completes that run.
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// The overlay subnet, e.g. 10.120.0.0/22 [default: sized for the peers].
+    #[arg(long)]
+    pub subnet: Option<String>,
+    /// Containers started at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Memory limit per peer container, in MiB.
+    #[arg(long, default_value_t = 128)]
+    pub peer_memory_mib: u64,
+    #[command(flatten)]
+    pub images: ImageArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub spawn: SpawnArgs,
+    /// Print summary.json on stdout (progress stays on stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Keep the containers and network afterwards.
+    #[arg(long)]
+    pub keep: bool,
+    /// Give up waiting for the peers after this long [default: from the plan].
+    #[arg(long, value_parser = parse::duration)]
+    pub timeout: Option<Duration>,
+}
+
+fn load_hosts(flag: Option<&Path>) -> anyhow::Result<Vec<hosts::HostSpec>> {
+    match flag {
+        Some(p) => hosts::load(p),
+        None if Path::new("hosts.toml").exists() => hosts::load(Path::new("hosts.toml")),
+        None => Ok(hosts::local_default()),
+    }
+}
+
+/// Turns spawn flags into a request, checking everything that needs no engine.
+pub fn spawn_request(runs_dir: &Path, a: &SpawnArgs) -> anyhow::Result<spawn::SpawnRequest> {
+    let hosts = load_hosts(a.hosts.as_deref())?;
+    let flags = plan_file::PlanFile {
+        peers: a.peers,
+        duration: a.duration.clone(),
+        graph: a.graph.clone(),
+        degree: a.degree,
+        write_interval: a.write_interval.clone(),
+        payload_bytes: a.payload_bytes,
+        seed: a.seed,
+        ..Default::default()
+    };
+    let origin = a
+        .config
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "flags".into());
+    let spec = plan_file::load(a.config.as_deref())?
+        .merge(flags)
+        .to_spec(&origin)?;
+    let subnet = match &a.subnet {
+        Some(s) => Some(network::Subnet::parse(s).map_err(bad_input)?),
+        None => None,
+    };
+    if a.concurrency == 0 {
+        return Err(bad_input("--concurrency must be at least 1"));
+    }
+    let req = spawn::SpawnRequest {
+        runs_dir: runs_dir.to_owned(),
+        hosts,
+        spec,
+        run_id: a.run_id.clone(),
+        subnet,
+        concurrency: a.concurrency,
+        peer_memory_bytes: (a.peer_memory_mib as i64) << 20,
+        bin_dir: images::bin_dir(a.images.bin_dir.as_deref()),
+        base_image: a.images.base_image.clone(),
+    };
+    spawn::precheck(&req)?;
+    Ok(req)
+}
+
+/// Runs a command; the caller maps errors to exit codes.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let runs = cli.runs_dir.as_path();
+    match cli.command {
+        Command::Images(ImagesCommand::Build { hosts, images: i }) => {
+            let hosts = crate::host::connect_all(load_hosts(hosts.as_deref())?).await?;
+            let manager = crate::host::manager(&hosts);
+            images::ensure_all(
+                &manager.docker,
+                &images::bin_dir(i.bin_dir.as_deref()),
+                i.base_image.as_deref(),
+            )
+            .await?;
+            Ok(0)
+        }
+        Command::Spawn(a) => {
+            let run = spawn::spawn(spawn_request(runs, &a)?).await?;
+            println!("{}", run.id);
+            Ok(0)
+        }
+        Command::Status { run, json } => {
+            let s = status::status(&RunDir::open(runs, run.as_deref())?).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print!("{}", status::render(&s));
+            }
+            Ok(0)
+        }
+        Command::Logs { run, peer, follow } => {
+            logs::logs(
+                &RunDir::open(runs, run.as_deref())?,
+                peer.as_deref(),
+                follow,
+            )
+            .await?;
+            Ok(0)
+        }
+        Command::Wait { run, timeout } => {
+            let ended = wait::wait(&RunDir::open(runs, run.as_deref())?, timeout).await?;
+            let failed: Vec<_> = ended.iter().filter(|e| e.failed()).collect();
+            for e in &failed {
+                eprintln!("  {}: {}", e.name, e.reason());
+            }
+            Ok(if failed.is_empty() { 0 } else { 1 })
+        }
+        Command::Extract { run, concurrency } => {
+            let x =
+                extract::extract(&RunDir::open(runs, run.as_deref())?, concurrency.max(1)).await?;
+            extract::print_summary(&x);
+            Ok(if x.index.errors.is_empty() { 0 } else { 1 })
+        }
+        Command::Analyze { dir, json } => {
+            let run = match dir {
+                Some(d) => RunDir::open_path(&d)?,
+                None => RunDir::open(runs, None)?,
+            };
+            let s = analyze::analyze(&run)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print!("{}", analyze::to_markdown(&s));
+            }
+            Ok(if s.ok { 0 } else { 1 })
+        }
+        Command::Down { run, force } => {
+            down::down(&RunDir::open(runs, run.as_deref())?, force, 16).await?;
+            Ok(0)
+        }
+        Command::Run(a) => run_all(runs, a).await,
+    }
+}
+
+/// `launcher run`: spawn, wait, extract, analyze, down.
+async fn run_all(runs: &Path, a: RunArgs) -> anyhow::Result<i32> {
+    let req = spawn_request(runs, &a.spawn)?;
+    let spec = req.spec.clone();
+    let run = spawn::spawn(req).await?;
+    let timeout = a.timeout.unwrap_or(Duration::from_millis(
+        spec.start_timeout_ms
+            + spec.start_delay_ms
+            + spec.duration_ms
+            + spec.settle_timeout_ms
+            + 300_000,
+    ));
+    // A failed wait (a stuck peer) still goes on to extract what exists.
+    let waited = wait::wait(&run, timeout).await;
+    if let Err(e) = &waited {
+        eprintln!("wait: {e:#}");
+    }
+    let x = extract::extract(&run, 16).await?;
+    extract::print_summary(&x);
+    let summary = analyze::analyze(&run)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", analyze::to_markdown(&summary));
+    }
+    eprintln!("run {}: results in {}", run.id, run.path.display());
+    if !a.keep {
+        if x.index.errors.is_empty() {
+            down::down(&run, false, 16).await?;
+        } else {
+            eprintln!("run {}: containers kept, since some could not be extracted; `launcher extract` then `launcher down`", run.id);
+        }
+    }
+    Ok(if summary.ok && waited.is_ok() { 0 } else { 1 })
+}

@@ -1,0 +1,83 @@
+//! `launcher down`: remove a run's containers and network.
+//!
+//! Refuses while the run has containers that were not extracted, unless `--force`:
+//! removing a container loses its report.
+
+use crate::error::bad_input;
+use crate::rundir::RunDir;
+use crate::{extract, network, tasks, wait};
+
+/// Removes the run's containers and network; returns how many containers were removed.
+pub async fn down(run: &RunDir, force: bool, concurrency: usize) -> anyhow::Result<usize> {
+    let manifest = run.read_manifest()?;
+    let hosts = wait::hosts_of(&manifest).await?;
+    let states = wait::states(&hosts, &run.id).await?;
+    if !force {
+        let extracted: std::collections::BTreeSet<String> = extract::read_index(run)
+            .map(|i| {
+                i.containers
+                    .into_iter()
+                    .filter(|c| c.state != "running")
+                    .map(|c| c.name)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let not_extracted: Vec<&String> =
+            states.keys().filter(|n| !extracted.contains(*n)).collect();
+        if !not_extracted.is_empty() {
+            return Err(bad_input(format!(
+                "run {} has {} containers not extracted since they exited (e.g. {}); run `launcher extract --run {}` first, or pass --force to lose them",
+                run.id,
+                not_extracted.len(),
+                not_extracted[0],
+                run.id
+            )));
+        }
+    }
+    let names: Vec<(String, usize)> = states.iter().map(|(n, (h, _))| (n.clone(), *h)).collect();
+    let count = names.len();
+    let results = tasks::for_each("down", names, concurrency, |(name, h): (String, usize)| {
+        let docker = &hosts[h].docker;
+        async move {
+            let opts = bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+                .force(true)
+                .build();
+            match tasks::retry(|| docker.remove_container(&name, Some(opts.clone()))).await {
+                Ok(()) => Ok(()),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => Ok(()),
+                Err(e) => Err(anyhow::Error::new(e).context(format!("removing {name}"))),
+            }
+        }
+    })
+    .await;
+    let failed: Vec<String> = results
+        .into_iter()
+        .filter_map(|((n, _), r)| r.err().map(|e| format!("  {n}: {e:#}")))
+        .collect();
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "could not remove {} containers:\n{}\nRe-run `launcher down` to retry",
+            failed.len(),
+            failed.join("\n")
+        );
+    }
+    let manager = crate::host::manager(&hosts);
+    match manager
+        .docker
+        .remove_network(&network::network_name(&run.id))
+        .await
+    {
+        Ok(())
+        | Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {}
+        Err(e) => anyhow::bail!("removing network {}: {e}", network::network_name(&run.id)),
+    }
+    eprintln!(
+        "down: removed {count} containers and network {}",
+        network::network_name(&run.id)
+    );
+    Ok(count)
+}

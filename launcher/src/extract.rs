@@ -1,0 +1,464 @@
+//! `launcher extract`: every container's report, logs and state, verified.
+//!
+//! For each container of the run, running or exited, into
+//! `runs/<run>/extract/<host>/<container>/`:
+//!
+//! - `report.tar.gz`: its `/report` directory (Docker archive API, gzipped);
+//! - `logs.txt.gz`: stdout and stderr with timestamps;
+//! - `inspect.json`: exit code, OOM-killed, start and finish times;
+//! - `meta.json`: the container's entry in the index, written last.
+//!
+//! Files are written to a temporary name and renamed. A container whose `meta.json`
+//! exists, that had already exited, and whose files still match their sha256 is not
+//! fetched again: an interrupted extract is completed by running it again.
+//! `extract.json` indexes every container with its checksums, sizes and outcome.
+
+use crate::host::Host;
+use crate::rundir::{write_atomic, RunDir};
+use crate::{labels, tasks, wait};
+use anyhow::Context;
+use bollard::query_parameters::{DownloadFromContainerOptionsBuilder, LogsOptionsBuilder};
+use flate2::write::GzEncoder;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub const EXTRACT_SCHEMA: &str = "cmesh.extract-index";
+
+/// A file written by extract.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// Whether the container's report made it out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportState {
+    /// `/report` holds the report file.
+    Complete,
+    /// `/report` exists but the report file is not in it.
+    Partial,
+    /// `/report` could not be fetched.
+    Missing,
+}
+
+/// One container in `extract.json` (and its `meta.json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerEntry {
+    pub name: String,
+    pub host: String,
+    pub role: String,
+    pub index: u32,
+    /// Docker's state when extracted: `exited`, `running`, …
+    pub state: String,
+    pub exit_code: Option<i64>,
+    pub oom_killed: bool,
+    pub report: ReportState,
+    /// Why the report is partial or missing, or why the container failed.
+    pub reason: Option<String>,
+    /// Relative to the container's directory.
+    pub files: BTreeMap<String, FileEntry>,
+}
+
+/// `extract.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExtractIndex {
+    pub schema: String,
+    pub schema_version: u32,
+    pub run_id: String,
+    pub extracted_at: String,
+    pub containers: Vec<ContainerEntry>,
+    /// Containers that could not be extracted at all, with the error.
+    pub errors: BTreeMap<String, String>,
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn gzip(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(bytes)?;
+    Ok(enc.finish()?)
+}
+
+fn save(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    files: &mut BTreeMap<String, FileEntry>,
+) -> anyhow::Result<()> {
+    write_atomic(&dir.join(name), bytes)?;
+    files.insert(
+        name.to_owned(),
+        FileEntry {
+            sha256: sha256(bytes),
+            bytes: bytes.len() as u64,
+        },
+    );
+    Ok(())
+}
+
+/// True if every file of `entry` exists in `dir` with its recorded checksum.
+pub fn verify(dir: &Path, entry: &ContainerEntry) -> bool {
+    entry.files.iter().all(|(name, f)| {
+        std::fs::read(dir.join(name))
+            .map(|b| b.len() as u64 == f.bytes && sha256(&b) == f.sha256)
+            .unwrap_or(false)
+    })
+}
+
+/// The file in `/report` that proves a container finished its report.
+fn report_file(role: &str) -> &'static str {
+    if role == labels::ROLE_COORDINATOR {
+        "report/coordinator.json"
+    } else {
+        "report/report.json"
+    }
+}
+
+/// The container directory for `name` on `host`.
+pub fn container_dir(run: &RunDir, host: &str, name: &str) -> PathBuf {
+    run.extract_dir().join(host).join(name)
+}
+
+async fn extract_one(
+    host: &Host,
+    run: &RunDir,
+    name: &str,
+) -> anyhow::Result<(ContainerEntry, bool)> {
+    let dir = container_dir(run, host.name(), name);
+    if let Ok(text) = std::fs::read_to_string(dir.join("meta.json")) {
+        if let Ok(entry) = serde_json::from_str::<ContainerEntry>(&text) {
+            if entry.state != "running" && verify(&dir, &entry) {
+                return Ok((entry, false));
+            }
+        }
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let docker = &host.docker;
+    let where_ = format!("container {name} on host {}", host.name());
+    let info = tasks::retry(|| {
+        docker.inspect_container(
+            name,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+    })
+    .await
+    .with_context(|| format!("inspecting {where_}"))?;
+    let state = info.state.clone().unwrap_or_default();
+    let labels_ = info
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.clone())
+        .unwrap_or_default();
+    let role = labels_.get(labels::ROLE).cloned().unwrap_or_default();
+    let index = labels_
+        .get(labels::INDEX)
+        .and_then(|i| i.parse().ok())
+        .unwrap_or(0);
+    let status = state.status.map(|s| s.to_string()).unwrap_or_default();
+    let exit_code = if status == "running" {
+        None
+    } else {
+        state.exit_code
+    };
+    let oom = state.oom_killed.unwrap_or(false);
+    let mut files = BTreeMap::new();
+
+    let inspect = serde_json::json!({
+        "name": name,
+        "id": info.id,
+        "image": info.image,
+        "host": host.name(),
+        "labels": labels_,
+        "state": {
+            "status": status,
+            "exit_code": exit_code,
+            "oom_killed": oom,
+            "error": state.error,
+            "started_at": state.started_at,
+            "finished_at": state.finished_at,
+        },
+        "restart_count": info.restart_count,
+    });
+    save(
+        &dir,
+        "inspect.json",
+        serde_json::to_string_pretty(&inspect)?.as_bytes(),
+        &mut files,
+    )?;
+
+    let mut logs = Vec::new();
+    let mut stream = docker.logs(
+        name,
+        Some(
+            LogsOptionsBuilder::default()
+                .stdout(true)
+                .stderr(true)
+                .timestamps(true)
+                .build(),
+        ),
+    );
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.with_context(|| format!("reading the logs of {where_}"))?;
+        logs.extend_from_slice(chunk.as_ref());
+    }
+    save(&dir, "logs.txt.gz", &gzip(&logs)?, &mut files)?;
+
+    let mut archive = Vec::new();
+    let mut download = docker.download_from_container(
+        name,
+        Some(
+            DownloadFromContainerOptionsBuilder::default()
+                .path("/report")
+                .build(),
+        ),
+    );
+    let mut download_error = None;
+    while let Some(chunk) = download.next().await {
+        match chunk {
+            Ok(bytes) => archive.extend_from_slice(&bytes),
+            Err(e) => {
+                download_error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let wanted = report_file(&role);
+    let (report, mut reason) = match download_error {
+        Some(e) => (
+            ReportState::Missing,
+            Some(format!("cannot fetch /report: {e}")),
+        ),
+        None => {
+            save(&dir, "report.tar.gz", &gzip(&archive)?, &mut files)?;
+            let has = tar::Archive::new(archive.as_slice())
+                .entries()
+                .map(|mut es| {
+                    es.any(|e| {
+                        e.ok()
+                            .and_then(|e| e.path().ok().map(|p| p.to_string_lossy() == wanted))
+                            .unwrap_or(false)
+                    })
+                })
+                .unwrap_or(false);
+            if has {
+                (ReportState::Complete, None)
+            } else {
+                (
+                    ReportState::Partial,
+                    Some(format!(
+                        "/report has no {}",
+                        wanted.trim_start_matches("report/")
+                    )),
+                )
+            }
+        }
+    };
+    let ended = wait::Ended {
+        name: name.to_owned(),
+        exit_code,
+        oom_killed: oom,
+    };
+    if status == "running" {
+        reason = Some(format!(
+            "{}still running when extracted; run `launcher wait`, then extract again",
+            reason.map(|r| format!("{r}; ")).unwrap_or_default()
+        ));
+    } else if ended.failed() {
+        reason = Some(match reason {
+            Some(r) => format!("{r} (container {})", ended.reason()),
+            None => format!("container {}", ended.reason()),
+        });
+    }
+    let entry = ContainerEntry {
+        name: name.to_owned(),
+        host: host.name().to_owned(),
+        role,
+        index,
+        state: status,
+        exit_code,
+        oom_killed: oom,
+        report,
+        reason,
+        files,
+    };
+    write_atomic(
+        &dir.join("meta.json"),
+        serde_json::to_string_pretty(&entry)?.as_bytes(),
+    )?;
+    Ok((entry, true))
+}
+
+/// The outcome of an extract.
+pub struct Extracted {
+    pub index: ExtractIndex,
+    pub fetched: usize,
+    pub verified: usize,
+}
+
+/// Extracts every container of the run.
+pub async fn extract(run: &RunDir, concurrency: usize) -> anyhow::Result<Extracted> {
+    let manifest = run.read_manifest()?;
+    let hosts = wait::hosts_of(&manifest).await?;
+    let states = wait::states(&hosts, &run.id).await?;
+    let mut names: Vec<(String, usize)> =
+        states.iter().map(|(n, (h, _))| (n.clone(), *h)).collect();
+    names.sort();
+    let results = tasks::for_each(
+        "extract",
+        names,
+        concurrency,
+        |(name, h): (String, usize)| {
+            let host = &hosts[h];
+            async move { extract_one(host, run, &name).await }
+        },
+    )
+    .await;
+    let mut containers = Vec::new();
+    let mut errors = BTreeMap::new();
+    let (mut fetched, mut verified) = (0, 0);
+    for ((name, _), r) in results {
+        match r {
+            Ok((entry, was_fetched)) => {
+                if was_fetched {
+                    fetched += 1
+                } else {
+                    verified += 1
+                }
+                containers.push(entry)
+            }
+            Err(e) => {
+                errors.insert(name, format!("{e:#}"));
+            }
+        }
+    }
+    // Containers in the manifest that Docker no longer has.
+    for p in manifest
+        .peers
+        .iter()
+        .chain(std::iter::once(&manifest.coordinator))
+    {
+        if !states.contains_key(&p.name) && !errors.contains_key(&p.name) {
+            errors.insert(
+                p.name.clone(),
+                "no such container on its host (removed?)".into(),
+            );
+        }
+    }
+    containers.sort_by(|a, b| a.name.cmp(&b.name));
+    let index = ExtractIndex {
+        schema: EXTRACT_SCHEMA.into(),
+        schema_version: 1,
+        run_id: run.id.clone(),
+        extracted_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        containers,
+        errors,
+    };
+    std::fs::create_dir_all(run.extract_dir())?;
+    write_atomic(
+        &run.extract_dir().join("extract.json"),
+        serde_json::to_string_pretty(&index)?.as_bytes(),
+    )?;
+    Ok(Extracted {
+        index,
+        fetched,
+        verified,
+    })
+}
+
+/// Prints what extract did, naming every container whose report is not complete.
+pub fn print_summary(x: &Extracted) {
+    let i = &x.index;
+    let complete = i
+        .containers
+        .iter()
+        .filter(|c| c.report == ReportState::Complete)
+        .count();
+    eprintln!(
+        "extract: {} of {} containers extracted ({} fetched, {} already extracted and verified); {} complete reports",
+        i.containers.len(),
+        i.containers.len() + i.errors.len(),
+        x.fetched,
+        x.verified,
+        complete
+    );
+    for c in i
+        .containers
+        .iter()
+        .filter(|c| c.report != ReportState::Complete || c.reason.is_some())
+    {
+        eprintln!(
+            "  {}: report {:?}: {}",
+            c.name,
+            c.report,
+            c.reason.as_deref().unwrap_or("")
+        );
+    }
+    for (name, e) in &i.errors {
+        eprintln!("  {name}: not extracted: {e}");
+    }
+}
+
+/// Reads `extract.json`, if extract has run.
+pub fn read_index(run: &RunDir) -> Option<ExtractIndex> {
+    let text = std::fs::read_to_string(run.extract_dir().join("extract.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// The report file's bytes from a container's `report.tar.gz`.
+pub fn read_report_file(run: &RunDir, entry: &ContainerEntry) -> anyhow::Result<Vec<u8>> {
+    let path = container_dir(run, &entry.host, &entry.name).join("report.tar.gz");
+    let file =
+        std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let wanted = report_file(&entry.role);
+    for e in archive.entries()? {
+        let mut e = e?;
+        if e.path()?.to_string_lossy() == wanted {
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut out)?;
+            return Ok(out);
+        }
+    }
+    anyhow::bail!("{} has no {wanted}", path.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_catches_changed_and_missing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = BTreeMap::new();
+        save(dir.path(), "a.gz", &gzip(b"hello").unwrap(), &mut files).unwrap();
+        let entry = ContainerEntry {
+            name: "c".into(),
+            host: "h".into(),
+            role: "peer".into(),
+            index: 1,
+            state: "exited".into(),
+            exit_code: Some(0),
+            oom_killed: false,
+            report: ReportState::Complete,
+            reason: None,
+            files,
+        };
+        assert!(verify(dir.path(), &entry));
+        std::fs::write(dir.path().join("a.gz"), b"tampered").unwrap();
+        assert!(!verify(dir.path(), &entry));
+        std::fs::remove_file(dir.path().join("a.gz")).unwrap();
+        assert!(!verify(dir.path(), &entry));
+        assert!(
+            !dir.path().join(".a.gz.tmp").exists(),
+            "no temporary file left behind"
+        );
+    }
+}

@@ -1,0 +1,360 @@
+//! The images a run needs: a base, the peer and the coordinator.
+//!
+//! **Base** (`cmesh-base:bookworm-<hash>`), first of:
+//! 1. already present on the engine;
+//! 2. built from `images/base/Dockerfile` on a pulled `debian:bookworm-slim`;
+//! 3. built from Debian's packages with `debootstrap` and imported (no registry needed).
+//!
+//! **Peer and coordinator** (`cmesh-peer:<hash>`, `cmesh-coordinator:<hash>`): a context of
+//! the prebuilt binary plus `images/<kind>/Dockerfile`, packed with `tar`. The tag is a hash
+//! of the context and the base image id, so an unchanged build is a no-op.
+
+use crate::error::bad_input;
+use crate::rundir::{ImageRef, Images};
+use anyhow::Context;
+use bollard::query_parameters::{BuildImageOptionsBuilder, CreateImageOptionsBuilder};
+use bollard::Docker;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+const BASE_DOCKERFILE: &str = include_str!("../../images/base/Dockerfile");
+const BASE_PACKAGES: &str = include_str!("../../images/base/packages");
+const PEER_DOCKERFILE: &str = include_str!("../../images/peer/Dockerfile");
+const COORDINATOR_DOCKERFILE: &str = include_str!("../../images/coordinator/Dockerfile");
+const DEBIAN_IMAGE: &str = "debian:bookworm-slim";
+const DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
+
+/// How the base image was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BasePath {
+    Present,
+    Pulled,
+    Debootstrapped,
+    Given,
+}
+
+fn short_hash(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    hex::encode(h.finalize())[..12].to_owned()
+}
+
+/// The base image's tag: it changes when its recipe does.
+pub fn base_tag() -> String {
+    format!(
+        "cmesh-base:bookworm-{}",
+        short_hash(&[BASE_DOCKERFILE.as_bytes(), BASE_PACKAGES.as_bytes()])
+    )
+}
+
+async fn image_id(docker: &Docker, tag: &str) -> Option<String> {
+    docker.inspect_image(tag).await.ok().and_then(|i| i.id)
+}
+
+/// Makes sure the base image exists; says which path was taken.
+pub async fn ensure_base(
+    docker: &Docker,
+    given: Option<&str>,
+) -> anyhow::Result<(ImageRef, BasePath)> {
+    if let Some(name) = given {
+        let id = image_id(docker, name).await.ok_or_else(|| {
+            bad_input(format!(
+                "--base-image {name} is not on the engine; load it first (docker load -i FILE) or leave out --base-image"
+            ))
+        })?;
+        return Ok((
+            ImageRef {
+                tag: name.into(),
+                id,
+            },
+            BasePath::Given,
+        ));
+    }
+    let tag = base_tag();
+    if let Some(id) = image_id(docker, &tag).await {
+        return Ok((ImageRef { tag, id }, BasePath::Present));
+    }
+    eprintln!("images: base {tag} not present; pulling {DEBIAN_IMAGE} to build it");
+    let pull_error = match pull_and_build_base(docker, &tag).await {
+        Ok(id) => return Ok((ImageRef { tag, id }, BasePath::Pulled)),
+        Err(e) => format!("{e:#}"),
+    };
+    eprintln!("images: pull failed ({}); building the base from Debian's packages with debootstrap (about a minute)", first_line(&pull_error));
+    match debootstrap_base(docker, &tag).await {
+        Ok(id) => Ok((ImageRef { tag, id }, BasePath::Debootstrapped)),
+        Err(e) => anyhow::bail!(
+            "cannot get a base image.\n  present: no image {tag} on the engine\n  pull: {}\n  debootstrap: {e:#}\nFix one of: install debootstrap and run as root (apt-get install debootstrap); make {DEBIAN_IMAGE} pullable; or load an image with iproute2 and iptables and pass --base-image NAME",
+            first_line(&pull_error)
+        ),
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+async fn pull_and_build_base(docker: &Docker, tag: &str) -> anyhow::Result<String> {
+    let mut pull = docker.create_image(
+        Some(
+            CreateImageOptionsBuilder::default()
+                .from_image(DEBIAN_IMAGE)
+                .build(),
+        ),
+        None,
+        None,
+    );
+    while let Some(item) = pull.next().await {
+        item.with_context(|| format!("pulling {DEBIAN_IMAGE}"))?;
+    }
+    let context = tar_context(&[("Dockerfile", BASE_DOCKERFILE.as_bytes(), 0o644)])?;
+    build(docker, tag, context, HashMap::new()).await
+}
+
+async fn debootstrap_base(docker: &Docker, tag: &str) -> anyhow::Result<String> {
+    let which = tokio::process::Command::new("sh")
+        .args(["-c", "command -v debootstrap"])
+        .output()
+        .await?;
+    if !which.status.success() {
+        anyhow::bail!("debootstrap is not installed (apt-get install debootstrap)");
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("cmesh-rootfs-")
+        .tempdir_in("/var/tmp")
+        .or_else(|_| tempfile::tempdir())
+        .context("cannot make a directory for the root filesystem")?;
+    let rootfs = dir.path().join("rootfs");
+    let packages: Vec<&str> = BASE_PACKAGES.split_whitespace().collect();
+    let out = tokio::process::Command::new("debootstrap")
+        .args([
+            "--variant=minbase",
+            &format!("--include={}", packages.join(",")),
+        ])
+        .arg("bookworm")
+        .arg(&rootfs)
+        .arg(DEBIAN_MIRROR)
+        .output()
+        .await
+        .context("cannot run debootstrap")?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+        anyhow::bail!(
+            "debootstrap failed ({}): {}",
+            out.status,
+            tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+        );
+    }
+    // tar(1) handles device nodes and hard links of a root filesystem faithfully.
+    let mut tar = tokio::process::Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .args(["-c", "."])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot run tar")?;
+    let stdout = tar.stdout.take().expect("piped stdout");
+    let body = bollard::body_try_stream(tokio_util::io::ReaderStream::new(stdout));
+    let (repo, version) = tag.split_once(':').expect("tags have a colon");
+    let mut import = docker.create_image(
+        Some(
+            CreateImageOptionsBuilder::default()
+                .from_src("-")
+                .repo(repo)
+                .tag(version)
+                .build(),
+        ),
+        Some(body),
+        None,
+    );
+    while let Some(item) = import.next().await {
+        item.context("importing the root filesystem")?;
+    }
+    tar.wait().await?;
+    image_id(docker, tag)
+        .await
+        .ok_or_else(|| anyhow::anyhow!("the imported image {tag} is not on the engine"))
+}
+
+/// A tar archive of `(name, bytes, mode)` files.
+pub fn tar_context(files: &[(&str, &[u8], u32)]) -> anyhow::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, bytes, mode) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(*mode);
+        header.set_mtime(0);
+        header.set_cksum();
+        builder.append_data(&mut header, name, *bytes)?;
+    }
+    Ok(builder.into_inner()?)
+}
+
+async fn build(
+    docker: &Docker,
+    tag: &str,
+    context: Vec<u8>,
+    args: HashMap<String, String>,
+) -> anyhow::Result<String> {
+    let options = BuildImageOptionsBuilder::default()
+        .dockerfile("Dockerfile")
+        .t(tag)
+        .rm(true)
+        .forcerm(true)
+        .buildargs(&args)
+        .build();
+    let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
+    let mut log = Vec::new();
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(s) = info.stream {
+                    log.push(s);
+                }
+                if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                    anyhow::bail!("building {tag} failed: {e}\n{}", log.concat());
+                }
+            }
+            Err(e) => anyhow::bail!("building {tag} failed: {e}\n{}", log.concat()),
+        }
+    }
+    image_id(docker, tag)
+        .await
+        .ok_or_else(|| anyhow::anyhow!("built {tag}, but the engine does not list it"))
+}
+
+/// The peer or the coordinator.
+#[derive(Debug, Clone, Copy)]
+pub enum AppImage {
+    Peer,
+    Coordinator,
+}
+
+impl AppImage {
+    fn binary(self) -> &'static str {
+        match self {
+            AppImage::Peer => "peer",
+            AppImage::Coordinator => "coordinator",
+        }
+    }
+    fn dockerfile(self) -> &'static str {
+        match self {
+            AppImage::Peer => PEER_DOCKERFILE,
+            AppImage::Coordinator => COORDINATOR_DOCKERFILE,
+        }
+    }
+}
+
+/// Where the prebuilt binaries are: `--bin-dir`, else next to the launcher.
+pub fn bin_dir(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_owned).unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_owned))
+            .unwrap_or_else(|| PathBuf::from("."))
+    })
+}
+
+/// Builds (or finds) the image for `kind`; returns it and whether it was built now.
+pub async fn ensure_app(
+    docker: &Docker,
+    kind: AppImage,
+    bins: &Path,
+    base: &ImageRef,
+) -> anyhow::Result<(ImageRef, bool)> {
+    let path = bins.join(kind.binary());
+    let binary = std::fs::read(&path).map_err(|e| {
+        bad_input(format!(
+            "cannot read the {} binary at {}: {e}. Build the workspace first (cargo build --release) or pass --bin-dir",
+            kind.binary(),
+            path.display()
+        ))
+    })?;
+    let tag = format!(
+        "cmesh-{}:{}",
+        kind.binary(),
+        short_hash(&[kind.dockerfile().as_bytes(), &binary, base.id.as_bytes()])
+    );
+    if let Some(id) = image_id(docker, &tag).await {
+        return Ok((ImageRef { tag, id }, false));
+    }
+    let context = tar_context(&[
+        ("Dockerfile", kind.dockerfile().as_bytes(), 0o644),
+        (kind.binary(), &binary, 0o755),
+    ])?;
+    let args = HashMap::from([("BASE_IMAGE".to_owned(), base.tag.clone())]);
+    let id = build(docker, &tag, context, args).await?;
+    Ok((ImageRef { tag, id }, true))
+}
+
+/// Every image a run needs, on `docker`; prints what it did.
+pub async fn ensure_all(
+    docker: &Docker,
+    bins: &Path,
+    base_image: Option<&str>,
+) -> anyhow::Result<Images> {
+    let (base, path) = ensure_base(docker, base_image).await?;
+    let how = match path {
+        BasePath::Present => "present",
+        BasePath::Pulled => "built on a pulled Debian image",
+        BasePath::Debootstrapped => "built from Debian's packages (debootstrap)",
+        BasePath::Given => "given with --base-image",
+    };
+    eprintln!("images: base {} ({how})", base.tag);
+    let (peer, built_peer) = ensure_app(docker, AppImage::Peer, bins, &base).await?;
+    let (coordinator, built_coord) = ensure_app(docker, AppImage::Coordinator, bins, &base).await?;
+    for (image, built) in [(&peer, built_peer), (&coordinator, built_coord)] {
+        eprintln!(
+            "images: {} ({})",
+            image.tag,
+            if built { "built" } else { "up to date" }
+        );
+    }
+    Ok(Images {
+        base,
+        peer,
+        coordinator,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contexts_hold_the_files_with_modes() {
+        let tar = tar_context(&[
+            ("Dockerfile", b"FROM x", 0o644),
+            ("peer", b"\x7fELF", 0o755),
+        ])
+        .unwrap();
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let entries: Vec<(String, u32)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().mode().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            vec![("Dockerfile".into(), 0o644), ("peer".into(), 0o755)]
+        );
+    }
+
+    #[test]
+    fn tags_follow_content() {
+        assert_eq!(short_hash(&[b"a", b"b"]), short_hash(&[b"a", b"b"]));
+        assert_ne!(short_hash(&[b"a", b"b"]), short_hash(&[b"ab"]));
+        assert!(base_tag().starts_with("cmesh-base:bookworm-"));
+    }
+}

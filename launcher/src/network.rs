@@ -1,0 +1,300 @@
+//! The swarm and the run's overlay network.
+//!
+//! The network is attachable (plain containers join it) and its subnet is sized for the
+//! run: peers + coordinator + one address per host + network, gateway and broadcast, in
+//! the smallest prefix from /24 to /16 that fits. A run that fits no /16 is refused before
+//! anything is created.
+
+use crate::error::bad_input;
+use crate::host::Host;
+use anyhow::Context;
+use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest, SwarmInitRequest};
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+/// An IPv4 prefix, e.g. `10.120.0.0/22`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Subnet {
+    pub base: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Subnet {
+    pub fn parse(s: &str) -> Result<Subnet, String> {
+        let bad = || format!("`{s}` is not an IPv4 subnet like 10.120.0.0/22");
+        let (ip, p) = s.split_once('/').ok_or_else(bad)?;
+        let base: Ipv4Addr = ip.parse().map_err(|_| bad())?;
+        let prefix: u8 = p.parse().map_err(|_| bad())?;
+        if !(8..=30).contains(&prefix) {
+            return Err(format!("`{s}`: use a prefix between /8 and /30"));
+        }
+        Ok(Subnet { base, prefix }.normalized())
+    }
+
+    fn mask(self) -> u32 {
+        u32::MAX << (32 - self.prefix)
+    }
+
+    fn normalized(self) -> Subnet {
+        Subnet {
+            base: Ipv4Addr::from(u32::from(self.base) & self.mask()),
+            prefix: self.prefix,
+        }
+    }
+
+    /// Addresses containers can use (all but network, gateway and broadcast).
+    pub fn usable(self) -> u64 {
+        (1u64 << (32 - self.prefix)) - 3
+    }
+
+    pub fn overlaps(self, other: Subnet) -> bool {
+        let prefix = self.prefix.min(other.prefix);
+        let mask = u32::MAX << (32 - prefix);
+        u32::from(self.base) & mask == u32::from(other.base) & mask
+    }
+}
+
+impl std::fmt::Display for Subnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.base, self.prefix)
+    }
+}
+
+/// Addresses a run needs on its network.
+pub fn addresses_needed(peers: usize, hosts: usize) -> u64 {
+    peers as u64 + 1 + hosts as u64
+}
+
+/// The smallest prefix (/24 to /16) that fits the run, or a bad-input error.
+pub fn prefix_for(peers: usize, hosts: usize) -> anyhow::Result<u8> {
+    let need = addresses_needed(peers, hosts);
+    (16..=24u8)
+        .rev()
+        .find(|&p| Subnet { base: Ipv4Addr::new(10, 0, 0, 0), prefix: p }.usable() >= need)
+        .ok_or_else(|| {
+            bad_input(format!(
+                "{peers} peers need {need} addresses, more than an overlay /16 holds (65533); split the run"
+            ))
+        })
+}
+
+/// Checks that a subnet given with --subnet fits the run.
+pub fn check_fits(subnet: Subnet, peers: usize, hosts: usize) -> anyhow::Result<()> {
+    let need = addresses_needed(peers, hosts);
+    if subnet.usable() < need {
+        return Err(bad_input(format!(
+            "subnet {subnet} has {} usable addresses, but {peers} peers need {need} (peers, coordinator, one per host); use a larger subnet or fewer peers",
+            subnet.usable()
+        )));
+    }
+    Ok(())
+}
+
+/// Picks `10.X.0.0/prefix` not overlapping `taken`, starting from a block derived from
+/// the run id so concurrent runs rarely collide.
+pub fn pick_subnet(run: &str, prefix: u8, taken: &[Subnet]) -> anyhow::Result<Subnet> {
+    let start = run
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32))
+        % 150;
+    for i in 0..150 {
+        let candidate = Subnet {
+            base: Ipv4Addr::new(10, (100 + (start + i) % 150) as u8, 0, 0),
+            prefix,
+        };
+        if !taken.iter().any(|t| t.overlaps(candidate)) {
+            return Ok(candidate);
+        }
+    }
+    anyhow::bail!("no free 10.100-249.0.0/16 block for the run's network; pass --subnet")
+}
+
+/// Subnets of the networks on `host`.
+pub async fn taken_subnets(host: &Host) -> anyhow::Result<Vec<Subnet>> {
+    let networks = host
+        .docker
+        .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+        .await
+        .with_context(|| format!("listing networks on host {}", host.name()))?;
+    Ok(networks
+        .into_iter()
+        .flat_map(|n| n.ipam.and_then(|i| i.config).unwrap_or_default())
+        .filter_map(|c| c.subnet.and_then(|s| Subnet::parse(&s).ok()))
+        .collect())
+}
+
+/// The address of this machine's default-route interface (for `swarm init`).
+fn default_route_addr() -> Option<String> {
+    let routes = std::fs::read_to_string("/proc/net/route").ok()?;
+    let iface = routes
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.get(1) == Some(&"00000000"))?
+        .first()?
+        .to_string();
+    let out = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "dev", &iface])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let inet = text
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)?;
+    Some(inet.split('/').next()?.to_owned())
+}
+
+/// Initializes a swarm on the manager if it is not in one. Returns true if it did.
+pub async fn ensure_swarm(manager: &Host) -> anyhow::Result<bool> {
+    let info = manager
+        .docker
+        .info()
+        .await
+        .context("asking the manager for its swarm state")?;
+    let state = info
+        .swarm
+        .and_then(|s| s.local_node_state)
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    if state == "active" {
+        return Ok(false);
+    }
+    let addr = manager
+        .spec
+        .advertise_addr
+        .clone()
+        .or_else(default_route_addr)
+        .ok_or_else(|| {
+            bad_input(format!(
+                "cannot tell which address host `{}` should advertise for the swarm; set advertise_addr in hosts.toml",
+                manager.name()
+            ))
+        })?;
+    manager
+        .docker
+        .init_swarm(SwarmInitRequest {
+            listen_addr: Some("0.0.0.0:2377".into()),
+            advertise_addr: Some(addr.clone()),
+            ..Default::default()
+        })
+        .await
+        .with_context(|| {
+            format!(
+                "docker swarm init on host {} (advertising {addr})",
+                manager.name()
+            )
+        })?;
+    eprintln!("swarm: initialized on host {} ({addr})", manager.name());
+    Ok(true)
+}
+
+/// The run's network name.
+pub fn network_name(run: &str) -> String {
+    format!("cmesh-{run}")
+}
+
+/// Creates the run's attachable overlay network if it does not exist; returns its id and
+/// subnet.
+pub async fn ensure_network(
+    manager: &Host,
+    run: &str,
+    subnet: Subnet,
+) -> anyhow::Result<(String, Subnet)> {
+    let name = network_name(run);
+    if let Ok(existing) = manager
+        .docker
+        .inspect_network(
+            &name,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+    {
+        let actual = existing
+            .ipam
+            .and_then(|i| i.config)
+            .and_then(|c| c.into_iter().next())
+            .and_then(|c| c.subnet)
+            .and_then(|s| Subnet::parse(&s).ok())
+            .unwrap_or(subnet);
+        return Ok((existing.id.unwrap_or_default(), actual));
+    }
+    let response = manager
+        .docker
+        .create_network(NetworkCreateRequest {
+            name: name.clone(),
+            driver: Some("overlay".into()),
+            attachable: Some(true),
+            ipam: Some(Ipam {
+                config: Some(vec![IpamConfig {
+                    subnet: Some(subnet.to_string()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            labels: Some(HashMap::from([(
+                crate::labels::RUN.to_owned(),
+                run.to_owned(),
+            )])),
+            ..Default::default()
+        })
+        .await
+        .with_context(|| {
+            format!(
+                "creating network {name} ({subnet}) on host {}",
+                manager.name()
+            )
+        })?;
+    Ok((response.id, subnet))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_the_subnet_for_the_run() {
+        assert_eq!(prefix_for(10, 1).unwrap(), 24);
+        assert_eq!(prefix_for(251, 1).unwrap(), 24);
+        assert_eq!(prefix_for(252, 1).unwrap(), 23);
+        assert_eq!(prefix_for(1000, 3).unwrap(), 22);
+        assert_eq!(prefix_for(65_000, 3).unwrap(), 16);
+        // 65 531 peers + coordinator + 1 host = 65 533: exactly a /16's usable addresses.
+        assert_eq!(prefix_for(65_531, 1).unwrap(), 16);
+        let e = prefix_for(65_532, 1).unwrap_err();
+        assert_eq!(crate::error::exit_code(&e), 2);
+    }
+
+    #[test]
+    fn refuses_a_given_subnet_that_is_too_small() {
+        let s = Subnet::parse("10.1.2.0/26").unwrap();
+        assert!(check_fits(s, 59, 1).is_ok());
+        let e = check_fits(s, 60, 1).unwrap_err();
+        assert!(
+            e.to_string().contains("61 usable") || e.to_string().contains("usable"),
+            "{e}"
+        );
+        assert!(Subnet::parse("10.1.2.0").is_err());
+        assert!(Subnet::parse("10.1.2.0/31").is_err());
+        assert_eq!(
+            Subnet::parse("10.1.2.9/24").unwrap().to_string(),
+            "10.1.2.0/24"
+        );
+    }
+
+    #[test]
+    fn picks_a_free_block() {
+        let taken = vec![Subnet::parse("10.0.0.0/8").unwrap()];
+        assert!(pick_subnet("r1", 24, &taken).is_err());
+        let first = pick_subnet("r1", 24, &[]).unwrap();
+        let second = pick_subnet("r1", 24, &[first]).unwrap();
+        assert_ne!(first, second);
+        assert!(!second.overlaps(first));
+        assert!(Subnet::parse("10.1.0.0/16")
+            .unwrap()
+            .overlaps(Subnet::parse("10.1.5.0/24").unwrap()));
+        assert!(!Subnet::parse("10.1.0.0/16")
+            .unwrap()
+            .overlaps(Subnet::parse("10.2.0.0/24").unwrap()));
+    }
+}

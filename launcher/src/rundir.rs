@@ -1,0 +1,282 @@
+//! A run is a directory: `runs/<run-id>/`.
+//!
+//! | path | written by | content |
+//! |---|---|---|
+//! | `manifest.json` | `spawn` | who is where, images, network, plan spec |
+//! | `token` | `spawn` | the run token (mode 0600; copied into containers as a file) |
+//! | `extract/<host>/<container>/` | `extract` | `report.tar.gz`, `logs.txt.gz`, `inspect.json`, `meta.json` |
+//! | `extract/extract.json` | `extract` | the index: every container, its files' sha256 and sizes, its outcome |
+//! | `analysis/` | `analyze` | `summary.json`, `summary.md` |
+//!
+//! `runs/latest` holds the id of the newest run, the default for `--run`.
+
+use crate::error::bad_input;
+use anyhow::Context;
+use cmesh_common::plan::PlanSpec;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const MANIFEST_SCHEMA: &str = "cmesh.run-manifest";
+
+/// `manifest.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunManifest {
+    pub schema: String,
+    pub schema_version: u32,
+    pub run_id: String,
+    pub created_at: String,
+    pub hosts: Vec<crate::hosts::HostSpec>,
+    pub network: NetworkInfo,
+    pub images: Images,
+    pub spec: PlanSpec,
+    pub coordinator: Placement,
+    pub peers: Vec<Placement>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkInfo {
+    pub name: String,
+    pub id: String,
+    pub subnet: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRef {
+    /// `name:tag`.
+    pub tag: String,
+    /// The image id (`sha256:…`).
+    pub id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Images {
+    pub base: ImageRef,
+    pub peer: ImageRef,
+    pub coordinator: ImageRef,
+}
+
+/// Where one container is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    pub name: String,
+    pub host: String,
+    /// 1-based for peers, 0 for the coordinator.
+    pub index: u32,
+}
+
+/// A run's directory.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    pub id: String,
+    pub path: PathBuf,
+}
+
+/// Checks a run id: 1 to 40 of `a-z 0-9 -`, starting with a letter or digit.
+pub fn validate_run_id(id: &str) -> anyhow::Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 40
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !id.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(bad_input(format!(
+            "`{id}` is not a run id: use 1 to 40 of a-z 0-9 -, not starting with -"
+        )))
+    }
+}
+
+/// A new run id from the UTC time: `r1122-031800`.
+pub fn new_run_id() -> String {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    // 2026-11-22T03:18:00Z
+    let digits: String = stamp.chars().filter(char::is_ascii_digit).collect();
+    format!("r{}-{}", &digits[4..8], &digits[8..14])
+}
+
+impl RunDir {
+    /// Creates `base/<id>` (or opens it, if a spawn is being re-run) and marks it latest.
+    pub fn create(base: &Path, id: &str) -> anyhow::Result<RunDir> {
+        validate_run_id(id)?;
+        let path = base.join(id);
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("cannot create the run directory {}", path.display()))?;
+        std::fs::write(base.join("latest"), id)
+            .with_context(|| format!("cannot write {}", base.join("latest").display()))?;
+        Ok(RunDir {
+            id: id.to_owned(),
+            path,
+        })
+    }
+
+    /// Opens an existing run: `id`, or the latest if `None`.
+    pub fn open(base: &Path, id: Option<&str>) -> anyhow::Result<RunDir> {
+        let id = match id {
+            Some(id) => id.to_owned(),
+            None => std::fs::read_to_string(base.join("latest"))
+                .map(|s| s.trim().to_owned())
+                .map_err(|_| {
+                    bad_input(format!(
+                        "no run found under {}; start one with `launcher spawn` or `launcher run`, or pass --run",
+                        base.display()
+                    ))
+                })?,
+        };
+        validate_run_id(&id)?;
+        let path = base.join(&id);
+        if !path.join("manifest.json").exists() {
+            let known = list_runs(base);
+            return Err(bad_input(format!(
+                "unknown run `{id}`: {} has no manifest.json. Known runs: {}",
+                path.display(),
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        }
+        Ok(RunDir { id, path })
+    }
+
+    /// Opens a run by its directory (for `analyze runs/<id>`).
+    pub fn open_path(path: &Path) -> anyhow::Result<RunDir> {
+        let id = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| bad_input(format!("{} is not a run directory", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        RunDir::open(base, Some(id))
+    }
+
+    pub fn manifest_path(&self) -> PathBuf {
+        self.path.join("manifest.json")
+    }
+    pub fn token_path(&self) -> PathBuf {
+        self.path.join("token")
+    }
+    pub fn extract_dir(&self) -> PathBuf {
+        self.path.join("extract")
+    }
+    pub fn analysis_dir(&self) -> PathBuf {
+        self.path.join("analysis")
+    }
+
+    pub fn read_manifest(&self) -> anyhow::Result<RunManifest> {
+        let text = std::fs::read_to_string(self.manifest_path())
+            .with_context(|| format!("cannot read {}", self.manifest_path().display()))?;
+        let m: RunManifest = serde_json::from_str(&text).with_context(|| {
+            format!("{} is not a valid manifest", self.manifest_path().display())
+        })?;
+        if m.schema != MANIFEST_SCHEMA || m.schema_version != 1 {
+            anyhow::bail!(
+                "{} has schema {} v{}; this launcher reads {MANIFEST_SCHEMA} v1",
+                self.manifest_path().display(),
+                m.schema,
+                m.schema_version
+            );
+        }
+        Ok(m)
+    }
+
+    pub fn write_manifest(&self, m: &RunManifest) -> anyhow::Result<()> {
+        write_atomic(
+            &self.manifest_path(),
+            serde_json::to_string_pretty(m)?.as_bytes(),
+        )
+    }
+
+    /// The run token: read if it exists, else made and written (mode 0600).
+    pub fn token(&self) -> anyhow::Result<String> {
+        let path = self.token_path();
+        if path.exists() {
+            return Ok(cmesh_common::token::read_token_file(&path)?);
+        }
+        let mut bytes = [0u8; 24];
+        std::io::Read::read_exact(
+            &mut std::fs::File::open("/dev/urandom").context("cannot open /dev/urandom")?,
+            &mut bytes,
+        )?;
+        let token = hex::encode(bytes);
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        std::io::Write::write_all(&mut f, format!("{token}\n").as_bytes())?;
+        Ok(token)
+    }
+}
+
+/// Run ids under `base` that have a manifest, sorted.
+pub fn list_runs(base: &Path) -> Vec<String> {
+    let mut runs: Vec<String> = std::fs::read_dir(base)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("manifest.json").exists())
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .collect();
+    runs.sort();
+    runs
+}
+
+/// Writes through a temporary file and a rename: readers never see half a file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+    ));
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids() {
+        let id = new_run_id();
+        assert!(validate_run_id(&id).is_ok(), "{id}");
+        assert_eq!(id.len(), 12, "{id}");
+        assert!(validate_run_id("Run_1").is_err());
+        assert!(validate_run_id("-x").is_err());
+        assert!(validate_run_id(&"a".repeat(41)).is_err());
+    }
+
+    #[test]
+    fn unknown_run_is_bad_input_and_lists_known_runs() {
+        let base = tempfile::tempdir().unwrap();
+        let e = RunDir::open(base.path(), None).unwrap_err();
+        assert_eq!(crate::error::exit_code(&e), 2);
+        std::fs::create_dir_all(base.path().join("r1")).unwrap();
+        std::fs::write(base.path().join("r1/manifest.json"), "{}").unwrap();
+        let e = RunDir::open(base.path(), Some("r2"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown run `r2`") && e.contains("r1"), "{e}");
+    }
+
+    #[test]
+    fn token_is_made_once_and_private() {
+        let base = tempfile::tempdir().unwrap();
+        let run = RunDir::create(base.path(), "r1").unwrap();
+        let t1 = run.token().unwrap();
+        assert_eq!(run.token().unwrap(), t1);
+        assert_eq!(t1.len(), 48);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(run.token_path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            std::fs::read_to_string(base.path().join("latest")).unwrap(),
+            "r1"
+        );
+    }
+}

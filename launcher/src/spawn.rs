@@ -1,0 +1,499 @@
+//! `launcher spawn`: from a plan and a hosts file to a running mesh.
+//!
+//! Order: check everything that can be checked without side effects (hosts file, plan,
+//! subnet size, capacity, engines reachable); then images, swarm, network, run directory
+//! and manifest; then the coordinator; then the peers, a bounded number at a time.
+//!
+//! Re-running `spawn` for an existing run id reuses its manifest and creates only what is
+//! missing: containers that exist are left alone (or started, if created but never
+//! started). So an interrupted spawn is repaired by running it again.
+
+use crate::error::bad_input;
+use crate::host::{self, Host};
+use crate::hosts::HostSpec;
+use crate::rundir::{Images, NetworkInfo, Placement, RunDir, RunManifest, MANIFEST_SCHEMA};
+use crate::{images, labels, network, tasks};
+use anyhow::Context;
+use bollard::models::{
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, UploadToContainerOptionsBuilder,
+};
+use cmesh_common::plan::PlanSpec;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// The coordinator's API port inside the network.
+pub const COORDINATOR_PORT: u16 = 7400;
+/// The peers' sync port inside the network.
+pub const PEER_PORT: u16 = 7500;
+/// Where the token file goes inside every container.
+const TOKEN_DIR: &str = "/cmesh";
+
+/// What `spawn` needs, resolved from flags, files and environment.
+#[derive(Clone, Debug)]
+pub struct SpawnRequest {
+    pub runs_dir: PathBuf,
+    pub hosts: Vec<HostSpec>,
+    pub spec: PlanSpec,
+    pub run_id: Option<String>,
+    pub subnet: Option<network::Subnet>,
+    pub concurrency: usize,
+    pub peer_memory_bytes: i64,
+    pub bin_dir: PathBuf,
+    pub base_image: Option<String>,
+}
+
+/// A peer's container name: `<run>-peer-0001`.
+pub fn peer_name(run: &str, index: usize, total: usize) -> String {
+    let width = total.to_string().len().max(4);
+    format!("{run}-peer-{index:0width$}")
+}
+
+/// The coordinator's container name.
+pub fn coordinator_name(run: &str) -> String {
+    format!("{run}-coordinator")
+}
+
+/// Places `peers` peers on hosts round-robin, skipping hosts that are full.
+pub fn place(run: &str, peers: usize, hosts: &[HostSpec]) -> anyhow::Result<Vec<Placement>> {
+    let capacity: usize = hosts.iter().map(|h| h.capacity).sum();
+    if peers > capacity {
+        return Err(bad_input(format!(
+            "{peers} peers do not fit: the hosts' capacity adds up to {capacity}; raise `capacity` in hosts.toml or add hosts"
+        )));
+    }
+    let mut used = vec![0usize; hosts.len()];
+    let mut out = Vec::with_capacity(peers);
+    let mut h = 0;
+    for i in 1..=peers {
+        while used[h] >= hosts[h].capacity {
+            h = (h + 1) % hosts.len();
+        }
+        used[h] += 1;
+        out.push(Placement {
+            name: peer_name(run, i, peers),
+            host: hosts[h].name.clone(),
+            index: i as u32,
+        });
+        h = (h + 1) % hosts.len();
+    }
+    Ok(out)
+}
+
+/// The coordinator's command line for a plan.
+pub fn coordinator_args(run: &str, spec: &PlanSpec) -> Vec<String> {
+    let ms = |v: u64| format!("{v}ms");
+    let mut args = vec![
+        "--listen".into(),
+        format!("0.0.0.0:{COORDINATOR_PORT}"),
+        "--output".into(),
+        "/report".into(),
+        "--token-file".into(),
+        format!("{TOKEN_DIR}/token"),
+        "--run-id".into(),
+        run.into(),
+        "--peers".into(),
+        spec.peers.to_string(),
+        "--duration".into(),
+        ms(spec.duration_ms),
+        "--graph".into(),
+        spec.graph.to_string(),
+        "--degree".into(),
+        spec.degree.to_string(),
+        "--seed".into(),
+        spec.seed.to_string(),
+        "--write-interval".into(),
+        spec.write_interval.to_string(),
+        "--payload-bytes".into(),
+        spec.payload_bytes.to_string(),
+        "--start-delay".into(),
+        ms(spec.start_delay_ms),
+        "--start-timeout".into(),
+        ms(spec.start_timeout_ms),
+        "--heartbeat".into(),
+        ms(spec.heartbeat_ms),
+        "--settle-timeout".into(),
+        ms(spec.settle_timeout_ms),
+        "--linger".into(),
+        "2s".into(),
+    ];
+    if let Some(min) = spec.min_peers {
+        args.extend(["--min-peers".into(), min.to_string()]);
+    }
+    args
+}
+
+/// A peer's command line.
+pub fn peer_args(run: &str, name: &str) -> Vec<String> {
+    [
+        "--name",
+        name,
+        "--coordinator",
+        &format!("{}:{COORDINATOR_PORT}", coordinator_name(run)),
+        "--listen",
+        &format!("0.0.0.0:{PEER_PORT}"),
+        "--output",
+        "/report",
+        "--token-file",
+        &format!("{TOKEN_DIR}/token"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// What to create for one container.
+#[derive(Clone, Debug)]
+struct ContainerPlan {
+    name: String,
+    role: &'static str,
+    index: u32,
+    image: String,
+    args: Vec<String>,
+    memory: i64,
+    publish: bool,
+}
+
+fn container_body(run: &str, host: &str, network: &str, c: &ContainerPlan) -> ContainerCreateBody {
+    let labels = HashMap::from([
+        (labels::RUN.to_owned(), run.to_owned()),
+        (labels::ROLE.to_owned(), c.role.to_owned()),
+        (labels::INDEX.to_owned(), c.index.to_string()),
+        (labels::HOST.to_owned(), host.to_owned()),
+    ]);
+    let port_bindings = c.publish.then(|| {
+        HashMap::from([(
+            format!("{COORDINATOR_PORT}/tcp"),
+            Some(vec![PortBinding {
+                host_ip: Some("127.0.0.1".into()),
+                host_port: Some(String::new()),
+            }]),
+        )])
+    });
+    ContainerCreateBody {
+        image: Some(c.image.clone()),
+        cmd: Some(c.args.clone()),
+        hostname: Some(c.name.clone()),
+        labels: Some(labels),
+        host_config: Some(HostConfig {
+            network_mode: Some(network.to_owned()),
+            cap_add: Some(vec!["NET_ADMIN".into()]),
+            memory: Some(c.memory),
+            memory_swap: Some(c.memory),
+            init: Some(true),
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("json-file".into()),
+                config: Some(HashMap::from([
+                    ("max-size".to_owned(), "10m".to_owned()),
+                    ("max-file".to_owned(), "2".to_owned()),
+                ])),
+            }),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::NO),
+                maximum_retry_count: None,
+            }),
+            auto_remove: Some(false),
+            port_bindings,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Existing containers of the run on `host`: name → state (`created`, `running`, `exited`…).
+pub async fn existing(host: &Host, run: &str) -> anyhow::Result<HashMap<String, String>> {
+    let list = host
+        .docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&labels::run_filter(run))
+                .build(),
+        ))
+        .await
+        .with_context(|| format!("listing containers on host {}", host.name()))?;
+    Ok(list
+        .into_iter()
+        .filter_map(|c| {
+            let name = c.names?.first()?.trim_start_matches('/').to_owned();
+            let state = c.state.map(|s| s.to_string()).unwrap_or_default();
+            Some((name, state))
+        })
+        .collect())
+}
+
+async fn create_and_start(
+    host: &Host,
+    run: &str,
+    network: &str,
+    c: &ContainerPlan,
+    token_tar: &[u8],
+    state: Option<&str>,
+) -> anyhow::Result<()> {
+    let docker = &host.docker;
+    let where_ = || format!("container {} on host {}", c.name, host.name());
+    match state {
+        Some("created") => {}
+        Some(_) => return Ok(()), // running or already ran: leave it alone
+        None => {
+            let body = container_body(run, host.name(), network, c);
+            tasks::retry(|| {
+                docker.create_container(
+                    Some(
+                        CreateContainerOptionsBuilder::default()
+                            .name(&c.name)
+                            .build(),
+                    ),
+                    body.clone(),
+                )
+            })
+            .await
+            .with_context(|| format!("creating {}", where_()))?;
+        }
+    }
+    // The token goes in as a file before start: never in the environment or the config.
+    tasks::retry(|| {
+        docker.upload_to_container(
+            &c.name,
+            Some(
+                UploadToContainerOptionsBuilder::default()
+                    .path(TOKEN_DIR)
+                    .build(),
+            ),
+            bollard::body_full(token_tar.to_vec().into()),
+        )
+    })
+    .await
+    .with_context(|| format!("copying the run token into {}", where_()))?;
+    tasks::retry(|| {
+        docker.start_container(
+            &c.name,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+    })
+    .await
+    .with_context(|| format!("starting {}", where_()))?;
+    Ok(())
+}
+
+/// The checks that need no engine: run id, subnet size, capacity.
+pub fn precheck(req: &SpawnRequest) -> anyhow::Result<()> {
+    if let Some(id) = &req.run_id {
+        crate::rundir::validate_run_id(id)?;
+    }
+    req.spec.validate().map_err(|e| bad_input(e.to_string()))?;
+    match req.subnet {
+        Some(s) => network::check_fits(s, req.spec.peers, req.hosts.len())?,
+        None => {
+            network::prefix_for(req.spec.peers, req.hosts.len())?;
+        }
+    }
+    place("x", req.spec.peers, &req.hosts)?;
+    Ok(())
+}
+
+/// Spawns (or completes) a run. Returns its directory.
+pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
+    precheck(&req)?;
+    let hosts = host::connect_all(req.hosts.clone()).await?;
+    let manager = host::manager(&hosts).clone();
+
+    // An existing run is completed with its own manifest, whatever the flags say now.
+    let previous = match &req.run_id {
+        Some(id) => RunDir::open(&req.runs_dir, Some(id)).ok(),
+        None => None,
+    };
+    let (run, spec, subnet_hint) = match &previous {
+        Some(dir) => {
+            let m = dir.read_manifest()?;
+            eprintln!(
+                "spawn: run {} exists; creating only what is missing",
+                m.run_id
+            );
+            let subnet = network::Subnet::parse(&m.network.subnet).ok();
+            (dir.clone(), m.spec, subnet)
+        }
+        None => {
+            let id = req.run_id.clone().unwrap_or_else(crate::rundir::new_run_id);
+            (
+                RunDir::create(&req.runs_dir, &id)?,
+                req.spec.clone(),
+                req.subnet,
+            )
+        }
+    };
+    let images: Images =
+        images::ensure_all(&manager.docker, &req.bin_dir, req.base_image.as_deref()).await?;
+    network::ensure_swarm(&manager).await?;
+    let subnet = match subnet_hint {
+        Some(s) => s,
+        None => {
+            let prefix = network::prefix_for(spec.peers, hosts.len())?;
+            network::pick_subnet(&run.id, prefix, &network::taken_subnets(&manager).await?)?
+        }
+    };
+    let (network_id, subnet) = network::ensure_network(&manager, &run.id, subnet).await?;
+    let net_name = network::network_name(&run.id);
+    eprintln!("network: {net_name} {subnet}");
+
+    let token = run.token()?;
+    let placements = place(&run.id, spec.peers, &req.hosts)?;
+    let manifest = RunManifest {
+        schema: MANIFEST_SCHEMA.into(),
+        schema_version: 1,
+        run_id: run.id.clone(),
+        created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        hosts: req.hosts.clone(),
+        network: NetworkInfo {
+            name: net_name.clone(),
+            id: network_id,
+            subnet: subnet.to_string(),
+        },
+        images: images.clone(),
+        spec: spec.clone(),
+        coordinator: Placement {
+            name: coordinator_name(&run.id),
+            host: manager.name().to_owned(),
+            index: 0,
+        },
+        peers: placements.clone(),
+    };
+    run.write_manifest(&manifest)?;
+
+    let token_tar = images::tar_context(&[("token", format!("{token}\n").as_bytes(), 0o400)])?;
+    let mut states = HashMap::new();
+    for h in &hosts {
+        states.extend(existing(h, &run.id).await?);
+    }
+    let coordinator = ContainerPlan {
+        name: coordinator_name(&run.id),
+        role: labels::ROLE_COORDINATOR,
+        index: 0,
+        image: images.coordinator.tag.clone(),
+        args: coordinator_args(&run.id, &spec),
+        memory: 1 << 30,
+        publish: true,
+    };
+    create_and_start(
+        &manager,
+        &run.id,
+        &net_name,
+        &coordinator,
+        &token_tar,
+        states.get(&coordinator.name).map(String::as_str),
+    )
+    .await?;
+
+    let by_name: HashMap<&str, &Host> = hosts.iter().map(|h| (h.name(), h)).collect();
+    let todo: Vec<Placement> = placements
+        .into_iter()
+        .filter(|p| !matches!(states.get(&p.name).map(String::as_str), Some(s) if s != "created"))
+        .collect();
+    let skipped = spec.peers - todo.len();
+    if skipped > 0 {
+        eprintln!("spawn: {skipped} peers already exist");
+    }
+    let results = tasks::for_each("spawn", todo, req.concurrency, |p: Placement| {
+        let host = by_name[p.host.as_str()];
+        let plan = ContainerPlan {
+            args: peer_args(&run.id, &p.name),
+            name: p.name.clone(),
+            role: labels::ROLE_PEER,
+            index: p.index,
+            image: images.peer.tag.clone(),
+            memory: req.peer_memory_bytes,
+            publish: false,
+        };
+        let (run_id, net, tar, state) =
+            (&run.id, &net_name, &token_tar, states.get(&p.name).cloned());
+        async move { create_and_start(host, run_id, net, &plan, tar, state.as_deref()).await }
+    })
+    .await;
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|(p, r)| r.as_ref().err().map(|e| format!("  {}: {e:#}", p.name)))
+        .collect();
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "{} of {} peers could not be started:\n{}\nRe-run `launcher spawn --run-id {}` to create what is missing",
+            failed.len(),
+            spec.peers,
+            failed.join("\n"),
+            run.id
+        );
+    }
+    eprintln!(
+        "spawn: run {} has {} peers and a coordinator on {}",
+        run.id, spec.peers, net_name
+    );
+    Ok(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hosts::{HostSpec, Role};
+
+    fn host(name: &str, capacity: usize) -> HostSpec {
+        HostSpec {
+            name: name.into(),
+            engine: "unix:///x".into(),
+            role: Role::Worker,
+            capacity,
+            advertise_addr: None,
+        }
+    }
+
+    #[test]
+    fn places_round_robin_within_capacity() {
+        let hosts = vec![host("a", 1), host("b", 5)];
+        let p = place("r", 4, &hosts).unwrap();
+        let on: Vec<&str> = p.iter().map(|p| p.host.as_str()).collect();
+        assert_eq!(on, vec!["a", "b", "b", "b"]);
+        assert_eq!(p[0].name, "r-peer-0001");
+        assert_eq!(p[3].index, 4);
+        let e = place("r", 7, &hosts).unwrap_err();
+        assert_eq!(crate::error::exit_code(&e), 2);
+    }
+
+    #[test]
+    fn names_are_zero_padded_to_the_count() {
+        assert_eq!(peer_name("r", 7, 10), "r-peer-0007");
+        assert_eq!(peer_name("r", 7, 12_000), "r-peer-00007");
+    }
+
+    #[test]
+    fn containers_get_net_admin_labels_limits_and_no_token() {
+        let spec = PlanSpec::default();
+        let c = ContainerPlan {
+            name: "r-peer-0001".into(),
+            role: labels::ROLE_PEER,
+            index: 1,
+            image: "img".into(),
+            args: peer_args("r", "r-peer-0001"),
+            memory: 64 << 20,
+            publish: false,
+        };
+        let body = container_body("r", "local", "cmesh-r", &c);
+        let hc = body.host_config.as_ref().unwrap();
+        assert_eq!(hc.cap_add.as_deref(), Some(&["NET_ADMIN".to_owned()][..]));
+        assert_eq!(hc.memory, Some(64 << 20));
+        assert_eq!(
+            hc.log_config.as_ref().unwrap().typ.as_deref(),
+            Some("json-file")
+        );
+        assert_eq!(body.hostname.as_deref(), Some("r-peer-0001"));
+        assert_eq!(body.labels.as_ref().unwrap()[labels::RUN], "r");
+        assert!(body.env.is_none(), "nothing goes through the environment");
+        let json = serde_json::to_string(&body).unwrap();
+        assert!(json.contains("/cmesh/token") && !json.contains("TOKEN="));
+        let args = coordinator_args("r", &spec).join(" ");
+        assert!(
+            args.contains("--peers 10") && args.contains("--graph random-regular"),
+            "{args}"
+        );
+    }
+}

@@ -1,0 +1,126 @@
+//! `launcher status`: the run's containers by state, from Docker, and the peers by
+//! state, from the coordinator's status API.
+
+use crate::rundir::RunDir;
+use crate::spawn::COORDINATOR_PORT;
+use crate::{labels, wait};
+use cmesh_common::protocol::StatusReport;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub run_id: String,
+    /// Docker state → number of containers, per role.
+    pub containers: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Containers in the manifest that Docker does not have.
+    pub missing: Vec<String>,
+    /// The coordinator's view, if it could be asked.
+    pub coordinator: Option<StatusReport>,
+    /// Why the coordinator could not be asked.
+    pub coordinator_error: Option<String>,
+}
+
+/// Gathers the status of a run.
+pub async fn status(run: &RunDir) -> anyhow::Result<Status> {
+    let manifest = run.read_manifest()?;
+    let hosts = wait::hosts_of(&manifest).await?;
+    let states = wait::states(&hosts, &run.id).await?;
+    let mut containers: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for (name, (_, state)) in &states {
+        let role = if *name == manifest.coordinator.name {
+            labels::ROLE_COORDINATOR
+        } else {
+            labels::ROLE_PEER
+        };
+        *containers
+            .entry(role.into())
+            .or_default()
+            .entry(state.clone())
+            .or_default() += 1;
+    }
+    let missing = manifest
+        .peers
+        .iter()
+        .chain(std::iter::once(&manifest.coordinator))
+        .filter(|p| !states.contains_key(&p.name))
+        .map(|p| p.name.clone())
+        .collect();
+    let manager = crate::host::manager(&hosts);
+    let (coordinator, coordinator_error) =
+        match ask_coordinator(manager, run, &manifest.coordinator.name).await {
+            Ok(s) => (Some(s), None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        };
+    Ok(Status {
+        run_id: run.id.clone(),
+        containers,
+        missing,
+        coordinator,
+        coordinator_error,
+    })
+}
+
+async fn ask_coordinator(
+    host: &crate::host::Host,
+    run: &RunDir,
+    name: &str,
+) -> anyhow::Result<StatusReport> {
+    let info = host
+        .docker
+        .inspect_container(
+            name,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await?;
+    if info.state.as_ref().and_then(|s| s.running) != Some(true) {
+        anyhow::bail!(
+            "the coordinator is not running (its final status is in extract/…/report.tar.gz)"
+        );
+    }
+    let port = info
+        .network_settings
+        .and_then(|n| n.ports)
+        .and_then(|p| p.get(&format!("{COORDINATOR_PORT}/tcp")).cloned().flatten())
+        .and_then(|b| b.first().and_then(|b| b.host_port.clone()))
+        .ok_or_else(|| anyhow::anyhow!("the coordinator publishes no port"))?;
+    let token = run.token()?;
+    let report = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/status"))
+        .header(cmesh_common::token::HEADER, token)
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(report)
+}
+
+/// The status as a table.
+pub fn render(s: &Status) -> String {
+    let mut out = format!("run {}\n\ncontainers (Docker):\n", s.run_id);
+    for (role, states) in &s.containers {
+        let parts: Vec<String> = states.iter().map(|(st, n)| format!("{n} {st}")).collect();
+        out.push_str(&format!("  {role:<12} {}\n", parts.join(", ")));
+    }
+    if !s.missing.is_empty() {
+        out.push_str(&format!(
+            "  missing      {} ({})\n",
+            s.missing.len(),
+            s.missing.join(", ")
+        ));
+    }
+    out.push_str("\npeers (coordinator):\n");
+    match (&s.coordinator, &s.coordinator_error) {
+        (Some(c), _) => {
+            out.push_str(&format!("  phase        {:?}\n", c.phase));
+            for (state, n) in c.counts.iter().filter(|(_, n)| **n > 0) {
+                out.push_str(&format!("  {:<12} {n}\n", state.to_string()));
+            }
+        }
+        (None, Some(e)) => out.push_str(&format!("  unavailable: {e}\n")),
+        (None, None) => {}
+    }
+    out
+}

@@ -1,0 +1,146 @@
+//! `launcher wait`: until every peer container has exited, then say who failed.
+
+use crate::host::{self, Host};
+use crate::rundir::{RunDir, RunManifest};
+use crate::spawn::existing;
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// How one container ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ended {
+    pub name: String,
+    pub exit_code: Option<i64>,
+    pub oom_killed: bool,
+}
+
+impl Ended {
+    pub fn failed(&self) -> bool {
+        self.oom_killed || self.exit_code != Some(0)
+    }
+
+    /// Why it failed, in words.
+    pub fn reason(&self) -> String {
+        match (self.oom_killed, self.exit_code) {
+            (true, _) => "killed for using too much memory (OOM)".into(),
+            (_, Some(137)) => "killed (exit 137)".into(),
+            (_, Some(c)) => format!("exited {c}"),
+            (_, None) => "never ran".into(),
+        }
+    }
+}
+
+/// Connects to the hosts named in a run's manifest.
+pub async fn hosts_of(manifest: &RunManifest) -> anyhow::Result<Vec<Host>> {
+    host::connect_all(manifest.hosts.clone()).await
+}
+
+/// States of all the run's containers across hosts: name → (host index, state).
+pub async fn states(hosts: &[Host], run: &str) -> anyhow::Result<HashMap<String, (usize, String)>> {
+    let mut all = HashMap::new();
+    for (i, h) in hosts.iter().enumerate() {
+        for (name, state) in existing(h, run).await? {
+            all.insert(name, (i, state));
+        }
+    }
+    Ok(all)
+}
+
+/// Waits until every peer has exited (or `timeout`); returns how each ended.
+pub async fn wait(run: &RunDir, timeout: Duration) -> anyhow::Result<Vec<Ended>> {
+    let manifest = run.read_manifest()?;
+    let hosts = hosts_of(&manifest).await?;
+    let bar = ProgressBar::new(manifest.peers.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} exited {elapsed}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_message("wait");
+    let start = Instant::now();
+    let mut coordinator_gone_at: Option<Instant> = None;
+    let final_states = loop {
+        let states = states(&hosts, &run.id).await?;
+        let done = |name: &str| {
+            !matches!(
+                states.get(name).map(|(_, s)| s.as_str()),
+                Some("running" | "created" | "restarting")
+            )
+        };
+        let exited = manifest.peers.iter().filter(|p| done(&p.name)).count();
+        bar.set_position(exited as u64);
+        if exited == manifest.peers.len() {
+            break states;
+        }
+        // The coordinator exits when every peer is done, failed or lost; peers that are
+        // still up then are stuck. Give them a grace period, then stop waiting.
+        if done(&manifest.coordinator.name) {
+            let gone = *coordinator_gone_at.get_or_insert_with(Instant::now);
+            if gone.elapsed() > Duration::from_secs(60) {
+                break states;
+            }
+        }
+        if start.elapsed() > timeout {
+            bar.finish_and_clear();
+            let running: Vec<&str> = manifest
+                .peers
+                .iter()
+                .filter(|p| !done(&p.name))
+                .map(|p| p.name.as_str())
+                .take(10)
+                .collect();
+            anyhow::bail!(
+                "timed out after {:?}: {} peers still running ({}{}). `launcher status` shows where they are; `launcher extract` still collects what exists",
+                timeout,
+                manifest.peers.len() - exited,
+                running.join(", "),
+                if manifest.peers.len() - exited > running.len() { ", …" } else { "" }
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    bar.finish_and_clear();
+    let mut ended = Vec::new();
+    for p in &manifest.peers {
+        let Some((h, _)) = final_states.get(&p.name) else {
+            ended.push(Ended {
+                name: p.name.clone(),
+                exit_code: None,
+                oom_killed: false,
+            });
+            continue;
+        };
+        let info = hosts[*h]
+            .docker
+            .inspect_container(
+                &p.name,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .with_context(|| format!("inspecting {} on host {}", p.name, hosts[*h].name()))?;
+        let state = info.state.unwrap_or_default();
+        ended.push(Ended {
+            name: p.name.clone(),
+            exit_code: if state.running == Some(true) {
+                None
+            } else {
+                state.exit_code
+            },
+            oom_killed: state.oom_killed.unwrap_or(false),
+        });
+    }
+    let failed = ended.iter().filter(|e| e.failed()).count();
+    eprintln!(
+        "wait: {} of {} peers exited 0{}",
+        ended.len() - failed,
+        ended.len(),
+        if failed > 0 {
+            format!(", {failed} failed")
+        } else {
+            String::new()
+        }
+    );
+    Ok(ended)
+}
