@@ -73,8 +73,14 @@ pub fn load(path: &Path) -> anyhow::Result<Vec<HostSpec>> {
 pub fn parse(text: &str, origin: &str) -> anyhow::Result<Vec<HostSpec>> {
     let file: HostsFile = toml::from_str(text).map_err(|e| {
         let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+        let key = text
+            .lines()
+            .nth(line - 1)
+            .and_then(|l| l.split_once('='))
+            .map(|(k, _)| format!(" key `{}`:", k.trim()))
+            .unwrap_or_default();
         bad_input(format!(
-            "{origin}:{line}:{col}: {}. See docs/hosts.md for the format",
+            "{origin}:{line}:{col}:{key} {}. See docs/hosts.md for the format",
             e.message().trim_end_matches('\n')
         ))
     })?;
@@ -174,8 +180,10 @@ mod tests {
     fn errors_name_file_line_and_key() {
         let text = "[[host]]\nname = \"a\"\ncapacity = \"lots\"\n";
         let e = parse(text, "h.toml").unwrap_err().to_string();
-        assert!(e.starts_with("h.toml:3:"), "{e}");
-        assert!(e.contains("capacity") || e.contains("invalid type"), "{e}");
+        assert!(
+            e.starts_with("h.toml:3:12: key `capacity`: invalid type"),
+            "{e}"
+        );
 
         let e = parse("[[host]]\nname = \"a\"\ncolour = 1\n", "h.toml")
             .unwrap_err()

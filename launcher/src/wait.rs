@@ -60,6 +60,7 @@ pub async fn wait(run: &RunDir, timeout: Duration) -> anyhow::Result<Vec<Ended>>
     );
     bar.set_message("wait");
     let start = Instant::now();
+    let mut peers_done_at: Option<Instant> = None;
     let mut coordinator_gone_at: Option<Instant> = None;
     let final_states = loop {
         let states = states(&hosts, &run.id).await?;
@@ -72,11 +73,16 @@ pub async fn wait(run: &RunDir, timeout: Duration) -> anyhow::Result<Vec<Ended>>
         let exited = manifest.peers.iter().filter(|p| done(&p.name)).count();
         bar.set_position(exited as u64);
         if exited == manifest.peers.len() {
-            break states;
-        }
-        // The coordinator exits when every peer is done, failed or lost; peers that are
-        // still up then are stuck. Give them a grace period, then stop waiting.
-        if done(&manifest.coordinator.name) {
+            // The coordinator exits once it has marked every peer done, failed or lost
+            // (a killed peer takes 3 heartbeats) and written its report. Wait for that,
+            // within reason, so extract gets its final report too.
+            let since = *peers_done_at.get_or_insert_with(Instant::now);
+            let grace = Duration::from_millis(4 * manifest.spec.heartbeat_ms + 30_000);
+            if done(&manifest.coordinator.name) || since.elapsed() > grace {
+                break states;
+            }
+        } else if done(&manifest.coordinator.name) {
+            // The run is over for the coordinator; peers still up after a minute are stuck.
             let gone = *coordinator_gone_at.get_or_insert_with(Instant::now);
             if gone.elapsed() > Duration::from_secs(60) {
                 break states;

@@ -1,0 +1,466 @@
+//! The launcher against the real Docker Engine of this machine.
+//!
+//! These tests need a reachable engine and fail (they never skip) without one: CI must
+//! prove the Docker path, not step around it. Each test uses its own runs directory and
+//! run id, and removes its containers when it ends, passing or not.
+
+use cmesh_testkit::{binary, wait_until};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+fn launcher(runs: &Path, args: &[&str]) -> Output {
+    Command::new(binary("launcher"))
+        .arg("--runs-dir")
+        .arg(runs)
+        .args(args)
+        .output()
+        .expect("run the launcher")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Builds the images once per test process, so parallel tests do not race to build them.
+fn images() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = Command::new(binary("launcher"))
+            .args(["images", "build"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "launcher images build failed (is the Docker Engine running?):\n{}",
+            text(&out.stderr)
+        );
+    });
+}
+
+fn run_id(name: &str) -> String {
+    format!("t{}-{name}", std::process::id() % 100_000)
+}
+
+/// Removes a run's containers and network when dropped.
+struct Cleanup {
+    runs: PathBuf,
+    id: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = launcher(&self.runs, &["down", "--force", "--run", &self.id]);
+    }
+}
+
+/// Containers (any state) and networks Docker has for a run.
+fn docker_objects(id: &str) -> (usize, usize) {
+    let label = format!("label=io.cmesh.run={id}");
+    let count = |args: &[&str]| {
+        let out = Command::new("docker")
+            .args(args)
+            .output()
+            .expect("docker CLI");
+        text(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .count()
+    };
+    (
+        count(&["ps", "-aq", "--filter", &label]),
+        count(&["network", "ls", "-q", "--filter", &label]),
+    )
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn run_10_peers_end_to_end() {
+    images();
+    let runs = tempfile::tempdir().unwrap();
+    let id = run_id("e2e");
+    let _cleanup = Cleanup {
+        runs: runs.path().into(),
+        id: id.clone(),
+    };
+    let out = launcher(
+        runs.path(),
+        &[
+            "run",
+            "--peers",
+            "10",
+            "--duration",
+            "15s",
+            "--json",
+            "--run-id",
+            &id,
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "launcher run failed:\n{stderr}");
+    let summary: Value =
+        serde_json::from_slice(&out.stdout).expect("--json prints summary.json on stdout");
+    assert_eq!(summary["run_id"], id.as_str());
+    assert_eq!(summary["peers_expected"], 10);
+    assert_eq!(summary["peers_reported"], 10);
+    assert_eq!(summary["coverage"], 1.0);
+    let l = &summary["message_latency"];
+    assert!(l["count"].as_u64().unwrap() > 0);
+    let (p50, p99, max) = (
+        l["p50_us"].as_u64().unwrap(),
+        l["p99_us"].as_u64().unwrap(),
+        l["max_us"].as_u64().unwrap(),
+    );
+    assert!(0 < p50 && p50 <= p99 && p99 <= max);
+    let dir = runs.path().join(&id);
+    let manifest = read_json(&dir.join("manifest.json"));
+    assert_eq!(manifest["peers"].as_array().unwrap().len(), 10);
+    assert!(manifest["network"]["subnet"]
+        .as_str()
+        .unwrap()
+        .ends_with("/24"));
+    assert_eq!(read_json(&dir.join("analysis/summary.json")), summary);
+    let index = read_json(&dir.join("extract/extract.json"));
+    assert_eq!(
+        index["containers"].as_array().unwrap().len(),
+        11,
+        "10 peers and the coordinator"
+    );
+    assert!(index["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["report"] == "complete"));
+    assert_eq!(
+        docker_objects(&id),
+        (0, 0),
+        "run removes its containers and network after extracting"
+    );
+}
+
+#[test]
+fn a_peer_killed_mid_run_is_extracted_with_its_logs_and_a_partial_report() {
+    images();
+    let runs = tempfile::tempdir().unwrap();
+    let id = run_id("kill");
+    let _cleanup = Cleanup {
+        runs: runs.path().into(),
+        id: id.clone(),
+    };
+    let out = launcher(
+        runs.path(),
+        &[
+            "spawn",
+            "--peers",
+            "4",
+            "--duration",
+            "20s",
+            "--graph",
+            "complete",
+            "--run-id",
+            &id,
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "spawn failed:\n{}",
+        text(&out.stderr)
+    );
+    // Mid-run: every peer is writing, as the coordinator sees it.
+    wait_until(
+        "all 4 peers running",
+        Duration::from_secs(120),
+        Duration::from_millis(300),
+        || {
+            let s = launcher(runs.path(), &["status", "--json", "--run", &id]);
+            let v: Value = serde_json::from_slice(&s.stdout).ok()?;
+            (v["coordinator"]["counts"]["running"] == 4).then_some(())
+        },
+    )
+    .unwrap();
+    let victim = format!("{id}-peer-0002");
+    let kill = Command::new("docker")
+        .args(["kill", &victim])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(kill.success());
+
+    let waited = launcher(runs.path(), &["wait", "--run", &id]);
+    let stderr = text(&waited.stderr);
+    assert_eq!(
+        waited.status.code(),
+        Some(1),
+        "a killed peer fails the run:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&victim) && stderr.contains("killed"),
+        "{stderr}"
+    );
+
+    let extracted = launcher(runs.path(), &["extract", "--run", &id]);
+    let stderr = text(&extracted.stderr);
+    assert_eq!(
+        extracted.status.code(),
+        Some(0),
+        "extract collects what exists:\n{stderr}"
+    );
+    assert!(stderr.contains("5 of 5 containers extracted"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{victim}: report Partial")),
+        "the missing report is named:\n{stderr}"
+    );
+    let index = read_json(&runs.path().join(&id).join("extract/extract.json"));
+    let entry = index["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == victim.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        entry["report"], "partial",
+        "events.jsonl was written, report.json never was"
+    );
+    assert!(
+        entry["reason"]
+            .as_str()
+            .unwrap()
+            .contains("killed (exit 137)"),
+        "{entry}"
+    );
+    assert_eq!(entry["exit_code"], 137);
+    let dir = runs.path().join(&id).join("extract/local").join(&victim);
+    let inspect = read_json(&dir.join("inspect.json"));
+    assert_eq!(inspect["state"]["exit_code"], 137);
+    assert!(inspect["state"]["finished_at"]
+        .as_str()
+        .unwrap()
+        .starts_with("20"));
+    assert!(std::fs::metadata(dir.join("logs.txt.gz")).unwrap().len() > 0);
+
+    let analyzed = launcher(
+        runs.path(),
+        &["analyze", runs.path().join(&id).to_str().unwrap(), "--json"],
+    );
+    assert_eq!(
+        analyzed.status.code(),
+        Some(1),
+        "a failed peer fails the analysis"
+    );
+    let summary: Value = serde_json::from_slice(&analyzed.stdout).unwrap();
+    assert_eq!(summary["peers_reported"], 3);
+    assert!(summary["peers_failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["peer"] == victim.as_str()));
+
+    let down = launcher(runs.path(), &["down", "--run", &id]);
+    assert_eq!(down.status.code(), Some(0), "{}", text(&down.stderr));
+    assert_eq!(docker_objects(&id), (0, 0));
+}
+
+fn sha256_file(path: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn an_interrupted_extract_completes_with_verified_checksums() {
+    images();
+    let runs = tempfile::tempdir().unwrap();
+    let id = run_id("resume");
+    let _cleanup = Cleanup {
+        runs: runs.path().into(),
+        id: id.clone(),
+    };
+    let out = launcher(
+        runs.path(),
+        &["spawn", "--peers", "8", "--duration", "3s", "--run-id", &id],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "spawn failed:\n{}",
+        text(&out.stderr)
+    );
+    let out = launcher(runs.path(), &["wait", "--run", &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let extract_dir = runs.path().join(&id).join("extract");
+    let metas = |dir: &Path| -> Vec<PathBuf> {
+        walk(dir)
+            .into_iter()
+            .filter(|p| p.file_name().is_some_and(|n| n == "meta.json"))
+            .collect()
+    };
+    // Kill extract once it has finished some containers but not all 9.
+    let mut interrupted = false;
+    for _ in 0..5 {
+        let _ = std::fs::remove_dir_all(&extract_dir);
+        let mut child = Command::new(binary("launcher"))
+            .arg("--runs-dir")
+            .arg(runs.path())
+            .args(["extract", "--concurrency", "1", "--run", &id])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let some = wait_until(
+            "a first container extracted",
+            Duration::from_secs(60),
+            Duration::from_millis(2),
+            || {
+                (!metas(&extract_dir).is_empty() || child.try_wait().ok().flatten().is_some())
+                    .then_some(())
+            },
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        if some.is_ok()
+            && !extract_dir.join("extract.json").exists()
+            && metas(&extract_dir).len() < 9
+        {
+            interrupted = true;
+            break;
+        }
+    }
+    assert!(
+        interrupted,
+        "could not interrupt extract part way in 5 tries"
+    );
+    let done_before = metas(&extract_dir);
+    // Damage one finished container's file: the re-run must notice and fetch it again.
+    let damaged = done_before[0].parent().unwrap().join("logs.txt.gz");
+    std::fs::write(&damaged, b"not what was extracted").unwrap();
+
+    let again = launcher(runs.path(), &["extract", "--run", &id]);
+    let stderr = text(&again.stderr);
+    assert_eq!(again.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{} already extracted and verified",
+            done_before.len() - 1
+        )),
+        "the intact containers are verified, not fetched again:\n{stderr}"
+    );
+    let index = read_json(&extract_dir.join("extract.json"));
+    let containers = index["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 9);
+    for c in containers {
+        let dir = extract_dir.join("local").join(c["name"].as_str().unwrap());
+        for (file, f) in c["files"].as_object().unwrap() {
+            assert_eq!(
+                sha256_file(&dir.join(file)),
+                f["sha256"].as_str().unwrap(),
+                "{}/{file}",
+                c["name"]
+            );
+        }
+        assert_eq!(c["report"], "complete");
+    }
+    let leftovers: Vec<_> = walk(&extract_dir)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn bad_input_exits_2_before_anything_is_created() {
+    let scratch = tempfile::tempdir().unwrap();
+    let runs = scratch.path().join("runs");
+    let id = run_id("bad");
+    let hosts = scratch.path().join("hosts.toml");
+    std::fs::write(&hosts, "[[host]]\nname = \"local\"\ncapacity = \"lots\"\n").unwrap();
+    let unreachable = scratch.path().join("unreachable.toml");
+    std::fs::write(
+        &unreachable,
+        "[[host]]\nname = \"lab1\"\nengine = \"unix:///tmp/cmesh-no-such.sock\"\n",
+    )
+    .unwrap();
+    let (h, u) = (hosts.to_str().unwrap(), unreachable.to_str().unwrap());
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec!["spawn", "--hosts", h, "--peers", "2"],
+            format!("{h}:3:12: key `capacity`"),
+        ),
+        (
+            vec!["run", "--peers", "0"],
+            "--peers must be at least 1".into(),
+        ),
+        (
+            vec!["spawn", "--peers", "70000"],
+            "more than an overlay /16".into(),
+        ),
+        (
+            vec!["spawn", "--peers", "300", "--subnet", "10.99.0.0/24"],
+            "subnet 10.99.0.0/24 has 253 usable addresses".into(),
+        ),
+        (
+            vec!["spawn", "--peers", "2", "--graph", "star"],
+            "unknown graph `star`".into(),
+        ),
+        (
+            vec!["spawn", "--hosts", u, "--peers", "2"],
+            "cannot reach the Docker Engine of host `lab1` at /tmp/cmesh-no-such.sock".into(),
+        ),
+    ];
+    for (mut args, expected) in cases {
+        args.extend(["--run-id", &id]);
+        let out = launcher(&runs, &args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}:\n{stderr}");
+        assert!(
+            stderr.contains(&expected),
+            "{args:?}: expected `{expected}` in:\n{stderr}"
+        );
+        assert!(
+            !runs.exists(),
+            "{args:?}: bad input must not create {}",
+            runs.display()
+        );
+        assert_eq!(
+            docker_objects(&id),
+            (0, 0),
+            "{args:?}: bad input must not create containers or networks"
+        );
+    }
+    // Unknown run ids: with no runs at all, and with another run present.
+    let out = launcher(&runs, &["status", "--run", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("unknown run `nope`"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::create_dir_all(runs.join("other")).unwrap();
+    std::fs::write(runs.join("other/manifest.json"), "{}").unwrap();
+    let out = launcher(&runs, &["extract", "--run", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("unknown run `nope`") && stderr.contains("other"),
+        "{stderr}"
+    );
+}
