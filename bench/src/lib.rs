@@ -67,3 +67,44 @@ pub fn ensure_dir(dir: &Path) -> &Path {
     std::fs::create_dir_all(dir).expect("create the bench directory");
     dir
 }
+
+/// Runs a shell script with bash; fails with its stderr if it fails.
+pub fn sh(script: &str) -> anyhow::Result<String> {
+    let out = std::process::Command::new("bash")
+        .args(["-c", script])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "script failed ({}): {}\n{}",
+        out.status,
+        script.lines().next().unwrap_or(""),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs the launcher with `--runs-dir runs`; fails with its stderr if it fails. Returns
+/// its stderr (where it reports progress).
+pub fn launcher(runs: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new(cmesh_testkit::binary("launcher"))
+        .arg("--runs-dir")
+        .arg(runs)
+        .args(args)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    anyhow::ensure!(out.status.success(), "launcher {args:?} failed:\n{stderr}");
+    Ok(stderr)
+}
+
+/// Builds the images (untimed) and returns the peer and coordinator tags.
+pub fn image_tags(runs: &Path) -> anyhow::Result<(String, String)> {
+    let log = launcher(runs, &["images", "build"])?;
+    let tag = |kind: &str| {
+        log.lines()
+            .find_map(|l| l.strip_prefix("images: ").filter(|t| t.starts_with(kind)))
+            .and_then(|t| t.split_whitespace().next())
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("no {kind} image in: {log}"))
+    };
+    Ok((tag("cmesh-peer:")?, tag("cmesh-coordinator:")?))
+}

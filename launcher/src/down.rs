@@ -75,8 +75,71 @@ pub async fn down(run: &RunDir, force: bool, concurrency: usize) -> anyhow::Resu
         }) => {}
         Err(e) => anyhow::bail!("removing network {}: {e}", network::network_name(&run.id)),
     }
+    // Report volumes: every container's, on its host (also for containers already gone).
+    let by_host: std::collections::HashMap<&str, usize> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.name(), i))
+        .collect();
+    let volumes: Vec<(String, usize)> = manifest
+        .peers
+        .iter()
+        .chain(std::iter::once(&manifest.coordinator))
+        .filter_map(|p| {
+            by_host
+                .get(p.host.as_str())
+                .map(|&h| (crate::spawn::report_volume(&p.name), h))
+        })
+        .collect();
+    let results = tasks::for_each(
+        "volumes",
+        volumes,
+        concurrency,
+        |(volume, h): (String, usize)| {
+            let docker = &hosts[h].docker;
+            async move {
+                match docker
+                    .remove_volume(
+                        &volume,
+                        None::<bollard::query_parameters::RemoveVolumeOptions>,
+                    )
+                    .await
+                {
+                    Ok(())
+                    | Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404,
+                        ..
+                    }) => Ok(()),
+                    Err(e) => {
+                        Err(anyhow::Error::new(e).context(format!("removing volume {volume}")))
+                    }
+                }
+            }
+        },
+    )
+    .await;
+    if let Some(((v, _), Err(e))) = results.into_iter().find(|(_, r)| r.is_err()) {
+        anyhow::bail!("{e:#} ({v}); re-run `launcher down` to retry");
+    }
+    let volume = crate::spawn::secrets_volume(&run.id);
+    for h in &hosts {
+        match h
+            .docker
+            .remove_volume(
+                &volume,
+                None::<bollard::query_parameters::RemoveVolumeOptions>,
+            )
+            .await
+        {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
+            Err(e) => anyhow::bail!("removing volume {volume} on host {}: {e}", h.name()),
+        }
+    }
     eprintln!(
-        "down: removed {count} containers and network {}",
+        "down: removed {count} containers, network {} and volume {volume}",
         network::network_name(&run.id)
     );
     Ok(count)

@@ -8,6 +8,13 @@
 //! - `inspect.json`: exit code, OOM-killed, start and finish times;
 //! - `meta.json`: the container's entry in the index, written last.
 //!
+//! The reports come through the Docker archive API. Each container's `/report` is a named
+//! volume (see `spawn::report_volume`), so the reports of up to [`BATCH`] containers are
+//! fetched in one archive from a helper container that mounts their volumes read-only
+//! and is never started: the engine mounts one root filesystem per batch instead of one
+//! per container (what `docker cp` costs). A container without its volume falls back to
+//! its own archive.
+//!
 //! Files are written to a temporary name and renamed. A container whose `meta.json`
 //! exists, that had already exited, and whose files still match their sha256 is not
 //! fetched again: an interrupted extract is completed by running it again.
@@ -15,6 +22,7 @@
 
 use crate::host::Host;
 use crate::rundir::{write_atomic, RunDir};
+use crate::spawn::{report_volume, REPORT_DIR};
 use crate::{labels, tasks, wait};
 use anyhow::Context;
 use bollard::query_parameters::{DownloadFromContainerOptionsBuilder, LogsOptionsBuilder};
@@ -23,6 +31,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -114,6 +123,156 @@ pub fn verify(dir: &Path, entry: &ContainerEntry) -> bool {
 }
 
 /// The file in `/report` that proves a container finished its report.
+async fn download_report(docker: &bollard::Docker, name: &str) -> (Vec<u8>, Option<String>) {
+    let mut archive = Vec::new();
+    let mut download = docker.download_from_container(
+        name,
+        Some(
+            DownloadFromContainerOptionsBuilder::default()
+                .path(REPORT_DIR)
+                .build(),
+        ),
+    );
+    while let Some(chunk) = download.next().await {
+        match chunk {
+            Ok(bytes) => archive.extend_from_slice(&bytes),
+            Err(e) => return (archive, Some(e.to_string())),
+        }
+    }
+    (archive, None)
+}
+
+/// A container's report archive, fetched ahead in a batch.
+type SharedArchive = std::sync::Arc<Vec<u8>>;
+
+/// Containers whose reports one helper container fetches at once.
+pub const BATCH: usize = 200;
+
+/// Fetches the `/report` of each of `names` (all on `host`) in one archive per batch,
+/// through a helper container that mounts their report volumes. Returns, per container
+/// whose volume exists, a tar of its report laid out as `report/...`, exactly like its
+/// own archive of `/report`.
+async fn fetch_reports(
+    host: &Host,
+    run: &str,
+    image: &str,
+    names: &[String],
+) -> anyhow::Result<HashMap<String, Vec<u8>>> {
+    let docker = &host.docker;
+    let volumes: std::collections::HashSet<String> = docker
+        .list_volumes(None::<bollard::query_parameters::ListVolumesOptions>)
+        .await
+        .with_context(|| format!("listing volumes on host {}", host.name()))?
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    let present: Vec<&String> = names
+        .iter()
+        .filter(|n| volumes.contains(&report_volume(n)))
+        .collect();
+    let mut out = HashMap::new();
+    for (k, batch) in present.chunks(BATCH).enumerate() {
+        let helper = format!("{run}-extract-{k}");
+        let remove = || {
+            docker.remove_container(
+                &helper,
+                Some(
+                    bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+                        .force(true)
+                        .build(),
+                ),
+            )
+        };
+        let _ = remove().await;
+        let body = bollard::models::ContainerCreateBody {
+            image: Some(image.to_owned()),
+            host_config: Some(bollard::models::HostConfig {
+                binds: Some(
+                    batch
+                        .iter()
+                        .map(|n| format!("{}:/reports/{n}:ro", report_volume(n)))
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let fetched = async {
+            tasks::retry(|| {
+                docker.create_container(
+                    Some(
+                        bollard::query_parameters::CreateContainerOptionsBuilder::default()
+                            .name(&helper)
+                            .build(),
+                    ),
+                    body.clone(),
+                )
+            })
+            .await
+            .with_context(|| format!("creating helper {helper} on host {}", host.name()))?;
+            let mut archive = Vec::new();
+            let mut download = docker.download_from_container(
+                &helper,
+                Some(
+                    DownloadFromContainerOptionsBuilder::default()
+                        .path("/reports")
+                        .build(),
+                ),
+            );
+            while let Some(chunk) = download.next().await {
+                let chunk = chunk.with_context(|| {
+                    format!("fetching reports through {helper} on host {}", host.name())
+                })?;
+                archive.extend_from_slice(&chunk);
+            }
+            split_reports(&archive)
+        }
+        .await;
+        let _ = remove().await;
+        out.extend(fetched?);
+    }
+    Ok(out)
+}
+
+/// Splits an archive of `reports/<container>/...` into one archive per container, with
+/// paths `report/...`.
+pub fn split_reports(archive: &[u8]) -> anyhow::Result<HashMap<String, Vec<u8>>> {
+    let mut builders: HashMap<String, tar::Builder<Vec<u8>>> = HashMap::new();
+    let mut reader = tar::Archive::new(archive);
+    for entry in reader.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.into_owned();
+        let mut parts = path
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned());
+        let (Some(top), Some(name)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        if top != "reports" {
+            continue;
+        }
+        let rest: Vec<String> = parts.collect();
+        let new_path = if rest.is_empty() {
+            "report/".to_owned()
+        } else {
+            format!("report/{}", rest.join("/"))
+        };
+        let mut header = entry.header().clone();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data)?;
+        builders
+            .entry(name)
+            .or_insert_with(|| tar::Builder::new(Vec::new()))
+            .append_data(&mut header, new_path, data.as_slice())?;
+    }
+    builders
+        .into_iter()
+        .map(|(name, b)| Ok((name, b.into_inner()?)))
+        .collect()
+}
+
 fn report_file(role: &str) -> &'static str {
     if role == labels::ROLE_COORDINATOR {
         "report/coordinator.json"
@@ -127,18 +286,24 @@ pub fn container_dir(run: &RunDir, host: &str, name: &str) -> PathBuf {
     run.extract_dir().join(host).join(name)
 }
 
+/// The container's entry, if its `meta.json` says it had exited and its files still
+/// verify: then it need not be fetched again.
+fn already_extracted(dir: &Path) -> Option<ContainerEntry> {
+    std::fs::read_to_string(dir.join("meta.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<ContainerEntry>(&t).ok())
+        .filter(|e| e.state != "running" && verify(dir, e))
+}
+
 async fn extract_one(
     host: &Host,
     run: &RunDir,
     name: &str,
+    prefetched: Option<SharedArchive>,
 ) -> anyhow::Result<(ContainerEntry, bool)> {
     let dir = container_dir(run, host.name(), name);
-    if let Ok(text) = std::fs::read_to_string(dir.join("meta.json")) {
-        if let Ok(entry) = serde_json::from_str::<ContainerEntry>(&text) {
-            if entry.state != "running" && verify(&dir, &entry) {
-                return Ok((entry, false));
-            }
-        }
+    if let Some(entry) = already_extracted(&dir) {
+        return Ok((entry, false));
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let docker = &host.docker;
@@ -211,25 +376,10 @@ async fn extract_one(
     }
     save(&dir, "logs.txt.gz", &gzip(&logs)?, &mut files)?;
 
-    let mut archive = Vec::new();
-    let mut download = docker.download_from_container(
-        name,
-        Some(
-            DownloadFromContainerOptionsBuilder::default()
-                .path("/report")
-                .build(),
-        ),
-    );
-    let mut download_error = None;
-    while let Some(chunk) = download.next().await {
-        match chunk {
-            Ok(bytes) => archive.extend_from_slice(&bytes),
-            Err(e) => {
-                download_error = Some(e.to_string());
-                break;
-            }
-        }
-    }
+    let (archive, download_error) = match prefetched {
+        Some(bytes) => (bytes.as_ref().clone(), None),
+        None => download_report(docker, name).await,
+    };
     let wanted = report_file(&role);
     let (report, mut reason) = match download_error {
         Some(e) => (
@@ -311,20 +461,41 @@ pub async fn extract(run: &RunDir, concurrency: usize) -> anyhow::Result<Extract
     let mut names: Vec<(String, usize)> =
         states.iter().map(|(n, (h, _))| (n.clone(), *h)).collect();
     names.sort();
-    let results = tasks::for_each(
-        "extract",
-        names,
-        concurrency,
-        |(name, h): (String, usize)| {
-            let host = &hosts[h];
-            async move { extract_one(host, run, &name).await }
-        },
-    )
+    // Reports of the containers that need fetching, one archive per host and batch.
+    let mut prefetched: HashMap<String, SharedArchive> = HashMap::new();
+    for (h, host) in hosts.iter().enumerate() {
+        let todo: Vec<String> = names
+            .iter()
+            .filter(|(n, hh)| {
+                *hh == h && already_extracted(&container_dir(run, host.name(), n)).is_none()
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        if todo.is_empty() {
+            continue;
+        }
+        match fetch_reports(host, &run.id, &manifest.images.peer.tag, &todo).await {
+            Ok(map) => prefetched.extend(map.into_iter().map(|(k, v)| (k, std::sync::Arc::new(v)))),
+            // Each container then falls back to its own archive.
+            Err(e) => eprintln!("extract: {e:#}; fetching reports one by one"),
+        }
+    }
+    let items: Vec<(String, usize, Option<SharedArchive>)> = names
+        .into_iter()
+        .map(|(n, h)| {
+            let pre = prefetched.remove(&n);
+            (n, h, pre)
+        })
+        .collect();
+    let results = tasks::for_each("extract", items, concurrency, |(name, h, pre)| {
+        let host = &hosts[h];
+        async move { extract_one(host, run, &name, pre).await }
+    })
     .await;
     let mut containers = Vec::new();
     let mut errors = BTreeMap::new();
     let (mut fetched, mut verified) = (0, 0);
-    for ((name, _), r) in results {
+    for ((name, _, _), r) in results {
         match r {
             Ok((entry, was_fetched)) => {
                 if was_fetched {
@@ -433,6 +604,48 @@ pub fn read_report_file(run: &RunDir, entry: &ContainerEntry) -> anyhow::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn splits_one_archive_into_per_container_reports() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add = |path: &str, data: &[u8]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, path, data).unwrap();
+        };
+        add("reports/r-peer-0001/report.json", b"{1}");
+        add("reports/r-peer-0001/events.jsonl", b"e1");
+        add("reports/r-peer-0002/events.jsonl", b"e2");
+        add("elsewhere/x", b"ignored");
+        let split = split_reports(&b.into_inner().unwrap()).unwrap();
+        assert_eq!(split.len(), 2);
+        let files = |name: &str| -> Vec<(String, String)> {
+            tar::Archive::new(split[name].as_slice())
+                .entries()
+                .unwrap()
+                .map(|e| {
+                    let mut e = e.unwrap();
+                    let path = e.path().unwrap().display().to_string();
+                    let mut text = String::new();
+                    std::io::Read::read_to_string(&mut e, &mut text).unwrap();
+                    (path, text)
+                })
+                .collect()
+        };
+        assert_eq!(
+            files("r-peer-0001"),
+            vec![
+                ("report/report.json".into(), "{1}".into()),
+                ("report/events.jsonl".into(), "e1".into())
+            ]
+        );
+        assert_eq!(
+            files("r-peer-0002"),
+            vec![("report/events.jsonl".into(), "e2".into())]
+        );
+    }
 
     #[test]
     fn verify_catches_changed_and_missing_files() {

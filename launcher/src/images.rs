@@ -292,6 +292,16 @@ pub async fn ensure_app(
     Ok((ImageRef { tag, id }, true))
 }
 
+/// True if the engine still has every image of `images`, by id.
+pub async fn present(docker: &Docker, images: &Images) -> bool {
+    for i in [&images.base, &images.peer, &images.coordinator] {
+        if image_id(docker, &i.tag).await.as_deref() != Some(i.id.as_str()) {
+            return false;
+        }
+    }
+    true
+}
+
 /// Every image a run needs, on `docker`; prints what it did.
 pub async fn ensure_all(
     docker: &Docker,

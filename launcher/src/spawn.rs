@@ -157,6 +157,22 @@ struct ContainerPlan {
     publish: bool,
 }
 
+/// Where every container writes its report.
+pub const REPORT_DIR: &str = "/report";
+
+/// The named volume behind a container's `/report`. Keeping reports in volumes lets
+/// `extract` fetch many containers' reports in one archive (see `extract`), and keeps
+/// report writes off the container's root filesystem.
+pub fn report_volume(container: &str) -> String {
+    format!("{container}-report")
+}
+
+/// The run's secrets volume on a host: holds the token file, mounted read-only at
+/// `/cmesh` by every container of the run.
+pub fn secrets_volume(run: &str) -> String {
+    format!("cmesh-{run}-secrets")
+}
+
 fn container_body(run: &str, host: &str, network: &str, c: &ContainerPlan) -> ContainerCreateBody {
     let labels = HashMap::from([
         (labels::RUN.to_owned(), run.to_owned()),
@@ -179,6 +195,10 @@ fn container_body(run: &str, host: &str, network: &str, c: &ContainerPlan) -> Co
         hostname: Some(c.name.clone()),
         labels: Some(labels),
         host_config: Some(HostConfig {
+            binds: Some(vec![
+                format!("{}:{TOKEN_DIR}:ro", secrets_volume(run)),
+                format!("{}:{REPORT_DIR}", report_volume(&c.name)),
+            ]),
             network_mode: Some(network.to_owned()),
             cap_add: Some(vec!["NET_ADMIN".into()]),
             memory: Some(c.memory),
@@ -230,7 +250,6 @@ async fn create_and_start(
     run: &str,
     network: &str,
     c: &ContainerPlan,
-    token_tar: &[u8],
     state: Option<&str>,
 ) -> anyhow::Result<()> {
     let docker = &host.docker;
@@ -254,20 +273,6 @@ async fn create_and_start(
             .with_context(|| format!("creating {}", where_()))?;
         }
     }
-    // The token goes in as a file before start: never in the environment or the config.
-    tasks::retry(|| {
-        docker.upload_to_container(
-            &c.name,
-            Some(
-                UploadToContainerOptionsBuilder::default()
-                    .path(TOKEN_DIR)
-                    .build(),
-            ),
-            bollard::body_full(token_tar.to_vec().into()),
-        )
-    })
-    .await
-    .with_context(|| format!("copying the run token into {}", where_()))?;
     tasks::retry(|| {
         docker.start_container(
             &c.name,
@@ -277,6 +282,80 @@ async fn create_and_start(
     .await
     .with_context(|| format!("starting {}", where_()))?;
     Ok(())
+}
+
+/// Writes the token into the run's secrets volume on `host`, once: through a container
+/// that is created with the volume mounted, never started, and removed again. The token
+/// never appears in an environment, a command line, an image or `docker inspect`.
+pub async fn ensure_secrets(
+    host: &Host,
+    run: &str,
+    image: &str,
+    token: &str,
+) -> anyhow::Result<()> {
+    let docker = &host.docker;
+    let volume = secrets_volume(run);
+    tasks::retry(|| {
+        docker.create_volume(bollard::models::VolumeCreateRequest {
+            name: Some(volume.clone()),
+            labels: Some(HashMap::from([(labels::RUN.to_owned(), run.to_owned())])),
+            ..Default::default()
+        })
+    })
+    .await
+    .with_context(|| format!("creating volume {volume} on host {}", host.name()))?;
+    let seed = format!("{run}-secrets");
+    let remove = || {
+        docker.remove_container(
+            &seed,
+            Some(
+                bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+                    .force(true)
+                    .build(),
+            ),
+        )
+    };
+    // A seed left by an interrupted spawn is replaced.
+    let _ = remove().await;
+    let body = ContainerCreateBody {
+        image: Some(image.to_owned()),
+        host_config: Some(HostConfig {
+            binds: Some(vec![format!("{volume}:{TOKEN_DIR}")]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    tasks::retry(|| {
+        docker.create_container(
+            Some(CreateContainerOptionsBuilder::default().name(&seed).build()),
+            body.clone(),
+        )
+    })
+    .await
+    .with_context(|| format!("creating {seed} on host {}", host.name()))?;
+    let tar = images::tar_context(&[("token", format!("{token}\n").as_bytes(), 0o400)])?;
+    let uploaded = tasks::retry(|| {
+        docker.upload_to_container(
+            &seed,
+            Some(
+                UploadToContainerOptionsBuilder::default()
+                    .path(TOKEN_DIR)
+                    .build(),
+            ),
+            bollard::body_full(tar.clone().into()),
+        )
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "writing the run token into volume {volume} on host {}",
+            host.name()
+        )
+    });
+    remove()
+        .await
+        .with_context(|| format!("removing {seed} on host {}", host.name()))?;
+    uploaded.map(|_| ())
 }
 
 /// The checks that need no engine: run id, subnet size, capacity.
@@ -306,15 +385,21 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
         Some(id) => RunDir::open(&req.runs_dir, Some(id)).ok(),
         None => None,
     };
+    let previous = match previous {
+        Some(dir) => Some((dir.read_manifest()?, dir)),
+        None => None,
+    };
     let (run, spec, subnet_hint) = match &previous {
-        Some(dir) => {
-            let m = dir.read_manifest()?;
+        Some((m, dir)) => {
             eprintln!(
                 "spawn: run {} exists; creating only what is missing",
                 m.run_id
             );
-            let subnet = network::Subnet::parse(&m.network.subnet).ok();
-            (dir.clone(), m.spec, subnet)
+            (
+                dir.clone(),
+                m.spec.clone(),
+                network::Subnet::parse(&m.network.subnet).ok(),
+            )
         }
         None => {
             let id = req.run_id.clone().unwrap_or_else(crate::rundir::new_run_id);
@@ -325,8 +410,11 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
             )
         }
     };
-    let images: Images =
-        images::ensure_all(&manager.docker, &req.bin_dir, req.base_image.as_deref()).await?;
+    // A re-run keeps the run's images, so every peer runs the same build.
+    let images: Images = match &previous {
+        Some((m, _)) if images::present(&manager.docker, &m.images).await => m.images.clone(),
+        _ => images::ensure_all(&manager.docker, &req.bin_dir, req.base_image.as_deref()).await?,
+    };
     network::ensure_swarm(&manager).await?;
     let subnet = match subnet_hint {
         Some(s) => s,
@@ -345,7 +433,10 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
         schema: MANIFEST_SCHEMA.into(),
         schema_version: 1,
         run_id: run.id.clone(),
-        created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        created_at: match &previous {
+            Some((m, _)) => m.created_at.clone(),
+            None => humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        },
         hosts: req.hosts.clone(),
         network: NetworkInfo {
             name: net_name.clone(),
@@ -363,7 +454,9 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
     };
     run.write_manifest(&manifest)?;
 
-    let token_tar = images::tar_context(&[("token", format!("{token}\n").as_bytes(), 0o400)])?;
+    for h in &hosts {
+        ensure_secrets(h, &run.id, &images.peer.tag, &token).await?;
+    }
     let mut states = HashMap::new();
     for h in &hosts {
         states.extend(existing(h, &run.id).await?);
@@ -382,7 +475,6 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
         &run.id,
         &net_name,
         &coordinator,
-        &token_tar,
         states.get(&coordinator.name).map(String::as_str),
     )
     .await?;
@@ -407,9 +499,8 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
             memory: req.peer_memory_bytes,
             publish: false,
         };
-        let (run_id, net, tar, state) =
-            (&run.id, &net_name, &token_tar, states.get(&p.name).cloned());
-        async move { create_and_start(host, run_id, net, &plan, tar, state.as_deref()).await }
+        let (run_id, net, state) = (&run.id, &net_name, states.get(&p.name).cloned());
+        async move { create_and_start(host, run_id, net, &plan, state.as_deref()).await }
     })
     .await;
     let failed: Vec<String> = results
@@ -488,6 +579,15 @@ mod tests {
         assert_eq!(body.hostname.as_deref(), Some("r-peer-0001"));
         assert_eq!(body.labels.as_ref().unwrap()[labels::RUN], "r");
         assert!(body.env.is_none(), "nothing goes through the environment");
+        assert_eq!(
+            hc.binds.as_deref(),
+            Some(
+                &[
+                    "cmesh-r-secrets:/cmesh:ro".to_owned(),
+                    "r-peer-0001-report:/report".to_owned()
+                ][..]
+            )
+        );
         let json = serde_json::to_string(&body).unwrap();
         assert!(json.contains("/cmesh/token") && !json.contains("TOKEN="));
         let args = coordinator_args("r", &spec).join(" ");

@@ -264,6 +264,20 @@ fn a_peer_killed_mid_run_is_extracted_with_its_logs_and_a_partial_report() {
         .iter()
         .any(|f| f["peer"] == victim.as_str()));
 
+    // Logs: one container plain, all of them prefixed with their names.
+    let one = launcher(runs.path(), &["logs", "--run", &id, "coordinator"]);
+    assert_eq!(one.status.code(), Some(0), "{}", text(&one.stderr));
+    let one = text(&one.stdout);
+    assert!(
+        one.contains("coordinator listening") && !one.contains(" | "),
+        "{one}"
+    );
+    let all = launcher(runs.path(), &["logs", "--run", &id]);
+    let all = text(&all.stdout);
+    assert!(all.contains(&format!("{id}-coordinator | ")), "{all}");
+    let unknown = launcher(runs.path(), &["logs", "--run", &id, "peer-9999"]);
+    assert_eq!(unknown.status.code(), Some(2));
+
     let down = launcher(runs.path(), &["down", "--run", &id]);
     assert_eq!(down.status.code(), Some(0), "{}", text(&down.stderr));
     assert_eq!(docker_objects(&id), (0, 0));
@@ -463,4 +477,51 @@ fn bad_input_exits_2_before_anything_is_created() {
         stderr.contains("unknown run `nope`") && stderr.contains("other"),
         "{stderr}"
     );
+}
+
+#[test]
+fn spawn_again_creates_only_what_is_missing() {
+    images();
+    let runs = tempfile::tempdir().unwrap();
+    let id = run_id("respawn");
+    let _cleanup = Cleanup {
+        runs: runs.path().into(),
+        id: id.clone(),
+    };
+    let args = ["spawn", "--peers", "3", "--duration", "5m", "--run-id", &id];
+    let first = launcher(runs.path(), &args);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let manifest = read_json(&runs.path().join(&id).join("manifest.json"));
+    let removed = format!("{id}-peer-0002");
+    let rm = Command::new("docker")
+        .args(["rm", "-f", &removed])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(rm.success());
+    assert_eq!(docker_objects(&id).0, 3);
+
+    // Different flags do not change an existing run: its manifest wins.
+    let again = launcher(
+        runs.path(),
+        &["spawn", "--peers", "5", "--duration", "5m", "--run-id", &id],
+    );
+    let stderr = text(&again.stderr);
+    assert_eq!(again.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("creating only what is missing")
+            && stderr.contains("2 peers already exist"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("spawn: 1/1 done"),
+        "only the missing peer is started:\n{stderr}"
+    );
+    assert_eq!(
+        docker_objects(&id),
+        (4, 1),
+        "coordinator and 3 peers, one network"
+    );
+    let after = read_json(&runs.path().join(&id).join("manifest.json"));
+    assert_eq!(after, manifest, "the manifest is unchanged by a re-run");
 }
