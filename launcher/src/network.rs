@@ -147,17 +147,7 @@ fn default_route_addr() -> Option<String> {
 
 /// Initializes a swarm on the manager if it is not in one. Returns true if it did.
 pub async fn ensure_swarm(manager: &Host) -> anyhow::Result<bool> {
-    let info = manager
-        .docker
-        .info()
-        .await
-        .context("asking the manager for its swarm state")?;
-    let state = info
-        .swarm
-        .and_then(|s| s.local_node_state)
-        .map(|s| s.to_string())
-        .unwrap_or_default();
-    if state == "active" {
+    if swarm_active(manager).await? {
         return Ok(false);
     }
     let addr = manager
@@ -171,22 +161,40 @@ pub async fn ensure_swarm(manager: &Host) -> anyhow::Result<bool> {
                 manager.name()
             ))
         })?;
-    manager
+    let init = manager
         .docker
         .init_swarm(SwarmInitRequest {
             listen_addr: Some("0.0.0.0:2377".into()),
             advertise_addr: Some(addr.clone()),
             ..Default::default()
         })
-        .await
-        .with_context(|| {
-            format!(
-                "docker swarm init on host {} (advertising {addr})",
-                manager.name()
-            )
-        })?;
+        .await;
+    if let Err(e) = init {
+        // Another launcher may have initialized it a moment ago: that is success too.
+        if swarm_active(manager).await? {
+            return Ok(false);
+        }
+        return Err(anyhow::Error::new(e).context(format!(
+            "docker swarm init on host {} (advertising {addr})",
+            manager.name()
+        )));
+    }
     eprintln!("swarm: initialized on host {} ({addr})", manager.name());
     Ok(true)
+}
+
+async fn swarm_active(manager: &Host) -> anyhow::Result<bool> {
+    let info = manager
+        .docker
+        .info()
+        .await
+        .context("asking the manager for its swarm state")?;
+    let state = info
+        .swarm
+        .and_then(|s| s.local_node_state)
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    Ok(state == "active")
 }
 
 /// The run's network name.
