@@ -4,14 +4,28 @@
 //! removing a container loses its report.
 
 use crate::error::bad_input;
+use crate::live::LiveRun;
 use crate::rundir::RunDir;
-use crate::{extract, network, tasks, wait};
+use crate::{extract, network, tasks};
+use anyhow::Context;
+
+/// Removes a volume; one that is already gone is fine.
+async fn remove_volume(docker: &bollard::Docker, name: &str) -> Result<(), bollard::errors::Error> {
+    match docker
+        .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+        .await
+    {
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(()),
+        other => other,
+    }
+}
 
 /// Removes the run's containers and network; returns how many containers were removed.
 pub async fn down(run: &RunDir, force: bool, concurrency: usize) -> anyhow::Result<usize> {
-    let manifest = run.read_manifest()?;
-    let hosts = wait::hosts_of(&manifest).await?;
-    let states = wait::states(&hosts, &run.id).await?;
+    let live = LiveRun::load(run).await?;
+    let (manifest, hosts, states) = (&live.manifest, &live.hosts, &live.states);
     if !force {
         let extracted: std::collections::BTreeSet<String> = extract::read_index(run)
             .map(|i| {
@@ -63,7 +77,7 @@ pub async fn down(run: &RunDir, force: bool, concurrency: usize) -> anyhow::Resu
             failed.join("\n")
         );
     }
-    let manager = crate::host::manager(&hosts);
+    let manager = crate::host::manager(hosts);
     match manager
         .docker
         .remove_network(&network::network_name(&run.id))
@@ -98,22 +112,9 @@ pub async fn down(run: &RunDir, force: bool, concurrency: usize) -> anyhow::Resu
         |(volume, h): (String, usize)| {
             let docker = &hosts[h].docker;
             async move {
-                match docker
-                    .remove_volume(
-                        &volume,
-                        None::<bollard::query_parameters::RemoveVolumeOptions>,
-                    )
+                remove_volume(docker, &volume)
                     .await
-                {
-                    Ok(())
-                    | Err(bollard::errors::Error::DockerResponseServerError {
-                        status_code: 404,
-                        ..
-                    }) => Ok(()),
-                    Err(e) => {
-                        Err(anyhow::Error::new(e).context(format!("removing volume {volume}")))
-                    }
-                }
+                    .with_context(|| format!("removing volume {volume}"))
             }
         },
     )
@@ -122,21 +123,10 @@ pub async fn down(run: &RunDir, force: bool, concurrency: usize) -> anyhow::Resu
         anyhow::bail!("{e:#} ({v}); re-run `launcher down` to retry");
     }
     let volume = crate::spawn::secrets_volume(&run.id);
-    for h in &hosts {
-        match h
-            .docker
-            .remove_volume(
-                &volume,
-                None::<bollard::query_parameters::RemoveVolumeOptions>,
-            )
+    for h in hosts {
+        remove_volume(&h.docker, &volume)
             .await
-        {
-            Ok(())
-            | Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => {}
-            Err(e) => anyhow::bail!("removing volume {volume} on host {}: {e}", h.name()),
-        }
+            .with_context(|| format!("removing volume {volume} on host {}", h.name()))?;
     }
     eprintln!(
         "down: removed {count} containers, network {} and volume {volume}",

@@ -21,6 +21,7 @@
 //! `extract.json` indexes every container with its checksums, sizes and outcome.
 
 use crate::host::Host;
+use crate::live::LiveRun;
 use crate::rundir::{write_atomic, RunDir};
 use crate::spawn::{report_volume, REPORT_DIR};
 use crate::{labels, tasks, wait};
@@ -122,14 +123,15 @@ pub fn verify(dir: &Path, entry: &ContainerEntry) -> bool {
     })
 }
 
-/// The file in `/report` that proves a container finished its report.
-async fn download_report(docker: &bollard::Docker, name: &str) -> (Vec<u8>, Option<String>) {
+/// Downloads the archive of `path` in container `name`: the bytes so far, and the error
+/// that stopped it, if any.
+async fn download(docker: &bollard::Docker, name: &str, path: &str) -> (Vec<u8>, Option<String>) {
     let mut archive = Vec::new();
     let mut download = docker.download_from_container(
         name,
         Some(
             DownloadFromContainerOptionsBuilder::default()
-                .path(REPORT_DIR)
+                .path(path)
                 .build(),
         ),
     );
@@ -212,20 +214,12 @@ async fn fetch_reports(
             })
             .await
             .with_context(|| format!("creating helper {helper} on host {}", host.name()))?;
-            let mut archive = Vec::new();
-            let mut download = docker.download_from_container(
-                &helper,
-                Some(
-                    DownloadFromContainerOptionsBuilder::default()
-                        .path("/reports")
-                        .build(),
-                ),
-            );
-            while let Some(chunk) = download.next().await {
-                let chunk = chunk.with_context(|| {
-                    format!("fetching reports through {helper} on host {}", host.name())
-                })?;
-                archive.extend_from_slice(&chunk);
+            let (archive, error) = download(docker, &helper, "/reports").await;
+            if let Some(e) = error {
+                anyhow::bail!(
+                    "fetching reports through {helper} on host {}: {e}",
+                    host.name()
+                );
             }
             split_reports(&archive)
         }
@@ -273,6 +267,7 @@ pub fn split_reports(archive: &[u8]) -> anyhow::Result<HashMap<String, Vec<u8>>>
         .collect()
 }
 
+/// The file in `/report` that proves a container finished its report.
 fn report_file(role: &str) -> &'static str {
     if role == labels::ROLE_COORDINATOR {
         "report/coordinator.json"
@@ -378,7 +373,7 @@ async fn extract_one(
 
     let (archive, download_error) = match prefetched {
         Some(bytes) => (bytes.as_ref().clone(), None),
-        None => download_report(docker, name).await,
+        None => download(docker, name, REPORT_DIR).await,
     };
     let wanted = report_file(&role);
     let (report, mut reason) = match download_error {
@@ -455,12 +450,9 @@ pub struct Extracted {
 
 /// Extracts every container of the run.
 pub async fn extract(run: &RunDir, concurrency: usize) -> anyhow::Result<Extracted> {
-    let manifest = run.read_manifest()?;
-    let hosts = wait::hosts_of(&manifest).await?;
-    let states = wait::states(&hosts, &run.id).await?;
-    let mut names: Vec<(String, usize)> =
-        states.iter().map(|(n, (h, _))| (n.clone(), *h)).collect();
-    names.sort();
+    let live = LiveRun::load(run).await?;
+    let (manifest, hosts, states) = (&live.manifest, &live.hosts, &live.states);
+    let names = live.containers();
     // Reports of the containers that need fetching, one archive per host and batch.
     let mut prefetched: HashMap<String, SharedArchive> = HashMap::new();
     for (h, host) in hosts.iter().enumerate() {

@@ -9,6 +9,7 @@
 //! - [`rundir`]: a run is a directory with a manifest;
 //! - [`spawn`], [`status`], [`logs`], [`wait`], [`extract`], [`analyze`], [`down`]: the
 //!   commands;
+//! - [`live`]: a run as Docker sees it now;
 //! - [`tasks`]: bounded-concurrency work with progress and retries;
 //! - [`labels`]: how Docker objects are tagged; [`error`]: exit codes.
 
@@ -21,6 +22,7 @@ pub mod host;
 pub mod hosts;
 pub mod images;
 pub mod labels;
+pub mod live;
 pub mod logs;
 pub mod network;
 pub mod plan_file;

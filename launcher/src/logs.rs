@@ -1,8 +1,8 @@
 //! `launcher logs`: container logs, prefixed with the container name when several are
 //! shown; `-f` follows them.
 
+use crate::live::LiveRun;
 use crate::rundir::RunDir;
-use crate::wait;
 use bollard::query_parameters::LogsOptionsBuilder;
 use futures_util::StreamExt;
 use std::io::Write;
@@ -10,12 +10,8 @@ use std::io::Write;
 /// Prints the logs of one container (`peer`: a peer name like `peer-0003` or a full
 /// container name) or of all containers of the run.
 pub async fn logs(run: &RunDir, peer: Option<&str>, follow: bool) -> anyhow::Result<()> {
-    let manifest = run.read_manifest()?;
-    let hosts = wait::hosts_of(&manifest).await?;
-    let states = wait::states(&hosts, &run.id).await?;
-    let mut names: Vec<(String, usize)> =
-        states.iter().map(|(n, (h, _))| (n.clone(), *h)).collect();
-    names.sort();
+    let live = LiveRun::load(run).await?;
+    let mut names = live.containers();
     if let Some(p) = peer {
         let full = if p.starts_with(&format!("{}-", run.id)) {
             p.to_owned()
@@ -32,7 +28,7 @@ pub async fn logs(run: &RunDir, peer: Option<&str>, follow: bool) -> anyhow::Res
     }
     let prefix = names.len() > 1;
     let streams = names.into_iter().map(|(name, h)| {
-        let docker = hosts[h].docker.clone();
+        let docker = live.hosts[h].docker.clone();
         let opts = LogsOptionsBuilder::default()
             .stdout(true)
             .stderr(true)

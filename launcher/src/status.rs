@@ -1,9 +1,10 @@
 //! `launcher status`: the run's containers by state, from Docker, and the peers by
 //! state, from the coordinator's status API.
 
+use crate::labels;
+use crate::live::LiveRun;
 use crate::rundir::RunDir;
 use crate::spawn::COORDINATOR_PORT;
-use crate::{labels, wait};
 use cmesh_common::protocol::StatusReport;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -23,11 +24,10 @@ pub struct Status {
 
 /// Gathers the status of a run.
 pub async fn status(run: &RunDir) -> anyhow::Result<Status> {
-    let manifest = run.read_manifest()?;
-    let hosts = wait::hosts_of(&manifest).await?;
-    let states = wait::states(&hosts, &run.id).await?;
+    let live = LiveRun::load(run).await?;
+    let (manifest, hosts, states) = (&live.manifest, &live.hosts, &live.states);
     let mut containers: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
-    for (name, (_, state)) in &states {
+    for (name, (_, state)) in states {
         let role = if *name == manifest.coordinator.name {
             labels::ROLE_COORDINATOR
         } else {
@@ -46,7 +46,7 @@ pub async fn status(run: &RunDir) -> anyhow::Result<Status> {
         .filter(|p| !states.contains_key(&p.name))
         .map(|p| p.name.clone())
         .collect();
-    let manager = crate::host::manager(&hosts);
+    let manager = crate::host::manager(hosts);
     let (coordinator, coordinator_error) =
         match ask_coordinator(manager, run, &manifest.coordinator.name).await {
             Ok(s) => (Some(s), None),

@@ -1,11 +1,9 @@
 //! `launcher wait`: until every peer container has exited, then say who failed.
 
-use crate::host::{self, Host};
-use crate::rundir::{RunDir, RunManifest};
-use crate::spawn::existing;
+use crate::live::LiveRun;
+use crate::rundir::RunDir;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// How one container ended.
@@ -32,26 +30,10 @@ impl Ended {
     }
 }
 
-/// Connects to the hosts named in a run's manifest.
-pub async fn hosts_of(manifest: &RunManifest) -> anyhow::Result<Vec<Host>> {
-    host::connect_all(manifest.hosts.clone()).await
-}
-
-/// States of all the run's containers across hosts: name → (host index, state).
-pub async fn states(hosts: &[Host], run: &str) -> anyhow::Result<HashMap<String, (usize, String)>> {
-    let mut all = HashMap::new();
-    for (i, h) in hosts.iter().enumerate() {
-        for (name, state) in existing(h, run).await? {
-            all.insert(name, (i, state));
-        }
-    }
-    Ok(all)
-}
-
 /// Waits until every peer has exited (or `timeout`); returns how each ended.
 pub async fn wait(run: &RunDir, timeout: Duration) -> anyhow::Result<Vec<Ended>> {
-    let manifest = run.read_manifest()?;
-    let hosts = hosts_of(&manifest).await?;
+    let mut live = LiveRun::load(run).await?;
+    let manifest = live.manifest.clone();
     let bar = ProgressBar::new(manifest.peers.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} exited {elapsed}")
@@ -62,14 +44,8 @@ pub async fn wait(run: &RunDir, timeout: Duration) -> anyhow::Result<Vec<Ended>>
     let start = Instant::now();
     let mut peers_done_at: Option<Instant> = None;
     let mut coordinator_gone_at: Option<Instant> = None;
-    let final_states = loop {
-        let states = states(&hosts, &run.id).await?;
-        let done = |name: &str| {
-            !matches!(
-                states.get(name).map(|(_, s)| s.as_str()),
-                Some("running" | "created" | "restarting")
-            )
-        };
+    loop {
+        let done = |name: &str| live.is_done(name);
         let exited = manifest.peers.iter().filter(|p| done(&p.name)).count();
         bar.set_position(exited as u64);
         if exited == manifest.peers.len() {
@@ -79,13 +55,13 @@ pub async fn wait(run: &RunDir, timeout: Duration) -> anyhow::Result<Vec<Ended>>
             let since = *peers_done_at.get_or_insert_with(Instant::now);
             let grace = Duration::from_millis(4 * manifest.spec.heartbeat_ms + 30_000);
             if done(&manifest.coordinator.name) || since.elapsed() > grace {
-                break states;
+                break;
             }
         } else if done(&manifest.coordinator.name) {
             // The run is over for the coordinator; peers still up after a minute are stuck.
             let gone = *coordinator_gone_at.get_or_insert_with(Instant::now);
             if gone.elapsed() > Duration::from_secs(60) {
-                break states;
+                break;
             }
         }
         if start.elapsed() > timeout {
@@ -106,8 +82,10 @@ pub async fn wait(run: &RunDir, timeout: Duration) -> anyhow::Result<Vec<Ended>>
             );
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-    };
+        live.refresh().await?;
+    }
     bar.finish_and_clear();
+    let (hosts, final_states) = (&live.hosts, &live.states);
     let mut ended = Vec::new();
     for p in &manifest.peers {
         let Some((h, _)) = final_states.get(&p.name) else {
