@@ -25,7 +25,7 @@ async fn remove_volume(docker: &bollard::Docker, name: &str) -> Result<(), bolla
 /// Removes the run's containers and network; returns how many containers were removed.
 pub async fn down(run: &RunDir, force: bool, concurrency: usize) -> anyhow::Result<usize> {
     let live = LiveRun::load(run).await?;
-    let (manifest, hosts, states) = (&live.manifest, &live.hosts, &live.states);
+    let (hosts, states) = (&live.hosts, &live.states);
     if !force {
         let extracted: std::collections::BTreeSet<String> = extract::read_index(run)
             .map(|i| {
@@ -89,48 +89,21 @@ pub async fn down(run: &RunDir, force: bool, concurrency: usize) -> anyhow::Resu
         }) => {}
         Err(e) => anyhow::bail!("removing network {}: {e}", network::network_name(&run.id)),
     }
-    // Report volumes: every container's, on its host (also for containers already gone).
-    let by_host: std::collections::HashMap<&str, usize> = hosts
-        .iter()
-        .enumerate()
-        .map(|(i, h)| (h.name(), i))
-        .collect();
-    let volumes: Vec<(String, usize)> = manifest
-        .peers
-        .iter()
-        .chain(std::iter::once(&manifest.coordinator))
-        .filter_map(|p| {
-            by_host
-                .get(p.host.as_str())
-                .map(|&h| (crate::spawn::report_volume(&p.name), h))
-        })
-        .collect();
-    let results = tasks::for_each(
-        "volumes",
-        volumes,
-        concurrency,
-        |(volume, h): (String, usize)| {
-            let docker = &hosts[h].docker;
-            async move {
-                remove_volume(docker, &volume)
-                    .await
-                    .with_context(|| format!("removing volume {volume}"))
-            }
-        },
-    )
-    .await;
-    if let Some(((v, _), Err(e))) = results.into_iter().find(|(_, r)| r.is_err()) {
-        anyhow::bail!("{e:#} ({v}); re-run `launcher down` to retry");
-    }
-    let volume = crate::spawn::secrets_volume(&run.id);
+    let volumes = [
+        crate::spawn::reports_volume(&run.id),
+        crate::spawn::secrets_volume(&run.id),
+    ];
     for h in hosts {
-        remove_volume(&h.docker, &volume)
-            .await
-            .with_context(|| format!("removing volume {volume} on host {}", h.name()))?;
+        for volume in &volumes {
+            remove_volume(&h.docker, volume)
+                .await
+                .with_context(|| format!("removing volume {volume} on host {}", h.name()))?;
+        }
     }
     eprintln!(
-        "down: removed {count} containers, network {} and volume {volume}",
-        network::network_name(&run.id)
+        "down: removed {count} containers, network {} and volumes {}",
+        network::network_name(&run.id),
+        volumes.join(", ")
     );
     Ok(count)
 }

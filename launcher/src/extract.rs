@@ -8,12 +8,12 @@
 //! - `inspect.json`: exit code, OOM-killed, start and finish times;
 //! - `meta.json`: the container's entry in the index, written last.
 //!
-//! The reports come through the Docker archive API. Each container's `/report` is a named
-//! volume (see `spawn::report_volume`), so the reports of up to [`BATCH`] containers are
-//! fetched in one archive from a helper container that mounts their volumes read-only
-//! and is never started: the engine mounts one root filesystem per batch instead of one
-//! per container (what `docker cp` costs). A container without its volume falls back to
-//! its own archive.
+//! The reports come through the Docker archive API. Every container writes its report to
+//! `/reports/<container>` on the run's reports volume (see `spawn::reports_volume`), so
+//! all reports on a host are fetched in one archive, from a helper container that mounts
+//! the volume read-only and is never started: the engine mounts one root filesystem per
+//! host instead of one per container (what `docker cp` costs). A container whose report
+//! is not in the volume is asked for its own.
 //!
 //! Files are written to a temporary name and renamed. A container whose `meta.json`
 //! exists, that had already exited, and whose files still match their sha256 is not
@@ -23,7 +23,7 @@
 use crate::host::Host;
 use crate::live::LiveRun;
 use crate::rundir::{write_atomic, RunDir};
-use crate::spawn::{report_volume, REPORT_DIR};
+use crate::spawn::{report_dir, reports_volume, REPORTS_DIR};
 use crate::{labels, tasks, wait};
 use anyhow::Context;
 use bollard::query_parameters::{DownloadFromContainerOptionsBuilder, LogsOptionsBuilder};
@@ -147,13 +147,10 @@ async fn download(docker: &bollard::Docker, name: &str, path: &str) -> (Vec<u8>,
 /// A container's report archive, fetched ahead in a batch.
 type SharedArchive = std::sync::Arc<Vec<u8>>;
 
-/// Containers whose reports one helper container fetches at once.
-pub const BATCH: usize = 200;
-
-/// Fetches the `/report` of each of `names` (all on `host`) in one archive per batch,
-/// through a helper container that mounts their report volumes. Returns, per container
-/// whose volume exists, a tar of its report laid out as `report/...`, exactly like its
-/// own archive of `/report`.
+/// Fetches the reports of `names` (all on `host`) in one archive: through a helper
+/// container that mounts the run's reports volume read-only and is never started.
+/// Returns, per container that has a report directory, a tar of it laid out as
+/// `report/...`. An empty map if the host has no reports volume.
 async fn fetch_reports(
     host: &Host,
     run: &str,
@@ -161,77 +158,62 @@ async fn fetch_reports(
     names: &[String],
 ) -> anyhow::Result<HashMap<String, Vec<u8>>> {
     let docker = &host.docker;
-    let volumes: std::collections::HashSet<String> = docker
-        .list_volumes(None::<bollard::query_parameters::ListVolumesOptions>)
-        .await
-        .with_context(|| format!("listing volumes on host {}", host.name()))?
-        .volumes
-        .unwrap_or_default()
-        .into_iter()
-        .map(|v| v.name)
-        .collect();
-    let present: Vec<&String> = names
-        .iter()
-        .filter(|n| volumes.contains(&report_volume(n)))
-        .collect();
-    let mut out = HashMap::new();
-    for (k, batch) in present.chunks(BATCH).enumerate() {
-        let helper = format!("{run}-extract-{k}");
-        let remove = || {
-            docker.remove_container(
-                &helper,
+    let volume = reports_volume(run);
+    if docker.inspect_volume(&volume).await.is_err() {
+        return Ok(HashMap::new());
+    }
+    let helper = format!("{run}-extract");
+    let remove = || {
+        docker.remove_container(
+            &helper,
+            Some(
+                bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+                    .force(true)
+                    .build(),
+            ),
+        )
+    };
+    let _ = remove().await;
+    let body = bollard::models::ContainerCreateBody {
+        image: Some(image.to_owned()),
+        host_config: Some(bollard::models::HostConfig {
+            binds: Some(vec![format!("{volume}:{REPORTS_DIR}:ro")]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let fetched = async {
+        tasks::retry(|| {
+            docker.create_container(
                 Some(
-                    bollard::query_parameters::RemoveContainerOptionsBuilder::default()
-                        .force(true)
+                    bollard::query_parameters::CreateContainerOptionsBuilder::default()
+                        .name(&helper)
                         .build(),
                 ),
+                body.clone(),
             )
-        };
-        let _ = remove().await;
-        let body = bollard::models::ContainerCreateBody {
-            image: Some(image.to_owned()),
-            host_config: Some(bollard::models::HostConfig {
-                binds: Some(
-                    batch
-                        .iter()
-                        .map(|n| format!("{}:/reports/{n}:ro", report_volume(n)))
-                        .collect(),
-                ),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let fetched = async {
-            tasks::retry(|| {
-                docker.create_container(
-                    Some(
-                        bollard::query_parameters::CreateContainerOptionsBuilder::default()
-                            .name(&helper)
-                            .build(),
-                    ),
-                    body.clone(),
-                )
-            })
-            .await
-            .with_context(|| format!("creating helper {helper} on host {}", host.name()))?;
-            let (archive, error) = download(docker, &helper, "/reports").await;
-            if let Some(e) = error {
-                anyhow::bail!(
-                    "fetching reports through {helper} on host {}: {e}",
-                    host.name()
-                );
-            }
-            split_reports(&archive)
+        })
+        .await
+        .with_context(|| format!("creating helper {helper} on host {}", host.name()))?;
+        let (archive, error) = download(docker, &helper, REPORTS_DIR).await;
+        if let Some(e) = error {
+            anyhow::bail!(
+                "fetching reports through {helper} on host {}: {e}",
+                host.name()
+            );
         }
-        .await;
-        let _ = remove().await;
-        out.extend(fetched?);
+        split_reports(&archive)
     }
-    Ok(out)
+    .await;
+    let _ = remove().await;
+    let mut all = fetched?;
+    all.retain(|name, _| names.contains(name));
+    Ok(all)
 }
 
-/// Splits an archive of `reports/<container>/...` into one archive per container, with
-/// paths `report/...`.
+/// Splits an archive of `reports/<container>/...` (the reports volume) or of
+/// `<container>/...` (one container's report directory) into one archive per container,
+/// with paths `report/...`.
 pub fn split_reports(archive: &[u8]) -> anyhow::Result<HashMap<String, Vec<u8>>> {
     let mut builders: HashMap<String, tar::Builder<Vec<u8>>> = HashMap::new();
     let mut reader = tar::Archive::new(archive);
@@ -241,12 +223,13 @@ pub fn split_reports(archive: &[u8]) -> anyhow::Result<HashMap<String, Vec<u8>>>
         let mut parts = path
             .components()
             .map(|c| c.as_os_str().to_string_lossy().into_owned());
-        let (Some(top), Some(name)) = (parts.next(), parts.next()) else {
+        let name = match parts.next() {
+            Some(top) if top == "reports" => parts.next(),
+            other => other,
+        };
+        let Some(name) = name else {
             continue;
         };
-        if top != "reports" {
-            continue;
-        }
         let rest: Vec<String> = parts.collect();
         let new_path = if rest.is_empty() {
             "report/".to_owned()
@@ -373,7 +356,14 @@ async fn extract_one(
 
     let (archive, download_error) = match prefetched {
         Some(bytes) => (bytes.as_ref().clone(), None),
-        None => download(docker, name, REPORT_DIR).await,
+        // Not in the volume's archive: ask the container itself.
+        None => match download(docker, name, &report_dir(name)).await {
+            (bytes, None) => (
+                split_reports(&bytes)?.remove(name).unwrap_or_default(),
+                None,
+            ),
+            (_, error) => (Vec::new(), error),
+        },
     };
     let wanted = report_file(&role);
     let (report, mut reason) = match download_error {
@@ -610,9 +600,9 @@ mod tests {
         add("reports/r-peer-0001/report.json", b"{1}");
         add("reports/r-peer-0001/events.jsonl", b"e1");
         add("reports/r-peer-0002/events.jsonl", b"e2");
-        add("elsewhere/x", b"ignored");
+        add("r-peer-0003/report.json", b"{3}");
         let split = split_reports(&b.into_inner().unwrap()).unwrap();
-        assert_eq!(split.len(), 2);
+        assert_eq!(split.len(), 3);
         let files = |name: &str| -> Vec<(String, String)> {
             tar::Archive::new(split[name].as_slice())
                 .entries()
@@ -636,6 +626,10 @@ mod tests {
         assert_eq!(
             files("r-peer-0002"),
             vec![("report/events.jsonl".into(), "e2".into())]
+        );
+        assert_eq!(
+            files("r-peer-0003"),
+            vec![("report/report.json".into(), "{3}".into())]
         );
     }
 

@@ -90,7 +90,7 @@ pub fn coordinator_args(run: &str, spec: &PlanSpec) -> Vec<String> {
         "--listen".into(),
         format!("0.0.0.0:{COORDINATOR_PORT}"),
         "--output".into(),
-        "/report".into(),
+        report_dir(&coordinator_name(run)),
         "--token-file".into(),
         format!("{TOKEN_DIR}/token"),
         "--run-id".into(),
@@ -136,7 +136,7 @@ pub fn peer_args(run: &str, name: &str) -> Vec<String> {
         "--listen",
         &format!("0.0.0.0:{PEER_PORT}"),
         "--output",
-        "/report",
+        &report_dir(name),
         "--token-file",
         &format!("{TOKEN_DIR}/token"),
     ]
@@ -157,14 +157,21 @@ struct ContainerPlan {
     publish: bool,
 }
 
-/// Where every container writes its report.
-pub const REPORT_DIR: &str = "/report";
+/// Where the run's reports volume is mounted in every container.
+pub const REPORTS_DIR: &str = "/reports";
 
-/// The named volume behind a container's `/report`. Keeping reports in volumes lets
-/// `extract` fetch many containers' reports in one archive (see `extract`), and keeps
-/// report writes off the container's root filesystem.
-pub fn report_volume(container: &str) -> String {
-    format!("{container}-report")
+/// The run's reports volume on a host, mounted at [`REPORTS_DIR`] by every container of
+/// the run. Each container writes its report to its own [`report_dir`]. One volume per
+/// host (not per container: each volume costs the engine a serialized metadata write)
+/// lets `extract` fetch every report on a host in one archive, and keeps report writes
+/// off the containers' root filesystems.
+pub fn reports_volume(run: &str) -> String {
+    format!("cmesh-{run}-reports")
+}
+
+/// A container's report directory: `/reports/<container>`.
+pub fn report_dir(container: &str) -> String {
+    format!("{REPORTS_DIR}/{container}")
 }
 
 /// The run's secrets volume on a host: holds the token file, mounted read-only at
@@ -197,7 +204,7 @@ fn container_body(run: &str, host: &str, network: &str, c: &ContainerPlan) -> Co
         host_config: Some(HostConfig {
             binds: Some(vec![
                 format!("{}:{TOKEN_DIR}:ro", secrets_volume(run)),
-                format!("{}:{REPORT_DIR}", report_volume(&c.name)),
+                format!("{}:{REPORTS_DIR}", reports_volume(run)),
             ]),
             network_mode: Some(network.to_owned()),
             cap_add: Some(vec!["NET_ADMIN".into()]),
@@ -284,26 +291,35 @@ async fn create_and_start(
     Ok(())
 }
 
-/// Writes the token into the run's secrets volume on `host`, once: through a container
-/// that is created with the volume mounted, never started, and removed again. The token
-/// never appears in an environment, a command line, an image or `docker inspect`.
-pub async fn ensure_secrets(
+async fn create_volume(host: &Host, run: &str, volume: &str) -> anyhow::Result<()> {
+    tasks::retry(|| {
+        host.docker
+            .create_volume(bollard::models::VolumeCreateRequest {
+                name: Some(volume.to_owned()),
+                labels: Some(HashMap::from([(labels::RUN.to_owned(), run.to_owned())])),
+                ..Default::default()
+            })
+    })
+    .await
+    .with_context(|| format!("creating volume {volume} on host {}", host.name()))?;
+    Ok(())
+}
+
+/// Creates the run's reports and secrets volumes on `host` and writes the token into the
+/// secrets volume, once: through a container that is created with the volume mounted,
+/// never started, and removed again. The token never appears in an environment, a
+/// command line, an image or `docker inspect`.
+pub async fn ensure_volumes(
     host: &Host,
     run: &str,
     image: &str,
     token: &str,
 ) -> anyhow::Result<()> {
     let docker = &host.docker;
+    for volume in [reports_volume(run), secrets_volume(run)] {
+        create_volume(host, run, &volume).await?;
+    }
     let volume = secrets_volume(run);
-    tasks::retry(|| {
-        docker.create_volume(bollard::models::VolumeCreateRequest {
-            name: Some(volume.clone()),
-            labels: Some(HashMap::from([(labels::RUN.to_owned(), run.to_owned())])),
-            ..Default::default()
-        })
-    })
-    .await
-    .with_context(|| format!("creating volume {volume} on host {}", host.name()))?;
     let seed = format!("{run}-secrets");
     let remove = || {
         docker.remove_container(
@@ -455,7 +471,7 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
     run.write_manifest(&manifest)?;
 
     for h in &hosts {
-        ensure_secrets(h, &run.id, &images.peer.tag, &token).await?;
+        ensure_volumes(h, &run.id, &images.peer.tag, &token).await?;
     }
     let mut states = HashMap::new();
     for h in &hosts {
@@ -584,7 +600,7 @@ mod tests {
             Some(
                 &[
                     "cmesh-r-secrets:/cmesh:ro".to_owned(),
-                    "r-peer-0001-report:/report".to_owned()
+                    "cmesh-r-reports:/reports".to_owned()
                 ][..]
             )
         );
