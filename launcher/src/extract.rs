@@ -3,7 +3,8 @@
 //! For each container of the run, running or exited, into
 //! `runs/<run>/extract/<host>/<container>/`:
 //!
-//! - `report.tar.gz`: its `/report` directory (Docker archive API, gzipped);
+//! - `report.tar.gz`: its report directory, `/reports/<container>` (Docker archive API,
+//!   gzipped, laid out under `report/`);
 //! - `logs.txt.gz`: stdout and stderr with timestamps;
 //! - `inspect.json`: exit code, OOM-killed, start and finish times;
 //! - `meta.json`: the container's entry in the index, written last.
@@ -49,11 +50,11 @@ pub struct FileEntry {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReportState {
-    /// `/report` holds the report file.
+    /// The report directory holds the report file.
     Complete,
-    /// `/report` exists but the report file is not in it.
+    /// The report directory exists but the report file is not in it.
     Partial,
-    /// `/report` could not be fetched.
+    /// The report directory could not be fetched.
     Missing,
 }
 
@@ -250,7 +251,7 @@ pub fn split_reports(archive: &[u8]) -> anyhow::Result<HashMap<String, Vec<u8>>>
         .collect()
 }
 
-/// The file in `/report` that proves a container finished its report.
+/// The file in the report directory that proves a container finished its report.
 fn report_file(role: &str) -> &'static str {
     if role == labels::ROLE_COORDINATOR {
         "report/coordinator.json"
@@ -369,7 +370,7 @@ async fn extract_one(
     let (report, mut reason) = match download_error {
         Some(e) => (
             ReportState::Missing,
-            Some(format!("cannot fetch /report: {e}")),
+            Some(format!("cannot fetch its report directory: {e}")),
         ),
         None => {
             save(&dir, "report.tar.gz", &gzip(&archive)?, &mut files)?;
@@ -389,7 +390,7 @@ async fn extract_one(
                 (
                     ReportState::Partial,
                     Some(format!(
-                        "/report has no {}",
+                        "its report directory has no {}",
                         wanted.trim_start_matches("report/")
                     )),
                 )

@@ -3,7 +3,8 @@
 //! most 0.25x.
 //!
 //! One run of 200 peers (short, so they exit) is spawned and waited for, untimed. Then the
-//! script and the launcher each collect every container's /report and its logs, twice,
+//! script and the launcher each collect every container's report directory
+//! (`/reports/<name>`) and its logs, twice,
 //! alternating; the best of each is compared.
 //!
 //! cargo run --release -p cmesh-bench --bin extract [-- --peers 200]
@@ -54,9 +55,9 @@ fn main() -> Result<()> {
     let script = format!(
         r#"set -e
 mkdir -p {out}
-for c in $(docker ps -aq --filter label=io.cmesh.run={id} --format '{{{{.Names}}}}'); do
+for c in $(docker ps -a --filter label=io.cmesh.run={id} --format '{{{{.Names}}}}'); do
   mkdir -p {out}/$c
-  docker cp $c:/report {out}/$c/
+  docker cp $c:/reports/$c {out}/$c/report
   docker logs -t $c > {out}/$c/logs.txt 2>&1
 done"#,
         out = out.display()
