@@ -393,10 +393,8 @@ pub fn precheck(req: &SpawnRequest) -> anyhow::Result<()> {
 /// Spawns (or completes) a run. Returns its directory.
 pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
     precheck(&req)?;
-    let hosts = host::connect_all(req.hosts.clone()).await?;
-    let manager = host::manager(&hosts).clone();
-
-    // An existing run is completed with its own manifest, whatever the flags say now.
+    // An existing run is completed with its own manifest (hosts, placement, plan,
+    // images), whatever the flags say now.
     let previous = match &req.run_id {
         Some(id) => RunDir::open(&req.runs_dir, Some(id)).ok(),
         None => None,
@@ -405,6 +403,12 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
         Some(dir) => Some((dir.read_manifest()?, dir)),
         None => None,
     };
+    let host_specs = match &previous {
+        Some((m, _)) => m.hosts.clone(),
+        None => req.hosts.clone(),
+    };
+    let hosts = host::connect_all(host_specs.clone()).await?;
+    let manager = host::manager(&hosts).clone();
     let (run, spec, subnet_hint) = match &previous {
         Some((m, dir)) => {
             eprintln!(
@@ -444,7 +448,10 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
     eprintln!("network: {net_name} {subnet}");
 
     let token = run.token()?;
-    let placements = place(&run.id, spec.peers, &req.hosts)?;
+    let placements = match &previous {
+        Some((m, _)) => m.peers.clone(),
+        None => place(&run.id, spec.peers, &host_specs)?,
+    };
     let manifest = RunManifest {
         schema: MANIFEST_SCHEMA.into(),
         schema_version: 1,
@@ -453,7 +460,7 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
             Some((m, _)) => m.created_at.clone(),
             None => humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         },
-        hosts: req.hosts.clone(),
+        hosts: host_specs,
         network: NetworkInfo {
             name: net_name.clone(),
             id: network_id,
