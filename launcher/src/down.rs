@@ -36,6 +36,17 @@ pub async fn down(run: &RunDir, force: bool, concurrency: usize) -> anyhow::Resu
                     .collect()
             })
             .unwrap_or_default();
+        let mut running: Vec<&String> = states.keys().filter(|n| !live.is_done(n)).collect();
+        running.sort();
+        if !running.is_empty() {
+            return Err(bad_input(format!(
+                "run {} still has {} containers running (e.g. {}); `launcher wait --run {}`, then `launcher extract`, or pass --force to stop them and lose their reports",
+                run.id,
+                running.len(),
+                running[0],
+                run.id
+            )));
+        }
         let not_extracted: Vec<&String> =
             states.keys().filter(|n| !extracted.contains(*n)).collect();
         if !not_extracted.is_empty() {

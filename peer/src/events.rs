@@ -45,6 +45,8 @@ impl EventLog {
             }
         }
         let mut text = Value::Object(line).to_string();
+        // The same line on stderr, so `docker logs` / `launcher logs` show the lifecycle.
+        tracing::info!(target: "peer::event", "{text}");
         text.push('\n');
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(file) = out.as_mut() {
