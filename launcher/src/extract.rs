@@ -24,6 +24,7 @@
 use crate::host::Host;
 use crate::live::LiveRun;
 use crate::rundir::{write_atomic, RunDir};
+use crate::scratch::with_scratch;
 use crate::spawn::{report_dir, reports_volume, REPORTS_DIR};
 use crate::{labels, tasks, wait};
 use anyhow::Context;
@@ -164,38 +165,8 @@ async fn fetch_reports(
         return Ok(HashMap::new());
     }
     let helper = format!("{run}-extract");
-    let remove = || {
-        docker.remove_container(
-            &helper,
-            Some(
-                bollard::query_parameters::RemoveContainerOptionsBuilder::default()
-                    .force(true)
-                    .build(),
-            ),
-        )
-    };
-    let _ = remove().await;
-    let body = bollard::models::ContainerCreateBody {
-        image: Some(image.to_owned()),
-        host_config: Some(bollard::models::HostConfig {
-            binds: Some(vec![format!("{volume}:{REPORTS_DIR}:ro")]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let fetched = async {
-        tasks::retry(|| {
-            docker.create_container(
-                Some(
-                    bollard::query_parameters::CreateContainerOptionsBuilder::default()
-                        .name(&helper)
-                        .build(),
-                ),
-                body.clone(),
-            )
-        })
-        .await
-        .with_context(|| format!("creating helper {helper} on host {}", host.name()))?;
+    let binds = vec![format!("{volume}:{REPORTS_DIR}:ro")];
+    let fetched = with_scratch(host, &helper, image, binds, || async {
         let (archive, error) = download(docker, &helper, REPORTS_DIR).await;
         if let Some(e) = error {
             anyhow::bail!(
@@ -204,9 +175,8 @@ async fn fetch_reports(
             );
         }
         split_reports(&archive)
-    }
+    })
     .await;
-    let _ = remove().await;
     let mut all = fetched?;
     all.retain(|name, _| names.contains(name));
     Ok(all)

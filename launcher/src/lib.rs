@@ -10,6 +10,7 @@
 //! - [`spawn`], [`status`], [`logs`], [`wait`], [`extract`], [`analyze`], [`down`]: the
 //!   commands;
 //! - [`live`]: a run as Docker sees it now;
+//! - [`scratch`]: never-started containers that read and write volumes;
 //! - [`tasks`]: bounded-concurrency work with progress and retries;
 //! - [`labels`]: how Docker objects are tagged; [`error`]: exit codes.
 
@@ -27,6 +28,7 @@ pub mod logs;
 pub mod network;
 pub mod plan_file;
 pub mod rundir;
+pub mod scratch;
 pub mod spawn;
 pub mod status;
 pub mod tasks;

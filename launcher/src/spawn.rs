@@ -12,6 +12,7 @@ use crate::error::bad_input;
 use crate::host::{self, Host};
 use crate::hosts::HostSpec;
 use crate::rundir::{Images, NetworkInfo, Placement, RunDir, RunManifest, MANIFEST_SCHEMA};
+use crate::scratch::with_scratch;
 use crate::{images, labels, network, tasks};
 use anyhow::Context;
 use bollard::models::{
@@ -321,57 +322,29 @@ pub async fn ensure_volumes(
     }
     let volume = secrets_volume(run);
     let seed = format!("{run}-secrets");
-    let remove = || {
-        docker.remove_container(
-            &seed,
-            Some(
-                bollard::query_parameters::RemoveContainerOptionsBuilder::default()
-                    .force(true)
-                    .build(),
-            ),
-        )
-    };
-    // A seed left by an interrupted spawn is replaced.
-    let _ = remove().await;
-    let body = ContainerCreateBody {
-        image: Some(image.to_owned()),
-        host_config: Some(HostConfig {
-            binds: Some(vec![format!("{volume}:{TOKEN_DIR}")]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    tasks::retry(|| {
-        docker.create_container(
-            Some(CreateContainerOptionsBuilder::default().name(&seed).build()),
-            body.clone(),
-        )
-    })
-    .await
-    .with_context(|| format!("creating {seed} on host {}", host.name()))?;
     let tar = images::tar_context(&[("token", format!("{token}\n").as_bytes(), 0o400)])?;
-    let uploaded = tasks::retry(|| {
-        docker.upload_to_container(
-            &seed,
-            Some(
-                UploadToContainerOptionsBuilder::default()
-                    .path(TOKEN_DIR)
-                    .build(),
-            ),
-            bollard::body_full(tar.clone().into()),
-        )
+    let binds = vec![format!("{volume}:{TOKEN_DIR}")];
+    with_scratch(host, &seed, image, binds, || async {
+        tasks::retry(|| {
+            docker.upload_to_container(
+                &seed,
+                Some(
+                    UploadToContainerOptionsBuilder::default()
+                        .path(TOKEN_DIR)
+                        .build(),
+                ),
+                bollard::body_full(tar.clone().into()),
+            )
+        })
+        .await
+        .with_context(|| {
+            format!(
+                "writing the run token into volume {volume} on host {}",
+                host.name()
+            )
+        })
     })
     .await
-    .with_context(|| {
-        format!(
-            "writing the run token into volume {volume} on host {}",
-            host.name()
-        )
-    });
-    remove()
-        .await
-        .with_context(|| format!("removing {seed} on host {}", host.name()))?;
-    uploaded.map(|_| ())
 }
 
 /// The checks that need no engine: run id, subnet size, capacity.
