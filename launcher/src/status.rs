@@ -84,7 +84,8 @@ async fn ask_coordinator(
         .and_then(|p| p.get(&format!("{COORDINATOR_PORT}/tcp")).cloned().flatten())
         .and_then(|b| b.first().and_then(|b| b.host_port.clone()))
         .ok_or_else(|| anyhow::anyhow!("the coordinator publishes no port"))?;
-    let token = run.token()?;
+    // Read only: status must never make a token (RunDir::token would, if it is missing).
+    let token = cmesh_common::token::read_token_file(&run.token_path())?;
     let report = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{port}/status"))
         .header(cmesh_common::token::HEADER, token)
