@@ -302,9 +302,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
 
 /// `launcher run`: spawn, wait, extract, analyze, down.
 async fn run_all(runs: &Path, a: RunArgs) -> anyhow::Result<i32> {
-    let req = spawn_request(runs, &a.spawn)?;
-    let spec = req.spec.clone();
-    let run = spawn::spawn(req).await?;
+    let run = spawn::spawn(spawn_request(runs, &a.spawn)?).await?;
+    // The run's own plan: a re-used run id keeps its manifest, whatever the flags say.
+    let spec = run.read_manifest()?.spec;
     let timeout = a.timeout.unwrap_or(Duration::from_millis(
         spec.start_timeout_ms
             + spec.start_delay_ms
@@ -327,10 +327,12 @@ async fn run_all(runs: &Path, a: RunArgs) -> anyhow::Result<i32> {
     }
     eprintln!("run {}: results in {}", run.id, run.path.display());
     if !a.keep {
-        if x.index.errors.is_empty() {
-            down::down(&run, false, 16).await?;
-        } else {
+        if waited.is_err() {
+            eprintln!("run {}: containers kept, since some were still running; `launcher status`, then `launcher down --force` when done with them", run.id);
+        } else if !x.index.errors.is_empty() {
             eprintln!("run {}: containers kept, since some could not be extracted; `launcher extract` then `launcher down`", run.id);
+        } else {
+            down::down(&run, false, 16).await?;
         }
     }
     Ok(if summary.ok && waited.is_ok() { 0 } else { 1 })
