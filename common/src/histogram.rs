@@ -69,6 +69,25 @@ impl LatencyHistogram {
         self.inner.len()
     }
 
+    /// Records `count` samples of one latency (clamped like [`LatencyHistogram::record`]).
+    pub fn record_n(&mut self, micros: u64, count: u64) {
+        self.inner
+            .saturating_record_n(micros.clamp(1, MAX_TRACKABLE_US), count);
+    }
+
+    /// Every recorded value (the middle of its bucket) and its count.
+    pub fn recorded(&self) -> Vec<(u64, u64)> {
+        self.inner
+            .iter_recorded()
+            .map(|v| {
+                (
+                    self.inner.median_equivalent(v.value_iterated_to()),
+                    v.count_at_value(),
+                )
+            })
+            .collect()
+    }
+
     /// The percentiles. An empty histogram gives all zeros.
     pub fn summary(&self) -> LatencySummary {
         let h = &self.inner;

@@ -132,6 +132,9 @@ pub struct PlannedPeer {
     pub name: String,
     /// Where its sync backend listens, `HOST:PORT`.
     pub addr: String,
+    /// The Docker host it runs on, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// The plan every peer of a run follows.
@@ -181,6 +184,7 @@ impl ExecutionPlan {
                     index: i as u32,
                     name,
                     addr,
+                    host: None,
                 })
                 .collect(),
             graph,

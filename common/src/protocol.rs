@@ -95,6 +95,10 @@ pub struct RegisterRequest {
     pub peer: String,
     /// Where the peer's sync backend listens, `HOST:PORT`.
     pub addr: String,
+    /// The Docker host the peer runs on, if the launcher said (for clock-offset
+    /// correction of cross-host latency).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -67,6 +67,13 @@ pub struct PeerReport {
     /// Latency of every record received from another origin: reader clock minus writer
     /// timestamp, in microseconds.
     pub message_latency: LatencyReport,
+    /// The Docker host this peer ran on, if the launcher said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// `message_latency` split by the Docker host of the record's origin (present when
+    /// the plan knows hosts). Not corrected for clock offsets: `analyze` does that.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub latency_by_origin_host: BTreeMap<String, LatencyReport>,
 }
 
 /// Start and end of the writing phase, milliseconds since the Unix epoch.
@@ -122,6 +129,10 @@ pub struct LatencyReport {
     pub negative_samples: u64,
     /// The HDR histogram, V2 + deflate + base64 (see `LatencyHistogram::decode`).
     pub histogram: String,
+    /// The negative samples' magnitudes (writer ahead of reader), same encoding. Kept in
+    /// `latency_by_origin_host`, so a clock-offset correction can bring them back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub negative_histogram: Option<String>,
 }
 
 impl PeerReport {
@@ -153,6 +164,8 @@ impl PeerReport {
                 histogram: crate::histogram::LatencyHistogram::new().encode(),
                 ..LatencyReport::default()
             },
+            host: None,
+            latency_by_origin_host: BTreeMap::new(),
         }
     }
 

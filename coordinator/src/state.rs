@@ -56,6 +56,7 @@ pub enum RunError {
 #[derive(Debug)]
 struct PeerEntry {
     addr: String,
+    host: Option<String>,
     state: PeerState,
     last_beat_ms: u64,
     reason: Option<String>,
@@ -151,6 +152,17 @@ impl Run {
 
     /// A peer registers (or re-registers after a restart) with the address it listens on.
     pub fn register(&mut self, peer: &str, addr: &str, now: u64) -> Result<(), RunError> {
+        self.register_on(peer, addr, None, now)
+    }
+
+    /// [`Run::register`], saying which Docker host the peer runs on.
+    pub fn register_on(
+        &mut self,
+        peer: &str,
+        addr: &str,
+        host: Option<&str>,
+        now: u64,
+    ) -> Result<(), RunError> {
         cmesh_common::protocol::validate_peer_name(peer).map_err(RunError::BadRequest)?;
         cmesh_common::parse::host_port(addr).map_err(RunError::BadRequest)?;
         match self.phase {
@@ -179,6 +191,7 @@ impl Run {
                 entry.last_beat_ms = now;
                 if self.phase == RunPhase::Registering {
                     entry.addr = addr.to_owned();
+                    entry.host = host.map(str::to_owned);
                 }
                 self.emit(
                     now,
@@ -194,6 +207,7 @@ impl Run {
                     peer.to_owned(),
                     PeerEntry {
                         addr: addr.to_owned(),
+                        host: host.map(str::to_owned),
                         state: PeerState::Init,
                         last_beat_ms: now,
                         reason: None,
@@ -248,7 +262,10 @@ impl Run {
             .map(|(name, p)| (name.clone(), p.addr.clone()))
             .collect();
         match ExecutionPlan::make(&self.run_id, &self.spec, registered, now) {
-            Ok(plan) => {
+            Ok(mut plan) => {
+                for p in &mut plan.peers {
+                    p.host = self.peers.get(&p.name).and_then(|e| e.host.clone());
+                }
                 let json = serde_json::to_vec(&plan).expect("plans serialize");
                 // Peers that registered but were lost before the plan are not part of it.
                 let planned: std::collections::BTreeSet<&str> =

@@ -3,7 +3,10 @@
 //! - peers expected / reported / failed, with reasons;
 //! - coverage: the fraction of ordered (origin, reader) pairs of expected peers where the
 //!   reader received at least one record from the origin;
-//! - latency percentiles from the peers' HDR histograms added together (exact);
+//! - latency percentiles from the peers' HDR histograms added together (exact); on a
+//!   multi-host run, each (origin host, reader host) pair is first corrected for the two
+//!   hosts' clock offsets measured at spawn ([`crate::clock`]), and latency is also given
+//!   per host pair, within hosts and across hosts;
 //! - a per-peer table and totals of records and bytes.
 //!
 //! Writes `analysis/summary.json` (documented in docs/report-format.md) and
@@ -64,9 +67,33 @@ pub struct Summary {
     pub coverage: f64,
     pub pairs_delivered: u64,
     pub pairs_expected: u64,
+    /// Every record's latency, merged; corrected for clock offsets when
+    /// `clock_corrected`.
     pub message_latency: LatencySummary,
+    /// True when the latencies were corrected per host pair for the hosts' clock offsets.
+    #[serde(default)]
+    pub clock_corrected: bool,
+    /// Latency of records between peers on the same host (multi-host runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_host_latency: Option<LatencySummary>,
+    /// Latency of records between peers on different hosts (multi-host runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_host_latency: Option<LatencySummary>,
+    /// Latency per (origin host, reader host) pair, with the correction applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency_by_host_pair: Vec<HostPairLatency>,
     pub totals: Totals,
     pub per_peer: Vec<PeerRow>,
+}
+
+/// Latency of records written on one host and read on another (or the same).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostPairLatency {
+    pub origin_host: String,
+    pub reader_host: String,
+    /// Subtracted from every sample: reader's clock offset minus origin's, ms.
+    pub correction_ms: f64,
+    pub latency: LatencySummary,
 }
 
 /// Merges the reports of `peers` (expected names) into a summary. `reports` holds what
@@ -76,8 +103,10 @@ pub fn summarize(
     peers: &[String],
     reports: &BTreeMap<String, PeerReport>,
     missing: &BTreeMap<String, String>,
+    clock_offsets_ms: &BTreeMap<String, f64>,
 ) -> Summary {
     let mut latency = LatencyHistogram::new();
+    let by_pair = host_pairs(reports, clock_offsets_ms);
     let mut totals = Totals::default();
     let mut failed = Vec::new();
     let mut per_peer = Vec::new();
@@ -140,6 +169,28 @@ pub fn summarize(
     }
     let n = peers.len() as u64;
     let expected_pairs = n * n.saturating_sub(1);
+    let mut pairs = Vec::new();
+    let (mut same, mut cross) = (LatencyHistogram::new(), LatencyHistogram::new());
+    if let Some(by_pair) = &by_pair {
+        let mut corrected = LatencyHistogram::new();
+        for ((origin, reader), (correction_ms, h)) in by_pair {
+            corrected.merge(h);
+            if origin == reader {
+                &mut same
+            } else {
+                &mut cross
+            }
+            .merge(h);
+            pairs.push(HostPairLatency {
+                origin_host: origin.clone(),
+                reader_host: reader.clone(),
+                correction_ms: *correction_ms,
+                latency: h.summary(),
+            });
+        }
+        latency = corrected;
+    }
+    let multi_host = pairs.iter().any(|p| p.origin_host != p.reader_host);
     Summary {
         schema: SUMMARY_SCHEMA.into(),
         schema_version: 1,
@@ -156,9 +207,51 @@ pub fn summarize(
         pairs_delivered: delivered,
         pairs_expected: expected_pairs,
         message_latency: latency.summary(),
+        clock_corrected: by_pair.is_some() && multi_host,
+        same_host_latency: (multi_host && same.count() > 0).then(|| same.summary()),
+        cross_host_latency: multi_host.then(|| cross.summary()),
+        latency_by_host_pair: if multi_host { pairs } else { Vec::new() },
         totals,
         per_peer,
     }
+}
+
+/// Per (origin host, reader host): the correction applied (ms) and the corrected
+/// histogram. `None` unless every report splits its latency by origin host.
+#[allow(clippy::type_complexity)]
+fn host_pairs(
+    reports: &BTreeMap<String, PeerReport>,
+    offsets: &BTreeMap<String, f64>,
+) -> Option<BTreeMap<(String, String), (f64, LatencyHistogram)>> {
+    if reports.is_empty()
+        || reports
+            .values()
+            .any(|r| r.host.is_none() || r.latency_by_origin_host.is_empty())
+    {
+        return None;
+    }
+    let mut out: BTreeMap<(String, String), (f64, LatencyHistogram)> = BTreeMap::new();
+    for r in reports.values() {
+        let reader = r.host.clone().unwrap_or_default();
+        for (origin, l) in &r.latency_by_origin_host {
+            let h = LatencyHistogram::decode(&l.histogram).ok()?;
+            let neg = match &l.negative_histogram {
+                Some(n) => Some(LatencyHistogram::decode(n).ok()?),
+                None => None,
+            };
+            let correction_ms = match (offsets.get(&reader), offsets.get(origin)) {
+                (Some(r), Some(o)) => r - o,
+                _ => 0.0,
+            };
+            let fixed =
+                crate::clock::shift(&h, neg.as_ref(), (correction_ms * 1000.0).round() as i64);
+            out.entry((origin.clone(), reader.clone()))
+                .or_insert_with(|| (correction_ms, LatencyHistogram::new()))
+                .1
+                .merge(&fixed);
+        }
+    }
+    Some(out)
 }
 
 fn ms(us: u64) -> String {
@@ -192,6 +285,48 @@ pub fn to_markdown(s: &Summary) -> String {
         ms(l.max_us),
         l.mean_us / 1000.0
     );
+    if !s.latency_by_host_pair.is_empty() {
+        out.push_str(&format!(
+            "\n## Latency by host pair ({})\n\n| origin host | reader host | correction | count | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|---|---|\n",
+            if s.clock_corrected {
+                "corrected for the hosts' clock offsets"
+            } else {
+                "not corrected"
+            }
+        ));
+        let rows = s
+            .latency_by_host_pair
+            .iter()
+            .map(|p| {
+                (
+                    p.origin_host.as_str(),
+                    p.reader_host.as_str(),
+                    Some(p.correction_ms),
+                    &p.latency,
+                )
+            })
+            .chain(
+                s.same_host_latency
+                    .as_ref()
+                    .map(|l| ("(same host)", "", None, l)),
+            )
+            .chain(
+                s.cross_host_latency
+                    .as_ref()
+                    .map(|l| ("(across hosts)", "", None, l)),
+            );
+        for (o, r, c, l) in rows {
+            out.push_str(&format!(
+                "| {o} | {r} | {} | {} | {} | {} | {} | {} |\n",
+                c.map(|c| format!("{c:+.3} ms")).unwrap_or_default(),
+                l.count,
+                ms(l.p50_us),
+                ms(l.p90_us),
+                ms(l.p99_us),
+                ms(l.max_us)
+            ));
+        }
+    }
     if !s.peers_failed.is_empty() {
         out.push_str("\n## Failed peers\n\n| peer | reason |\n|---|---|\n");
         for f in &s.peers_failed {
@@ -262,7 +397,13 @@ pub fn analyze(run: &RunDir) -> anyhow::Result<Summary> {
             }
         }
     }
-    let summary = summarize(&run.id, &peers, &reports, &missing);
+    let summary = summarize(
+        &run.id,
+        &peers,
+        &reports,
+        &missing,
+        &manifest.clock_offsets_ms,
+    );
     std::fs::create_dir_all(run.analysis_dir())?;
     write_atomic(
         &run.analysis_dir().join("summary.json"),
@@ -290,6 +431,7 @@ mod tests {
             summary: h.summary(),
             negative_samples: 0,
             histogram: h.encode(),
+            negative_histogram: None,
         };
         for o in hears {
             r.origins.insert(
@@ -312,7 +454,7 @@ mod tests {
         reports.insert("b".into(), report("b", &["a"], &[300; 98]));
         let missing =
             BTreeMap::from([("c".to_string(), "container killed (exit 137)".to_string())]);
-        let s = summarize("r", &peers, &reports, &missing);
+        let s = summarize("r", &peers, &reports, &missing, &BTreeMap::new());
         assert_eq!((s.peers_expected, s.peers_reported), (3, 2));
         assert!(!s.ok);
         assert_eq!(
@@ -341,8 +483,67 @@ mod tests {
         let mut reports = BTreeMap::new();
         reports.insert("a".into(), report("a", &["b"], &[5]));
         reports.insert("b".into(), report("b", &["a"], &[7]));
-        let s = summarize("r", &peers, &reports, &BTreeMap::new());
+        let s = summarize("r", &peers, &reports, &BTreeMap::new(), &BTreeMap::new());
         assert!(s.ok);
         assert_eq!(s.coverage, 1.0);
+        assert!(!s.clock_corrected && s.cross_host_latency.is_none());
+    }
+
+    /// Splits `r`'s latency by origin host; samples are signed µs.
+    fn split(r: &mut PeerReport, host: &str, by_origin: &[(&str, &[i64])]) {
+        r.host = Some(host.into());
+        for (origin, values) in by_origin {
+            let (mut h, mut neg) = (LatencyHistogram::new(), LatencyHistogram::new());
+            for &v in *values {
+                if v >= 0 {
+                    h.record(v as u64)
+                } else {
+                    neg.record(-v as u64)
+                }
+            }
+            r.latency_by_origin_host.insert(
+                origin.to_string(),
+                LatencyReport {
+                    summary: h.summary(),
+                    negative_samples: neg.count(),
+                    histogram: h.encode(),
+                    negative_histogram: Some(neg.encode()),
+                },
+            );
+        }
+    }
+
+    #[test]
+    fn corrects_cross_host_latency_for_clock_offsets() {
+        // Host y's clock is 5 ms ahead of x's. True latency is 1 ms everywhere, so a
+        // record x→y measures 6 ms and y→x measures -4 ms (recorded as 1 µs).
+        let peers: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        let mut a = report("a", &["b"], &[1_000, 1]);
+        let mut b = report("b", &["a"], &[1_000, 6_000]);
+        split(&mut a, "x", &[("x", &[1_000]), ("y", &[-4_000])]);
+        split(&mut b, "y", &[("y", &[1_000]), ("x", &[6_000])]);
+        let reports = BTreeMap::from([("a".to_string(), a), ("b".to_string(), b)]);
+        let offsets = BTreeMap::from([("x".to_string(), 10.0), ("y".to_string(), 15.0)]);
+        let s = summarize("r", &peers, &reports, &BTreeMap::new(), &offsets);
+        assert!(s.clock_corrected);
+        let xy = s
+            .latency_by_host_pair
+            .iter()
+            .find(|p| p.origin_host == "x" && p.reader_host == "y")
+            .unwrap();
+        assert_eq!(xy.correction_ms, 5.0);
+        assert!(
+            (995..=1_005).contains(&xy.latency.p50_us),
+            "{:?}",
+            xy.latency
+        );
+        let cross = s.cross_host_latency.clone().unwrap();
+        assert_eq!(cross.count, 2);
+        assert!(cross.max_us <= 1_005, "{cross:?}");
+        assert_eq!(s.same_host_latency.as_ref().unwrap().count, 2);
+        assert_eq!(s.message_latency.count, 4);
+        assert!(s.message_latency.max_us <= 1_005);
+        let md = to_markdown(&s);
+        assert!(md.contains("| x | y | +5.000 ms | 1 |"), "{md}");
     }
 }

@@ -1,8 +1,12 @@
 //! The launcher's command line, and what each command does with it.
 
+use crate::distribute::Transport;
 use crate::error::bad_input;
 use crate::rundir::RunDir;
-use crate::{analyze, down, extract, hosts, images, logs, network, plan_file, spawn, status, wait};
+use crate::{
+    analyze, down, extract, hostcheck, hosts, images, lab, logs, network, plan_file, spawn, status,
+    swarm, wait,
+};
 use clap::{Args, Parser, Subcommand};
 use cmesh_common::parse;
 use std::path::{Path, PathBuf};
@@ -21,6 +25,11 @@ use std::time::Duration;
 ///   launcher down
 ///
 /// or all of it in one go: launcher run --peers 10 --duration 15s
+///
+/// Across machines: list them in a hosts.toml (docs/hosts.md), check them with
+/// `launcher hosts check --hosts hosts.toml`, and pass --hosts to spawn or run. To try
+/// it on one machine: `launcher lab up --hosts 3`, then
+/// `launcher run --hosts keys/lab/hosts.toml --peers 30`.
 ///
 /// Commands after spawn default to the newest run (runs/latest); pass --run to pick one.
 /// Exit codes: 0 ok, 1 the run or command failed, 2 bad input (nothing was changed).
@@ -93,6 +102,71 @@ pub enum Command {
     },
     /// Spawn, wait, extract, analyze and down in one go; print the summary.
     Run(RunArgs),
+    /// Check the hosts of a hosts.toml.
+    #[command(subcommand)]
+    Hosts(HostsCommand),
+    /// Manage the swarm that joins the hosts (spawn joins it by itself).
+    #[command(subcommand)]
+    Swarm(SwarmCommand),
+    /// A local multi-host lab: Docker hosts in containers, reached over SSH.
+    #[command(subcommand)]
+    Lab(LabCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostsCommand {
+    /// One row per host: reachable, Docker version and API, swarm state, netem and IPVS,
+    /// free disk, clock offset against the manager, neighbour-table limit. Exit 1 if a
+    /// host is unusable.
+    Check {
+        #[arg(long)]
+        hosts: Option<PathBuf>,
+        /// Planned peers, to check the neighbour-table limit against.
+        #[arg(long, default_value_t = 0)]
+        peers: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SwarmCommand {
+    /// Init the swarm on the manager, join every worker, label the nodes (idempotent).
+    Join {
+        #[arg(long)]
+        hosts: Option<PathBuf>,
+    },
+    /// Every worker leaves the swarm, then the manager (undoes `join` and spawn's join).
+    Leave {
+        #[arg(long)]
+        hosts: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Start N lab hosts (dockerd + sshd each) on a private bridge network, with an SSH
+    /// key, known_hosts and a hosts.toml for them in DIR. Re-running completes the lab.
+    Up {
+        /// How many hosts (lab-1 is the manager).
+        #[arg(long, default_value_t = 3)]
+        hosts: usize,
+        /// Where the keys, known_hosts and hosts.toml go.
+        #[arg(long, default_value = "keys/lab")]
+        dir: PathBuf,
+        /// The lab's name: its network and container prefix.
+        #[arg(long, default_value = "cmesh-lab")]
+        name: String,
+        /// Use this image as the base instead of building cmesh-base.
+        #[arg(long)]
+        base_image: Option<String>,
+    },
+    /// Remove the lab's hosts and network (keys and hosts.toml stay).
+    Down {
+        #[arg(long, default_value = "cmesh-lab")]
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,9 +225,17 @@ pub struct SpawnArgs {
     /// The overlay subnet, e.g. 10.120.0.0/22 [default: sized for the peers].
     #[arg(long)]
     pub subnet: Option<String>,
-    /// Containers started at once.
+    /// Containers started at once, per host.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+    /// Place peers only on hosts with this label (KEY=VALUE; repeatable; `name=HOST`
+    /// picks a host by name).
+    #[arg(long = "host-label")]
+    pub host_label: Vec<String>,
+    /// How images reach the other hosts: a TLS registry on the manager, or streamed
+    /// straight into each engine (`docker save | docker load`).
+    #[arg(long, value_enum, default_value_t = Transport::Registry)]
+    pub image_transport: Transport,
     /// Memory limit per peer container, in MiB.
     #[arg(long, default_value_t = 128)]
     pub peer_memory_mib: u64,
@@ -176,7 +258,7 @@ pub struct RunArgs {
     pub timeout: Option<Duration>,
 }
 
-fn load_hosts(flag: Option<&Path>) -> anyhow::Result<Vec<hosts::HostSpec>> {
+fn load_hosts(flag: Option<&Path>) -> anyhow::Result<hosts::HostsFile> {
     match flag {
         Some(p) => hosts::load(p),
         None if Path::new("hosts.toml").exists() => hosts::load(Path::new("hosts.toml")),
@@ -215,6 +297,8 @@ pub fn spawn_request(runs_dir: &Path, a: &SpawnArgs) -> anyhow::Result<spawn::Sp
     let req = spawn::SpawnRequest {
         runs_dir: runs_dir.to_owned(),
         hosts,
+        host_filter: hosts::parse_label_filter(&a.host_label)?,
+        transport: a.image_transport,
         spec,
         run_id: a.run_id.clone(),
         subnet,
@@ -232,10 +316,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let runs = cli.runs_dir.as_path();
     match cli.command {
         Command::Images(ImagesCommand::Build { hosts, images: i }) => {
-            let hosts = crate::host::connect_all(load_hosts(hosts.as_deref())?).await?;
-            let manager = crate::host::manager(&hosts);
+            // Checks the hosts file; images are built on this machine's engine.
+            load_hosts(hosts.as_deref())?;
+            let builder = crate::host::builder().await?;
             images::ensure_all(
-                &manager.docker,
+                &builder.docker,
                 &images::bin_dir(i.bin_dir.as_deref()),
                 i.base_image.as_deref(),
             )
@@ -297,6 +382,50 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Run(a) => run_all(runs, a).await,
+        Command::Hosts(HostsCommand::Check { hosts, peers, json }) => {
+            let file = load_hosts(hosts.as_deref())?;
+            let rows = hostcheck::check(&file, peers).await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", hostcheck::render(&rows));
+            }
+            Ok(if rows.iter().all(hostcheck::Row::usable) {
+                0
+            } else {
+                1
+            })
+        }
+        Command::Swarm(SwarmCommand::Join { hosts }) => {
+            let hosts = crate::host::connect_all(&load_hosts(hosts.as_deref())?).await?;
+            swarm::ensure(&hosts).await?;
+            Ok(0)
+        }
+        Command::Swarm(SwarmCommand::Leave { hosts }) => {
+            let hosts = crate::host::connect_all(&load_hosts(hosts.as_deref())?).await?;
+            swarm::leave(&hosts).await?;
+            Ok(0)
+        }
+        Command::Lab(LabCommand::Up {
+            hosts,
+            dir,
+            name,
+            base_image,
+        }) => {
+            let path = lab::up(&lab::LabRequest {
+                name,
+                hosts,
+                dir,
+                base_image,
+            })
+            .await?;
+            println!("{}", path.display());
+            Ok(0)
+        }
+        Command::Lab(LabCommand::Down { name }) => {
+            lab::down(&name).await?;
+            Ok(0)
+        }
     }
 }
 

@@ -1,11 +1,21 @@
-//! `hosts.toml`: the Docker hosts a run may use.
+//! `hosts.toml`: the Docker hosts a run may use, and how to reach them.
 //!
 //! ```toml
+//! [ssh]                                   # only needed when a host has `ssh`
+//! identity_file = "keys/id_ed25519"       # relative to this file's directory
+//! known_hosts = "keys/known_hosts"
+//! strict_host_key_checking = true         # the default; false accepts new keys
+//! connect_timeout = "10s"
+//!
 //! [[host]]
-//! name = "local"                          # used in container placement and extract paths
-//! engine = "unix:///var/run/docker.sock"  # how to reach its Docker Engine
-//! role = "manager"                        # exactly one manager: swarm and coordinator live there
-//! capacity = 500                          # most peers to place on it
+//! name = "lab-1"                          # used in placement and extract paths
+//! ssh = "root@172.31.250.2:22"            # leave out for this machine's own engine
+//! docker_socket = "/var/run/docker.sock"  # on that host
+//! role = "manager"                        # exactly one: swarm, registry, coordinator
+//! capacity = 500                          # most peers to place on it (slots)
+//! weight = 2                              # its share of the peers [default: capacity]
+//! labels = { zone = "a" }                 # for --host-label and swarm node labels
+//! advertise_addr = "172.31.250.2"         # its swarm address [default: ssh's host]
 //! ```
 //!
 //! Errors name the file, the line and the key. The format is documented in
@@ -13,7 +23,8 @@
 
 use crate::error::bad_input;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// A host's job in the swarm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,22 +39,136 @@ pub enum Role {
 #[serde(deny_unknown_fields)]
 pub struct HostSpec {
     pub name: String,
-    /// `unix:///path/to/docker.sock` (remote hosts arrive with the multi-host issue).
-    #[serde(default = "default_engine")]
-    pub engine: String,
+    /// `[user@]host[:port]`; `None` for this machine's own engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<String>,
+    /// The engine's socket on that host.
+    #[serde(default = "default_socket")]
+    pub docker_socket: String,
     #[serde(default = "default_role")]
     pub role: Role,
     /// Most peers placed on this host.
     #[serde(default = "default_capacity")]
     pub capacity: usize,
-    /// Address to advertise when this host starts a swarm [default: the host's
-    /// default-route address].
+    /// The host's share of the peers, relative to the others [default: capacity].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Address the host advertises to the swarm [default: the host part of `ssh`; for
+    /// the local engine, the default-route address].
     #[serde(default)]
     pub advertise_addr: Option<String>,
 }
 
-fn default_engine() -> String {
-    "unix:///var/run/docker.sock".into()
+impl HostSpec {
+    pub fn is_remote(&self) -> bool {
+        self.ssh.is_some()
+    }
+
+    /// The placement weight: `weight`, else `capacity`.
+    pub fn weight(&self) -> u64 {
+        self.weight.map(u64::from).unwrap_or(self.capacity as u64)
+    }
+
+    /// The swarm address: `advertise_addr`, else the host part of `ssh`.
+    pub fn swarm_addr(&self) -> Option<String> {
+        self.advertise_addr.clone().or_else(|| {
+            self.ssh
+                .as_deref()
+                .and_then(|d| parse_ssh(d).ok())
+                .map(|d| d.host)
+        })
+    }
+
+    /// True if every `key=value` in `filter` is among the host's labels (or is its name).
+    pub fn matches(&self, filter: &[(String, String)]) -> bool {
+        filter
+            .iter()
+            .all(|(k, v)| self.labels.get(k) == Some(v) || (k == "name" && *v == self.name))
+    }
+}
+
+/// An SSH destination, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SshDest {
+    pub user: Option<String>,
+    pub host: String,
+    pub port: u16,
+}
+
+/// Parses `[user@]host[:port]` (an IPv6 host goes in brackets).
+pub fn parse_ssh(s: &str) -> Result<SshDest, String> {
+    let bad = || format!("`{s}` is not an SSH destination like root@10.0.0.2:22");
+    let (user, rest) = match s.rsplit_once('@') {
+        Some((u, r)) if !u.is_empty() => (Some(u.to_owned()), r),
+        Some(_) => return Err(bad()),
+        None => (None, s),
+    };
+    let (host, port) = if let Some(r) = rest.strip_prefix('[') {
+        let (h, after) = r.split_once(']').ok_or_else(bad)?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().map_err(|_| bad())?,
+            None if after.is_empty() => 22,
+            None => return Err(bad()),
+        };
+        (h.to_owned(), port)
+    } else {
+        match rest.split_once(':') {
+            Some((h, p)) => (h.to_owned(), p.parse().map_err(|_| bad())?),
+            None => (rest.to_owned(), 22),
+        }
+    };
+    if host.is_empty() || host.contains(char::is_whitespace) || port == 0 {
+        return Err(bad());
+    }
+    Ok(SshDest { user, host, port })
+}
+
+/// The `[ssh]` table: how every remote host is reached.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshSettings {
+    /// Private key to log in with [default: ssh's own choice].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_file: Option<PathBuf>,
+    /// known_hosts file [default: ~/.ssh/known_hosts].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts: Option<PathBuf>,
+    /// Refuse hosts whose key is not in known_hosts (on by default).
+    #[serde(default = "yes")]
+    pub strict_host_key_checking: bool,
+    /// How long to wait for an SSH connection, e.g. "10s".
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: String,
+}
+
+impl Default for SshSettings {
+    fn default() -> Self {
+        SshSettings {
+            identity_file: None,
+            known_hosts: None,
+            strict_host_key_checking: true,
+            connect_timeout: default_connect_timeout(),
+        }
+    }
+}
+
+impl SshSettings {
+    pub fn connect_timeout(&self) -> std::time::Duration {
+        cmesh_common::parse::duration(&self.connect_timeout)
+            .unwrap_or(std::time::Duration::from_secs(10))
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_connect_timeout() -> String {
+    "10s".into()
+}
+fn default_socket() -> String {
+    "/var/run/docker.sock".into()
 }
 fn default_role() -> Role {
     Role::Manager
@@ -52,25 +177,63 @@ fn default_capacity() -> usize {
     1000
 }
 
-#[derive(Debug, Deserialize)]
+/// A whole hosts file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct HostsFile {
-    host: Vec<HostSpec>,
+pub struct HostsFile {
+    #[serde(default)]
+    pub ssh: SshSettings,
+    #[serde(rename = "host")]
+    pub hosts: Vec<HostSpec>,
 }
 
-/// Reads and checks a hosts file.
-pub fn load(path: &Path) -> anyhow::Result<Vec<HostSpec>> {
+impl HostsFile {
+    /// The manager's spec (validation guarantees exactly one).
+    pub fn manager(&self) -> &HostSpec {
+        self.hosts
+            .iter()
+            .find(|h| h.role == Role::Manager)
+            .expect("hosts files have exactly one manager")
+    }
+}
+
+/// Reads and checks a hosts file. Relative key paths become relative to its directory.
+pub fn load(path: &Path) -> anyhow::Result<HostsFile> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         bad_input(format!(
             "cannot read the hosts file {}: {e}. Pass --hosts with a hosts.toml (see docs/hosts.md)",
             path.display()
         ))
     })?;
-    parse(&text, &path.display().to_string())
+    let mut file = parse(&text, &path.display().to_string())?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
+    let origin = path.display().to_string();
+    for (key, slot) in [
+        ("identity_file", &mut file.ssh.identity_file),
+        ("known_hosts", &mut file.ssh.known_hosts),
+    ] {
+        if let Some(p) = slot.as_mut() {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+            if file.hosts.iter().any(HostSpec::is_remote) && !p.is_file() {
+                return Err(bad_input(format!(
+                    "{origin}:{}: [ssh] `{key}`: {} does not exist",
+                    table_key_line(&text, "ssh", key),
+                    p.display()
+                )));
+            }
+        }
+    }
+    Ok(file)
 }
 
 /// Parses hosts-file text; `origin` names it in errors.
-pub fn parse(text: &str, origin: &str) -> anyhow::Result<Vec<HostSpec>> {
+pub fn parse(text: &str, origin: &str) -> anyhow::Result<HostsFile> {
     let file: HostsFile = toml::from_str(text).map_err(|e| {
         let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
         let key = text
@@ -88,8 +251,21 @@ pub fn parse(text: &str, origin: &str) -> anyhow::Result<Vec<HostSpec>> {
         let line = key_line(text, i, key);
         format!("{origin}:{line}: host #{} `{key}`", i + 1)
     };
+    if file.hosts.is_empty() {
+        return Err(bad_input(format!(
+            "{origin}: no [[host]] entries; see docs/hosts.md"
+        )));
+    }
+    if cmesh_common::parse::duration(&file.ssh.connect_timeout).is_err() {
+        return Err(bad_input(format!(
+            "{origin}:{}: [ssh] `connect_timeout`: `{}` is not a duration like 10s",
+            table_key_line(text, "ssh", "connect_timeout"),
+            file.ssh.connect_timeout
+        )));
+    }
     let mut names = std::collections::BTreeSet::new();
-    for (i, h) in file.host.iter().enumerate() {
+    let mut local = None;
+    for (i, h) in file.hosts.iter().enumerate() {
         if h.name.is_empty()
             || !h
                 .name
@@ -104,16 +280,25 @@ pub fn parse(text: &str, origin: &str) -> anyhow::Result<Vec<HostSpec>> {
         }
         if !names.insert(h.name.clone()) {
             return Err(bad_input(format!(
-                "{}: `{}` is named twice",
+                "{}: `{}` is named twice; host names must be unique",
                 at(i, "name"),
                 h.name
             )));
         }
-        if !h.engine.starts_with("unix://") {
+        if let Some(d) = &h.ssh {
+            parse_ssh(d).map_err(|e| bad_input(format!("{}: {e}", at(i, "ssh"))))?;
+        } else if let Some(other) = local.replace(&h.name) {
             return Err(bad_input(format!(
-                "{}: `{}` is not supported yet; use unix:///var/run/docker.sock",
-                at(i, "engine"),
-                h.engine
+                "{}: hosts `{other}` and `{}` both have no `ssh`, so both would be this machine's engine; give one an ssh destination",
+                at(i, "name"),
+                h.name
+            )));
+        }
+        if !h.docker_socket.starts_with('/') {
+            return Err(bad_input(format!(
+                "{}: `{}` is not an absolute socket path like /var/run/docker.sock",
+                at(i, "docker_socket"),
+                h.docker_socket
             )));
         }
         if h.capacity == 0 {
@@ -122,14 +307,52 @@ pub fn parse(text: &str, origin: &str) -> anyhow::Result<Vec<HostSpec>> {
                 at(i, "capacity")
             )));
         }
+        if h.weight == Some(0) {
+            return Err(bad_input(format!(
+                "{}: must be at least 1",
+                at(i, "weight")
+            )));
+        }
+        if let Some(a) = &h.advertise_addr {
+            if a.parse::<std::net::IpAddr>().is_err() {
+                return Err(bad_input(format!(
+                    "{}: `{a}` is not an IP address",
+                    at(i, "advertise_addr")
+                )));
+            }
+        }
     }
-    let managers = file.host.iter().filter(|h| h.role == Role::Manager).count();
-    if managers != 1 {
+    let managers: Vec<&str> = file
+        .hosts
+        .iter()
+        .filter(|h| h.role == Role::Manager)
+        .map(|h| h.name.as_str())
+        .collect();
+    if managers.len() != 1 {
         return Err(bad_input(format!(
-            "{origin}: exactly one host must have role = \"manager\" (found {managers})"
+            "{origin}: exactly one host must have role = \"manager\" (found {}{}); the manager runs the swarm, the registry and the coordinator",
+            managers.len(),
+            if managers.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", managers.join(", "))
+            }
         )));
     }
-    Ok(file.host)
+    Ok(file)
+}
+
+/// Parses `key=value` host-label filters (`--host-label zone=a`).
+pub fn parse_label_filter(items: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    items
+        .iter()
+        .map(|s| {
+            s.split_once('=')
+                .filter(|(k, _)| !k.is_empty())
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| bad_input(format!("--host-label `{s}`: use KEY=VALUE")))
+        })
+        .collect()
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -146,6 +369,8 @@ fn key_line(text: &str, index: usize, key: &str) -> usize {
         let t = line.trim();
         if t == "[[host]]" {
             table = Some(table.map_or(0, |i: usize| i + 1));
+        } else if t.starts_with('[') {
+            table = table.map(|_| usize::MAX);
         } else if table == Some(index) && t.split('=').next().map(str::trim) == Some(key) {
             return n + 1;
         }
@@ -153,20 +378,46 @@ fn key_line(text: &str, index: usize, key: &str) -> usize {
     1
 }
 
+/// The line of `key` inside the `[table]` table (best effort; 1 if not found).
+fn table_key_line(text: &str, table: &str, key: &str) -> usize {
+    let mut inside = false;
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            inside = t == format!("[{table}]");
+        } else if inside && t.split('=').next().map(str::trim) == Some(key) {
+            return n + 1;
+        }
+    }
+    1
+}
+
 /// The default hosts file: only the local Docker Engine.
-pub fn local_default() -> Vec<HostSpec> {
-    vec![HostSpec {
-        name: "local".into(),
-        engine: default_engine(),
-        role: Role::Manager,
-        capacity: default_capacity(),
-        advertise_addr: None,
-    }]
+pub fn local_default() -> HostsFile {
+    HostsFile {
+        ssh: SshSettings::default(),
+        hosts: vec![HostSpec {
+            name: "local".into(),
+            ssh: None,
+            docker_socket: default_socket(),
+            role: Role::Manager,
+            capacity: default_capacity(),
+            weight: None,
+            labels: BTreeMap::new(),
+            advertise_addr: None,
+        }],
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn err(text: &str) -> String {
+        let e = parse(text, "h.toml").unwrap_err();
+        assert_eq!(crate::error::exit_code(&e), 2, "{e}");
+        e.to_string()
+    }
 
     #[test]
     fn parses_the_default_file() {
@@ -177,35 +428,110 @@ mod tests {
     }
 
     #[test]
+    fn parses_a_multi_host_file() {
+        let text = r#"
+[ssh]
+identity_file = "keys/id"
+known_hosts = "keys/known_hosts"
+connect_timeout = "5s"
+
+[[host]]
+name = "a"
+ssh = "root@10.0.0.2:2222"
+capacity = 10
+labels = { zone = "x" }
+
+[[host]]
+name = "b"
+ssh = "10.0.0.3"
+role = "worker"
+weight = 3
+advertise_addr = "10.9.9.9"
+"#;
+        let f = parse(text, "h.toml").unwrap();
+        assert_eq!(f.ssh.connect_timeout(), std::time::Duration::from_secs(5));
+        assert!(f.ssh.strict_host_key_checking);
+        assert_eq!(f.manager().name, "a");
+        assert_eq!(f.hosts[0].swarm_addr().as_deref(), Some("10.0.0.2"));
+        assert_eq!(f.hosts[1].swarm_addr().as_deref(), Some("10.9.9.9"));
+        assert_eq!(f.hosts[0].weight(), 10);
+        assert_eq!(f.hosts[1].weight(), 3);
+        assert!(f.hosts[0].matches(&[("zone".into(), "x".into())]));
+        assert!(!f.hosts[1].matches(&[("zone".into(), "x".into())]));
+        assert!(f.hosts[1].matches(&[("name".into(), "b".into())]));
+    }
+
+    #[test]
+    fn ssh_destinations() {
+        assert_eq!(
+            parse_ssh("root@10.0.0.2:2222").unwrap(),
+            SshDest {
+                user: Some("root".into()),
+                host: "10.0.0.2".into(),
+                port: 2222
+            }
+        );
+        assert_eq!(parse_ssh("lab").unwrap().port, 22);
+        assert_eq!(parse_ssh("u@[fd00::1]:23").unwrap().host, "fd00::1");
+        for bad in ["@h", "h:x", "h:0", "", "u@", "[fd00::1"] {
+            assert!(parse_ssh(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn errors_name_file_line_and_key() {
-        let text = "[[host]]\nname = \"a\"\ncapacity = \"lots\"\n";
-        let e = parse(text, "h.toml").unwrap_err().to_string();
+        let e = err("[[host]]\nname = \"a\"\ncapacity = \"lots\"\n");
         assert!(
             e.starts_with("h.toml:3:12: key `capacity`: invalid type"),
             "{e}"
         );
-
-        let e = parse("[[host]]\nname = \"a\"\ncolour = 1\n", "h.toml")
-            .unwrap_err()
-            .to_string();
+        let e = err("[[host]]\nname = \"a\"\ncolour = 1\n");
         assert!(e.starts_with("h.toml:3:") && e.contains("colour"), "{e}");
-
-        let e = parse("[[host]]\nname = \"a\"\ncapacity = 0\n", "h.toml")
-            .unwrap_err()
-            .to_string();
+        let e = err("[ssh]\nport = 1\n[[host]]\nname = \"a\"\n");
+        assert!(e.starts_with("h.toml:2:") && e.contains("port"), "{e}");
+        let e = err("[[host]]\nname = \"a\"\ncapacity = 0\n");
         assert!(e.starts_with("h.toml:3: host #1 `capacity`"), "{e}");
-
-        let e = parse("[[host]]\nname = \"a b\"\n", "h.toml")
-            .unwrap_err()
-            .to_string();
+        let e = err("[[host]]\nname = \"a b\"\n");
         assert!(e.starts_with("h.toml:2: host #1 `name`"), "{e}");
-
-        let e = parse("[[host]]\nname = \"a\"\nrole = \"worker\"\n", "h.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("exactly one host"), "{e}");
-
-        let e = parse("[[host]\n", "h.toml").unwrap_err().to_string();
+        let e = err("[[host]]\nname = \"a\"\nrole = \"worker\"\n");
+        assert!(
+            e.contains("exactly one host") && e.contains("found 0"),
+            "{e}"
+        );
+        let e = err("[[host]]\nname = \"a\"\n[[host]]\nname = \"b\"\nssh = \"x\"\n");
+        assert!(e.contains("found 2: a, b"), "{e}");
+        let e =
+            err("[[host]]\nname = \"a\"\n[[host]]\nname = \"a\"\nssh = \"x\"\nrole = \"worker\"\n");
+        assert!(
+            e.starts_with("h.toml:4: host #2 `name`") && e.contains("twice"),
+            "{e}"
+        );
+        let e = err("[[host]]\nname = \"a\"\n[[host]]\nname = \"b\"\nrole = \"worker\"\n");
+        assert!(e.contains("both have no `ssh`"), "{e}");
+        let e = err("[[host]]\nname = \"a\"\nssh = \"u@h:x\"\n");
+        assert!(e.starts_with("h.toml:3: host #1 `ssh`"), "{e}");
+        let e = err("[[host]]\nname = \"a\"\nadvertise_addr = \"lab\"\n");
+        assert!(e.starts_with("h.toml:3: host #1 `advertise_addr`"), "{e}");
+        let e = err("[ssh]\nconnect_timeout = \"soon\"\n[[host]]\nname = \"a\"\n");
+        assert!(e.starts_with("h.toml:2: [ssh] `connect_timeout`"), "{e}");
+        let e = err("[[host]\n");
         assert!(e.starts_with("h.toml:1:"), "{e}");
+        let e = err("[ssh]\n");
+        assert!(e.contains("host"), "{e}");
+    }
+
+    #[test]
+    fn key_paths_are_relative_to_the_file_and_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("id"), "key").unwrap();
+        let file = dir.path().join("hosts.toml");
+        let body = "[ssh]\nidentity_file = \"id\"\nknown_hosts = \"kh\"\n\n[[host]]\nname = \"a\"\nssh = \"h\"\n";
+        std::fs::write(&file, body).unwrap();
+        let e = load(&file).unwrap_err();
+        assert_eq!(crate::error::exit_code(&e), 2);
+        assert!(e.to_string().contains(":3: [ssh] `known_hosts`"), "{e}");
+        std::fs::write(dir.path().join("kh"), "").unwrap();
+        let f = load(&file).unwrap();
+        assert_eq!(f.ssh.identity_file.unwrap(), dir.path().join("id"));
     }
 }

@@ -35,7 +35,7 @@ pub enum BasePath {
     Given,
 }
 
-fn short_hash(parts: &[&[u8]]) -> String {
+pub fn short_hash(parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();
     for p in parts {
         h.update((p.len() as u64).to_le_bytes());
@@ -195,7 +195,7 @@ pub fn tar_context(files: &[(&str, &[u8], u32)]) -> anyhow::Result<Vec<u8>> {
     Ok(builder.into_inner()?)
 }
 
-async fn build(
+pub async fn build(
     docker: &Docker,
     tag: &str,
     context: Vec<u8>,

@@ -16,20 +16,27 @@
 
 pub mod analyze;
 pub mod cli;
+pub mod clock;
+pub mod distribute;
 pub mod down;
 pub mod error;
 pub mod extract;
 pub mod host;
+pub mod hostcheck;
 pub mod hosts;
 pub mod images;
+pub mod lab;
 pub mod labels;
 pub mod live;
 pub mod logs;
 pub mod network;
 pub mod plan_file;
+pub mod registry;
 pub mod rundir;
 pub mod scratch;
 pub mod spawn;
+pub mod ssh;
 pub mod status;
+pub mod swarm;
 pub mod tasks;
 pub mod wait;

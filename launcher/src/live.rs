@@ -18,7 +18,7 @@ impl LiveRun {
     /// Reads the manifest, connects to its hosts and lists the run's containers.
     pub async fn load(run: &RunDir) -> anyhow::Result<LiveRun> {
         let manifest = run.read_manifest()?;
-        let hosts = host::connect_all(manifest.hosts.clone()).await?;
+        let hosts = host::connect_all(&manifest.hosts_file()).await?;
         let mut live = LiveRun {
             manifest,
             hosts,
@@ -32,8 +32,10 @@ impl LiveRun {
     pub async fn refresh(&mut self) -> anyhow::Result<()> {
         let run = &self.manifest.run_id;
         self.states.clear();
-        for (i, h) in self.hosts.iter().enumerate() {
-            for (name, state) in existing(h, run).await? {
+        let lists =
+            futures_util::future::join_all(self.hosts.iter().map(|h| existing(h, run))).await;
+        for (i, list) in lists.into_iter().enumerate() {
+            for (name, state) in list? {
                 self.states.insert(name, (i, state));
             }
         }

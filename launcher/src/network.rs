@@ -1,4 +1,4 @@
-//! The swarm and the run's overlay network.
+//! The run's overlay network.
 //!
 //! The network is attachable (plain containers join it) and its subnet is sized for the
 //! run: peers + coordinator + one address per host + network, gateway and broadcast, in
@@ -8,7 +8,7 @@
 use crate::error::bad_input;
 use crate::host::Host;
 use anyhow::Context;
-use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest, SwarmInitRequest};
+use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
@@ -121,80 +121,6 @@ pub async fn taken_subnets(host: &Host) -> anyhow::Result<Vec<Subnet>> {
         .flat_map(|n| n.ipam.and_then(|i| i.config).unwrap_or_default())
         .filter_map(|c| c.subnet.and_then(|s| Subnet::parse(&s).ok()))
         .collect())
-}
-
-/// The address of this machine's default-route interface (for `swarm init`).
-fn default_route_addr() -> Option<String> {
-    let routes = std::fs::read_to_string("/proc/net/route").ok()?;
-    let iface = routes
-        .lines()
-        .skip(1)
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.get(1) == Some(&"00000000"))?
-        .first()?
-        .to_string();
-    let out = std::process::Command::new("ip")
-        .args(["-4", "-o", "addr", "show", "dev", &iface])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let inet = text
-        .split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .nth(1)?;
-    Some(inet.split('/').next()?.to_owned())
-}
-
-/// Initializes a swarm on the manager if it is not in one. Returns true if it did.
-pub async fn ensure_swarm(manager: &Host) -> anyhow::Result<bool> {
-    if swarm_active(manager).await? {
-        return Ok(false);
-    }
-    let addr = manager
-        .spec
-        .advertise_addr
-        .clone()
-        .or_else(default_route_addr)
-        .ok_or_else(|| {
-            bad_input(format!(
-                "cannot tell which address host `{}` should advertise for the swarm; set advertise_addr in hosts.toml",
-                manager.name()
-            ))
-        })?;
-    let init = manager
-        .docker
-        .init_swarm(SwarmInitRequest {
-            listen_addr: Some("0.0.0.0:2377".into()),
-            advertise_addr: Some(addr.clone()),
-            ..Default::default()
-        })
-        .await;
-    if let Err(e) = init {
-        // Another launcher may have initialized it a moment ago: that is success too.
-        if swarm_active(manager).await? {
-            return Ok(false);
-        }
-        return Err(anyhow::Error::new(e).context(format!(
-            "docker swarm init on host {} (advertising {addr})",
-            manager.name()
-        )));
-    }
-    eprintln!("swarm: initialized on host {} ({addr})", manager.name());
-    Ok(true)
-}
-
-async fn swarm_active(manager: &Host) -> anyhow::Result<bool> {
-    let info = manager
-        .docker
-        .info()
-        .await
-        .context("asking the manager for its swarm state")?;
-    let state = info
-        .swarm
-        .and_then(|s| s.local_node_state)
-        .map(|s| s.to_string())
-        .unwrap_or_default();
-    Ok(state == "active")
 }
 
 /// The run's network name.

@@ -26,6 +26,16 @@ pub struct RunManifest {
     pub run_id: String,
     pub created_at: String,
     pub hosts: Vec<crate::hosts::HostSpec>,
+    /// How remote hosts are reached (key paths absolute).
+    #[serde(default)]
+    pub ssh: crate::hosts::SshSettings,
+    /// Each host's clock minus the launcher's, in ms, measured at spawn (see
+    /// [`crate::clock`]). `analyze` corrects cross-host latencies with them.
+    #[serde(default)]
+    pub clock_offsets_ms: std::collections::BTreeMap<String, f64>,
+    /// How images reached the hosts: `local`, `registry` or `load`.
+    #[serde(default)]
+    pub image_transport: String,
     pub network: NetworkInfo,
     pub images: Images,
     pub spec: PlanSpec,
@@ -62,6 +72,16 @@ pub struct Placement {
     pub host: String,
     /// 1-based for peers, 0 for the coordinator.
     pub index: u32,
+}
+
+impl RunManifest {
+    /// The run's hosts as a hosts file (hosts and SSH settings).
+    pub fn hosts_file(&self) -> crate::hosts::HostsFile {
+        crate::hosts::HostsFile {
+            ssh: self.ssh.clone(),
+            hosts: self.hosts.clone(),
+        }
+    }
 }
 
 /// A run's directory.

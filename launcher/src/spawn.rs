@@ -8,12 +8,13 @@
 //! missing: containers that exist are left alone (or started, if created but never
 //! started). So an interrupted spawn is repaired by running it again.
 
+use crate::distribute::Transport;
 use crate::error::bad_input;
 use crate::host::{self, Host};
-use crate::hosts::HostSpec;
+use crate::hosts::{HostSpec, HostsFile};
 use crate::rundir::{Images, NetworkInfo, Placement, RunDir, RunManifest, MANIFEST_SCHEMA};
 use crate::scratch::with_scratch;
-use crate::{images, labels, network, tasks};
+use crate::{clock, distribute, images, labels, network, swarm, tasks};
 use anyhow::Context;
 use bollard::models::{
     ContainerCreateBody, HostConfig, HostConfigLogConfig, PortBinding, RestartPolicy,
@@ -37,10 +38,14 @@ const TOKEN_DIR: &str = "/cmesh";
 #[derive(Clone, Debug)]
 pub struct SpawnRequest {
     pub runs_dir: PathBuf,
-    pub hosts: Vec<HostSpec>,
+    pub hosts: HostsFile,
+    /// Place peers only on hosts with these labels (`name` matches the host's name).
+    pub host_filter: Vec<(String, String)>,
+    pub transport: Transport,
     pub spec: PlanSpec,
     pub run_id: Option<String>,
     pub subnet: Option<network::Subnet>,
+    /// Containers started at once per host.
     pub concurrency: usize,
     pub peer_memory_bytes: i64,
     pub bin_dir: PathBuf,
@@ -58,28 +63,51 @@ pub fn coordinator_name(run: &str) -> String {
     format!("{run}-coordinator")
 }
 
-/// Places `peers` peers on hosts round-robin, skipping hosts that are full.
-pub fn place(run: &str, peers: usize, hosts: &[HostSpec]) -> anyhow::Result<Vec<Placement>> {
-    let capacity: usize = hosts.iter().map(|h| h.capacity).sum();
+/// Places `peers` peers on the hosts that match `filter`, in proportion to their
+/// weights (smooth weighted round-robin, so hosts interleave), never beyond a host's
+/// capacity. Deterministic: the same hosts and count give the same placement.
+pub fn place(
+    run: &str,
+    peers: usize,
+    hosts: &[HostSpec],
+    filter: &[(String, String)],
+) -> anyhow::Result<Vec<Placement>> {
+    let eligible: Vec<&HostSpec> = hosts.iter().filter(|h| h.matches(filter)).collect();
+    if eligible.is_empty() {
+        let f: Vec<String> = filter.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        return Err(bad_input(format!(
+            "no host in hosts.toml matches --host-label {}",
+            f.join(" ")
+        )));
+    }
+    let capacity: usize = eligible.iter().map(|h| h.capacity).sum();
     if peers > capacity {
         return Err(bad_input(format!(
             "{peers} peers do not fit: the hosts' capacity adds up to {capacity}; raise `capacity` in hosts.toml or add hosts"
         )));
     }
-    let mut used = vec![0usize; hosts.len()];
+    let mut used = vec![0usize; eligible.len()];
+    let mut current = vec![0i64; eligible.len()];
     let mut out = Vec::with_capacity(peers);
-    let mut h = 0;
     for i in 1..=peers {
-        while used[h] >= hosts[h].capacity {
-            h = (h + 1) % hosts.len();
+        let open: Vec<usize> = (0..eligible.len())
+            .filter(|&h| used[h] < eligible[h].capacity)
+            .collect();
+        let total: i64 = open.iter().map(|&h| eligible[h].weight() as i64).sum();
+        for &h in &open {
+            current[h] += eligible[h].weight() as i64;
         }
-        used[h] += 1;
+        let pick = *open
+            .iter()
+            .max_by_key(|&&h| (current[h], std::cmp::Reverse(h)))
+            .expect("capacity was checked");
+        current[pick] -= total;
+        used[pick] += 1;
         out.push(Placement {
             name: peer_name(run, i, peers),
-            host: hosts[h].name.clone(),
+            host: eligible[pick].name.clone(),
             index: i as u32,
         });
-        h = (h + 1) % hosts.len();
     }
     Ok(out)
 }
@@ -128,10 +156,12 @@ pub fn coordinator_args(run: &str, spec: &PlanSpec) -> Vec<String> {
 }
 
 /// A peer's command line.
-pub fn peer_args(run: &str, name: &str) -> Vec<String> {
+pub fn peer_args(run: &str, name: &str, host: &str) -> Vec<String> {
     [
         "--name",
         name,
+        "--host",
+        host,
         "--coordinator",
         &format!("{}:{COORDINATOR_PORT}", coordinator_name(run)),
         "--listen",
@@ -353,13 +383,14 @@ pub fn precheck(req: &SpawnRequest) -> anyhow::Result<()> {
         crate::rundir::validate_run_id(id)?;
     }
     req.spec.validate().map_err(|e| bad_input(e.to_string()))?;
+    let n = req.hosts.hosts.len();
     match req.subnet {
-        Some(s) => network::check_fits(s, req.spec.peers, req.hosts.len())?,
+        Some(s) => network::check_fits(s, req.spec.peers, n)?,
         None => {
-            network::prefix_for(req.spec.peers, req.hosts.len())?;
+            network::prefix_for(req.spec.peers, n)?;
         }
     }
-    place("x", req.spec.peers, &req.hosts)?;
+    place("x", req.spec.peers, &req.hosts.hosts, &req.host_filter)?;
     Ok(())
 }
 
@@ -376,11 +407,12 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
         Some(dir) => Some((dir.read_manifest()?, dir)),
         None => None,
     };
-    let host_specs = match &previous {
-        Some((m, _)) => m.hosts.clone(),
+    let hosts_file = match &previous {
+        Some((m, _)) => m.hosts_file(),
         None => req.hosts.clone(),
     };
-    let hosts = host::connect_all(host_specs.clone()).await?;
+    let host_specs = hosts_file.hosts.clone();
+    let (builder, hosts) = tokio::try_join!(host::builder(), host::connect_all(&hosts_file))?;
     let manager = host::manager(&hosts).clone();
     let (run, spec, subnet_hint) = match &previous {
         Some((m, dir)) => {
@@ -405,10 +437,12 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
     };
     // A re-run keeps the run's images, so every peer runs the same build.
     let images: Images = match &previous {
-        Some((m, _)) if images::present(&manager.docker, &m.images).await => m.images.clone(),
-        _ => images::ensure_all(&manager.docker, &req.bin_dir, req.base_image.as_deref()).await?,
+        Some((m, _)) if images::present(&builder.docker, &m.images).await => m.images.clone(),
+        _ => images::ensure_all(&builder.docker, &req.bin_dir, req.base_image.as_deref()).await?,
     };
-    network::ensure_swarm(&manager).await?;
+    swarm::ensure(&hosts).await?;
+    let transport_used = distribute::distribute(&builder, &hosts, &images, req.transport).await?;
+    let offsets = clock::measure_all(&hosts).await?;
     let subnet = match subnet_hint {
         Some(s) => s,
         None => {
@@ -423,7 +457,7 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
     let token = run.token()?;
     let placements = match &previous {
         Some((m, _)) => m.peers.clone(),
-        None => place(&run.id, spec.peers, &host_specs)?,
+        None => place(&run.id, spec.peers, &host_specs, &req.host_filter)?,
     };
     let manifest = RunManifest {
         schema: MANIFEST_SCHEMA.into(),
@@ -434,6 +468,16 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
             None => humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         },
         hosts: host_specs,
+        ssh: hosts_file.ssh.clone(),
+        clock_offsets_ms: match &previous {
+            Some((m, _)) if !m.clock_offsets_ms.is_empty() => m.clock_offsets_ms.clone(),
+            _ => hosts
+                .iter()
+                .zip(&offsets)
+                .map(|(h, o)| (h.name().to_owned(), (o.offset_ms * 1000.0).round() / 1000.0))
+                .collect(),
+        },
+        image_transport: transport_used,
         network: NetworkInfo {
             name: net_name.clone(),
             id: network_id,
@@ -449,13 +493,25 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
         peers: placements.clone(),
     };
     run.write_manifest(&manifest)?;
+    let mut on: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for p in &placements {
+        *on.entry(p.host.as_str()).or_default() += 1;
+    }
+    let spread: Vec<String> = on.iter().map(|(h, n)| format!("{h} {n}")).collect();
+    eprintln!("placement: {}", spread.join(", "));
 
-    for h in &hosts {
-        ensure_volumes(h, &run.id, &images.peer.tag, &token).await?;
+    let seeded = futures_util::future::join_all(
+        hosts
+            .iter()
+            .map(|h| ensure_volumes(h, &run.id, &images.peer.tag, &token)),
+    )
+    .await;
+    for r in seeded {
+        r?;
     }
     let mut states = HashMap::new();
-    for h in &hosts {
-        states.extend(existing(h, &run.id).await?);
+    for list in futures_util::future::join_all(hosts.iter().map(|h| existing(h, &run.id))).await {
+        states.extend(list?);
     }
     let coordinator = ContainerPlan {
         name: coordinator_name(&run.id),
@@ -475,7 +531,11 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
     )
     .await?;
 
-    let by_name: HashMap<&str, &Host> = hosts.iter().map(|h| (h.name(), h)).collect();
+    // Bounded per host: each engine gets at most `concurrency` requests at once.
+    let by_name: HashMap<&str, (&Host, tokio::sync::Semaphore)> = hosts
+        .iter()
+        .map(|h| (h.name(), (h, tokio::sync::Semaphore::new(req.concurrency))))
+        .collect();
     let todo: Vec<Placement> = placements
         .into_iter()
         .filter(|p| !matches!(states.get(&p.name).map(String::as_str), Some(s) if s != "created"))
@@ -484,10 +544,11 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
     if skipped > 0 {
         eprintln!("spawn: {skipped} peers already exist");
     }
-    let results = tasks::for_each("spawn", todo, req.concurrency, |p: Placement| {
-        let host = by_name[p.host.as_str()];
+    let total = req.concurrency * hosts.len();
+    let results = tasks::for_each("spawn", todo, total, |p: Placement| {
+        let (host, gate) = &by_name[p.host.as_str()];
         let plan = ContainerPlan {
-            args: peer_args(&run.id, &p.name),
+            args: peer_args(&run.id, &p.name, &p.host),
             name: p.name.clone(),
             role: labels::ROLE_PEER,
             index: p.index,
@@ -496,12 +557,19 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
             publish: false,
         };
         let (run_id, net, state) = (&run.id, &net_name, states.get(&p.name).cloned());
-        async move { create_and_start(host, run_id, net, &plan, state.as_deref()).await }
+        async move {
+            let _permit = gate.acquire().await.expect("never closed");
+            create_and_start(host, run_id, net, &plan, state.as_deref()).await
+        }
     })
     .await;
     let failed: Vec<String> = results
         .iter()
-        .filter_map(|(p, r)| r.as_ref().err().map(|e| format!("  {}: {e:#}", p.name)))
+        .filter_map(|(p, r)| {
+            r.as_ref()
+                .err()
+                .map(|e| format!("  {} on host {}: {e:#}", p.name, p.host))
+        })
         .collect();
     if !failed.is_empty() {
         anyhow::bail!(
@@ -513,8 +581,11 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
         );
     }
     eprintln!(
-        "spawn: run {} has {} peers and a coordinator on {}",
-        run.id, spec.peers, net_name
+        "spawn: run {} has {} peers on {} host(s) and a coordinator on {}",
+        run.id,
+        spec.peers,
+        hosts.len(),
+        net_name
     );
     Ok(run)
 }
@@ -524,26 +595,60 @@ mod tests {
     use super::*;
     use crate::hosts::{HostSpec, Role};
 
-    fn host(name: &str, capacity: usize) -> HostSpec {
+    fn host(name: &str, capacity: usize, weight: Option<u32>) -> HostSpec {
         HostSpec {
             name: name.into(),
-            engine: "unix:///x".into(),
+            ssh: Some(format!("root@{name}")),
             role: Role::Worker,
             capacity,
-            advertise_addr: None,
+            weight,
+            labels: [("zone".to_owned(), name.to_uppercase())].into(),
+            ..crate::hosts::local_default().hosts.remove(0)
         }
     }
 
+    fn hosts_of(p: &[Placement]) -> String {
+        p.iter()
+            .map(|p| p.host.as_str())
+            .collect::<Vec<_>>()
+            .join("")
+    }
+
     #[test]
-    fn places_round_robin_within_capacity() {
-        let hosts = vec![host("a", 1), host("b", 5)];
-        let p = place("r", 4, &hosts).unwrap();
-        let on: Vec<&str> = p.iter().map(|p| p.host.as_str()).collect();
-        assert_eq!(on, vec!["a", "b", "b", "b"]);
+    fn places_by_weight_within_capacity() {
+        let equal = vec![
+            host("a", 10, None),
+            host("b", 10, None),
+            host("c", 10, None),
+        ];
+        let p = place("r", 7, &equal, &[]).unwrap();
+        assert_eq!(hosts_of(&p), "abcabca");
         assert_eq!(p[0].name, "r-peer-0001");
-        assert_eq!(p[3].index, 4);
-        let e = place("r", 7, &hosts).unwrap_err();
+        assert_eq!(p[6].index, 7);
+        // Weight 2:1 interleaves; a full host is skipped.
+        let weighted = vec![host("a", 100, Some(2)), host("b", 100, Some(1))];
+        assert_eq!(hosts_of(&place("r", 6, &weighted, &[]).unwrap()), "abaaba");
+        let small = vec![host("a", 1, Some(5)), host("b", 5, Some(1))];
+        assert_eq!(hosts_of(&place("r", 4, &small, &[]).unwrap()), "abbb");
+        // Deterministic.
+        assert_eq!(
+            place("r", 30, &equal, &[]).unwrap(),
+            place("r", 30, &equal, &[]).unwrap()
+        );
+        let e = place("r", 7, &small, &[]).unwrap_err();
         assert_eq!(crate::error::exit_code(&e), 2);
+    }
+
+    #[test]
+    fn a_label_filter_narrows_the_hosts() {
+        let hosts = vec![host("a", 10, None), host("b", 10, None)];
+        let only_b = [("zone".to_owned(), "B".to_owned())];
+        assert_eq!(hosts_of(&place("r", 3, &hosts, &only_b).unwrap()), "bbb");
+        let e = place("r", 11, &hosts, &only_b).unwrap_err();
+        assert!(e.to_string().contains("capacity adds up to 10"), "{e}");
+        let none = [("zone".to_owned(), "Z".to_owned())];
+        let e = place("r", 1, &hosts, &none).unwrap_err();
+        assert!(e.to_string().contains("--host-label zone=Z"), "{e}");
     }
 
     #[test]
@@ -560,7 +665,7 @@ mod tests {
             role: labels::ROLE_PEER,
             index: 1,
             image: "img".into(),
-            args: peer_args("r", "r-peer-0001"),
+            args: peer_args("r", "r-peer-0001", "local"),
             memory: 64 << 20,
             publish: false,
         };

@@ -86,8 +86,11 @@ async fn ask_coordinator(
         .ok_or_else(|| anyhow::anyhow!("the coordinator publishes no port"))?;
     // Read only: status must never make a token (RunDir::token would, if it is missing).
     let token = cmesh_common::token::read_token_file(&run.token_path())?;
+    let port: u16 = port.parse()?;
+    // On a remote manager the port is on its loopback: reach it through the SSH master.
+    let addr = host.forward_tcp(port).await?;
     let report = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{port}/status"))
+        .get(format!("http://{addr}/status"))
         .header(cmesh_common::token::HEADER, token)
         .timeout(std::time::Duration::from_secs(5))
         .send()

@@ -4,42 +4,12 @@
 //! prove the Docker path, not step around it. Each test uses its own runs directory and
 //! run id, and removes its containers when it ends, passing or not.
 
-use cmesh_testkit::{binary, wait_until};
+use cmesh_testkit::{binary, images_built, launcher, read_json, text, wait_until};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn launcher(runs: &Path, args: &[&str]) -> Output {
-    Command::new(binary("launcher"))
-        .arg("--runs-dir")
-        .arg(runs)
-        .args(args)
-        .output()
-        .expect("run the launcher")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Builds the images once per test process, so parallel tests do not race to build them.
-fn images() {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let out = Command::new(binary("launcher"))
-            .args(["images", "build"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "launcher images build failed (is the Docker Engine running?):\n{}",
-            text(&out.stderr)
-        );
-    });
-}
 
 fn run_id(name: &str) -> String {
     format!("t{}-{name}", std::process::id() % 100_000)
@@ -76,14 +46,9 @@ fn docker_objects(id: &str) -> (usize, usize) {
     )
 }
 
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
-}
-
 #[test]
 fn run_10_peers_end_to_end() {
-    images();
+    images_built();
     let runs = tempfile::tempdir().unwrap();
     let id = run_id("e2e");
     let _cleanup = Cleanup {
@@ -147,7 +112,7 @@ fn run_10_peers_end_to_end() {
 
 #[test]
 fn a_peer_killed_mid_run_is_extracted_with_its_logs_and_a_partial_report() {
-    images();
+    images_built();
     let runs = tempfile::tempdir().unwrap();
     let id = run_id("kill");
     let _cleanup = Cleanup {
@@ -302,7 +267,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn an_interrupted_extract_completes_with_verified_checksums() {
-    images();
+    images_built();
     let runs = tempfile::tempdir().unwrap();
     let id = run_id("resume");
     let _cleanup = Cleanup {
@@ -410,14 +375,48 @@ fn bad_input_exits_2_before_anything_is_created() {
     let unreachable = scratch.path().join("unreachable.toml");
     std::fs::write(
         &unreachable,
-        "[[host]]\nname = \"lab1\"\nengine = \"unix:///tmp/cmesh-no-such.sock\"\n",
+        "[[host]]\nname = \"lab1\"\ndocker_socket = \"/tmp/cmesh-no-such.sock\"\n",
     )
     .unwrap();
     let (h, u) = (hosts.to_str().unwrap(), unreachable.to_str().unwrap());
+    let file = |name: &str, body: &str| {
+        let p = scratch.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let unknown = file("unknown.toml", "[[host]]\nname = \"a\"\nengine = \"x\"\n");
+    let twice = file(
+        "twice.toml",
+        "[[host]]\nname = \"a\"\n\n[[host]]\nname = \"a\"\nssh = \"root@10.0.0.9\"\nrole = \"worker\"\n",
+    );
+    let no_manager = file(
+        "no-manager.toml",
+        "[[host]]\nname = \"a\"\nrole = \"worker\"\n",
+    );
+    let two_managers = file(
+        "two.toml",
+        "[[host]]\nname = \"a\"\n\n[[host]]\nname = \"b\"\nssh = \"root@10.0.0.9\"\n",
+    );
     let cases: Vec<(Vec<&str>, String)> = vec![
         (
             vec!["spawn", "--hosts", h, "--peers", "2"],
             format!("{h}:3:12: key `capacity`"),
+        ),
+        (
+            vec!["spawn", "--hosts", &unknown, "--peers", "2"],
+            format!("{unknown}:3:1: key `engine`: unknown field `engine`"),
+        ),
+        (
+            vec!["spawn", "--hosts", &twice, "--peers", "2"],
+            format!("{twice}:5: host #2 `name`: `a` is named twice"),
+        ),
+        (
+            vec!["run", "--hosts", &no_manager, "--peers", "2"],
+            format!("{no_manager}: exactly one host must have role = \"manager\" (found 0)"),
+        ),
+        (
+            vec!["spawn", "--hosts", &two_managers, "--peers", "2"],
+            "(found 2: a, b)".into(),
         ),
         (
             vec!["run", "--peers", "0"],
@@ -481,7 +480,7 @@ fn bad_input_exits_2_before_anything_is_created() {
 
 #[test]
 fn spawn_again_creates_only_what_is_missing() {
-    images();
+    images_built();
     let runs = tempfile::tempdir().unwrap();
     let id = run_id("respawn");
     let _cleanup = Cleanup {

@@ -31,6 +31,10 @@ pub struct Args {
     /// listening on 0.0.0.0, with the bound port].
     #[arg(long, value_parser = parse::host_port)]
     pub advertise: Option<String>,
+    /// The Docker host this peer runs on (the launcher sets it). Reported, so analysis
+    /// can correct latency between hosts for their clock offsets.
+    #[arg(long)]
+    pub host: Option<String>,
     /// Directory for report.json and events.jsonl.
     #[arg(long)]
     pub output: PathBuf,

@@ -139,11 +139,13 @@ impl CoordinatorClient {
     pub async fn register(
         &self,
         addr: &str,
+        host: Option<&str>,
         patience: Duration,
     ) -> Result<RegisterResponse, ClientError> {
         let body = RegisterRequest {
             peer: self.peer.clone(),
             addr: addr.to_owned(),
+            host: host.map(str::to_owned),
         };
         self.retry(patience, || async {
             Self::classify(

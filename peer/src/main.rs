@@ -61,6 +61,7 @@ fn main_code(args: Args) -> i32 {
             name: args.name.clone(),
             coordinator: args.coordinator.clone(),
             advertise: advertise_addr(args.advertise.as_deref(), bound),
+            host: args.host.clone(),
             token,
             coordinator_timeout: args.coordinator_timeout,
             window_bytes: args.window_bytes,

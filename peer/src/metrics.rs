@@ -2,6 +2,16 @@
 
 use cmesh_common::histogram::LatencyHistogram;
 
+/// Latency of records from one origin host.
+#[derive(Debug)]
+pub struct HostLatency {
+    pub host: String,
+    /// Non-negative samples (negative ones are recorded as 1 µs here too).
+    pub latency: LatencyHistogram,
+    /// Magnitudes of the negative samples (writer's clock ahead of the reader's).
+    pub negative: LatencyHistogram,
+}
+
 /// Latency and delivery counts, fed by the backend as records arrive.
 #[derive(Debug)]
 pub struct Metrics {
@@ -10,6 +20,10 @@ pub struct Metrics {
     negative: u64,
     received: Vec<u64>,
     duplicates: u64,
+    /// Origin index → index into `by_host` (empty: hosts unknown).
+    origin_host: Vec<usize>,
+    /// Latency of records by the origin's Docker host.
+    by_host: Vec<HostLatency>,
 }
 
 impl Metrics {
@@ -21,7 +35,39 @@ impl Metrics {
             negative: 0,
             received: vec![0; origins],
             duplicates: 0,
+            origin_host: Vec::new(),
+            by_host: Vec::new(),
         }
+    }
+
+    /// Also keeps latency by the origin's Docker host (`hosts[i]` is origin `i`'s), so
+    /// analysis can correct each host pair for clock offsets. Unknown hosts count as "".
+    pub fn with_origin_hosts(mut self, hosts: &[Option<String>]) -> Self {
+        if hosts.iter().all(Option::is_none) {
+            return self;
+        }
+        let mut names: Vec<String> = hosts
+            .iter()
+            .map(|h| h.clone().unwrap_or_default())
+            .collect();
+        names.sort();
+        names.dedup();
+        self.origin_host = hosts
+            .iter()
+            .map(|h| {
+                let h = h.as_deref().unwrap_or_default();
+                names.iter().position(|n| n == h).unwrap_or(0)
+            })
+            .collect();
+        self.by_host = names
+            .into_iter()
+            .map(|host| HostLatency {
+                host,
+                latency: LatencyHistogram::new(),
+                negative: LatencyHistogram::new(),
+            })
+            .collect();
+        self
     }
 
     /// A record from `origin`, written at `written_at_us`, arrived for the first time at
@@ -33,13 +79,30 @@ impl Metrics {
         if let Some(count) = self.received.get_mut(origin as usize) {
             *count += 1;
         }
+        let by_host = self
+            .origin_host
+            .get(origin as usize)
+            .map(|&h| &mut self.by_host[h]);
         match now_us.checked_sub(written_at_us) {
-            Some(latency) => self.latency.record(latency),
+            Some(latency) => {
+                self.latency.record(latency);
+                if let Some(h) = by_host {
+                    h.latency.record(latency);
+                }
+            }
             None => {
                 self.negative += 1;
                 self.latency.record(1);
+                if let Some(h) = by_host {
+                    h.negative.record(written_at_us - now_us);
+                }
             }
         }
+    }
+
+    /// Latency by origin host, sorted by host.
+    pub fn latency_by_host(&self) -> &[HostLatency] {
+        &self.by_host
     }
 
     /// A copy of a record already held arrived.
@@ -82,5 +145,26 @@ mod tests {
         let s = m.latency().summary();
         assert_eq!(s.min_us, 1);
         assert!(s.max_us >= 2_000 && s.max_us < 2_010);
+        assert!(m.latency_by_host().is_empty());
+    }
+
+    #[test]
+    fn keeps_latency_by_origin_host() {
+        let hosts = [
+            Some("b".to_owned()),
+            Some("a".to_owned()),
+            Some("b".to_owned()),
+        ];
+        let mut m = Metrics::new(0, 3).with_origin_hosts(&hosts);
+        m.on_new_record(1, 1_000, 1_100);
+        m.on_new_record(2, 1_000, 1_300);
+        m.on_new_record(2, 2_000, 1_000);
+        let by = m.latency_by_host();
+        assert_eq!(by.len(), 2);
+        assert_eq!((by[0].host.as_str(), by[0].latency.count()), ("a", 1));
+        assert_eq!((by[1].host.as_str(), by[1].latency.count()), ("b", 1));
+        assert_eq!(by[1].negative.count(), 1);
+        assert!((999..=1_001).contains(&by[1].negative.summary().max_us));
+        assert_eq!(m.latency().count(), 3);
     }
 }

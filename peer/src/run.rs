@@ -38,6 +38,8 @@ pub struct PeerConfig {
     pub coordinator: String,
     /// The address other peers dial, `HOST:PORT`.
     pub advertise: String,
+    /// The Docker host this peer runs on, if the launcher said.
+    pub host: Option<String>,
     pub token: String,
     /// How long to keep trying an unreachable coordinator before failing.
     pub coordinator_timeout: Duration,
@@ -54,6 +56,7 @@ pub fn window_per_origin(window_bytes: usize, origins: usize, payload_bytes: usi
 /// could not finish). The caller writes the report.
 pub async fn run(cfg: PeerConfig, listener: TcpListener, events: &EventLog) -> PeerReport {
     let mut report = PeerReport::new(&cfg.name, "mesh", cmesh_common::unix_millis());
+    report.host = cfg.host.clone();
     let client = CoordinatorClient::new(&cfg.coordinator, &cfg.token, &cfg.name);
     let (state_tx, state_rx) = watch::channel(PeerState::Init);
     let result = lifecycle(
@@ -119,7 +122,7 @@ async fn lifecycle(
         json!({"coordinator": cfg.coordinator, "advertise": cfg.advertise}),
     );
     let registered = client
-        .register(&cfg.advertise, patience)
+        .register(&cfg.advertise, cfg.host.as_deref(), patience)
         .await
         .map_err(|e| anyhow::Error::new(e).context("cannot register with the coordinator"))?;
     report.run_id = Some(registered.run_id.clone());
@@ -171,7 +174,10 @@ async fn follow_plan(
     );
     move_to(client, state, PeerState::Ready, patience).await?;
 
-    let metrics = Arc::new(Mutex::new(Metrics::new(me.index, plan.peers.len())));
+    let origin_hosts: Vec<Option<String>> = plan.peers.iter().map(|p| p.host.clone()).collect();
+    let metrics = Arc::new(Mutex::new(
+        Metrics::new(me.index, plan.peers.len()).with_origin_hosts(&origin_hosts),
+    ));
     let window = window_per_origin(cfg.window_bytes, plan.peers.len(), plan.spec.payload_bytes);
     let backend = MeshBackend::start(
         MeshConfig {
@@ -258,7 +264,21 @@ async fn follow_plan(
         summary: metrics.latency().summary(),
         negative_samples: metrics.negative_samples(),
         histogram: metrics.latency().encode(),
+        negative_histogram: None,
     };
+    report.latency_by_origin_host = metrics
+        .latency_by_host()
+        .iter()
+        .map(|h| {
+            let r = LatencyReport {
+                summary: h.latency.summary(),
+                negative_samples: h.negative.count(),
+                histogram: h.latency.encode(),
+                negative_histogram: Some(h.negative.encode()),
+            };
+            (h.host.clone(), r)
+        })
+        .collect();
     events.log(
         "report",
         json!({

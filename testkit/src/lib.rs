@@ -4,7 +4,8 @@
 //!   profile as the test itself, so tests always run the current code;
 //! - [`token_file`]: a run token in a file;
 //! - [`wait_until`]: wait on a condition, with a bound, never a fixed sleep;
-//! - [`Mesh`]: a coordinator and N peers as plain processes on loopback.
+//! - [`Mesh`]: a coordinator and N peers as plain processes on loopback;
+//! - [`launcher`], [`images_built`], [`text`], [`read_json`]: driving the launcher CLI.
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -269,4 +270,42 @@ impl Drop for Mesh {
         let _ = self.coordinator.kill();
         let _ = self.coordinator.wait();
     }
+}
+
+/// Runs the launcher with `--runs-dir runs` and `args`.
+pub fn launcher(runs: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(binary("launcher"))
+        .arg("--runs-dir")
+        .arg(runs)
+        .args(args)
+        .output()
+        .expect("run the launcher")
+}
+
+/// Lossy UTF-8 of a command's output.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Reads a JSON file; panics naming it if it cannot.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Builds the images once per test process (`launcher images build`), so tests running
+/// in parallel do not race to build them.
+pub fn images_built() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = Command::new(binary("launcher"))
+            .args(["images", "build"])
+            .output()
+            .expect("run the launcher");
+        assert!(
+            out.status.success(),
+            "launcher images build failed (is the Docker Engine running?):\n{}",
+            text(&out.stderr)
+        );
+    });
 }

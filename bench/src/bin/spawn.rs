@@ -6,7 +6,12 @@
 //! file. The script mounts the token file; the launcher copies it in before start. The
 //! peers idle (one write a minute) so a case's containers barely load the next.
 //!
+//! With `--lab-hosts N`, it also spawns the same peers across N lab hosts (`launcher lab
+//! up`: Docker hosts in containers on this machine, reached over SSH), with the images
+//! already on every host, and prints that beside the one-host launcher figure.
+//!
 //! cargo run --release -p cmesh-bench --bin spawn [-- --peers 200]
+//! cargo run --release -p cmesh-bench --bin spawn -- --peers 150 --lab-hosts 3
 
 use anyhow::Result;
 use clap::Parser;
@@ -20,6 +25,38 @@ struct Args {
     /// Parallel `docker run` in the script.
     #[arg(long, default_value_t = 8)]
     script_parallelism: usize,
+    /// Also spawn across this many lab hosts (0: skip).
+    #[arg(long, default_value_t = 0)]
+    lab_hosts: usize,
+}
+
+/// Spawns `n` idle peers with `extra` arguments, times it, counts the running peers and
+/// removes the run. Returns (seconds, peers running).
+fn timed_spawn(runs: &std::path::Path, id: &str, n: usize, extra: &[&str]) -> Result<(f64, usize)> {
+    let n_text = n.to_string();
+    let mut args = vec![
+        "spawn",
+        "--peers",
+        &n_text,
+        "--duration",
+        "10m",
+        "--write-interval",
+        "60000..60000",
+        "--run-id",
+        id,
+    ];
+    args.extend_from_slice(extra);
+    let t = Instant::now();
+    let spawned = launcher(runs, &args);
+    let secs = t.elapsed().as_secs_f64();
+    let status = launcher(runs, &["status", "--json", "--run", id]);
+    launcher(runs, &["down", "--force", "--run", id])?;
+    spawned?;
+    let status: serde_json::Value = serde_json::from_str(&status?)?;
+    let running = status["containers"]["peer"]["running"]
+        .as_u64()
+        .unwrap_or(0) as usize;
+    Ok((secs, running))
 }
 
 fn main() -> Result<()> {
@@ -57,29 +94,53 @@ seq -f %04g 1 {n} | xargs -P {par} -I{{}} docker run -d --name {prefix}-peer-{{}
     ))?;
     script_result?;
 
-    // The launcher.
-    let id = format!("{prefix}-launcher");
-    let t = Instant::now();
-    let spawned = launcher(
-        &runs,
-        &[
-            "spawn",
-            "--peers",
-            &n.to_string(),
-            "--duration",
-            "10m",
-            "--write-interval",
-            "60000..60000",
-            "--run-id",
-            &id,
-        ],
-    );
-    let launcher_secs = t.elapsed().as_secs_f64();
-    let launcher_running = sh(&format!(
-        "docker ps -q --filter label=io.cmesh.run={id} --filter label=io.cmesh.role=peer | wc -l"
-    ))?;
-    launcher(&runs, &["down", "--force", "--run", &id])?;
-    spawned?;
+    // The launcher, on this machine's engine.
+    let (launcher_secs, launcher_running) =
+        timed_spawn(&runs, &format!("{prefix}-launcher"), n, &[])?;
+
+    // The launcher across lab hosts, images already on every host.
+    let lab = if args.lab_hosts > 0 {
+        let lab_name = format!("{prefix}-lab");
+        let lab_dir = work.path().join("lab");
+        let hosts = lab_dir.join("hosts.toml");
+        let result = (|| -> Result<(f64, usize)> {
+            launcher(
+                &runs,
+                &[
+                    "lab",
+                    "up",
+                    "--hosts",
+                    &args.lab_hosts.to_string(),
+                    "--name",
+                    &lab_name,
+                    "--dir",
+                    lab_dir.to_str().unwrap(),
+                ],
+            )?;
+            let h = hosts.to_str().unwrap();
+            // Untimed warm-up: joins the swarm and puts the images on every host.
+            let warm = args.lab_hosts.to_string();
+            launcher(
+                &runs,
+                &[
+                    "run",
+                    "--hosts",
+                    h,
+                    "--peers",
+                    &warm,
+                    "--duration",
+                    "1s",
+                    "--image-transport",
+                    "load",
+                ],
+            )?;
+            timed_spawn(&runs, &format!("{prefix}-multi"), n, &["--hosts", h])
+        })();
+        launcher(&runs, &["lab", "down", "--name", &lab_name])?;
+        Some(result?)
+    } else {
+        None
+    };
 
     println!();
     println!("| how | peers running | time | containers/s |");
@@ -91,16 +152,31 @@ seq -f %04g 1 {n} | xargs -P {par} -I{{}} docker run -d --name {prefix}-peer-{{}
         n as f64 / script_secs
     );
     println!(
-        "| launcher spawn | {} | {launcher_secs:.1} s | {:.2} |",
-        launcher_running.trim(),
+        "| launcher spawn, this machine's engine | {launcher_running} | {launcher_secs:.1} s | {:.2} |",
         n as f64 / launcher_secs
     );
+    if let Some((secs, running)) = lab {
+        println!(
+            "| launcher spawn, {} lab hosts | {running} | {secs:.1} s | {:.2} |",
+            args.lab_hosts,
+            n as f64 / secs
+        );
+    }
     println!();
     let ratio = launcher_secs / script_secs;
-    println!("ratio (launcher / script): {ratio:.2}x");
+    println!("ratio (launcher, one host / script): {ratio:.2}x");
     println!(
         "target: at most 0.6x: {}",
         if ratio <= 0.6 { "met" } else { "NOT met" }
     );
+    if let Some((secs, _)) = lab {
+        println!(
+            "ratio ({} lab hosts / script): {:.2}x; ({} lab hosts / one host): {:.2}x",
+            args.lab_hosts,
+            secs / script_secs,
+            args.lab_hosts,
+            secs / launcher_secs
+        );
+    }
     Ok(())
 }

@@ -1,0 +1,163 @@
+//! Clock offsets between hosts, and correcting latency with them.
+//!
+//! A record's latency is the reader's clock at arrival minus the writer's clock at write.
+//! Across hosts that includes the difference of their clocks: `measured = true +
+//! offset(reader) - offset(writer)`. `spawn` measures each host's offset against the
+//! launcher's clock (the engine's `SystemTime` in `GET /info`, the sample with the
+//! shortest round trip of several, taken at its midpoint) and stores it in the manifest;
+//! `analyze` subtracts the difference per host pair.
+
+use crate::host::Host;
+use anyhow::Context;
+use cmesh_common::histogram::LatencyHistogram;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Samples per host; the one with the shortest round trip is kept.
+const SAMPLES: usize = 5;
+
+/// One host's clock against ours.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Offset {
+    /// Host clock minus launcher clock, in ms.
+    pub offset_ms: f64,
+    /// Round trip of the kept sample, in ms: the offset is good to about half of it.
+    pub rtt_ms: f64,
+}
+
+/// Parses an RFC 3339 time with optional fraction and `Z` or `±hh:mm` offset into µs
+/// since the Unix epoch.
+pub fn parse_rfc3339_micros(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (body, tz_secs) = if let Some(b) = s.strip_suffix('Z') {
+        (b, 0i64)
+    } else {
+        let at = s.len().checked_sub(6)?;
+        let (b, tz) = s.split_at(at);
+        let sign = match tz.as_bytes()[0] {
+            b'+' => 1,
+            b'-' => -1,
+            _ => return None,
+        };
+        let h: i64 = tz.get(1..3)?.parse().ok()?;
+        let m: i64 = tz.get(4..6)?.parse().ok()?;
+        (b, sign * (h * 3600 + m * 60))
+    };
+    let (whole, frac) = match body.split_once('.') {
+        Some((w, f)) => (w, f),
+        None => (body, ""),
+    };
+    let t = humantime::parse_rfc3339(&format!("{whole}Z")).ok()?;
+    let secs = t.duration_since(UNIX_EPOCH).ok()?.as_secs() as i64 - tz_secs;
+    let mut micros = 0i64;
+    for (i, c) in frac.chars().take(6).enumerate() {
+        micros += c.to_digit(10)? as i64 * 10i64.pow(5 - i as u32);
+    }
+    Some(secs * 1_000_000 + micros)
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_micros() as i64
+}
+
+/// Measures `host`'s clock against this machine's.
+pub async fn measure(host: &Host) -> anyhow::Result<Offset> {
+    let mut best: Option<Offset> = None;
+    for _ in 0..SAMPLES {
+        let t0 = now_micros();
+        let info = host
+            .docker
+            .info()
+            .await
+            .with_context(|| format!("reading the clock of host `{}`", host.name()))?;
+        let t1 = now_micros();
+        let Some(remote) = info.system_time.as_deref().and_then(parse_rfc3339_micros) else {
+            anyhow::bail!("host `{}` reported no readable SystemTime", host.name());
+        };
+        let sample = Offset {
+            offset_ms: (remote - (t0 + t1) / 2) as f64 / 1000.0,
+            rtt_ms: (t1 - t0) as f64 / 1000.0,
+        };
+        if best.is_none_or(|b| sample.rtt_ms < b.rtt_ms) {
+            best = Some(sample);
+        }
+    }
+    Ok(best.expect("at least one sample"))
+}
+
+/// Measures every host at once.
+pub async fn measure_all(hosts: &[Host]) -> anyhow::Result<Vec<Offset>> {
+    futures_util::future::join_all(hosts.iter().map(measure))
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// Corrects a host pair's samples: every positive sample `v` of `hist` and every
+/// negative one `-m` (`m` in `negative`) becomes `v - shift_us` (or `-m - shift_us`);
+/// results below 1 µs become 1 µs.
+pub fn shift(
+    hist: &LatencyHistogram,
+    negative: Option<&LatencyHistogram>,
+    shift_us: i64,
+) -> LatencyHistogram {
+    let mut out = LatencyHistogram::new();
+    let signed = hist
+        .recorded()
+        .into_iter()
+        .map(|(v, c)| (v as i64, c))
+        .chain(
+            negative
+                .map(LatencyHistogram::recorded)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(m, c)| (-(m as i64), c)),
+        );
+    for (value, count) in signed {
+        out.record_n((value - shift_us).max(1) as u64, count);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_engine_times() {
+        let z = parse_rfc3339_micros("2026-11-22T05:27:29.259437522Z").unwrap();
+        assert_eq!(z % 1_000_000, 259_437);
+        let plus = parse_rfc3339_micros("2026-11-22T06:27:29.259437522+01:00").unwrap();
+        assert_eq!(z, plus);
+        let minus = parse_rfc3339_micros("2026-11-22T04:57:29.259437-00:30").unwrap();
+        assert_eq!(z, minus);
+        assert_eq!(
+            parse_rfc3339_micros("1970-01-01T00:00:01Z"),
+            Some(1_000_000)
+        );
+        assert!(parse_rfc3339_micros("yesterday").is_none());
+    }
+
+    #[test]
+    fn shifting_corrects_a_histogram() {
+        let mut h = LatencyHistogram::new();
+        h.record(10_000);
+        h.record(20_000);
+        h.record(500);
+        let s = shift(&h, None, 5_000);
+        assert_eq!(s.count(), 3);
+        assert_eq!(s.summary().min_us, 1, "500 - 5000 clamps to 1");
+        let max = s.summary().max_us;
+        assert!((14_990..=15_020).contains(&max), "{max}");
+        let back = shift(&h, None, -1_000);
+        assert!(back.summary().min_us >= 1_499);
+        // A sample of -4 ms (writer 5 ms ahead), corrected by -5 ms, is 1 ms.
+        let mut neg = LatencyHistogram::new();
+        neg.record(4_000);
+        let fixed = shift(&LatencyHistogram::new(), Some(&neg), -5_000);
+        assert_eq!(fixed.count(), 1);
+        assert!((995..=1_005).contains(&fixed.summary().max_us));
+    }
+}

@@ -1,0 +1,292 @@
+//! Getting the run's images from the engine that built them to every host.
+//!
+//! Images are built on this machine's engine (the *builder*). A host that already has an
+//! image with the same id is skipped, and so is a host that *is* the builder. Then, by
+//! transport:
+//! - `registry` (the default): the manager gets the images (loaded, if it is not the
+//!   builder), pushes them once to the registry it runs ([`crate::registry`]), and every
+//!   worker pulls them by digest and tags them with the run's tag;
+//! - `load`: the builder exports the images once (`docker save`) into a temporary file,
+//!   and that file is streamed into every host's engine (`docker load`) at once.
+//!
+//! Image ids are content hashes, so every host ends up with the very same images.
+
+use crate::host::Host;
+use crate::rundir::{ImageRef, Images};
+use anyhow::Context;
+use bollard::auth::DockerCredentials;
+use bollard::query_parameters::{
+    CreateImageOptionsBuilder, ImportImageOptionsBuilder, PushImageOptionsBuilder,
+    TagImageOptionsBuilder,
+};
+use futures_util::StreamExt;
+use std::time::Instant;
+
+/// How images reach the hosts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// Push once to a TLS registry on the manager; workers pull by digest.
+    Registry,
+    /// Stream `docker save` output straight into each host's engine.
+    Load,
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Registry => "registry",
+            Transport::Load => "load",
+        })
+    }
+}
+
+/// The engine's own id, to tell whether two hosts are the same engine.
+pub async fn engine_id(h: &Host) -> anyhow::Result<String> {
+    Ok(h.docker
+        .info()
+        .await
+        .with_context(|| format!("asking host `{}` for its engine id", h.name()))?
+        .id
+        .unwrap_or_default())
+}
+
+async fn has(h: &Host, image: &ImageRef) -> bool {
+    h.docker
+        .inspect_image(&image.tag)
+        .await
+        .ok()
+        .and_then(|i| i.id)
+        .as_deref()
+        == Some(image.id.as_str())
+}
+
+/// The images `h` lacks.
+async fn missing<'a>(h: &Host, images: &[&'a ImageRef]) -> Vec<&'a ImageRef> {
+    let mut out = Vec::new();
+    for &i in images {
+        if !has(h, i).await {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// Streams `images` from `builder` into every host of `to` (`docker save | docker load`).
+pub async fn load(builder: &Host, to: &[Host], images: &[&ImageRef]) -> anyhow::Result<()> {
+    if to.is_empty() {
+        return Ok(());
+    }
+    let tags: Vec<&str> = images.iter().map(|i| i.tag.as_str()).collect();
+    let file = tempfile::NamedTempFile::new().context("making a temporary file for the images")?;
+    let mut out = tokio::fs::File::from_std(file.reopen()?);
+    let mut export = builder.docker.export_images(&tags);
+    let mut bytes = 0u64;
+    while let Some(chunk) = export.next().await {
+        let chunk = chunk
+            .with_context(|| format!("exporting {} from this machine's engine", tags.join(", ")))?;
+        bytes += chunk.len() as u64;
+        tokio::io::AsyncWriteExt::write_all(&mut out, &chunk).await?;
+    }
+    tokio::io::AsyncWriteExt::flush(&mut out).await?;
+    let names: Vec<&str> = to.iter().map(Host::name).collect();
+    eprintln!(
+        "images: loading {} MiB into {} host(s): {}",
+        bytes >> 20,
+        to.len(),
+        names.join(", ")
+    );
+    let loads = to.iter().map(|h| {
+        let path = file.path().to_owned();
+        async move {
+            let f = tokio::fs::File::open(&path).await?;
+            let body = tokio_util::io::ReaderStream::new(f);
+            let mut stream = h.docker.import_image_stream(
+                ImportImageOptionsBuilder::default().quiet(true).build(),
+                body,
+                None,
+            );
+            while let Some(item) = stream.next().await {
+                let info =
+                    item.with_context(|| format!("loading images into host `{}`", h.name()))?;
+                if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                    anyhow::bail!("loading images into host `{}`: {e}", h.name());
+                }
+            }
+            for i in images {
+                if !has(h, i).await {
+                    anyhow::bail!(
+                        "host `{}` does not list {} after loading it",
+                        h.name(),
+                        i.tag
+                    );
+                }
+            }
+            anyhow::Ok(())
+        }
+    });
+    for r in futures_util::future::join_all(loads).await {
+        r?;
+    }
+    Ok(())
+}
+
+/// Tags image `source` as `target` (`repo:tag`) on `h`.
+async fn tag_as(h: &Host, source: &str, target: &str) -> anyhow::Result<()> {
+    let (repo, tag) = target.rsplit_once(':').expect("tags have a colon");
+    h.docker
+        .tag_image(
+            source,
+            Some(
+                TagImageOptionsBuilder::default()
+                    .repo(repo)
+                    .tag(tag)
+                    .build(),
+            ),
+        )
+        .await
+        .with_context(|| format!("tagging {source} as {target} on host `{}`", h.name()))
+}
+
+/// Pushes `image` from the manager to the registry; returns its `repo@sha256:…` reference.
+async fn push(manager: &Host, endpoint: &str, image: &ImageRef) -> anyhow::Result<String> {
+    let remote = crate::registry::remote_ref(endpoint, &image.tag);
+    tag_as(manager, &image.tag, &remote).await?;
+    let (repo, tag) = remote.rsplit_once(':').expect("tags have a colon");
+    // The registry may still be starting: retry for a while.
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let mut stream = manager.docker.push_image(
+            repo,
+            Some(PushImageOptionsBuilder::default().tag(tag).build()),
+            Some(DockerCredentials::default()),
+        );
+        let mut failure = None;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                        failure = Some(e);
+                    }
+                }
+                Err(e) => failure = Some(e.to_string()),
+            }
+        }
+        match failure {
+            None => break,
+            Some(e) if Instant::now() > deadline => anyhow::bail!(
+                "pushing {remote} from host `{}` failed: {e}. Is the registry running there (docker logs cmesh-registry), and its CA in /etc/docker/certs.d/{endpoint}/?",
+                manager.name()
+            ),
+            Some(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+        }
+    }
+    let info = manager.docker.inspect_image(&remote).await?;
+    info.repo_digests
+        .unwrap_or_default()
+        .into_iter()
+        .find(|d| d.starts_with(&format!("{repo}@")))
+        .with_context(|| format!("the manager has no digest for {remote} after pushing it"))
+}
+
+/// Pulls `digest_ref` on `h` and tags it as `image.tag`.
+async fn pull(h: &Host, digest_ref: &str, image: &ImageRef) -> anyhow::Result<()> {
+    let mut stream = h.docker.create_image(
+        Some(
+            CreateImageOptionsBuilder::default()
+                .from_image(digest_ref)
+                .build(),
+        ),
+        None,
+        None,
+    );
+    while let Some(item) = stream.next().await {
+        let info = item.with_context(|| format!("host `{}` pulling {digest_ref}", h.name()))?;
+        if let Some(e) = info.error_detail.and_then(|d| d.message) {
+            anyhow::bail!("host `{}` pulling {digest_ref}: {e}", h.name());
+        }
+    }
+    tag_as(h, digest_ref, &image.tag).await?;
+    if !has(h, image).await {
+        anyhow::bail!(
+            "host `{}` pulled {digest_ref}, but its id is not {}",
+            h.name(),
+            image.id
+        );
+    }
+    Ok(())
+}
+
+/// Makes sure every host has the run's images; returns how they got there (`local` when
+/// every host already had them).
+pub async fn distribute(
+    builder: &Host,
+    hosts: &[Host],
+    images: &Images,
+    transport: Transport,
+) -> anyhow::Result<String> {
+    let started = Instant::now();
+    // The base comes along as layers of these two; no host needs it by name.
+    let all = [&images.peer, &images.coordinator];
+    let builder_id = engine_id(builder).await?;
+    let mut need: Vec<(Host, Vec<&ImageRef>)> = Vec::new();
+    for h in hosts {
+        if engine_id(h).await? == builder_id {
+            continue;
+        }
+        let lacks = missing(h, &all).await;
+        if !lacks.is_empty() {
+            need.push((h.clone(), lacks));
+        }
+    }
+    if need.is_empty() {
+        return Ok("local".into());
+    }
+    match transport {
+        Transport::Load => {
+            let to: Vec<Host> = need.iter().map(|(h, _)| h.clone()).collect();
+            load(builder, &to, &all).await?;
+        }
+        Transport::Registry => {
+            let manager = crate::host::manager(hosts);
+            if need.iter().any(|(h, _)| h.name() == manager.name()) {
+                load(builder, std::slice::from_ref(manager), &all).await?;
+            }
+            let registry = crate::registry::ensure(builder, hosts, &images.base).await?;
+            let workers: Vec<(Host, Vec<&ImageRef>)> = need
+                .into_iter()
+                .filter(|(h, _)| h.name() != manager.name())
+                .collect();
+            // Pushed once; each worker pulls only what it lacks.
+            let mut digests = std::collections::HashMap::new();
+            for i in [&images.peer, &images.coordinator] {
+                if workers.iter().any(|(_, lacks)| lacks.contains(&i)) {
+                    digests.insert(i.tag.clone(), push(manager, &registry.endpoint, i).await?);
+                }
+            }
+            if !workers.is_empty() {
+                eprintln!(
+                    "images: {} worker(s) pulling from {} by digest",
+                    workers.len(),
+                    registry.endpoint
+                );
+            }
+            let pulls = workers.iter().map(|(h, lacks)| {
+                let digests = &digests;
+                async move {
+                    for i in lacks.iter().filter(|i| digests.contains_key(&i.tag)) {
+                        pull(h, &digests[&i.tag], i).await?;
+                    }
+                    anyhow::Ok(())
+                }
+            });
+            for r in futures_util::future::join_all(pulls).await {
+                r?;
+            }
+        }
+    }
+    eprintln!(
+        "images: on every host by {transport} in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(transport.to_string())
+}

@@ -1,0 +1,299 @@
+//! `launcher hosts check`: can each host run its part of a mesh?
+//!
+//! One row per host: reachable (and why not), Docker version and API, swarm state,
+//! kernel support (netem for link shaping, IPVS for the routing mesh), free disk under
+//! the engine's root, clock offset against the manager, and the neighbour-table limit
+//! (`gc_thresh3`) against the planned peer count. A host that cannot be reached, or
+//! whose engine does not answer, is unusable: the command exits 1.
+
+use crate::host::Host;
+use crate::hosts::{HostSpec, HostsFile};
+use serde::Serialize;
+
+/// One host's row.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Row {
+    pub host: String,
+    pub role: String,
+    pub reachable: bool,
+    /// Why not, when not.
+    pub error: Option<String>,
+    pub docker_version: Option<String>,
+    pub api_version: Option<String>,
+    pub swarm: Option<String>,
+    /// `yes`, `no` or `unknown`.
+    pub netem: Option<String>,
+    pub ipvs: Option<String>,
+    pub kernel: Option<String>,
+    pub disk_free_gib: Option<f64>,
+    /// Host clock minus the manager's, ms.
+    pub clock_offset_ms: Option<f64>,
+    pub gc_thresh3: Option<u64>,
+    /// `ok`, `low` (below the planned peers) or `unknown`.
+    pub neighbours: String,
+}
+
+impl Row {
+    pub fn usable(&self) -> bool {
+        self.reachable && self.error.is_none()
+    }
+}
+
+/// What the probe script printed, `key=value` per line.
+pub fn parse_probe(text: &str) -> std::collections::HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+/// A POSIX shell script that prints the kernel facts; `$1` is the engine's root dir.
+pub const PROBE: &str = r#"
+cfg=$( (zcat /proc/config.gz || cat "/boot/config-$(uname -r)") 2>/dev/null )
+feat() {
+  if [ -d "/sys/module/$1" ]; then echo yes
+  elif printf '%s\n' "$cfg" | grep -q "^$2=[ym]"; then echo yes
+  elif modinfo "$1" >/dev/null 2>&1; then echo yes
+  elif [ -n "$cfg" ]; then echo no
+  else echo unknown; fi
+}
+echo "netem=$(feat sch_netem CONFIG_NET_SCH_NETEM)"
+echo "ipvs=$(feat ip_vs CONFIG_IP_VS)"
+echo "kernel=$(uname -r)"
+echo "disk_free_kb=$(df -Pk "$ROOT" 2>/dev/null | awk 'NR==2 {print $4}')"
+echo "gc_thresh3=$(cat /proc/sys/net/ipv4/neigh/default/gc_thresh3 2>/dev/null)"
+"#;
+
+/// The neighbour-table verdict for `peers` planned peers.
+pub fn neighbours_verdict(gc_thresh3: Option<u64>, peers: usize) -> String {
+    match gc_thresh3 {
+        None => "unknown".into(),
+        // Every peer on the overlay is a neighbour entry; leave headroom.
+        Some(t) if (t as usize) < peers + 64 => "low".into(),
+        Some(_) => "ok".into(),
+    }
+}
+
+async fn check_one(spec: HostSpec, file: &HostsFile, peers: usize) -> (Row, Option<Host>) {
+    let mut row = Row {
+        host: spec.name.clone(),
+        role: format!("{:?}", spec.role).to_lowercase(),
+        neighbours: "unknown".into(),
+        ..Default::default()
+    };
+    let host = match Host::connect(spec, &file.ssh).await {
+        Ok(h) => h,
+        Err(e) => {
+            row.error = Some(format!("{e:#}"));
+            return (row, None);
+        }
+    };
+    row.reachable = true;
+    match host.docker.version().await {
+        Ok(v) => {
+            row.docker_version = v.version;
+            row.api_version = v.api_version;
+        }
+        Err(e) => row.error = Some(format!("docker version: {e}")),
+    }
+    let root = match host.docker.info().await {
+        Ok(info) => {
+            row.swarm = info
+                .swarm
+                .and_then(|s| s.local_node_state)
+                .map(|s| s.to_string());
+            info.docker_root_dir
+                .unwrap_or_else(|| "/var/lib/docker".into())
+        }
+        Err(e) => {
+            row.error = Some(format!("docker info: {e}"));
+            "/var/lib/docker".into()
+        }
+    };
+    let script = format!("ROOT={}\n{PROBE}", crate::ssh::shell_quote(&root));
+    match host.exec(&script, b"").await {
+        Ok(out) => {
+            let facts = parse_probe(&out.stdout);
+            let get = |k: &str| facts.get(k).filter(|v| !v.is_empty()).cloned();
+            row.netem = get("netem");
+            row.ipvs = get("ipvs");
+            row.kernel = get("kernel");
+            row.disk_free_gib = get("disk_free_kb")
+                .and_then(|v| v.parse::<f64>().ok())
+                .map(|kb| (kb / 1024.0 / 1024.0 * 10.0).round() / 10.0);
+            row.gc_thresh3 = get("gc_thresh3").and_then(|v| v.parse().ok());
+            row.neighbours = neighbours_verdict(row.gc_thresh3, peers);
+        }
+        Err(e) => row.error = Some(format!("running the kernel probe: {e:#}")),
+    }
+    (row, Some(host))
+}
+
+/// Checks every host at once.
+pub async fn check(file: &HostsFile, peers: usize) -> Vec<Row> {
+    let results = futures_util::future::join_all(
+        file.hosts
+            .iter()
+            .map(|spec| check_one(spec.clone(), file, peers)),
+    )
+    .await;
+    let offsets = futures_util::future::join_all(results.iter().map(|(_, h)| async move {
+        match h {
+            Some(h) => crate::clock::measure(h).await.ok(),
+            None => None,
+        }
+    }))
+    .await;
+    let manager = file
+        .hosts
+        .iter()
+        .position(|h| h.role == crate::hosts::Role::Manager)
+        .and_then(|i| offsets[i]);
+    results
+        .into_iter()
+        .zip(offsets)
+        .map(|((mut row, _), off)| {
+            if let (Some(o), Some(m)) = (off, manager) {
+                row.clock_offset_ms = Some(((o.offset_ms - m.offset_ms) * 10.0).round() / 10.0);
+            }
+            row
+        })
+        .collect()
+}
+
+/// The rows as a table.
+pub fn render(rows: &[Row]) -> String {
+    let header = [
+        "host",
+        "role",
+        "reachable",
+        "docker",
+        "api",
+        "swarm",
+        "netem",
+        "ipvs",
+        "disk free",
+        "clock",
+        "gc_thresh3",
+    ];
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+            vec![
+                r.host.clone(),
+                r.role.clone(),
+                if r.reachable {
+                    "yes".into()
+                } else {
+                    "NO".into()
+                },
+                o(&r.docker_version),
+                o(&r.api_version),
+                o(&r.swarm),
+                o(&r.netem),
+                o(&r.ipvs),
+                r.disk_free_gib
+                    .map(|g| format!("{g} GiB"))
+                    .unwrap_or_else(|| "-".into()),
+                r.clock_offset_ms
+                    .map(|c| format!("{c:+} ms"))
+                    .unwrap_or_else(|| "-".into()),
+                match r.gc_thresh3 {
+                    Some(t) => format!("{t} ({})", r.neighbours),
+                    None => r.neighbours.clone(),
+                },
+            ]
+        })
+        .collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| {
+            cells
+                .iter()
+                .map(|row| row[c].len())
+                .chain([header[c].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |row: Vec<String>| {
+        row.iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+            + "\n"
+    };
+    let mut out = line(header.iter().map(|s| s.to_string()).collect());
+    for row in cells {
+        out.push_str(&line(row));
+    }
+    for r in rows.iter().filter(|r| !r.usable()) {
+        out.push_str(&format!(
+            "\n{}: {}\n",
+            r.host,
+            r.error.as_deref().unwrap_or("unusable")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_output_parses() {
+        let f = parse_probe("netem=no\nipvs=yes\ndisk_free_kb=1048576\ngc_thresh3=\n");
+        assert_eq!(f["netem"], "no");
+        assert_eq!(f["gc_thresh3"], "");
+        assert_eq!(neighbours_verdict(Some(1024), 100), "ok");
+        assert_eq!(neighbours_verdict(Some(1024), 1000), "low");
+        assert_eq!(neighbours_verdict(None, 10), "unknown");
+    }
+
+    #[test]
+    fn the_probe_runs_here() {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("ROOT=/\n{PROBE}"))
+            .output()
+            .unwrap();
+        let f = parse_probe(&String::from_utf8_lossy(&out.stdout));
+        for key in ["netem", "ipvs", "kernel", "disk_free_kb"] {
+            assert!(f.contains_key(key), "{key} missing: {f:?}");
+        }
+        assert!(["yes", "no", "unknown"].contains(&f["netem"].as_str()));
+        assert!(f["disk_free_kb"].parse::<u64>().is_ok(), "{f:?}");
+    }
+
+    #[test]
+    fn unreachable_hosts_are_named_with_the_reason() {
+        let rows = vec![
+            Row {
+                host: "a".into(),
+                reachable: true,
+                neighbours: "ok".into(),
+                ..Default::default()
+            },
+            Row {
+                host: "b".into(),
+                error: Some("connect to host 10.0.0.3 port 22: No route to host".into()),
+                neighbours: "unknown".into(),
+                ..Default::default()
+            },
+        ];
+        let t = render(&rows);
+        assert!(
+            t.lines().nth(2).unwrap().starts_with("b ") && t.contains(" NO "),
+            "{t}"
+        );
+        assert!(
+            t.contains("b: connect to host 10.0.0.3 port 22: No route to host"),
+            "{t}"
+        );
+        assert!(rows[0].usable() && !rows[1].usable());
+    }
+}

@@ -1,0 +1,441 @@
+//! `launcher lab up|down`: several Docker hosts on this machine, for trying multi-host
+//! runs on a laptop and for the tests.
+//!
+//! Each lab host is a container running dockerd and sshd (images/labhost) on a private
+//! bridge network, with a fixed address. `up` makes an SSH key, a host key per host and a
+//! known_hosts file in the lab directory, and writes a `hosts.toml` there that reaches the
+//! hosts over SSH with strict host key checking, like real machines. It is idempotent:
+//! running hosts are kept, stopped ones started, missing ones created.
+//!
+//! The containers need `--cap-add ALL` minus SYS_RESOURCE, no seccomp or AppArmor
+//! profile, and a volume on /var/lib/docker (so the inner engine uses overlay2): the
+//! recipe that works where `--privileged` is refused.
+
+use crate::error::bad_input;
+use crate::host::Host;
+use crate::hosts::{HostSpec, HostsFile, Role, SshSettings};
+use crate::network::Subnet;
+use crate::{images, tasks};
+use anyhow::Context;
+use bollard::models::{
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig,
+    NetworkCreateRequest, NetworkingConfig,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    UploadToContainerOptionsBuilder,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const DOCKERFILE: &str = include_str!("../../images/labhost/Dockerfile");
+const SSHD_CONFIG: &str = include_str!("../../images/labhost/sshd_config");
+const ENTRYPOINT: &str = include_str!("../../images/labhost/entrypoint");
+/// Label on every lab object, with the lab's name.
+pub const LAB_LABEL: &str = "io.cmesh.lab";
+
+/// What `lab up` makes.
+#[derive(Clone, Debug)]
+pub struct LabRequest {
+    pub name: String,
+    pub hosts: usize,
+    pub dir: PathBuf,
+    pub base_image: Option<String>,
+}
+
+/// Container name of lab host `i` (1-based).
+pub fn host_container(lab: &str, i: usize) -> String {
+    format!("{lab}-{i}")
+}
+
+/// The lab's fixed address of host `i`: `.10 + i` in its /24.
+pub fn host_addr(subnet: Subnet, i: usize) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::from(u32::from(subnet.base) + 10 + i as u32)
+}
+
+/// Picks a free /24 in 172.31.200-254.0 for the lab network, starting at `start` (so labs
+/// created at the same moment rarely reach for the same block).
+pub fn pick_lab_subnet(taken: &[Subnet], start: u32) -> anyhow::Result<Subnet> {
+    (0..55u32)
+        .map(|i| 200 + (start + i) % 55)
+        .map(|x| Subnet::parse(&format!("172.31.{x}.0/24")).expect("valid"))
+        .find(|c| !taken.iter().any(|t| t.overlaps(*c)))
+        .ok_or_else(|| anyhow::anyhow!("no free 172.31.200-254.0/24 block for the lab network"))
+}
+
+/// The hosts file for a lab: lab-1 is the manager, the rest workers.
+pub fn hosts_file(lab: &str, subnet: Subnet, n: usize) -> HostsFile {
+    HostsFile {
+        ssh: SshSettings {
+            identity_file: Some("id_ed25519".into()),
+            known_hosts: Some("known_hosts".into()),
+            strict_host_key_checking: true,
+            connect_timeout: "5s".into(),
+        },
+        hosts: (1..=n)
+            .map(|i| {
+                let addr = host_addr(subnet, i).to_string();
+                HostSpec {
+                    name: format!("lab-{i}"),
+                    ssh: Some(format!("root@{addr}:22")),
+                    docker_socket: "/var/run/docker.sock".into(),
+                    role: if i == 1 { Role::Manager } else { Role::Worker },
+                    capacity: 500,
+                    weight: None,
+                    labels: BTreeMap::from([("lab".to_owned(), lab.to_owned())]),
+                    advertise_addr: Some(addr),
+                }
+            })
+            .collect(),
+    }
+}
+
+fn run_keygen(path: &Path, comment: &str) -> anyhow::Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path)
+        .output()
+        .context("cannot run ssh-keygen (install openssh-client)")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "ssh-keygen for {} failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+async fn ensure_image(builder: &Host, base: Option<&str>) -> anyhow::Result<String> {
+    let (base, _) = images::ensure_base(&builder.docker, base).await?;
+    let tag = format!(
+        "cmesh-labhost:{}",
+        images::short_hash(&[
+            DOCKERFILE.as_bytes(),
+            SSHD_CONFIG.as_bytes(),
+            ENTRYPOINT.as_bytes(),
+            base.id.as_bytes()
+        ])
+    );
+    if builder.docker.inspect_image(&tag).await.is_ok() {
+        return Ok(tag);
+    }
+    eprintln!("lab: building {tag} (Docker Engine and sshd from Debian's packages)");
+    let context = images::tar_context(&[
+        ("Dockerfile", DOCKERFILE.as_bytes(), 0o644),
+        ("sshd_config", SSHD_CONFIG.as_bytes(), 0o644),
+        ("entrypoint", ENTRYPOINT.as_bytes(), 0o755),
+    ])?;
+    let args = HashMap::from([("BASE_IMAGE".to_owned(), base.tag.clone())]);
+    images::build(&builder.docker, &tag, context, args).await?;
+    Ok(tag)
+}
+
+async fn ensure_network(builder: &Host, lab: &str) -> anyhow::Result<Subnet> {
+    if let Ok(n) = builder.docker.inspect_network(lab, None).await {
+        return n
+            .ipam
+            .and_then(|i| i.config)
+            .and_then(|c| c.into_iter().next())
+            .and_then(|c| c.subnet)
+            .and_then(|s| Subnet::parse(&s).ok())
+            .with_context(|| format!("network {lab} exists but has no IPv4 subnet; remove it"));
+    }
+    // Another lab may take the same block at the same moment: pick again then.
+    let mut start = lab
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
+    for attempt in 0.. {
+        let subnet = pick_lab_subnet(&crate::network::taken_subnets(builder).await?, start)?;
+        match create_network(builder, lab, subnet).await {
+            Ok(()) => return Ok(subnet),
+            Err(_) if attempt < 10 => start = start.wrapping_add(7),
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+async fn create_network(builder: &Host, lab: &str, subnet: Subnet) -> anyhow::Result<()> {
+    builder
+        .docker
+        .create_network(NetworkCreateRequest {
+            name: lab.to_owned(),
+            driver: Some("bridge".into()),
+            ipam: Some(Ipam {
+                config: Some(vec![IpamConfig {
+                    subnet: Some(subnet.to_string()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            labels: Some(HashMap::from([(LAB_LABEL.to_owned(), lab.to_owned())])),
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("creating the lab network {lab} ({subnet})"))?;
+    Ok(())
+}
+
+fn body(lab: &str, name: &str, image: &str, addr: &str) -> ContainerCreateBody {
+    ContainerCreateBody {
+        image: Some(image.to_owned()),
+        hostname: Some(name.to_owned()),
+        labels: Some(HashMap::from([(LAB_LABEL.to_owned(), lab.to_owned())])),
+        host_config: Some(HostConfig {
+            cap_add: Some(vec!["ALL".into()]),
+            cap_drop: Some(vec!["SYS_RESOURCE".into()]),
+            security_opt: Some(vec![
+                "seccomp=unconfined".into(),
+                "apparmor=unconfined".into(),
+            ]),
+            // `--security-opt systempaths=unconfined` on the command line: nothing masked
+            // or read-only under /proc and /sys, so the inner engine can set them up.
+            masked_paths: Some(vec![]),
+            readonly_paths: Some(vec![]),
+            device_cgroup_rules: Some(vec!["a *:* rwm".into()]),
+            binds: Some(vec![
+                "/sys/fs/cgroup:/sys/fs/cgroup:rw".into(),
+                format!("{name}-docker:/var/lib/docker"),
+            ]),
+            tmpfs: Some(HashMap::from([("/run".to_owned(), String::new())])),
+            network_mode: Some(lab.to_owned()),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                lab.to_owned(),
+                EndpointSettings {
+                    ipam_config: Some(EndpointIpamConfig {
+                        ipv4_address: Some(addr.to_owned()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            )])),
+        }),
+        ..Default::default()
+    }
+}
+
+async fn ensure_host(
+    builder: &Host,
+    lab: &str,
+    i: usize,
+    image: &str,
+    addr: &str,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let name = host_container(lab, i);
+    let docker = &builder.docker;
+    if let Ok(c) = docker.inspect_container(&name, None).await {
+        if c.state.and_then(|s| s.running) != Some(true) {
+            docker
+                .start_container(&name, None)
+                .await
+                .with_context(|| format!("starting lab host {name}"))?;
+        }
+        return Ok(());
+    }
+    docker
+        .create_container(
+            Some(CreateContainerOptionsBuilder::default().name(&name).build()),
+            body(lab, &name, image, addr),
+        )
+        .await
+        .with_context(|| format!("creating lab host {name}"))?;
+    let host_key = std::fs::read(dir.join("hostkeys").join(format!("lab-{i}_ed25519")))?;
+    let authorized = std::fs::read(dir.join("id_ed25519.pub"))?;
+    let tar = images::tar_context(&[
+        ("etc/ssh/ssh_host_ed25519_key", &host_key, 0o600),
+        ("root/.ssh/authorized_keys", &authorized, 0o600),
+    ])?;
+    docker
+        .upload_to_container(
+            &name,
+            Some(UploadToContainerOptionsBuilder::default().path("/").build()),
+            bollard::body_full(tar.into()),
+        )
+        .await
+        .with_context(|| format!("writing keys into lab host {name}"))?;
+    docker
+        .start_container(&name, None)
+        .await
+        .with_context(|| format!("starting lab host {name}"))?;
+    Ok(())
+}
+
+/// Starts the lab (or completes it); returns the path of its hosts.toml.
+pub async fn up(req: &LabRequest) -> anyhow::Result<PathBuf> {
+    if !(1..=20).contains(&req.hosts) {
+        return Err(bad_input("--hosts must be between 1 and 20"));
+    }
+    let builder = crate::host::builder().await?;
+    let dir = &req.dir;
+    std::fs::create_dir_all(dir.join("hostkeys"))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    run_keygen(&dir.join("id_ed25519"), "cmesh-lab")?;
+    for i in 1..=req.hosts {
+        run_keygen(
+            &dir.join("hostkeys").join(format!("lab-{i}_ed25519")),
+            &format!("lab-{i}"),
+        )?;
+    }
+    let image = ensure_image(&builder, req.base_image.as_deref()).await?;
+    let subnet = ensure_network(&builder, &req.name).await?;
+    let mut known = String::new();
+    for i in 1..=req.hosts {
+        let addr = host_addr(subnet, i).to_string();
+        let public =
+            std::fs::read_to_string(dir.join("hostkeys").join(format!("lab-{i}_ed25519.pub")))?;
+        let key: Vec<&str> = public.split_whitespace().take(2).collect();
+        known.push_str(&format!("{addr} {}\n", key.join(" ")));
+        ensure_host(&builder, &req.name, i, &image, &addr, dir).await?;
+    }
+    std::fs::write(dir.join("known_hosts"), known)?;
+    let file = hosts_file(&req.name, subnet, req.hosts);
+    let path = dir.join("hosts.toml");
+    let text = format!(
+        "# The `{}` lab: {} Docker hosts on this machine (launcher lab up). Format: docs/hosts.md.\n\n{}",
+        req.name,
+        req.hosts,
+        toml::to_string(&file)?
+    );
+    std::fs::write(&path, text)?;
+    // Ready when every host answers over SSH with its engine up.
+    let loaded = crate::hosts::load(&path)?;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        match crate::host::connect_all(&loaded).await {
+            Ok(_) => break,
+            Err(e) if Instant::now() > deadline => {
+                return Err(anyhow::anyhow!("{e:#}").context(format!(
+                    "the lab hosts did not come up within 90 s; see `docker logs {}`",
+                    host_container(&req.name, 1)
+                )))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+    eprintln!(
+        "lab: {} hosts up on {} ({subnet}); hosts file {}",
+        req.hosts,
+        req.name,
+        path.display()
+    );
+    Ok(path)
+}
+
+/// Removes the lab's hosts, their engines' volumes and its network. Keys and the hosts
+/// file stay, so `lab up` brings back the same lab.
+pub async fn down(lab: &str) -> anyhow::Result<usize> {
+    let builder = crate::host::builder().await?;
+    let docker = &builder.docker;
+    let filter = HashMap::from([("label".to_owned(), vec![format!("{LAB_LABEL}={lab}")])]);
+    let list = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filter)
+                .build(),
+        ))
+        .await?;
+    let names: Vec<String> = list
+        .into_iter()
+        .filter_map(|c| Some(c.names?.first()?.trim_start_matches('/').to_owned()))
+        .collect();
+    let n = names.len();
+    let results = tasks::for_each("lab down", names, 8, |name: String| async move {
+        docker
+            .remove_container(
+                &name,
+                Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+            )
+            .await
+            .with_context(|| format!("removing lab host {name}"))?;
+        let _ = docker
+            .remove_volume(
+                &format!("{name}-docker"),
+                None::<bollard::query_parameters::RemoveVolumeOptions>,
+            )
+            .await;
+        anyhow::Ok(())
+    })
+    .await;
+    for (_, r) in results {
+        r?;
+    }
+    if docker.inspect_network(lab, None).await.is_ok() {
+        docker
+            .remove_network(lab)
+            .await
+            .with_context(|| format!("removing the lab network {lab}"))?;
+    }
+    eprintln!("lab: removed {n} hosts and network {lab}");
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lab_hosts_file_round_trips_and_validates() {
+        let subnet = Subnet::parse("172.31.250.0/24").unwrap();
+        let file = hosts_file("cmesh-lab", subnet, 3);
+        let text = toml::to_string(&file).unwrap();
+        let parsed = crate::hosts::parse(&text, "lab.toml").unwrap();
+        assert_eq!(parsed, file);
+        assert_eq!(parsed.manager().name, "lab-1");
+        assert_eq!(
+            parsed.hosts[2].ssh.as_deref(),
+            Some("root@172.31.250.13:22")
+        );
+        assert_eq!(
+            parsed.hosts[2].swarm_addr().as_deref(),
+            Some("172.31.250.13")
+        );
+        assert!(parsed.ssh.strict_host_key_checking);
+    }
+
+    #[test]
+    fn picks_a_free_lab_subnet() {
+        let first = pick_lab_subnet(&[], 0).unwrap();
+        assert_eq!(first.to_string(), "172.31.200.0/24");
+        let next = pick_lab_subnet(&[first, Subnet::parse("172.31.201.0/24").unwrap()], 0).unwrap();
+        assert_eq!(next.to_string(), "172.31.202.0/24");
+        assert_eq!(
+            pick_lab_subnet(&[], 54).unwrap().to_string(),
+            "172.31.254.0/24"
+        );
+        assert_eq!(
+            pick_lab_subnet(&[], 55).unwrap().to_string(),
+            "172.31.200.0/24"
+        );
+        assert!(pick_lab_subnet(&[Subnet::parse("172.16.0.0/12").unwrap()], 3).is_err());
+    }
+
+    #[test]
+    fn lab_containers_get_the_dind_recipe() {
+        let b = body("lab", "lab-1", "img", "172.31.200.11");
+        let hc = b.host_config.unwrap();
+        assert_eq!(
+            hc.cap_drop.as_deref(),
+            Some(&["SYS_RESOURCE".to_owned()][..])
+        );
+        assert!(hc.privileged.is_none(), "--privileged is refused here");
+        assert!(hc
+            .binds
+            .unwrap()
+            .contains(&"lab-1-docker:/var/lib/docker".to_owned()));
+    }
+}

@@ -1,0 +1,344 @@
+//! Multi-host runs on a local lab: Docker hosts in containers, reached over real SSH.
+//!
+//! Each test starts its own lab (`launcher lab up`) under a name of its own, and removes
+//! it when it ends, passing or not. These tests need the Docker Engine and fail without
+//! one; they never skip.
+
+use cmesh_testkit::{assert_bad_input, binary, images_built, launcher, read_json, text};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+/// A lab of `n` hosts, removed when dropped.
+struct Lab {
+    name: String,
+    dir: tempfile::TempDir,
+    hosts_file: PathBuf,
+}
+
+impl Lab {
+    fn up(tag: &str, n: usize) -> Lab {
+        images_built();
+        let name = format!("t{}-{tag}", std::process::id() % 100_000);
+        let dir = tempfile::tempdir().unwrap();
+        let lab = Lab {
+            hosts_file: dir.path().join("hosts.toml"),
+            name,
+            dir,
+        };
+        let out = Command::new(binary("launcher"))
+            .args([
+                "lab",
+                "up",
+                "--hosts",
+                &n.to_string(),
+                "--name",
+                &lab.name,
+                "--dir",
+            ])
+            .arg(lab.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "lab up failed:\n{}",
+            text(&out.stderr)
+        );
+        assert_eq!(
+            text(&out.stdout).trim(),
+            lab.hosts_file.display().to_string()
+        );
+        lab
+    }
+
+    fn container(&self, i: usize) -> String {
+        format!("{}-{i}", self.name)
+    }
+
+    /// `docker` inside lab host `i`.
+    fn docker_in(&self, i: usize, args: &[&str]) -> String {
+        let out = Command::new("docker")
+            .args(["exec", &self.container(i), "docker"])
+            .args(args)
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new(binary("launcher"))
+            .args(["lab", "down", "--name", &self.name])
+            .output();
+    }
+}
+
+/// Runs 30 peers on a 3-host lab and checks what the multi-host issue promises.
+fn run_30_peers_across_3_hosts(transport: &str) {
+    let lab = Lab::up(transport, 3);
+    let runs = tempfile::tempdir().unwrap();
+    let id = format!("t{}-{transport}", std::process::id() % 100_000);
+    let out = launcher(
+        runs.path(),
+        &[
+            "run",
+            "--hosts",
+            lab.hosts_file.to_str().unwrap(),
+            "--peers",
+            "30",
+            "--duration",
+            "20s",
+            "--image-transport",
+            transport,
+            "--json",
+            "--run-id",
+            &id,
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "launcher run failed:\n{stderr}");
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("summary.json on stdout");
+    assert_eq!(summary["peers_reported"], 30, "{stderr}");
+    assert_eq!(summary["coverage"], 1.0);
+
+    let dir = runs.path().join(&id);
+    let manifest = read_json(&dir.join("manifest.json"));
+    assert_eq!(manifest["image_transport"], transport, "{stderr}");
+    let hosts_used: BTreeSet<&str> = manifest["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        hosts_used,
+        BTreeSet::from(["lab-1", "lab-2", "lab-3"]),
+        "peers on all 3 hosts"
+    );
+    let offsets = manifest["clock_offsets_ms"].as_object().unwrap();
+    assert_eq!(offsets.len(), 3, "a clock offset per host: {offsets:?}");
+
+    // Latency was measured between hosts, corrected for the clock offsets.
+    assert_eq!(summary["clock_corrected"], true);
+    assert!(summary["cross_host_latency"]["count"].as_u64().unwrap() > 0);
+    let pairs = summary["latency_by_host_pair"].as_array().unwrap();
+    assert_eq!(pairs.len(), 9, "3 × 3 host pairs");
+
+    // extract: every container's archives under its own host's directory.
+    let index = read_json(&dir.join("extract/extract.json"));
+    let containers = index["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 31, "30 peers and the coordinator");
+    let placed: std::collections::HashMap<&str, &str> = manifest["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(std::iter::once(&manifest["coordinator"]))
+        .map(|p| (p["name"].as_str().unwrap(), p["host"].as_str().unwrap()))
+        .collect();
+    for c in containers {
+        let name = c["name"].as_str().unwrap();
+        let host = placed[name];
+        assert_eq!(c["host"], host, "{name}");
+        assert_eq!(c["report"], "complete", "{name}");
+        let d = dir.join("extract").join(host).join(name);
+        for f in ["report.tar.gz", "logs.txt.gz", "inspect.json"] {
+            assert!(d.join(f).is_file(), "{} missing", d.join(f).display());
+        }
+    }
+    // run removed the containers on every host.
+    for i in 1..=3 {
+        let left = lab.docker_in(
+            i,
+            &["ps", "-aq", "--filter", &format!("label=io.cmesh.run={id}")],
+        );
+        assert!(left.trim().is_empty(), "lab host {i} still has {left}");
+    }
+}
+
+#[test]
+fn thirty_peers_on_three_hosts_through_ssh_and_the_registry() {
+    run_30_peers_across_3_hosts("registry");
+}
+
+#[test]
+fn thirty_peers_on_three_hosts_with_images_loaded_into_each_engine() {
+    run_30_peers_across_3_hosts("load");
+}
+
+#[test]
+fn hosts_check_reports_each_host_and_names_a_stopped_one() {
+    let lab = Lab::up("check", 2);
+    let runs = tempfile::tempdir().unwrap();
+    let hosts = lab.hosts_file.to_str().unwrap();
+    let out = launcher(runs.path(), &["hosts", "check", "--hosts", hosts, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        assert_eq!(row["reachable"], true, "{row}");
+        assert_eq!(row["api_version"], "1.41", "{row}");
+        // This kernel has neither (see shared/ENVIRONMENT.md); the probe must say so.
+        assert_eq!(row["netem"], "no", "{row}");
+        assert_eq!(row["ipvs"], "no", "{row}");
+        assert!(row["disk_free_gib"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(
+            row["clock_offset_ms"].as_f64().unwrap().abs() < 1000.0,
+            "{row}"
+        );
+    }
+
+    // A host stopped by hand is unreachable, with ssh's reason, and the check fails.
+    let stop = Command::new("docker")
+        .args(["stop", "-t", "1", &lab.container(2)])
+        .output()
+        .unwrap();
+    assert!(stop.status.success());
+    let out = launcher(runs.path(), &["hosts", "check", "--hosts", hosts]);
+    let table = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{table}");
+    let row = table.lines().find(|l| l.starts_with("lab-2")).unwrap();
+    assert!(row.contains(" NO "), "{table}");
+    assert!(
+        table.contains("lab-2: host `lab-2` (root@") && table.contains("unreachable over SSH"),
+        "{table}"
+    );
+    let lab1 = table.lines().find(|l| l.starts_with("lab-1")).unwrap();
+    assert!(lab1.contains(" yes "), "{table}");
+}
+
+#[test]
+fn a_host_key_mismatch_is_bad_input_and_creates_nothing() {
+    let lab = Lab::up("hostkey", 2);
+    // known_hosts with another key for lab-2's address.
+    let dir = lab.dir.path();
+    let wrong = dir.join("wrong_key");
+    let keygen = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&wrong)
+        .status()
+        .unwrap();
+    assert!(keygen.success());
+    let known = std::fs::read_to_string(dir.join("known_hosts")).unwrap();
+    let lines: Vec<&str> = known.lines().collect();
+    let addr2 = lines[1].split_whitespace().next().unwrap();
+    let wrong_pub = std::fs::read_to_string(wrong.with_extension("pub")).unwrap();
+    let key: Vec<&str> = wrong_pub.split_whitespace().take(2).collect();
+    std::fs::write(
+        dir.join("known_hosts_wrong"),
+        format!("{}\n{addr2} {}\n", lines[0], key.join(" ")),
+    )
+    .unwrap();
+    let hosts = std::fs::read_to_string(&lab.hosts_file)
+        .unwrap()
+        .replace("\"known_hosts\"", "\"known_hosts_wrong\"");
+    let bad = dir.join("bad-hosts.toml");
+    std::fs::write(&bad, hosts).unwrap();
+
+    let runs = tempfile::tempdir().unwrap();
+    let out = launcher(
+        runs.path(),
+        &["spawn", "--hosts", bad.to_str().unwrap(), "--peers", "4"],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("host `lab-2`") && stderr.contains("known_hosts"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_dir(runs.path()).unwrap().count(),
+        0,
+        "no run directory"
+    );
+    for i in 1..=2 {
+        assert_eq!(
+            lab.docker_in(i, &["ps", "-aq"]).trim(),
+            "",
+            "containers on lab host {i}"
+        );
+        let swarm = lab.docker_in(i, &["info", "--format", "{{.Swarm.LocalNodeState}}"]);
+        assert_eq!(swarm.trim(), "inactive", "lab host {i} joined no swarm");
+    }
+}
+
+#[test]
+fn a_dropped_ssh_master_is_reconnected() {
+    let lab = Lab::up("reconnect", 1);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let file = cmesh_launcher::hosts::load(&lab.hosts_file).unwrap();
+        let host = cmesh_launcher::host::Host::connect(file.hosts[0].clone(), &file.ssh)
+            .await
+            .unwrap();
+        host.docker.ping().await.unwrap();
+        let ctl = host.link().unwrap().control_socket().await;
+        let exit = Command::new("ssh")
+            .arg("-S")
+            .arg(&ctl)
+            .args(["-O", "exit", "lab"])
+            .output()
+            .unwrap();
+        assert!(exit.status.success(), "{}", text(&exit.stderr));
+        assert!(host.docker.ping().await.is_err(), "the master is gone");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if host.docker.ping().await.is_ok() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no reconnect within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let out = host.exec("echo ok", b"").await.unwrap();
+        assert_eq!(out.stdout.trim(), "ok");
+    });
+}
+
+#[test]
+fn lab_and_hosts_commands_refuse_bad_input() {
+    let scratch = tempfile::tempdir().unwrap();
+    let untouched = scratch.path().join("lab");
+    let missing = scratch.path().join("nope.toml");
+    let keyless = scratch.path().join("keyless.toml");
+    std::fs::write(
+        &keyless,
+        "[ssh]\nidentity_file = \"no-such-key\"\n\n[[host]]\nname = \"a\"\nssh = \"root@10.0.0.9\"\n",
+    )
+    .unwrap();
+    let dir = untouched.to_str().unwrap();
+    assert_bad_input(
+        "launcher",
+        &[
+            (
+                vec!["lab", "up", "--hosts", "0", "--dir", dir],
+                "--hosts must be between 1 and 20",
+            ),
+            (
+                vec!["hosts", "check", "--hosts", missing.to_str().unwrap()],
+                "cannot read the hosts file",
+            ),
+            (
+                vec!["hosts", "check", "--hosts", keyless.to_str().unwrap()],
+                ":2: [ssh] `identity_file`",
+            ),
+            (
+                vec!["spawn", "--peers", "2", "--host-label", "zone"],
+                "--host-label `zone`: use KEY=VALUE",
+            ),
+            (
+                vec!["spawn", "--peers", "2", "--host-label", "zone=mars"],
+                "no host in hosts.toml matches --host-label zone=mars",
+            ),
+        ],
+        dir,
+    );
+}
