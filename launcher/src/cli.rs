@@ -171,7 +171,8 @@ pub enum LabCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ImagesCommand {
-    /// Build the base (if missing), peer and coordinator images on the manager.
+    /// Build the base (if missing), peer and coordinator images on this machine's engine
+    /// (spawn puts them on the other hosts).
     Build {
         #[arg(long)]
         hosts: Option<PathBuf>,

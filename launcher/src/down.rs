@@ -104,12 +104,19 @@ pub async fn down(run: &RunDir, force: bool, concurrency: usize) -> anyhow::Resu
         crate::spawn::reports_volume(&run.id),
         crate::spawn::secrets_volume(&run.id),
     ];
-    for h in hosts {
-        for volume in &volumes {
-            remove_volume(&h.docker, volume)
-                .await
-                .with_context(|| format!("removing volume {volume} on host {}", h.name()))?;
+    let removals = hosts.iter().map(|h| {
+        let volumes = &volumes;
+        async move {
+            for volume in volumes {
+                remove_volume(&h.docker, volume)
+                    .await
+                    .with_context(|| format!("removing volume {volume} on host {}", h.name()))?;
+            }
+            anyhow::Ok(())
         }
+    });
+    for r in futures_util::future::join_all(removals).await {
+        r?;
     }
     eprintln!(
         "down: removed {count} containers, network {} and volumes {}",

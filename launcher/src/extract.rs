@@ -414,9 +414,9 @@ pub async fn extract(run: &RunDir, concurrency: usize) -> anyhow::Result<Extract
     let live = LiveRun::load(run).await?;
     let (manifest, hosts, states) = (&live.manifest, &live.hosts, &live.states);
     let names = live.containers();
-    // Reports of the containers that need fetching, one archive per host and batch.
-    let mut prefetched: HashMap<String, SharedArchive> = HashMap::new();
-    for (h, host) in hosts.iter().enumerate() {
+    // Reports of the containers that need fetching, one archive per host, every host at
+    // once.
+    let fetches = hosts.iter().enumerate().map(|(h, host)| {
         let todo: Vec<String> = names
             .iter()
             .filter(|(n, hh)| {
@@ -424,10 +424,16 @@ pub async fn extract(run: &RunDir, concurrency: usize) -> anyhow::Result<Extract
             })
             .map(|(n, _)| n.clone())
             .collect();
-        if todo.is_empty() {
-            continue;
+        async move {
+            if todo.is_empty() {
+                return Ok(HashMap::new());
+            }
+            fetch_reports(host, &run.id, &manifest.images.peer.tag, &todo).await
         }
-        match fetch_reports(host, &run.id, &manifest.images.peer.tag, &todo).await {
+    });
+    let mut prefetched: HashMap<String, SharedArchive> = HashMap::new();
+    for fetched in futures_util::future::join_all(fetches).await {
+        match fetched {
             Ok(map) => prefetched.extend(map.into_iter().map(|(k, v)| (k, std::sync::Arc::new(v)))),
             // Each container then falls back to its own archive.
             Err(e) => eprintln!("extract: {e:#}; fetching reports one by one"),

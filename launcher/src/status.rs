@@ -14,12 +14,20 @@ pub struct Status {
     pub run_id: String,
     /// Docker state → number of containers, per role.
     pub containers: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Per host: peers placed there (from the manifest) and its peers by Docker state.
+    pub hosts: BTreeMap<String, HostStatus>,
     /// Containers in the manifest that Docker does not have.
     pub missing: Vec<String>,
     /// The coordinator's view, if it could be asked.
     pub coordinator: Option<StatusReport>,
     /// Why the coordinator could not be asked.
     pub coordinator_error: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct HostStatus {
+    pub placed: usize,
+    pub peers: BTreeMap<String, usize>,
 }
 
 /// Gathers the status of a run.
@@ -39,6 +47,14 @@ pub async fn status(run: &RunDir) -> anyhow::Result<Status> {
             .entry(state.clone())
             .or_default() += 1;
     }
+    let mut per_host: BTreeMap<String, HostStatus> = BTreeMap::new();
+    for p in &manifest.peers {
+        let h = per_host.entry(p.host.clone()).or_default();
+        h.placed += 1;
+        if let Some((_, state)) = states.get(&p.name) {
+            *h.peers.entry(state.clone()).or_default() += 1;
+        }
+    }
     let missing = manifest
         .peers
         .iter()
@@ -55,6 +71,7 @@ pub async fn status(run: &RunDir) -> anyhow::Result<Status> {
     Ok(Status {
         run_id: run.id.clone(),
         containers,
+        hosts: per_host,
         missing,
         coordinator,
         coordinator_error,
@@ -115,6 +132,15 @@ pub fn render(s: &Status) -> String {
             s.missing.join(", ")
         ));
     }
+    out.push_str("\nhosts (peers placed: by state):\n");
+    for (host, h) in &s.hosts {
+        let parts: Vec<String> = h.peers.iter().map(|(st, n)| format!("{n} {st}")).collect();
+        out.push_str(&format!(
+            "  {host:<12} {}: {}\n",
+            h.placed,
+            parts.join(", ")
+        ));
+    }
     out.push_str("\npeers (coordinator):\n");
     match (&s.coordinator, &s.coordinator_error) {
         (Some(c), _) => {
@@ -127,4 +153,49 @@ pub fn render(s: &Status) -> String {
         (None, None) => {}
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_shows_placement_per_host() {
+        let s = Status {
+            run_id: "r".into(),
+            containers: BTreeMap::from([(
+                "peer".to_owned(),
+                BTreeMap::from([("running".to_owned(), 3)]),
+            )]),
+            hosts: BTreeMap::from([
+                (
+                    "lab-1".to_owned(),
+                    HostStatus {
+                        placed: 2,
+                        peers: BTreeMap::from([("running".to_owned(), 2)]),
+                    },
+                ),
+                (
+                    "lab-2".to_owned(),
+                    HostStatus {
+                        placed: 2,
+                        peers: BTreeMap::from([
+                            ("running".to_owned(), 1),
+                            ("exited".to_owned(), 1),
+                        ]),
+                    },
+                ),
+            ]),
+            missing: vec![],
+            coordinator: None,
+            coordinator_error: Some("the coordinator is not running".into()),
+        };
+        let t = render(&s);
+        assert!(t.contains("  lab-1        2: 2 running\n"), "{t}");
+        assert!(t.contains("  lab-2        2: 1 exited, 1 running\n"), "{t}");
+        assert!(
+            t.contains("unavailable: the coordinator is not running"),
+            "{t}"
+        );
+    }
 }

@@ -3,6 +3,7 @@
 use crate::live::LiveRun;
 use crate::rundir::RunDir;
 use anyhow::Context;
+use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::{Duration, Instant};
 
@@ -86,35 +87,41 @@ pub async fn wait(run: &RunDir, timeout: Duration) -> anyhow::Result<Vec<Ended>>
     }
     bar.finish_and_clear();
     let (hosts, final_states) = (&live.hosts, &live.states);
-    let mut ended = Vec::new();
-    for p in &manifest.peers {
-        let Some((h, _)) = final_states.get(&p.name) else {
-            ended.push(Ended {
-                name: p.name.clone(),
+    // How each peer ended: inspected 16 at a time (over SSH, one at a time adds up).
+    let inspect = |name: String| async move {
+        let Some((h, _)) = final_states.get(&name) else {
+            return Ok(Ended {
+                name,
                 exit_code: None,
                 oom_killed: false,
             });
-            continue;
         };
         let info = hosts[*h]
             .docker
             .inspect_container(
-                &p.name,
+                &name,
                 None::<bollard::query_parameters::InspectContainerOptions>,
             )
             .await
-            .with_context(|| format!("inspecting {} on host {}", p.name, hosts[*h].name()))?;
+            .with_context(|| format!("inspecting {name} on host {}", hosts[*h].name()))?;
         let state = info.state.unwrap_or_default();
-        ended.push(Ended {
-            name: p.name.clone(),
+        anyhow::Ok(Ended {
+            name,
             exit_code: if state.running == Some(true) {
                 None
             } else {
                 state.exit_code
             },
             oom_killed: state.oom_killed.unwrap_or(false),
-        });
-    }
+        })
+    };
+    let ended: Vec<Ended> =
+        futures_util::stream::iter(manifest.peers.iter().map(|p| inspect(p.name.clone())))
+            .buffered(16)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<anyhow::Result<_>>()?;
     let failed = ended.iter().filter(|e| e.failed()).count();
     eprintln!(
         "wait: {} of {} peers exited 0{}",

@@ -77,27 +77,30 @@ impl Drop for Lab {
 }
 
 /// Runs 30 peers on a 3-host lab and checks what the multi-host issue promises.
-fn run_30_peers_across_3_hosts(transport: &str) {
+/// With `keep`, the containers stay after `run`, and status, logs and down are checked
+/// across the hosts too.
+fn run_30_peers_across_3_hosts(transport: &str, keep: bool) -> Lab {
     let lab = Lab::up(transport, 3);
     let runs = tempfile::tempdir().unwrap();
     let id = format!("t{}-{transport}", std::process::id() % 100_000);
-    let out = launcher(
-        runs.path(),
-        &[
-            "run",
-            "--hosts",
-            lab.hosts_file.to_str().unwrap(),
-            "--peers",
-            "30",
-            "--duration",
-            "20s",
-            "--image-transport",
-            transport,
-            "--json",
-            "--run-id",
-            &id,
-        ],
-    );
+    let mut args = vec![
+        "run",
+        "--hosts",
+        lab.hosts_file.to_str().unwrap(),
+        "--peers",
+        "30",
+        "--duration",
+        "20s",
+        "--image-transport",
+        transport,
+        "--json",
+        "--run-id",
+        &id,
+    ];
+    if keep {
+        args.push("--keep");
+    }
+    let out = launcher(runs.path(), &args);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "launcher run failed:\n{stderr}");
     let summary: Value = serde_json::from_slice(&out.stdout).expect("summary.json on stdout");
@@ -148,24 +151,75 @@ fn run_30_peers_across_3_hosts(transport: &str) {
             assert!(d.join(f).is_file(), "{} missing", d.join(f).display());
         }
     }
-    // run removed the containers on every host.
+    if keep {
+        // status: placement per host, from the manifest and from every host's engine.
+        let st = launcher(runs.path(), &["status", "--json", "--run", &id]);
+        assert_eq!(st.status.code(), Some(0), "{}", text(&st.stderr));
+        let st: Value = serde_json::from_slice(&st.stdout).unwrap();
+        for h in ["lab-1", "lab-2", "lab-3"] {
+            assert_eq!(st["hosts"][h]["placed"], 10, "{st}");
+            assert_eq!(st["hosts"][h]["peers"]["exited"], 10, "{st}");
+        }
+        // logs: a peer on a worker, through its host's SSH link.
+        let on_3 = placed.iter().find(|(_, h)| **h == "lab-3").unwrap().0;
+        let peer = on_3.trim_start_matches(&format!("{id}-"));
+        let logs = launcher(runs.path(), &["logs", "--run", &id, peer]);
+        assert_eq!(logs.status.code(), Some(0), "{}", text(&logs.stderr));
+        assert!(
+            text(&logs.stdout).contains("registered"),
+            "{}",
+            text(&logs.stdout)
+        );
+        let down = launcher(runs.path(), &["down", "--run", &id]);
+        assert_eq!(down.status.code(), Some(0), "{}", text(&down.stderr));
+    }
+    // The containers, network and volumes are gone from every host.
     for i in 1..=3 {
+        let volumes = lab.docker_in(
+            i,
+            &[
+                "volume",
+                "ls",
+                "-q",
+                "--filter",
+                &format!("label=io.cmesh.run={id}"),
+            ],
+        );
+        assert!(
+            volumes.trim().is_empty(),
+            "lab host {i} still has volumes {volumes}"
+        );
         let left = lab.docker_in(
             i,
             &["ps", "-aq", "--filter", &format!("label=io.cmesh.run={id}")],
         );
         assert!(left.trim().is_empty(), "lab host {i} still has {left}");
     }
+    lab
 }
 
 #[test]
 fn thirty_peers_on_three_hosts_through_ssh_and_the_registry() {
-    run_30_peers_across_3_hosts("registry");
+    let lab = run_30_peers_across_3_hosts("registry", false);
+    // The swarm's nodes carry the host names; `swarm leave` takes every host out.
+    for h in ["lab-1", "lab-2", "lab-3"] {
+        let filter = format!("node.label=io.cmesh.host={h}");
+        let node = lab.docker_in(1, &["node", "ls", "-q", "--filter", &filter]);
+        assert_eq!(node.trim().lines().count(), 1, "node of {h}: {node}");
+    }
+    let runs = tempfile::tempdir().unwrap();
+    let hosts = lab.hosts_file.to_str().unwrap();
+    let out = launcher(runs.path(), &["swarm", "leave", "--hosts", hosts]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    for i in 1..=3 {
+        let state = lab.docker_in(i, &["info", "--format", "{{.Swarm.LocalNodeState}}"]);
+        assert_eq!(state.trim(), "inactive", "lab host {i}");
+    }
 }
 
 #[test]
 fn thirty_peers_on_three_hosts_with_images_loaded_into_each_engine() {
-    run_30_peers_across_3_hosts("load");
+    run_30_peers_across_3_hosts("load", true);
 }
 
 #[test]

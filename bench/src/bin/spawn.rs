@@ -49,10 +49,10 @@ fn timed_spawn(runs: &std::path::Path, id: &str, n: usize, extra: &[&str]) -> Re
     let t = Instant::now();
     let spawned = launcher(runs, &args);
     let secs = t.elapsed().as_secs_f64();
-    let status = launcher(runs, &["status", "--json", "--run", id]);
+    let status = cmesh_testkit::launcher(runs, &["status", "--json", "--run", id]);
     launcher(runs, &["down", "--force", "--run", id])?;
     spawned?;
-    let status: serde_json::Value = serde_json::from_str(&status?)?;
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout)?;
     let running = status["containers"]["peer"]["running"]
         .as_u64()
         .unwrap_or(0) as usize;
