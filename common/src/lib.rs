@@ -17,6 +17,7 @@
 //! refuse (rather than misread) a report written by a newer peer.
 
 pub mod exit;
+pub mod faults;
 pub mod graph;
 pub mod histogram;
 pub mod parse;

@@ -8,6 +8,7 @@
 
 use crate::host::Host;
 use crate::hosts::{HostSpec, HostsFile};
+use cmesh_common::faults::{choose_path, Action, KernelCaps, ShapingPath};
 use serde::Serialize;
 
 /// One host's row.
@@ -24,6 +25,9 @@ pub struct Row {
     /// `yes`, `no` or `unknown`.
     pub netem: Option<String>,
     pub ipvs: Option<String>,
+    /// How link shaping would be done here: `netem`, `userspace` (NFQUEUE for delay,
+    /// iptables for loss, tbf for rate), or `none` (see `cmesh_common::faults`).
+    pub shaping: Option<String>,
     pub kernel: Option<String>,
     pub disk_free_gib: Option<f64>,
     /// Host clock minus the manager's, ms.
@@ -59,10 +63,26 @@ feat() {
 }
 echo "netem=$(feat sch_netem CONFIG_NET_SCH_NETEM)"
 echo "ipvs=$(feat ip_vs CONFIG_IP_VS)"
+echo "nfqueue=$(feat nfnetlink_queue CONFIG_NETFILTER_NETLINK_QUEUE)"
+echo "statistic=$(feat xt_statistic CONFIG_NETFILTER_XT_MATCH_STATISTIC)"
+echo "tbf=$(feat sch_tbf CONFIG_NET_SCH_TBF)"
 echo "kernel=$(uname -r)"
 echo "disk_free_kb=$(df -Pk "$ROOT" 2>/dev/null | awk 'NR==2 {print $4}')"
 echo "gc_thresh3=$(cat /proc/sys/net/ipv4/neigh/default/gc_thresh3 2>/dev/null)"
 "#;
+
+/// The shaping path for a delay, in a word: `netem`, `userspace` or `none`.
+pub fn shaping_path(caps: KernelCaps) -> &'static str {
+    let delay = Action::Delay {
+        ms: 1,
+        jitter_ms: 0,
+    };
+    match choose_path(&delay, caps) {
+        Ok(ShapingPath::Netem) => "netem",
+        Ok(_) => "userspace",
+        Err(_) => "none",
+    }
+}
 
 /// The neighbour-table verdict for `peers` planned peers.
 pub fn neighbours_verdict(gc_thresh3: Option<u64>, peers: usize) -> String {
@@ -118,6 +138,16 @@ async fn check_one(spec: HostSpec, file: &HostsFile, peers: usize) -> (Row, Opti
             row.netem = get("netem");
             row.ipvs = get("ipvs");
             row.kernel = get("kernel");
+            let yes = |k: &str| get(k).as_deref() == Some("yes");
+            row.shaping = Some(
+                shaping_path(KernelCaps {
+                    netem: yes("netem"),
+                    nfqueue: yes("nfqueue"),
+                    iptables_statistic: yes("statistic"),
+                    tbf: yes("tbf"),
+                })
+                .into(),
+            );
             row.disk_free_gib = get("disk_free_kb")
                 .and_then(|v| v.parse::<f64>().ok())
                 .map(|kb| (kb / 1024.0 / 1024.0 * 10.0).round() / 10.0);
@@ -172,6 +202,7 @@ pub fn render(rows: &[Row]) -> String {
         "swarm",
         "netem",
         "ipvs",
+        "shaping",
         "disk free",
         "clock",
         "gc_thresh3",
@@ -193,6 +224,7 @@ pub fn render(rows: &[Row]) -> String {
                 o(&r.swarm),
                 o(&r.netem),
                 o(&r.ipvs),
+                o(&r.shaping),
                 r.disk_free_gib
                     .map(|g| format!("{g} GiB"))
                     .unwrap_or_else(|| "-".into()),
@@ -252,6 +284,21 @@ mod tests {
         assert_eq!(neighbours_verdict(Some(1024), 100), "ok");
         assert_eq!(neighbours_verdict(Some(1024), 1000), "low");
         assert_eq!(neighbours_verdict(None, 10), "unknown");
+        let caps = KernelCaps {
+            netem: false,
+            nfqueue: true,
+            iptables_statistic: true,
+            tbf: true,
+        };
+        assert_eq!(shaping_path(caps), "userspace");
+        assert_eq!(
+            shaping_path(KernelCaps {
+                netem: true,
+                ..caps
+            }),
+            "netem"
+        );
+        assert_eq!(shaping_path(KernelCaps::default()), "none");
     }
 
     #[test]
@@ -262,7 +309,15 @@ mod tests {
             .output()
             .unwrap();
         let f = parse_probe(&String::from_utf8_lossy(&out.stdout));
-        for key in ["netem", "ipvs", "kernel", "disk_free_kb"] {
+        for key in [
+            "netem",
+            "ipvs",
+            "nfqueue",
+            "statistic",
+            "tbf",
+            "kernel",
+            "disk_free_kb",
+        ] {
             assert!(f.contains_key(key), "{key} missing: {f:?}");
         }
         assert!(["yes", "no", "unknown"].contains(&f["netem"].as_str()));

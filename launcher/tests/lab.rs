@@ -238,6 +238,8 @@ fn hosts_check_reports_each_host_and_names_a_stopped_one() {
         // This kernel has neither (see shared/ENVIRONMENT.md); the probe must say so.
         assert_eq!(row["netem"], "no", "{row}");
         assert_eq!(row["ipvs"], "no", "{row}");
+        // ... so delay would go through the userspace path (NFQUEUE is built in).
+        assert_eq!(row["shaping"], "userspace", "{row}");
         assert!(row["disk_free_gib"].as_f64().unwrap() > 0.0, "{row}");
         assert!(
             row["clock_offset_ms"].as_f64().unwrap().abs() < 1000.0,
