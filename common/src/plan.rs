@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub const PLAN_SCHEMA_VERSION: u32 = 1;
 
 /// The user's request for a run's workload.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlanSpec {
     /// Peers expected to register.
@@ -40,6 +40,12 @@ pub struct PlanSpec {
     pub heartbeat_ms: u64,
     /// After writing stops, how long peers may take to receive every record.
     pub settle_timeout_ms: u64,
+    /// Named peer sets for fault selectors and partitions (see [`crate::faults`]).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub groups: std::collections::BTreeMap<String, String>,
+    /// The fault timeline (see [`crate::faults`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<crate::faults::FaultSpec>,
 }
 
 impl Default for PlanSpec {
@@ -60,6 +66,8 @@ impl Default for PlanSpec {
             start_timeout_ms: 120_000,
             heartbeat_ms: 2_000,
             settle_timeout_ms: 10_000,
+            groups: Default::default(),
+            faults: Vec::new(),
         }
     }
 }
@@ -79,9 +87,25 @@ pub enum SpecError {
     BadHeartbeat(u64),
     #[error("random-regular needs 2 <= --degree < --peers (degree {degree}, peers {peers})")]
     BadDegree { degree: usize, peers: usize },
+    #[error("{0}")]
+    BadFaults(String),
 }
 
 impl PlanSpec {
+    /// The fault timeline, checked (see [`crate::faults::check`]).
+    #[allow(clippy::type_complexity)]
+    pub fn checked_faults(
+        &self,
+    ) -> Result<
+        (
+            std::collections::BTreeMap<String, crate::faults::Selector>,
+            Vec<crate::faults::Fault>,
+        ),
+        String,
+    > {
+        crate::faults::check(&self.groups, &self.faults)
+    }
+
     /// Checks the spec before anything starts.
     pub fn validate(&self) -> Result<(), SpecError> {
         if self.peers == 0 {
@@ -115,6 +139,7 @@ impl PlanSpec {
                 peers: self.peers,
             });
         }
+        self.checked_faults().map_err(SpecError::BadFaults)?;
         Ok(())
     }
 
@@ -138,7 +163,7 @@ pub struct PlannedPeer {
 }
 
 /// The plan every peer of a run follows.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ExecutionPlan {
     pub schema_version: u32,
     pub run_id: String,

@@ -74,6 +74,22 @@ pub struct PeerReport {
     /// the plan knows hosts). Not corrected for clock offsets: `analyze` does that.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub latency_by_origin_host: BTreeMap<String, LatencyReport>,
+    /// The plan's faults that applied to this peer, and how each was carried out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<AppliedFault>,
+}
+
+/// One fault as this peer carried it out.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AppliedFault {
+    /// `delay`, `loss`, …
+    pub action: String,
+    /// `netem`, `nfqueue`, `iptables` or `tbf`.
+    pub path: Option<String>,
+    pub applied_at_unix_ms: Option<u64>,
+    pub lifted_at_unix_ms: Option<u64>,
+    /// Why it could not be applied (the peer then fails).
+    pub error: Option<String>,
 }
 
 /// Start and end of the writing phase, milliseconds since the Unix epoch.
@@ -166,6 +182,7 @@ impl PeerReport {
             },
             host: None,
             latency_by_origin_host: BTreeMap::new(),
+            faults: Vec::new(),
         }
     }
 

@@ -71,12 +71,30 @@ pub struct Args {
     /// Keep serving /status this long after the run finishes.
     #[arg(long, value_parser = parse::duration, default_value = "1s")]
     pub linger: Duration,
+    /// The plan's fault timeline as JSON: {"groups": {...}, "faults": [...]} (the launcher
+    /// writes it from the plan file's [groups] and [[fault]]; see docs/configs.md).
+    #[arg(long)]
+    pub faults: Option<String>,
+}
+
+/// The JSON of `--faults`.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultsArg {
+    #[serde(default)]
+    pub groups: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub faults: Vec<cmesh_common::faults::FaultSpec>,
 }
 
 impl Args {
     /// The plan spec these flags describe.
-    pub fn spec(&self) -> PlanSpec {
-        PlanSpec {
+    pub fn spec(&self) -> Result<PlanSpec, String> {
+        let faults: FaultsArg = match &self.faults {
+            Some(json) => serde_json::from_str(json).map_err(|e| format!("--faults: {e}"))?,
+            None => FaultsArg::default(),
+        };
+        Ok(PlanSpec {
             peers: self.peers,
             min_peers: self.min_peers,
             duration_ms: self.duration.as_millis() as u64,
@@ -91,6 +109,8 @@ impl Args {
             start_timeout_ms: self.start_timeout.as_millis() as u64,
             heartbeat_ms: self.heartbeat.as_millis() as u64,
             settle_timeout_ms: self.settle_timeout.as_millis() as u64,
-        }
+            groups: faults.groups,
+            faults: faults.faults,
+        })
     }
 }

@@ -15,7 +15,10 @@ fn run(args: Args) -> i32 {
         eprintln!("coordinator: error: {msg}");
         exit::BAD_INPUT
     };
-    let spec = args.spec();
+    let spec = match args.spec() {
+        Ok(s) => s,
+        Err(e) => return bad(e),
+    };
     if let Err(e) = spec.validate() {
         return bad(e.to_string());
     }

@@ -1,7 +1,7 @@
 //! Getting the run's images from the engine that built them to every host.
 //!
 //! Images are built on this machine's engine (the *builder*). A host that already has an
-//! image with the same id is skipped, and so is a host that *is* the builder. Then, by
+//! image with the same id (the builder's own engine always does) is skipped. Then, by
 //! transport:
 //! - `registry` (the default): the manager gets the images (loaded, if it is not the
 //!   builder), pushes them once to the registry it runs ([`crate::registry`]), and every
@@ -40,16 +40,6 @@ impl std::fmt::Display for Transport {
     }
 }
 
-/// The engine's own id, to tell whether two hosts are the same engine.
-pub async fn engine_id(h: &Host) -> anyhow::Result<String> {
-    Ok(h.docker
-        .info()
-        .await
-        .with_context(|| format!("asking host `{}` for its engine id", h.name()))?
-        .id
-        .unwrap_or_default())
-}
-
 async fn has(h: &Host, image: &ImageRef) -> bool {
     h.docker
         .inspect_image(&image.tag)
@@ -71,8 +61,16 @@ async fn missing<'a>(h: &Host, images: &[&'a ImageRef]) -> Vec<&'a ImageRef> {
     out
 }
 
-/// Streams `images` from `builder` into every host of `to` (`docker save | docker load`).
+/// Streams `images` from `builder` into every host of `to` that lacks one of them
+/// (`docker save | docker load`). The builder's own engine never lacks them.
 pub async fn load(builder: &Host, to: &[Host], images: &[&ImageRef]) -> anyhow::Result<()> {
+    let mut lacking = Vec::new();
+    for h in to {
+        if !missing(h, images).await.is_empty() {
+            lacking.push(h.clone());
+        }
+    }
+    let to = lacking;
     if to.is_empty() {
         return Ok(());
     }
@@ -227,12 +225,9 @@ pub async fn distribute(
     let started = Instant::now();
     // The base comes along as layers of these two; no host needs it by name.
     let all = [&images.peer, &images.coordinator];
-    let builder_id = engine_id(builder).await?;
+    // The builder's own engine (a host without ssh, usually) has them already.
     let mut need: Vec<(Host, Vec<&ImageRef>)> = Vec::new();
     for h in hosts {
-        if engine_id(h).await? == builder_id {
-            continue;
-        }
         let lacks = missing(h, &all).await;
         if !lacks.is_empty() {
             need.push((h.clone(), lacks));

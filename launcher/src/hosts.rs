@@ -363,15 +363,21 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// The line of `key` inside the `index`-th `[[host]]` table (best effort; 1 if not found).
+/// Keys of other tables (`[ssh]`, `[host.labels]`) do not count.
 fn key_line(text: &str, index: usize, key: &str) -> usize {
-    let mut table = None;
+    let mut hosts_seen = 0;
+    let mut in_host = false;
     for (n, line) in text.lines().enumerate() {
         let t = line.trim();
         if t == "[[host]]" {
-            table = Some(table.map_or(0, |i: usize| i + 1));
+            hosts_seen += 1;
+            in_host = true;
         } else if t.starts_with('[') {
-            table = table.map(|_| usize::MAX);
-        } else if table == Some(index) && t.split('=').next().map(str::trim) == Some(key) {
+            in_host = false;
+        } else if in_host
+            && hosts_seen == index + 1
+            && t.split('=').next().map(str::trim) == Some(key)
+        {
             return n + 1;
         }
     }
@@ -512,6 +518,9 @@ advertise_addr = "10.9.9.9"
         assert!(e.starts_with("h.toml:3: host #1 `ssh`"), "{e}");
         let e = err("[[host]]\nname = \"a\"\nadvertise_addr = \"lab\"\n");
         assert!(e.starts_with("h.toml:3: host #1 `advertise_addr`"), "{e}");
+        // Sub-tables between hosts do not throw the line off.
+        let e = err("[[host]]\nname = \"a\"\n[host.labels]\nname = \"x\"\n[[host]]\nname = \"a\"\nssh = \"h\"\n");
+        assert!(e.starts_with("h.toml:6: host #2 `name`"), "{e}");
         let e = err("[ssh]\nconnect_timeout = \"soon\"\n[[host]]\nname = \"a\"\n");
         assert!(e.starts_with("h.toml:2: [ssh] `connect_timeout`"), "{e}");
         let e = err("[[host]\n");

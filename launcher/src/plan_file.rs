@@ -12,7 +12,7 @@ use serde::Deserialize;
 use std::path::Path;
 
 /// A plan as users write it: durations as text (`30s`), ranges as `200..500`.
-#[derive(Debug, Default, Deserialize, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Deserialize, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PlanFile {
     pub peers: Option<usize>,
@@ -27,6 +27,10 @@ pub struct PlanFile {
     pub start_timeout: Option<String>,
     pub heartbeat: Option<String>,
     pub settle_timeout: Option<String>,
+    /// `[groups]`: named peer sets.
+    pub groups: Option<std::collections::BTreeMap<String, String>>,
+    /// `[[fault]]`: the fault timeline (cmesh_common::faults).
+    pub fault: Option<Vec<cmesh_common::faults::FaultSpec>>,
 }
 
 impl PlanFile {
@@ -45,6 +49,8 @@ impl PlanFile {
             start_timeout: over.start_timeout.or(self.start_timeout),
             heartbeat: over.heartbeat.or(self.heartbeat),
             settle_timeout: over.settle_timeout.or(self.settle_timeout),
+            groups: over.groups.or(self.groups),
+            fault: over.fault.or(self.fault),
         }
     }
 
@@ -90,6 +96,8 @@ impl PlanFile {
             )?,
             heartbeat_ms: ms("heartbeat", &self.heartbeat, d.heartbeat_ms)?,
             settle_timeout_ms: ms("settle_timeout", &self.settle_timeout, d.settle_timeout_ms)?,
+            groups: self.groups.clone().unwrap_or_default(),
+            faults: self.fault.clone().unwrap_or_default(),
         };
         spec.validate()
             .map_err(|e| bad_input(format!("{origin}: {e}")))?;

@@ -225,18 +225,7 @@ async fn create(
     let image = registry_image(builder, manager, base).await?;
     let certs = make_certs(addr)?;
     for volume in [CERTS_VOLUME, DATA_VOLUME] {
-        manager
-            .docker
-            .create_volume(bollard::models::VolumeCreateRequest {
-                name: Some(volume.to_owned()),
-                labels: Some(HashMap::from([(
-                    labels::ROLE.to_owned(),
-                    "registry".to_owned(),
-                )])),
-                ..Default::default()
-            })
-            .await
-            .with_context(|| format!("creating volume {volume} on host {}", manager.name()))?;
+        crate::spawn::create_volume(manager, volume, (labels::ROLE, "registry")).await?;
     }
     let tar = images::tar_context(&[
         ("config.yml", CONFIG.as_bytes(), 0o444),

@@ -152,6 +152,10 @@ pub fn coordinator_args(run: &str, spec: &PlanSpec) -> Vec<String> {
     if let Some(min) = spec.min_peers {
         args.extend(["--min-peers".into(), min.to_string()]);
     }
+    if !spec.faults.is_empty() {
+        let faults = serde_json::json!({ "groups": spec.groups, "faults": spec.faults });
+        args.extend(["--faults".into(), faults.to_string()]);
+    }
     args
 }
 
@@ -322,12 +326,17 @@ async fn create_and_start(
     Ok(())
 }
 
-async fn create_volume(host: &Host, run: &str, volume: &str) -> anyhow::Result<()> {
+/// Creates (or finds) volume `volume` on `host` with one label `key=value`.
+pub(crate) async fn create_volume(
+    host: &Host,
+    volume: &str,
+    (key, value): (&str, &str),
+) -> anyhow::Result<()> {
     tasks::retry(|| {
         host.docker
             .create_volume(bollard::models::VolumeCreateRequest {
                 name: Some(volume.to_owned()),
-                labels: Some(HashMap::from([(labels::RUN.to_owned(), run.to_owned())])),
+                labels: Some(HashMap::from([(key.to_owned(), value.to_owned())])),
                 ..Default::default()
             })
     })
@@ -348,7 +357,7 @@ pub async fn ensure_volumes(
 ) -> anyhow::Result<()> {
     let docker = &host.docker;
     for volume in [reports_volume(run), secrets_volume(run)] {
-        create_volume(host, run, &volume).await?;
+        create_volume(host, &volume, (labels::RUN, run)).await?;
     }
     let volume = secrets_volume(run);
     let seed = format!("{run}-secrets");
@@ -383,6 +392,17 @@ pub fn precheck(req: &SpawnRequest) -> anyhow::Result<()> {
         crate::rundir::validate_run_id(id)?;
     }
     req.spec.validate().map_err(|e| bad_input(e.to_string()))?;
+    let (_, faults) = req.spec.checked_faults().map_err(bad_input)?;
+    for (i, f) in faults.iter().enumerate() {
+        if !f.action.is_shaping() || f.to.is_some() {
+            return Err(bad_input(format!(
+                "[[fault]] #{}: `{}`{} is not supported yet; peers apply link shaping (delay, loss, duplicate, corrupt, reorder, rate) to all of their own traffic",
+                i + 1,
+                f.action.name(),
+                if f.to.is_some() { " with `to`" } else { "" }
+            )));
+        }
+    }
     let n = req.hosts.hosts.len();
     match req.subnet {
         Some(s) => network::check_fits(s, req.spec.peers, n)?,

@@ -178,38 +178,48 @@ pub async fn ensure(hosts: &[Host]) -> anyhow::Result<()> {
 }
 
 /// Sets the node labels of host `h`: `io.cmesh.host=<name>` and its hosts.toml labels.
+/// Another launcher may update the same node at the same moment ("update out of
+/// sequence"): then read it again and retry.
 async fn label_node(manager: &Host, h: &Host) -> anyhow::Result<()> {
     let id = node_state(h).await?.node_id;
-    let node = manager
-        .docker
-        .inspect_node(&id)
-        .await
-        .with_context(|| format!("inspecting the swarm node of host `{}`", h.name()))?;
-    let mut spec = node.spec.unwrap_or_default();
-    let mut labels = spec.labels.clone().unwrap_or_default();
-    let mut want = labels.clone();
-    want.insert(crate::labels::HOST.to_owned(), h.name().to_owned());
-    for (k, v) in &h.spec.labels {
-        want.insert(k.clone(), v.clone());
+    let mut attempt = 0;
+    loop {
+        let node = manager
+            .docker
+            .inspect_node(&id)
+            .await
+            .with_context(|| format!("inspecting the swarm node of host `{}`", h.name()))?;
+        let mut spec = node.spec.unwrap_or_default();
+        let labels = spec.labels.clone().unwrap_or_default();
+        let mut want = labels.clone();
+        want.insert(crate::labels::HOST.to_owned(), h.name().to_owned());
+        for (k, v) in &h.spec.labels {
+            want.insert(k.clone(), v.clone());
+        }
+        if want == labels {
+            return Ok(());
+        }
+        spec.labels = Some(want);
+        let version = node.version.and_then(|v| v.index).unwrap_or(0);
+        let updated = manager
+            .docker
+            .update_node(
+                &id,
+                spec,
+                UpdateNodeOptionsBuilder::default()
+                    .version(version as i64)
+                    .build(),
+            )
+            .await;
+        match updated {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < 10 && e.to_string().contains("out of sequence") => attempt += 1,
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("labelling the swarm node of host `{}`", h.name())))
+            }
+        }
     }
-    if want == labels {
-        return Ok(());
-    }
-    labels = want;
-    spec.labels = Some(labels);
-    let version = node.version.and_then(|v| v.index).unwrap_or(0);
-    manager
-        .docker
-        .update_node(
-            &id,
-            spec,
-            UpdateNodeOptionsBuilder::default()
-                .version(version as i64)
-                .build(),
-        )
-        .await
-        .with_context(|| format!("labelling the swarm node of host `{}`", h.name()))?;
-    Ok(())
 }
 
 /// Every worker leaves the swarm, then the manager. Hosts not in a swarm are skipped.

@@ -8,9 +8,10 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
-/// The event log of one peer.
+/// The event log of one peer (clones write to the same file).
+#[derive(Clone)]
 pub struct EventLog {
-    out: Mutex<Option<std::fs::File>>,
+    out: std::sync::Arc<Mutex<Option<std::fs::File>>>,
 }
 
 impl EventLog {
@@ -21,14 +22,14 @@ impl EventLog {
             .append(true)
             .open(path)?;
         Ok(EventLog {
-            out: Mutex::new(Some(file)),
+            out: std::sync::Arc::new(Mutex::new(Some(file))),
         })
     }
 
     /// A log that writes nothing.
     pub fn discard() -> Self {
         EventLog {
-            out: Mutex::new(None),
+            out: std::sync::Arc::new(Mutex::new(None)),
         }
     }
 

@@ -12,8 +12,10 @@ pub mod backend;
 pub mod cli;
 pub mod client;
 pub mod events;
+pub mod faults;
 pub mod metrics;
 pub mod run;
+pub mod shaping;
 
 use anyhow::Context;
 use cmesh_common::report::PeerReport;

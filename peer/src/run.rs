@@ -172,6 +172,11 @@ async fn follow_plan(
             "start_at_unix_ms": plan.start_at_unix_ms,
         }),
     );
+    // The faults that select this peer: refused now, before the start, if they cannot be
+    // carried out here.
+    let my_faults = crate::faults::mine(&plan, me.index).map_err(anyhow::Error::msg)?;
+    let caps = crate::shaping::detect();
+    crate::faults::precheck(&my_faults, caps, cfg.host.as_deref()).map_err(anyhow::Error::msg)?;
     move_to(client, state, PeerState::Ready, patience).await?;
 
     let origin_hosts: Vec<Option<String>> = plan.peers.iter().map(|p| p.host.clone()).collect();
@@ -192,6 +197,15 @@ async fn follow_plan(
         metrics.clone(),
     );
 
+    let faults = (!my_faults.is_empty()).then(|| {
+        crate::faults::start(
+            my_faults,
+            plan.start_at_unix_ms,
+            caps,
+            plan.spec.seed ^ u64::from(me.index),
+            events.clone(),
+        )
+    });
     tokio::time::sleep_until(unix_ms_to_instant(plan.start_at_unix_ms)).await;
     move_to(client, state, PeerState::Running, patience).await?;
     let start_unix = cmesh_common::unix_millis();
@@ -206,6 +220,13 @@ async fn follow_plan(
         end_unix_ms: end_unix,
     });
     report.records_produced = produced;
+    // Faults last while writing does: lifted now, so catch-up runs on a clean link.
+    if let Some(runner) = faults {
+        report.faults = runner.finish().await;
+        if let Some(e) = report.faults.iter().find_map(|f| f.error.clone()) {
+            anyhow::bail!("a fault could not be applied: {e}");
+        }
+    }
     move_to(client, state, PeerState::Reporting, patience).await?;
     events.log("written", json!({"records": produced}));
 

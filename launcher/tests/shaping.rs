@@ -1,0 +1,155 @@
+//! Link shaping from the plan's fault timeline, on this machine's kernel and Docker Engine.
+//!
+//! This kernel has no netem (shared/ENVIRONMENT.md), so delay goes through the userspace
+//! path (NFQUEUE) and loss through iptables' statistic match: these tests prove both.
+//! They need the Docker Engine and fail without one; they never skip.
+
+use cmesh_testkit::{assert_bad_input, images_built, launcher, read_json, text, workspace_root};
+use serde_json::Value;
+use std::path::Path;
+
+/// Runs `plan` (a configs/ file, or a path) with `launcher run --json`; returns the
+/// summary and the first peer's report.
+fn run_plan(tag: &str, plan: &Path) -> (Value, Value) {
+    images_built();
+    let runs = tempfile::tempdir().unwrap();
+    let id = format!("t{}-{tag}", std::process::id() % 100_000);
+    let out = launcher(
+        runs.path(),
+        &[
+            "run",
+            "--config",
+            plan.to_str().unwrap(),
+            "--json",
+            "--run-id",
+            &id,
+        ],
+    );
+    let stderr = text(&out.stderr);
+    if out.status.code() != Some(0) {
+        let _ = launcher(runs.path(), &["down", "--force", "--run", &id]);
+    }
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{tag}: launcher run failed:\n{stderr}"
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("summary.json on stdout");
+    assert_eq!(summary["coverage"], 1.0, "{tag}");
+    // The first peer's report, from its extracted archive.
+    let dir = runs.path().join(&id).join("extract/local");
+    let peer = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().contains("-peer-"))
+        .unwrap();
+    let unpacked = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(peer.join("report.tar.gz"))
+        .arg("-C")
+        .arg(unpacked.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    (
+        summary,
+        read_json(&unpacked.path().join("report/report.json")),
+    )
+}
+
+/// The same plan without its `[[fault]]` tables.
+fn without_faults(plan: &Path, into: &Path) {
+    let text = std::fs::read_to_string(plan).unwrap();
+    let clean = text.split("[[fault]]").next().unwrap();
+    std::fs::write(into, clean).unwrap();
+}
+
+fn p50_us(summary: &Value) -> u64 {
+    summary["message_latency"]["p50_us"].as_u64().unwrap()
+}
+
+#[test]
+fn a_200ms_delay_shows_in_the_merged_latency_and_a_clean_run_does_not() {
+    let plan = workspace_root().join("configs/delay-200ms.toml");
+    let (summary, report) = run_plan("delay", &plan);
+    assert!(
+        p50_us(&summary) >= 200_000,
+        "p50 {} µs with a 200 ms delay",
+        p50_us(&summary)
+    );
+    let fault = &report["faults"][0];
+    assert_eq!(fault["action"], "delay", "{report}");
+    assert_eq!(fault["path"], "nfqueue", "no netem here: {report}");
+    assert!(fault["applied_at_unix_ms"].is_u64() && fault["lifted_at_unix_ms"].is_u64());
+
+    let scratch = tempfile::tempdir().unwrap();
+    let clean = scratch.path().join("clean.toml");
+    without_faults(&plan, &clean);
+    let (summary, report) = run_plan("nodelay", &clean);
+    assert!(
+        p50_us(&summary) < 50_000,
+        "p50 {} µs without the delay",
+        p50_us(&summary)
+    );
+    assert!(report.get("faults").is_none(), "{report}");
+}
+
+#[test]
+fn ten_percent_loss_raises_latency_against_a_clean_run() {
+    let plan = workspace_root().join("configs/loss-10pct.toml");
+    let (lossy, report) = run_plan("loss", &plan);
+    assert_eq!(report["faults"][0]["path"], "iptables", "{report}");
+    let scratch = tempfile::tempdir().unwrap();
+    let clean = scratch.path().join("clean.toml");
+    without_faults(&plan, &clean);
+    let (clean, _) = run_plan("noloss", &clean);
+    let mean = |s: &Value| s["message_latency"]["mean_us"].as_f64().unwrap();
+    let p99 = |s: &Value| s["message_latency"]["p99_us"].as_u64().unwrap();
+    assert!(
+        mean(&lossy) > 2.0 * mean(&clean) && p99(&lossy) > p99(&clean),
+        "loss: mean {} µs, p99 {} µs; clean: mean {} µs, p99 {} µs",
+        mean(&lossy),
+        p99(&lossy),
+        mean(&clean),
+        p99(&clean)
+    );
+}
+
+#[test]
+fn faults_that_peers_do_not_carry_out_yet_are_refused_before_anything_starts() {
+    let scratch = tempfile::tempdir().unwrap();
+    let runs = scratch.path().join("runs");
+    let plan = scratch.path().join("kill.toml");
+    std::fs::write(
+        &plan,
+        "peers = 4\n\n[[fault]]\nat = \"5s\"\npeers = \"10%\"\naction = \"kill\"\n",
+    )
+    .unwrap();
+    let bad = scratch.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "peers = 4\n\n[[fault]]\nat = \"5s\"\naction = \"delay\"\n",
+    )
+    .unwrap();
+    let (runs, plan, bad) = (
+        runs.to_str().unwrap(),
+        plan.to_str().unwrap(),
+        bad.to_str().unwrap(),
+    );
+    assert_bad_input(
+        "launcher",
+        &[
+            (
+                vec!["--runs-dir", runs, "spawn", "--config", plan],
+                "[[fault]] #1: `kill` is not supported yet",
+            ),
+            (
+                vec!["--runs-dir", runs, "spawn", "--config", bad],
+                "[[fault]] #1 `ms`: `delay` needs ms = N",
+            ),
+        ],
+        runs,
+    );
+}
