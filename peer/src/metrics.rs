@@ -6,10 +6,11 @@ use cmesh_common::histogram::LatencyHistogram;
 #[derive(Debug)]
 pub struct HostLatency {
     pub host: String,
-    /// Non-negative samples (negative ones are recorded as 1 µs here too).
+    /// Non-negative samples.
     pub latency: LatencyHistogram,
-    /// Magnitudes of the negative samples (writer's clock ahead of the reader's).
-    pub negative: LatencyHistogram,
+    /// Magnitudes of the negative samples (writer's clock ahead of the reader's); made
+    /// at the first one, as most runs have none.
+    pub negative: Option<LatencyHistogram>,
 }
 
 /// Latency and delivery counts, fed by the backend as records arrive.
@@ -64,7 +65,7 @@ impl Metrics {
             .map(|host| HostLatency {
                 host,
                 latency: LatencyHistogram::new(),
-                negative: LatencyHistogram::new(),
+                negative: None,
             })
             .collect();
         self
@@ -94,7 +95,9 @@ impl Metrics {
                 self.negative += 1;
                 self.latency.record(1);
                 if let Some(h) = by_host {
-                    h.negative.record(written_at_us - now_us);
+                    h.negative
+                        .get_or_insert_with(LatencyHistogram::new)
+                        .record(written_at_us - now_us);
                 }
             }
         }
@@ -163,8 +166,10 @@ mod tests {
         assert_eq!(by.len(), 2);
         assert_eq!((by[0].host.as_str(), by[0].latency.count()), ("a", 1));
         assert_eq!((by[1].host.as_str(), by[1].latency.count()), ("b", 1));
-        assert_eq!(by[1].negative.count(), 1);
-        assert!((999..=1_001).contains(&by[1].negative.summary().max_us));
+        assert!(by[0].negative.is_none());
+        let negative = by[1].negative.as_ref().unwrap();
+        assert_eq!(negative.count(), 1);
+        assert!((999..=1_001).contains(&negative.summary().max_us));
         assert_eq!(m.latency().count(), 3);
     }
 }

@@ -18,6 +18,7 @@ use crate::client::{ClientError, CoordinatorClient};
 use crate::events::EventLog;
 use crate::metrics::Metrics;
 use bytes::Bytes;
+use cmesh_common::histogram::LatencyHistogram;
 use cmesh_common::plan::ExecutionPlan;
 use cmesh_common::protocol::PeerState;
 use cmesh_common::report::{LatencyReport, OriginStats, Outcome, PeerReport, WritingWindow};
@@ -297,9 +298,9 @@ async fn follow_plan(
         .map(|h| {
             let r = LatencyReport {
                 summary: h.latency.summary(),
-                negative_samples: h.negative.count(),
+                negative_samples: h.negative.as_ref().map_or(0, LatencyHistogram::count),
                 histogram: h.latency.encode(),
-                negative_histogram: Some(h.negative.encode()),
+                negative_histogram: h.negative.as_ref().map(LatencyHistogram::encode),
             };
             (h.host.clone(), r)
         })
