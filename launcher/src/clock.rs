@@ -10,7 +10,7 @@
 use crate::host::Host;
 use anyhow::Context;
 use cmesh_common::histogram::LatencyHistogram;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 /// Samples per host; the one with the shortest round trip is kept.
 const SAMPLES: usize = 5;
@@ -56,10 +56,7 @@ pub fn parse_rfc3339_micros(s: &str) -> Option<i64> {
 }
 
 fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_micros() as i64
+    cmesh_common::unix_micros() as i64
 }
 
 /// Measures `host`'s clock against this machine's.

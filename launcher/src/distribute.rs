@@ -41,11 +41,8 @@ impl std::fmt::Display for Transport {
 }
 
 async fn has(h: &Host, image: &ImageRef) -> bool {
-    h.docker
-        .inspect_image(&image.tag)
+    crate::images::image_id(&h.docker, &image.tag)
         .await
-        .ok()
-        .and_then(|i| i.id)
         .as_deref()
         == Some(image.id.as_str())
 }

@@ -89,12 +89,7 @@ impl Host {
         if let Some(mut input) = child.stdin.take() {
             input.write_all(stdin).await?;
         }
-        let out = child.wait_with_output().await?;
-        Ok(Output {
-            status: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
+        Ok(child.wait_with_output().await?.into())
     }
 
     /// Writes `bytes` to `path` on the host (creating its directory), as root where the

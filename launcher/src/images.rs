@@ -52,7 +52,8 @@ pub fn base_tag() -> String {
     )
 }
 
-async fn image_id(docker: &Docker, tag: &str) -> Option<String> {
+/// The id of image `tag` on the engine, if it has it.
+pub async fn image_id(docker: &Docker, tag: &str) -> Option<String> {
     docker.inspect_image(tag).await.ok().and_then(|i| i.id)
 }
 
@@ -275,20 +276,42 @@ pub async fn ensure_app(
             path.display()
         ))
     })?;
-    let tag = format!(
-        "cmesh-{}:{}",
-        kind.binary(),
-        short_hash(&[kind.dockerfile().as_bytes(), &binary, base.id.as_bytes()])
-    );
+    let files = [
+        ("Dockerfile", kind.dockerfile().as_bytes(), 0o644),
+        (kind.binary(), binary.as_slice(), 0o755),
+    ];
+    ensure_on_base(
+        docker,
+        &format!("cmesh-{}", kind.binary()),
+        &files,
+        base,
+        None,
+    )
+    .await
+}
+
+/// Builds (or finds) image `repo:<hash>` from a context of `files` (`Dockerfile` among
+/// them) on top of `base` (the build argument `BASE_IMAGE`). The tag is a hash of the
+/// files' contents and the base's id, so an unchanged image is found, not rebuilt.
+/// `announce` is printed before a build. Returns the image and whether it was built now.
+pub async fn ensure_on_base(
+    docker: &Docker,
+    repo: &str,
+    files: &[(&str, &[u8], u32)],
+    base: &ImageRef,
+    announce: Option<&str>,
+) -> anyhow::Result<(ImageRef, bool)> {
+    let mut parts: Vec<&[u8]> = files.iter().map(|(_, bytes, _)| *bytes).collect();
+    parts.push(base.id.as_bytes());
+    let tag = format!("{repo}:{}", short_hash(&parts));
     if let Some(id) = image_id(docker, &tag).await {
         return Ok((ImageRef { tag, id }, false));
     }
-    let context = tar_context(&[
-        ("Dockerfile", kind.dockerfile().as_bytes(), 0o644),
-        (kind.binary(), &binary, 0o755),
-    ])?;
+    if let Some(message) = announce {
+        eprintln!("{message}: building {tag}");
+    }
     let args = HashMap::from([("BASE_IMAGE".to_owned(), base.tag.clone())]);
-    let id = build(docker, &tag, context, args).await?;
+    let id = build(docker, &tag, tar_context(files)?, args).await?;
     Ok((ImageRef { tag, id }, true))
 }
 

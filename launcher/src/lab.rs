@@ -112,27 +112,21 @@ fn run_keygen(path: &Path, comment: &str) -> anyhow::Result<()> {
 
 async fn ensure_image(builder: &Host, base: Option<&str>) -> anyhow::Result<String> {
     let (base, _) = images::ensure_base(&builder.docker, base).await?;
-    let tag = format!(
-        "cmesh-labhost:{}",
-        images::short_hash(&[
-            DOCKERFILE.as_bytes(),
-            SSHD_CONFIG.as_bytes(),
-            ENTRYPOINT.as_bytes(),
-            base.id.as_bytes()
-        ])
-    );
-    if builder.docker.inspect_image(&tag).await.is_ok() {
-        return Ok(tag);
-    }
-    eprintln!("lab: building {tag} (Docker Engine and sshd from Debian's packages)");
-    let context = images::tar_context(&[
+    let files = [
         ("Dockerfile", DOCKERFILE.as_bytes(), 0o644),
         ("sshd_config", SSHD_CONFIG.as_bytes(), 0o644),
         ("entrypoint", ENTRYPOINT.as_bytes(), 0o755),
-    ])?;
-    let args = HashMap::from([("BASE_IMAGE".to_owned(), base.tag.clone())]);
-    images::build(&builder.docker, &tag, context, args).await?;
-    Ok(tag)
+    ];
+    let announce = "lab: Docker Engine and sshd from Debian's packages";
+    let (image, _) = images::ensure_on_base(
+        &builder.docker,
+        "cmesh-labhost",
+        &files,
+        &base,
+        Some(announce),
+    )
+    .await?;
+    Ok(image.tag)
 }
 
 async fn ensure_network(builder: &Host, lab: &str) -> anyhow::Result<Subnet> {

@@ -111,26 +111,16 @@ async fn registry_image(builder: &Host, manager: &Host, base: &ImageRef) -> anyh
         eprintln!("registry: pulled {UPSTREAM}");
         return Ok(UPSTREAM.into());
     }
-    let tag = format!(
-        "cmesh-registry:{}",
-        images::short_hash(&[DOCKERFILE.as_bytes(), base.id.as_bytes()])
-    );
-    let image = match builder
-        .docker
-        .inspect_image(&tag)
-        .await
-        .ok()
-        .and_then(|i| i.id)
-    {
-        Some(id) => ImageRef { tag, id },
-        None => {
-            eprintln!("registry: {UPSTREAM} cannot be pulled; building {tag} from Debian's docker-registry package");
-            let context = images::tar_context(&[("Dockerfile", DOCKERFILE.as_bytes(), 0o644)])?;
-            let args = HashMap::from([("BASE_IMAGE".to_owned(), base.tag.clone())]);
-            let id = images::build(&builder.docker, &tag, context, args).await?;
-            ImageRef { tag, id }
-        }
-    };
+    let announce =
+        format!("registry: {UPSTREAM} cannot be pulled; from Debian's docker-registry package");
+    let (image, _) = images::ensure_on_base(
+        &builder.docker,
+        "cmesh-registry",
+        &[("Dockerfile", DOCKERFILE.as_bytes(), 0o644)],
+        base,
+        Some(&announce),
+    )
+    .await?;
     crate::distribute::load(builder, std::slice::from_ref(manager), &[&image]).await?;
     Ok(image.tag)
 }

@@ -39,6 +39,16 @@ pub struct Output {
     pub stderr: String,
 }
 
+impl From<std::process::Output> for Output {
+    fn from(out: std::process::Output) -> Self {
+        Output {
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 fn builder(spec: &HostSpec, settings: &SshSettings) -> anyhow::Result<(SessionBuilder, String)> {
     let dest = parse_ssh(spec.ssh.as_deref().unwrap_or_default())
         .map_err(|e| bad_input(format!("host `{}`: {e}", spec.name)))?;
@@ -255,11 +265,7 @@ impl Link {
             .wait_with_output()
             .await
             .with_context(|| format!("running a command on host `{}` over SSH", self.host))?;
-        Ok(Output {
-            status: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
+        Ok(out.into())
     }
 
     /// The ssh master's control socket (tests use it to drop the master on purpose).

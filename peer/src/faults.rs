@@ -8,7 +8,6 @@ use cmesh_common::faults::{choose_path, Action, Fault, KernelCaps};
 use cmesh_common::plan::ExecutionPlan;
 use cmesh_common::report::AppliedFault;
 use serde_json::json;
-use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// The interface peers' overlay traffic leaves by.
@@ -52,16 +51,6 @@ pub fn precheck(faults: &[Fault], caps: KernelCaps, host: Option<&str>) -> Resul
 pub struct Runner {
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Vec<AppliedFault>>,
-}
-
-fn to_instant(unix_ms: u64) -> tokio::time::Instant {
-    let now_unix = cmesh_common::unix_millis();
-    let now = tokio::time::Instant::now();
-    if unix_ms >= now_unix {
-        now + Duration::from_millis(unix_ms - now_unix)
-    } else {
-        now
-    }
 }
 
 /// Lifts one applied fault.
@@ -114,7 +103,7 @@ where
         let mut finished = false;
         for (at, lift, i) in steps {
             tokio::select! {
-                _ = tokio::time::sleep_until(to_instant(at)) => {}
+                _ = tokio::time::sleep_until(crate::run::unix_ms_to_instant(at)) => {}
                 _ = &mut stopped => {
                     finished = true;
                     break;
@@ -180,6 +169,7 @@ mod tests {
     use super::*;
     use cmesh_common::faults::Selector;
     use std::sync::{Arc, Mutex};
+    use std::time::Duration;
 
     fn fault(action: Action) -> Fault {
         Fault {

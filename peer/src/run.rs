@@ -97,7 +97,8 @@ pub async fn announce_done(cfg: &PeerConfig) -> Result<(), ClientError> {
         .await
 }
 
-fn unix_ms_to_instant(unix_ms: u64) -> Instant {
+/// The tokio instant of a Unix time in ms (a past time maps into the past, or now).
+pub(crate) fn unix_ms_to_instant(unix_ms: u64) -> Instant {
     let now_unix = cmesh_common::unix_millis();
     let now = Instant::now();
     if unix_ms >= now_unix {
