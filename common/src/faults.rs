@@ -264,6 +264,68 @@ pub struct Fault {
     pub action: Action,
 }
 
+impl Fault {
+    /// Why this build cannot carry the fault out yet, if it cannot (checked before a run
+    /// starts, so nothing is run without its fault).
+    pub fn unsupported(&self) -> Option<String> {
+        let peers_do = self.action.is_shaping() || matches!(self.action, Action::Partition { .. });
+        if peers_do && self.to.is_none() {
+            return None;
+        }
+        Some(format!(
+            "`{}`{} is not supported yet; supported are link shaping (delay, loss, duplicate, corrupt, reorder, rate) on all of a peer's traffic, and partition",
+            self.action.name(),
+            if self.to.is_some() { " with `to`" } else { "" }
+        ))
+    }
+
+    /// The 0-based indices of the peers this fault acts on: for a partition, the members
+    /// of its groups (its `peers` is ignored); else its `peers` selector.
+    pub fn targets(
+        &self,
+        names: &[String],
+        groups: &BTreeMap<String, Selector>,
+        seed: u64,
+    ) -> Result<BTreeSet<usize>, String> {
+        match &self.action {
+            Action::Partition { groups: listed } => {
+                let mut out = BTreeSet::new();
+                for g in listed {
+                    out.extend(Selector::Group(g.clone()).resolve(names, groups, seed)?);
+                }
+                Ok(out)
+            }
+            _ => self.peers.resolve(names, groups, seed),
+        }
+    }
+}
+
+/// For a partition of `listed` groups: the peers peer `me` must cut itself off from, the
+/// members of every listed group `me` is not in (but not those that share a group with
+/// it). Empty if `me` is in none of the groups.
+pub fn partition_cut(
+    listed: &[String],
+    names: &[String],
+    groups: &BTreeMap<String, Selector>,
+    seed: u64,
+    me: usize,
+) -> Result<BTreeSet<usize>, String> {
+    let mut mine = BTreeSet::new();
+    let mut others = BTreeSet::new();
+    for g in listed {
+        let members = Selector::Group(g.clone()).resolve(names, groups, seed)?;
+        if members.contains(&me) {
+            mine.extend(members);
+        } else {
+            others.extend(members);
+        }
+    }
+    if mine.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    Ok(others.difference(&mine).copied().collect())
+}
+
 /// Checks a plan's `[groups]` and `[[fault]]`s. Errors name the fault (1-based) and key.
 pub fn check(
     groups: &BTreeMap<String, String>,
@@ -625,6 +687,49 @@ mod tests {
         assert!(check(&bad_group, &[])
             .unwrap_err()
             .contains("cannot name another group"));
+    }
+
+    #[test]
+    fn a_partition_cuts_each_group_from_the_others() {
+        let n = names(10);
+        let groups = BTreeMap::from([
+            ("a".to_owned(), Selector::parse("1-4").unwrap()),
+            ("b".to_owned(), Selector::parse("5-8").unwrap()),
+            ("c".to_owned(), Selector::parse("8-10").unwrap()),
+        ]);
+        let ab = ["a".to_owned(), "b".to_owned()];
+        assert_eq!(
+            partition_cut(&ab, &n, &groups, 1, 0).unwrap(),
+            BTreeSet::from([4, 5, 6, 7])
+        );
+        assert_eq!(
+            partition_cut(&ab, &n, &groups, 1, 5).unwrap(),
+            BTreeSet::from([0, 1, 2, 3])
+        );
+        assert!(
+            partition_cut(&ab, &n, &groups, 1, 9).unwrap().is_empty(),
+            "peer 10 is in neither group"
+        );
+        // Peer 8 is in b and c: it is cut from a only, and c's other members from a.
+        let abc = ["a".to_owned(), "b".to_owned(), "c".to_owned()];
+        assert_eq!(
+            partition_cut(&abc, &n, &groups, 1, 7).unwrap(),
+            BTreeSet::from([0, 1, 2, 3])
+        );
+        assert_eq!(
+            partition_cut(&abc, &n, &groups, 1, 9).unwrap(),
+            BTreeSet::from([0, 1, 2, 3, 4, 5, 6])
+        );
+        let f = Fault {
+            at_ms: 0,
+            for_ms: None,
+            peers: Selector::parse("1").unwrap(),
+            to: None,
+            action: Action::Partition {
+                groups: ab.to_vec(),
+            },
+        };
+        assert_eq!(f.targets(&n, &groups, 1).unwrap().len(), 8);
     }
 
     #[test]

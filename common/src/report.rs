@@ -77,11 +77,82 @@ pub struct PeerReport {
     /// The plan's faults that applied to this peer, and how each was carried out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<AppliedFault>,
+    /// After each heal of a partition: how long until every record written before it
+    /// was held.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resync: Vec<Resync>,
+    /// Latency, deliveries and interface traffic per time window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_series: Option<TimeSeries>,
+    /// Local write and read probes and how many finished within the deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability: Option<Availability>,
+}
+
+/// Resync after connectivity came back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resync {
+    /// What came back: `partition`.
+    pub cause: String,
+    /// When this peer lifted its cut, ms since the Unix epoch.
+    pub healed_at_unix_ms: u64,
+    /// From the heal until the last record written before it arrived (0 if nothing
+    /// was missing). `None` if the peer never caught up.
+    pub latency_ms: Option<u64>,
+    /// Records written before the heal that arrived after it.
+    pub records: u64,
+}
+
+/// Per-window series, window 0 starting at the plan's common start.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimeSeries {
+    pub start_unix_ms: u64,
+    pub window_ms: u64,
+    /// Latency of the records written in each window (windows with none are left out).
+    pub latency: Vec<WindowLatency>,
+    /// Records first received in each window, by arrival time.
+    pub received: Vec<u64>,
+    /// Bytes received and sent per window, per network interface (loopback left out).
+    pub interfaces: BTreeMap<String, InterfaceSeries>,
+}
+
+/// One window's latency: percentiles plus a coarse histogram (1 significant digit,
+/// same encoding as [`LatencyReport::histogram`]) that merges across peers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WindowLatency {
+    pub window: u32,
+    pub count: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+    pub histogram: String,
+}
+
+/// An interface's traffic per window.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceSeries {
+    pub rx_bytes: Vec<u64>,
+    pub tx_bytes: Vec<u64>,
+}
+
+/// Local probes: each write of the plan is a write probe, each followed by a read of the
+/// peer's sync progress; a probe is ok when it finishes within `deadline_ms`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Availability {
+    pub deadline_ms: u64,
+    pub write_probes: u64,
+    pub write_ok: u64,
+    pub read_probes: u64,
+    pub read_ok: u64,
 }
 
 /// One fault as this peer carried it out.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AppliedFault {
+    /// Which fault: `plan#N` (the plan's N-th `[[fault]]`) or `chaos#N` (the N-th
+    /// `launcher chaos` action of the run).
+    #[serde(default)]
+    pub id: String,
     /// `delay`, `loss`, …
     pub action: String,
     /// `netem`, `nfqueue`, `iptables` or `tbf`.
@@ -183,6 +254,9 @@ impl PeerReport {
             host: None,
             latency_by_origin_host: BTreeMap::new(),
             faults: Vec::new(),
+            resync: Vec::new(),
+            time_series: None,
+            availability: None,
         }
     }
 

@@ -13,6 +13,7 @@
 //! `analysis/summary.md`.
 
 use crate::extract::{self, ReportState};
+use crate::impairment::{ExternalAction, Impairment};
 use crate::rundir::{write_atomic, RunDir};
 use cmesh_common::histogram::{LatencyHistogram, LatencySummary};
 use cmesh_common::report::{Outcome, PeerReport};
@@ -84,6 +85,9 @@ pub struct Summary {
     pub latency_by_host_pair: Vec<HostPairLatency>,
     pub totals: Totals,
     pub per_peer: Vec<PeerRow>,
+    /// Faults, latency over time, resync and availability.
+    #[serde(flatten)]
+    pub impairment: Impairment,
 }
 
 /// Latency of records written on one host and read on another (or the same).
@@ -104,6 +108,7 @@ pub fn summarize(
     reports: &BTreeMap<String, PeerReport>,
     missing: &BTreeMap<String, String>,
     clock_offsets_ms: &BTreeMap<String, f64>,
+    external: &[ExternalAction],
 ) -> Summary {
     let mut latency = LatencyHistogram::new();
     let by_pair = host_pairs(reports, clock_offsets_ms);
@@ -213,6 +218,7 @@ pub fn summarize(
         latency_by_host_pair: if multi_host { pairs } else { Vec::new() },
         totals,
         per_peer,
+        impairment: crate::impairment::merge(reports, external),
     }
 }
 
@@ -327,6 +333,15 @@ pub fn to_markdown(s: &Summary) -> String {
             ));
         }
     }
+    if s.totals.full_resend_bytes > 0 {
+        out.push_str(&format!(
+            "\nDelta sync sent {} bytes where resending every record would have sent {} ({:.1}% saved).\n",
+            s.totals.delta_sync_bytes,
+            s.totals.full_resend_bytes,
+            100.0 * (1.0 - s.totals.delta_sync_bytes as f64 / s.totals.full_resend_bytes as f64)
+        ));
+    }
+    out.push_str(&crate::impairment::to_markdown(&s.impairment));
     if !s.peers_failed.is_empty() {
         out.push_str("\n## Failed peers\n\n| peer | reason |\n|---|---|\n");
         for f in &s.peers_failed {
@@ -403,6 +418,7 @@ pub fn analyze(run: &RunDir) -> anyhow::Result<Summary> {
         &reports,
         &missing,
         &manifest.clock_offsets_ms,
+        &[],
     );
     std::fs::create_dir_all(run.analysis_dir())?;
     write_atomic(
@@ -454,7 +470,7 @@ mod tests {
         reports.insert("b".into(), report("b", &["a"], &[300; 98]));
         let missing =
             BTreeMap::from([("c".to_string(), "container killed (exit 137)".to_string())]);
-        let s = summarize("r", &peers, &reports, &missing, &BTreeMap::new());
+        let s = summarize("r", &peers, &reports, &missing, &BTreeMap::new(), &[]);
         assert_eq!((s.peers_expected, s.peers_reported), (3, 2));
         assert!(!s.ok);
         assert_eq!(
@@ -483,7 +499,14 @@ mod tests {
         let mut reports = BTreeMap::new();
         reports.insert("a".into(), report("a", &["b"], &[5]));
         reports.insert("b".into(), report("b", &["a"], &[7]));
-        let s = summarize("r", &peers, &reports, &BTreeMap::new(), &BTreeMap::new());
+        let s = summarize(
+            "r",
+            &peers,
+            &reports,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            &[],
+        );
         assert!(s.ok);
         assert_eq!(s.coverage, 1.0);
         assert!(!s.clock_corrected && s.cross_host_latency.is_none());
@@ -524,7 +547,7 @@ mod tests {
         split(&mut b, "y", &[("y", &[1_000]), ("x", &[6_000])]);
         let reports = BTreeMap::from([("a".to_string(), a), ("b".to_string(), b)]);
         let offsets = BTreeMap::from([("x".to_string(), 10.0), ("y".to_string(), 15.0)]);
-        let s = summarize("r", &peers, &reports, &BTreeMap::new(), &offsets);
+        let s = summarize("r", &peers, &reports, &BTreeMap::new(), &offsets, &[]);
         assert!(s.clock_corrected);
         let xy = s
             .latency_by_host_pair

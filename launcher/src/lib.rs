@@ -7,6 +7,7 @@
 //! - [`images`]: the base, peer and coordinator images, tagged by content;
 //! - [`network`]: the swarm and the run's overlay network, sized for the run;
 //! - [`rundir`]: a run is a directory with a manifest;
+//! - [`impairment`]: faults, latency over time, resync and availability, for `analyze`;
 //! - [`spawn`], [`status`], [`logs`], [`wait`], [`extract`], [`analyze`], [`down`]: the
 //!   commands;
 //! - [`live`]: a run as Docker sees it now;
@@ -25,6 +26,7 @@ pub mod host;
 pub mod hostcheck;
 pub mod hosts;
 pub mod images;
+pub mod impairment;
 pub mod lab;
 pub mod labels;
 pub mod live;

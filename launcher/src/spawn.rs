@@ -394,13 +394,8 @@ pub fn precheck(req: &SpawnRequest) -> anyhow::Result<()> {
     req.spec.validate().map_err(|e| bad_input(e.to_string()))?;
     let (_, faults) = req.spec.checked_faults().map_err(bad_input)?;
     for (i, f) in faults.iter().enumerate() {
-        if !f.action.is_shaping() || f.to.is_some() {
-            return Err(bad_input(format!(
-                "[[fault]] #{}: `{}`{} is not supported yet; peers apply link shaping (delay, loss, duplicate, corrupt, reorder, rate) to all of their own traffic",
-                i + 1,
-                f.action.name(),
-                if f.to.is_some() { " with `to`" } else { "" }
-            )));
+        if let Some(why) = f.unsupported() {
+            return Err(bad_input(format!("[[fault]] #{}: {why}", i + 1)));
         }
     }
     let n = req.hosts.hosts.len();

@@ -118,6 +118,62 @@ fn ten_percent_loss_raises_latency_against_a_clean_run() {
 }
 
 #[test]
+fn a_partition_heals_with_a_resync_latency_and_shows_as_a_gap_over_time() {
+    let plan = workspace_root().join("configs/partition.toml");
+    let (summary, report) = run_plan("partition", &plan);
+    // run_plan asserted coverage 1.0: everything crossed once the halves were joined.
+    let fault = &summary["faults"][0];
+    assert_eq!(fault["id"], "plan#1", "{summary}");
+    assert_eq!(fault["action"], "partition");
+    assert_eq!(
+        fault["peers"], 10,
+        "every peer of both halves cut itself off"
+    );
+    assert_eq!(fault["paths"][0], "iptables");
+    assert_eq!(fault["errors"], 0);
+    let resync = &summary["resync"];
+    assert_eq!(resync["peers"], 10, "every peer reports a resync: {resync}");
+    assert_eq!(resync["heals"], 10);
+    assert_eq!(resync["unfinished"], 0);
+    let r = &report["resync"][0];
+    assert_eq!(r["cause"], "partition");
+    assert!(
+        r["latency_ms"].is_u64() && r["records"].as_u64() > Some(0),
+        "{r}"
+    );
+
+    // The gap: records written during the cut (8 s to 18 s) wait for the heal; before
+    // and well after it they arrive in milliseconds.
+    let windows = summary["time_series"].as_array().expect("time series");
+    let at = |s: u64| {
+        windows
+            .iter()
+            .find(|w| w["start_ms"] == s * 1000)
+            .unwrap_or_else(|| panic!("no window at {s} s"))
+    };
+    let max_ms = |s: u64| at(s)["max_us"].as_u64().unwrap() / 1000;
+    for s in [2, 5, 22, 26] {
+        assert!(max_ms(s) < 1_000, "window {s} s: max {} ms", max_ms(s));
+    }
+    for s in [9, 12, 15] {
+        assert!(max_ms(s) >= 1_000, "window {s} s: max {} ms", max_ms(s));
+    }
+    // Fewer records arrive while cut off than before it.
+    let received = |s: u64| at(s)["received"].as_u64().unwrap();
+    assert!(
+        received(12) < received(4),
+        "{} vs {}",
+        received(12),
+        received(4)
+    );
+    assert!(
+        at(4)["tx_bytes"].as_u64() > Some(0),
+        "interface bytes per window"
+    );
+    assert!(summary["availability"]["probes"].as_u64() > Some(0));
+}
+
+#[test]
 fn faults_that_peers_do_not_carry_out_yet_are_refused_before_anything_starts() {
     let scratch = tempfile::tempdir().unwrap();
     let runs = scratch.path().join("runs");

@@ -1,150 +1,215 @@
 //! The plan's fault timeline, as this peer carries it out: the link-shaping faults whose
-//! selector includes this peer are applied at `start + at` and lifted at `start + at +
-//! for` (or when the peer stops writing), through [`crate::shaping`].
+//! selector includes this peer, and the partitions of groups it is in, are applied at
+//! `start + at` and lifted at `start + at + for` (or when the peer stops writing),
+//! through [`crate::shaping`]. Lifting a partition starts a resync measurement.
 
 use crate::events::EventLog;
+use crate::metrics::Metrics;
 use crate::shaping::{self, Active};
-use cmesh_common::faults::{choose_path, Action, Fault, KernelCaps};
+use cmesh_common::faults::{choose_path, partition_cut, Action, Fault, KernelCaps};
 use cmesh_common::plan::ExecutionPlan;
 use cmesh_common::report::AppliedFault;
 use serde_json::json;
-use tokio::sync::oneshot;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
 
 /// The interface peers' overlay traffic leaves by.
 const IFACE: &str = "eth0";
 
-/// The faults of `plan` that select peer `me` (0-based index).
-pub fn mine(plan: &ExecutionPlan, me: u32) -> Result<Vec<Fault>, String> {
+/// A fault of the plan that acts on this peer.
+#[derive(Clone, Debug)]
+pub struct Planned {
+    /// Where it comes from, as reports name it: `plan#N` (the N-th `[[fault]]`).
+    pub id: String,
+    pub fault: Fault,
+    /// For a partition: the addresses of the peers to cut off from.
+    pub cut: Vec<String>,
+}
+
+/// The faults of `plan` that act on peer `me` (0-based index).
+pub fn mine(plan: &ExecutionPlan, me: u32) -> Result<Vec<Planned>, String> {
     let (groups, faults) = plan.spec.checked_faults()?;
     let names: Vec<String> = plan.peers.iter().map(|p| p.name.clone()).collect();
+    let seed = plan.spec.seed;
     let mut out = Vec::new();
-    for f in faults {
-        if f.peers
-            .resolve(&names, &groups, plan.spec.seed)?
+    for (i, fault) in faults.into_iter().enumerate() {
+        if !fault
+            .targets(&names, &groups, seed)?
             .contains(&(me as usize))
         {
-            out.push(f);
+            continue;
         }
+        let cut = match &fault.action {
+            Action::Partition { groups: listed } => {
+                partition_cut(listed, &names, &groups, seed, me as usize)?
+                    .into_iter()
+                    .map(|i| plan.peers[i].addr.clone())
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        out.push(Planned {
+            id: format!("plan#{}", i + 1),
+            fault,
+            cut,
+        });
     }
     Ok(out)
 }
 
 /// Refuses, before the run starts, faults this peer cannot carry out here.
-pub fn precheck(faults: &[Fault], caps: KernelCaps, host: Option<&str>) -> Result<(), String> {
+pub fn precheck(faults: &[Planned], caps: KernelCaps, host: Option<&str>) -> Result<(), String> {
     let here = host
         .map(|h| format!("host `{h}`"))
         .unwrap_or_else(|| "this host".into());
-    for f in faults {
-        if !f.action.is_shaping() || f.to.is_some() {
-            return Err(format!(
-                "fault `{}`{} is not carried out by peers yet",
-                f.action.name(),
-                if f.to.is_some() { " with `to`" } else { "" }
-            ));
+    for Planned { fault: f, .. } in faults {
+        if let Some(why) = f.unsupported() {
+            return Err(format!("fault {why}"));
         }
         choose_path(&f.action, caps).map_err(|e| format!("on {here}: {e}"))?;
     }
     Ok(())
 }
 
-/// Faults running in the background; [`Runner::finish`] lifts what is still applied.
+/// Faults running in the background; [`Runner::add`] adds one while it runs (`launcher
+/// chaos`), [`Runner::finish`] lifts what is still applied.
 pub struct Runner {
     stop: oneshot::Sender<()>,
+    add: mpsc::UnboundedSender<Planned>,
     task: tokio::task::JoinHandle<Vec<AppliedFault>>,
 }
 
 /// Lifts one applied fault.
 pub type Undo = Box<dyn FnOnce() + Send>;
 
-/// Starts applying `faults` relative to `start_unix_ms`, through [`shaping::apply`].
+/// Starts applying `faults` relative to `start_unix_ms`, through [`shaping::apply`] and
+/// [`shaping::partition`]. Lifting a partition tells `metrics` to measure the resync.
 pub fn start(
-    faults: Vec<Fault>,
+    faults: Vec<Planned>,
     start_unix_ms: u64,
     caps: KernelCaps,
     seed: u64,
     events: EventLog,
+    metrics: Arc<Mutex<Metrics>>,
 ) -> Runner {
-    start_with(faults, start_unix_ms, events, move |i, action| {
+    start_with(faults, start_unix_ms, events, move |i, planned| {
+        let action = &planned.fault.action;
+        if let Action::Partition { .. } = action {
+            let a = shaping::partition(&planned.cut, i)?;
+            let metrics = metrics.clone();
+            let undo = move || {
+                metrics
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .begin_resync("partition", cmesh_common::unix_micros());
+                a.undo();
+            };
+            return Ok(("iptables".into(), Box::new(undo) as Undo));
+        }
+        precheck(std::slice::from_ref(planned), caps, None)?;
         let a: Active = shaping::apply(action, caps, IFACE, seed ^ i as u64)?;
         let path = format!("{:?}", a.path).to_lowercase();
         Ok((path, Box::new(move || a.undo()) as Undo))
     })
 }
 
-/// [`start`] with the applier given: `apply(index, action)` returns the path used and
+/// [`start`] with the applier given: `apply(index, fault)` returns the path used and
 /// how to lift it. Blocking work is fine: it runs off the async threads.
-pub fn start_with<F>(faults: Vec<Fault>, start_unix_ms: u64, events: EventLog, apply: F) -> Runner
+pub fn start_with<F>(
+    initial: Vec<Planned>,
+    start_unix_ms: u64,
+    events: EventLog,
+    apply: F,
+) -> Runner
 where
-    F: Fn(usize, &Action) -> Result<(String, Undo), String> + Send + Sync + 'static,
+    F: Fn(usize, &Planned) -> Result<(String, Undo), String> + Send + Sync + 'static,
 {
-    let apply = std::sync::Arc::new(apply);
+    let apply = Arc::new(apply);
     let (stop, mut stopped) = oneshot::channel::<()>();
+    let (add, mut added) = mpsc::unbounded_channel::<Planned>();
     let task = tokio::spawn(async move {
-        // (time, is_lift, fault index), in time order.
-        let mut steps: Vec<(u64, bool, usize)> = Vec::new();
-        for (i, f) in faults.iter().enumerate() {
-            steps.push((start_unix_ms + f.at_ms, false, i));
-            if let Some(d) = f.for_ms {
-                steps.push((start_unix_ms + f.at_ms + d, true, i));
-            }
-        }
-        steps.sort();
-        let mut records: Vec<AppliedFault> = faults
-            .iter()
-            .map(|f| AppliedFault {
-                action: f.action.name().into(),
-                path: None,
-                applied_at_unix_ms: None,
-                lifted_at_unix_ms: None,
-                error: None,
-            })
-            .collect();
-        let mut active: Vec<Option<Undo>> = faults.iter().map(|_| None).collect();
-        let mut finished = false;
-        for (at, lift, i) in steps {
-            tokio::select! {
-                _ = tokio::time::sleep_until(crate::run::unix_ms_to_instant(at)) => {}
-                _ = &mut stopped => {
-                    finished = true;
-                    break;
+        let mut faults: Vec<Planned> = Vec::new();
+        let mut records: Vec<AppliedFault> = Vec::new();
+        let mut active: Vec<Option<Undo>> = Vec::new();
+        // (time, is_lift, fault index), soonest first.
+        let mut steps: BinaryHeap<Reverse<(u64, bool, usize)>> = BinaryHeap::new();
+        let schedule =
+            |f: Planned,
+             faults: &mut Vec<Planned>,
+             records: &mut Vec<AppliedFault>,
+             active: &mut Vec<Option<Undo>>,
+             steps: &mut BinaryHeap<Reverse<(u64, bool, usize)>>| {
+                let i = faults.len();
+                steps.push(Reverse((start_unix_ms + f.fault.at_ms, false, i)));
+                if let Some(d) = f.fault.for_ms {
+                    steps.push(Reverse((start_unix_ms + f.fault.at_ms + d, true, i)));
                 }
+                records.push(AppliedFault {
+                    id: f.id.clone(),
+                    action: f.fault.action.name().into(),
+                    path: None,
+                    applied_at_unix_ms: None,
+                    lifted_at_unix_ms: None,
+                    error: None,
+                });
+                active.push(None);
+                faults.push(f);
+            };
+        for f in initial {
+            schedule(f, &mut faults, &mut records, &mut active, &mut steps);
+        }
+        loop {
+            let next = steps.peek().map(|Reverse((at, _, _))| *at);
+            let wake = crate::run::unix_ms_to_instant(next.unwrap_or(u64::MAX / 4));
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake), if next.is_some() => {}
+                f = added.recv() => {
+                    if let Some(f) = f {
+                        schedule(f, &mut faults, &mut records, &mut active, &mut steps);
+                    }
+                    continue;
+                }
+                _ = &mut stopped => break,
             }
+            let Some(Reverse((_, lift, i))) = steps.pop() else {
+                continue;
+            };
+            let id = records[i].id.clone();
             if lift {
                 if let Some(undo) = active[i].take() {
                     let _ = tokio::task::spawn_blocking(undo).await;
                     records[i].lifted_at_unix_ms = Some(cmesh_common::unix_millis());
                     events.log(
                         "fault_lifted",
-                        json!({"fault": i + 1, "action": records[i].action}),
+                        json!({"fault": id, "action": records[i].action}),
                     );
                 }
                 continue;
             }
-            let (action, apply) = (faults[i].action.clone(), apply.clone());
-            let applied = tokio::task::spawn_blocking(move || apply(i, &action))
+            let (planned, apply) = (faults[i].clone(), apply.clone());
+            let applied = tokio::task::spawn_blocking(move || apply(i, &planned))
                 .await
                 .unwrap_or_else(|e| Err(format!("the shaping task failed: {e}")));
             match applied {
                 Ok((path, undo)) => {
                     events.log(
                         "fault_applied",
-                        json!({"fault": i + 1, "action": records[i].action, "path": path}),
+                        json!({"fault": id, "action": records[i].action, "path": path}),
                     );
                     records[i].path = Some(path);
                     records[i].applied_at_unix_ms = Some(cmesh_common::unix_millis());
                     active[i] = Some(undo);
                 }
                 Err(e) => {
-                    events.log("fault_failed", json!({"fault": i + 1, "error": e}));
+                    events.log("fault_failed", json!({"fault": id, "error": e}));
                     records[i].error = Some(e);
                 }
             }
         }
         // Faults without an end stay until the peer stops writing; then everything still
         // applied is lifted.
-        if !finished {
-            let _ = stopped.await;
-        }
         for (i, undo) in active.into_iter().enumerate() {
             if let Some(undo) = undo {
                 let _ = tokio::task::spawn_blocking(undo).await;
@@ -153,10 +218,15 @@ where
         }
         records
     });
-    Runner { stop, task }
+    Runner { stop, add, task }
 }
 
 impl Runner {
+    /// Adds a fault while the timeline runs (its `at` is from the same start).
+    pub fn add(&self, fault: Planned) {
+        let _ = self.add.send(fault);
+    }
+
     /// Stops the timeline, lifts what is applied, and returns what was done.
     pub async fn finish(self) -> Vec<AppliedFault> {
         let _ = self.stop.send(());
@@ -168,7 +238,6 @@ impl Runner {
 mod tests {
     use super::*;
     use cmesh_common::faults::Selector;
-    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
     fn fault(action: Action) -> Fault {
@@ -181,11 +250,19 @@ mod tests {
         }
     }
 
+    fn planned(action: Action) -> Planned {
+        Planned {
+            id: "plan#1".into(),
+            fault: fault(action),
+            cut: Vec::new(),
+        }
+    }
+
     #[test]
     fn precheck_names_the_host_and_the_missing_feature() {
         let caps = KernelCaps::default();
         let e = precheck(
-            &[fault(Action::Delay {
+            &[planned(Action::Delay {
                 ms: 200,
                 jitter_ms: 0,
             })],
@@ -197,14 +274,21 @@ mod tests {
             e.starts_with("on host `lab-2`: `delay` needs sch_netem or nfnetlink_queue"),
             "{e}"
         );
-        let e = precheck(&[fault(Action::Kill)], caps, None).unwrap_err();
-        assert!(e.contains("`kill` is not carried out by peers yet"), "{e}");
+        let e = precheck(&[planned(Action::Kill)], caps, None).unwrap_err();
+        assert!(e.contains("`kill` is not supported yet"), "{e}");
+        let partition = Action::Partition {
+            groups: vec!["a".into(), "b".into()],
+        };
+        assert!(
+            precheck(&[planned(partition)], caps, None).is_ok(),
+            "partitions need only iptables"
+        );
         let here = KernelCaps {
             nfqueue: true,
             ..caps
         };
         assert!(precheck(
-            &[fault(Action::Delay {
+            &[planned(Action::Delay {
                 ms: 1,
                 jitter_ms: 0
             })],
@@ -217,7 +301,7 @@ mod tests {
     #[tokio::test]
     async fn faults_are_applied_and_lifted_on_time_and_the_rest_at_the_end() {
         let log = Arc::new(Mutex::new(Vec::<String>::new()));
-        let faults = vec![
+        let faults = [
             Fault {
                 at_ms: 0,
                 ..fault(Action::Delay {
@@ -234,24 +318,28 @@ mod tests {
                 at_ms: 0,
                 ..fault(Action::Duplicate { percent: 1.0 })
             },
-        ];
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, fault)| Planned {
+            id: format!("plan#{}", i + 1),
+            fault,
+            cut: Vec::new(),
+        })
+        .collect();
         let seen = log.clone();
-        let runner = start_with(
-            faults,
-            cmesh_common::unix_millis(),
-            EventLog::discard(),
-            move |i, action| {
-                if matches!(action, Action::Duplicate { .. }) {
-                    return Err("`duplicate` needs sch_netem".into());
-                }
-                seen.lock().unwrap().push(format!("apply {i}"));
-                let seen = seen.clone();
-                Ok((
-                    "test".into(),
-                    Box::new(move || seen.lock().unwrap().push(format!("lift {i}"))) as Undo,
-                ))
-            },
-        );
+        let start = cmesh_common::unix_millis();
+        let runner = start_with(faults, start, EventLog::discard(), move |i, planned| {
+            if matches!(planned.fault.action, Action::Duplicate { .. }) {
+                return Err("`duplicate` needs sch_netem".into());
+            }
+            seen.lock().unwrap().push(format!("apply {i}"));
+            let seen = seen.clone();
+            Ok((
+                "test".into(),
+                Box::new(move || seen.lock().unwrap().push(format!("lift {i}"))) as Undo,
+            ))
+        });
         // The timed fault comes and goes; the open-ended one stays until finish.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !log.lock().unwrap().contains(&"lift 1".to_string()) {
@@ -263,11 +351,26 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert!(!log.lock().unwrap().contains(&"lift 0".to_string()));
+        // One added while running (as `launcher chaos` does), due now.
+        runner.add(Planned {
+            id: "chaos#1".into(),
+            fault: Fault {
+                at_ms: cmesh_common::unix_millis() - start,
+                ..fault(Action::Loss { percent: 1.0 })
+            },
+            cut: Vec::new(),
+        });
+        while !log.lock().unwrap().contains(&"apply 3".to_string()) {
+            assert!(std::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let records = runner.finish().await;
         assert_eq!(
             *log.lock().unwrap(),
-            vec!["apply 0", "apply 1", "lift 1", "lift 0"]
+            vec!["apply 0", "apply 1", "lift 1", "apply 3", "lift 0", "lift 3"]
         );
+        assert_eq!(records[3].id, "chaos#1");
+        assert_eq!(records[1].id, "plan#2");
         assert_eq!(records[0].path.as_deref(), Some("test"));
         assert!(records[0].lifted_at_unix_ms.is_some());
         assert!(records[1].applied_at_unix_ms.unwrap() <= records[1].lifted_at_unix_ms.unwrap());

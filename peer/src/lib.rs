@@ -4,7 +4,9 @@
 //! - [`backend`]: the [`backend::SyncBackend`] trait and the built-in `mesh` backend, a
 //!   replicated record log flooded over TCP with delta sync on reconnect;
 //! - [`client`]: the coordinator API client, with retry and backoff;
-//! - [`metrics`]: latency (HDR histogram) and delivery counts;
+//! - [`metrics`]: latency (HDR histogram), delivery counts, time windows and resync;
+//! - [`netdev`]: bytes in and out per interface per window;
+//! - [`faults`], [`shaping`]: the plan's faults, carried out on this container;
 //! - [`events`]: the `events.jsonl` log;
 //! - [`cli`]: the flags.
 
@@ -14,6 +16,7 @@ pub mod client;
 pub mod events;
 pub mod faults;
 pub mod metrics;
+pub mod netdev;
 pub mod run;
 pub mod shaping;
 

@@ -1,6 +1,43 @@
 //! What a peer measures, independent of the sync backend.
 
 use cmesh_common::histogram::LatencyHistogram;
+use cmesh_common::report::{Resync, WindowLatency};
+
+/// At most this many windows of latency by write time; longer runs get wider windows.
+pub const MAX_WINDOWS: u64 = 300;
+
+/// The window width for a run of `duration_ms`: 1 s, or wider (whole seconds) so that
+/// the run fits in [`MAX_WINDOWS`].
+pub fn window_ms(duration_ms: u64) -> u64 {
+    duration_ms.div_ceil(MAX_WINDOWS).div_ceil(1000).max(1) * 1000
+}
+
+/// Latency by write-time window and deliveries by arrival window.
+#[derive(Debug)]
+struct Series {
+    start_us: u64,
+    window_us: u64,
+    /// Coarse histograms, made at a window's first sample.
+    latency: Vec<Option<LatencyHistogram>>,
+    received: Vec<u64>,
+}
+
+impl Series {
+    fn window(&self, at_us: u64, len: usize) -> Option<usize> {
+        let w = (at_us.checked_sub(self.start_us)? / self.window_us) as usize;
+        // Late samples go in the last window rather than growing without bound.
+        Some(w.min(len.saturating_sub(1)))
+    }
+}
+
+/// A heal being watched: records written before it that arrive after it.
+#[derive(Debug)]
+struct Heal {
+    cause: String,
+    at_us: u64,
+    last_arrival_us: Option<u64>,
+    records: u64,
+}
 
 /// Latency of records from one origin host.
 #[derive(Debug)]
@@ -25,6 +62,8 @@ pub struct Metrics {
     origin_host: Vec<usize>,
     /// Latency of records by the origin's Docker host.
     by_host: Vec<HostLatency>,
+    series: Option<Series>,
+    heals: Vec<Heal>,
 }
 
 impl Metrics {
@@ -38,7 +77,86 @@ impl Metrics {
             duplicates: 0,
             origin_host: Vec::new(),
             by_host: Vec::new(),
+            series: None,
+            heals: Vec::new(),
         }
+    }
+
+    /// Also keeps latency per window of write time, and deliveries per window of arrival
+    /// time, from `start_unix_ms`: `windows` windows of `window_ms` (arrivals get as many
+    /// again, for catch-up after the writing ends).
+    pub fn with_windows(mut self, start_unix_ms: u64, window_ms: u64, windows: usize) -> Self {
+        let windows = windows.max(1);
+        self.series = Some(Series {
+            start_us: start_unix_ms * 1000,
+            window_us: window_ms.max(1) * 1000,
+            latency: (0..windows).map(|_| None).collect(),
+            received: vec![0; windows * 2],
+        });
+        self
+    }
+
+    /// Connectivity comes back now (`at_us`): from here on, records written before it
+    /// that arrive are what resync waits for.
+    pub fn begin_resync(&mut self, cause: &str, at_us: u64) {
+        self.heals.push(Heal {
+            cause: cause.into(),
+            at_us,
+            last_arrival_us: None,
+            records: 0,
+        });
+    }
+
+    /// The resyncs after each heal; `caught_up` says whether every record arrived in the
+    /// end (else the latency is unknown).
+    pub fn resyncs(&self, caught_up: bool) -> Vec<Resync> {
+        self.heals
+            .iter()
+            .map(|h| Resync {
+                cause: h.cause.clone(),
+                healed_at_unix_ms: h.at_us / 1000,
+                latency_ms: caught_up
+                    .then(|| h.last_arrival_us.map_or(0, |l| (l - h.at_us) / 1000)),
+                records: h.records,
+            })
+            .collect()
+    }
+
+    /// Latency per write-time window (windows without samples left out).
+    pub fn window_latency(&self) -> Vec<WindowLatency> {
+        let Some(series) = &self.series else {
+            return Vec::new();
+        };
+        series
+            .latency
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| {
+                let h = h.as_ref()?;
+                let s = h.summary();
+                Some(WindowLatency {
+                    window: i as u32,
+                    count: s.count,
+                    p50_us: s.p50_us,
+                    p99_us: s.p99_us,
+                    max_us: s.max_us,
+                    histogram: h.encode(),
+                })
+            })
+            .collect()
+    }
+
+    /// Records first received per arrival window, up to the last non-empty one.
+    pub fn received_per_window(&self) -> Vec<u64> {
+        let Some(series) = &self.series else {
+            return Vec::new();
+        };
+        let end = series
+            .received
+            .iter()
+            .rposition(|&n| n > 0)
+            .map_or(0, |i| i + 1);
+        series.received[..end].to_vec()
     }
 
     /// Also keeps latency by the origin's Docker host (`hosts[i]` is origin `i`'s), so
@@ -79,6 +197,22 @@ impl Metrics {
         }
         if let Some(count) = self.received.get_mut(origin as usize) {
             *count += 1;
+        }
+        for h in &mut self.heals {
+            if written_at_us < h.at_us && now_us >= h.at_us {
+                h.records += 1;
+                h.last_arrival_us = h.last_arrival_us.max(Some(now_us));
+            }
+        }
+        if let Some(series) = &mut self.series {
+            if let Some(w) = series.window(now_us, series.received.len()) {
+                series.received[w] += 1;
+            }
+            if let Some(w) = series.window(written_at_us, series.latency.len()) {
+                series.latency[w]
+                    .get_or_insert_with(LatencyHistogram::coarse)
+                    .record(now_us.saturating_sub(written_at_us));
+            }
         }
         let by_host = self
             .origin_host
@@ -149,6 +283,49 @@ mod tests {
         assert_eq!(s.min_us, 1);
         assert!(s.max_us >= 2_000 && s.max_us < 2_010);
         assert!(m.latency_by_host().is_empty());
+    }
+
+    #[test]
+    fn windows_by_write_time_and_by_arrival() {
+        assert_eq!(window_ms(30_000), 1_000);
+        assert_eq!(window_ms(3_600_000), 12_000);
+        // Windows of 1 s from t = 10 s.
+        let mut m = Metrics::new(0, 2).with_windows(10_000, 1_000, 5);
+        m.on_new_record(1, 10_100_000, 10_200_000); // written in 0, arrived in 0
+        m.on_new_record(1, 11_500_000, 14_500_000); // written in 1, arrived in 4
+        m.on_new_record(1, 11_600_000, 11_700_000); // written in 1, arrived in 1
+        m.on_new_record(1, 99_000_000, 99_000_100); // late: the last windows
+        let w = m.window_latency();
+        assert_eq!(
+            w.iter().map(|w| (w.window, w.count)).collect::<Vec<_>>(),
+            vec![(0, 1), (1, 2), (4, 1)]
+        );
+        assert!((2_900_000..=3_100_000).contains(&w[1].max_us), "{:?}", w[1]);
+        assert_eq!(m.received_per_window(), vec![1, 1, 0, 0, 1, 0, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn resync_waits_for_records_written_before_the_heal() {
+        let mut m = Metrics::new(0, 3);
+        m.on_new_record(1, 1_000, 2_000); // before the heal: not part of it
+        m.begin_resync("partition", 10_000_000);
+        m.on_new_record(1, 5_000_000, 10_400_000); // written before, arrives 0.4 s after
+        m.on_new_record(2, 9_000_000, 12_500_000); // written before, arrives 2.5 s after
+        m.on_new_record(2, 10_100_000, 13_000_000); // written after: not part of it
+        let r = m.resyncs(true);
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            (r[0].latency_ms, r[0].records, r[0].healed_at_unix_ms),
+            (Some(2_500), 2, 10_000)
+        );
+        assert_eq!(m.resyncs(false)[0].latency_ms, None, "never caught up");
+        let mut quiet = Metrics::new(0, 2);
+        quiet.begin_resync("partition", 1_000);
+        assert_eq!(
+            quiet.resyncs(true)[0].latency_ms,
+            Some(0),
+            "nothing missing"
+        );
     }
 
     #[test]

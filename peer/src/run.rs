@@ -21,7 +21,9 @@ use bytes::Bytes;
 use cmesh_common::histogram::LatencyHistogram;
 use cmesh_common::plan::ExecutionPlan;
 use cmesh_common::protocol::PeerState;
-use cmesh_common::report::{LatencyReport, OriginStats, Outcome, PeerReport, WritingWindow};
+use cmesh_common::report::{
+    Availability, LatencyReport, OriginStats, Outcome, PeerReport, TimeSeries, WritingWindow,
+};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -186,8 +188,15 @@ async fn follow_plan(
     move_to(client, state, PeerState::Ready, patience).await?;
 
     let origin_hosts: Vec<Option<String>> = plan.peers.iter().map(|p| p.host.clone()).collect();
+    let window_ms = crate::metrics::window_ms(plan.spec.duration_ms);
     let metrics = Arc::new(Mutex::new(
-        Metrics::new(me.index, plan.peers.len()).with_origin_hosts(&origin_hosts),
+        Metrics::new(me.index, plan.peers.len())
+            .with_origin_hosts(&origin_hosts)
+            .with_windows(
+                plan.start_at_unix_ms,
+                window_ms,
+                plan.spec.duration_ms.div_ceil(window_ms) as usize,
+            ),
     ));
     let window = window_per_origin(cfg.window_bytes, plan.peers.len(), plan.spec.payload_bytes);
     let backend = MeshBackend::start(
@@ -210,8 +219,11 @@ async fn follow_plan(
             caps,
             plan.spec.seed ^ u64::from(me.index),
             events.clone(),
+            metrics.clone(),
         )
     });
+    let netdev =
+        crate::netdev::Sampler::start(plan.start_at_unix_ms, Duration::from_millis(window_ms));
     tokio::time::sleep_until(unix_ms_to_instant(plan.start_at_unix_ms)).await;
     move_to(client, state, PeerState::Running, patience).await?;
     let start_unix = cmesh_common::unix_millis();
@@ -219,7 +231,8 @@ async fn follow_plan(
         "writing",
         json!({"connected": backend.connected(), "of": neighbours.len()}),
     );
-    let produced = write_records(&backend, &plan, me.index, events).await;
+    let (produced, availability) = write_records(&backend, &plan, me.index, events).await;
+    report.availability = Some(availability);
     let end_unix = cmesh_common::unix_millis();
     report.writing = Some(WritingWindow {
         start_unix_ms: start_unix,
@@ -256,6 +269,7 @@ async fn follow_plan(
         );
     }
     let stats = backend.stop().await;
+    let interfaces = netdev.finish().await;
 
     let metrics = metrics.lock().unwrap_or_else(|e| e.into_inner());
     report.records_received = metrics.received().iter().sum();
@@ -287,6 +301,14 @@ async fn follow_plan(
         })
         .collect();
     report.delta_sync = stats.delta_sync;
+    report.resync = metrics.resyncs(caught_up);
+    report.time_series = Some(TimeSeries {
+        start_unix_ms: plan.start_at_unix_ms,
+        window_ms,
+        latency: metrics.window_latency(),
+        received: metrics.received_per_window(),
+        interfaces,
+    });
     report.message_latency = LatencyReport {
         summary: metrics.latency().summary(),
         negative_samples: metrics.negative_samples(),
@@ -330,13 +352,24 @@ async fn move_to(
         .map_err(|e| anyhow::Error::new(e).context(format!("cannot report state {to}")))
 }
 
-/// Writes records at the planned rate until the planned end; returns how many.
+/// A local probe is ok when it finishes within this long of its scheduled time.
+pub const PROBE_DEADLINE_MS: u64 = 100;
+
+/// Writes records at the planned rate until the planned end; returns how many, and the
+/// availability probes: each write, and a read of the sync progress after it, counts as
+/// ok when it finished within [`PROBE_DEADLINE_MS`] of the time it was due (so a paused
+/// or starved peer shows as unavailable).
 async fn write_records<B: SyncBackend>(
     backend: &B,
     plan: &ExecutionPlan,
     me: u32,
     events: &EventLog,
-) -> u64 {
+) -> (u64, Availability) {
+    let deadline = Duration::from_millis(PROBE_DEADLINE_MS);
+    let mut probes = Availability {
+        deadline_ms: PROBE_DEADLINE_MS,
+        ..Availability::default()
+    };
     let spec = &plan.spec;
     let end = unix_ms_to_instant(plan.start_at_unix_ms + spec.duration_ms);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(spec.seed ^ ((me as u64 + 1) << 32));
@@ -353,12 +386,17 @@ async fn write_records<B: SyncBackend>(
             (produced % 251) as u8;
             spec.payload_bytes
         ]));
+        probes.write_probes += 1;
+        probes.write_ok += u64::from(next.elapsed() <= deadline);
+        let _ = backend.progress();
+        probes.read_probes += 1;
+        probes.read_ok += u64::from(next.elapsed() <= deadline);
         produced += 1;
         if produced == 1 {
             events.log("first_write", Value::Null);
         }
     }
-    produced
+    (produced, probes)
 }
 
 /// Waits until every origin's records, as far as it said it wrote them, are held; or

@@ -172,6 +172,57 @@ impl Active {
     }
 }
 
+/// The commands that cut this container off from `ips` and restore it: a chain of DROP
+/// rules (`-d` for what leaves, `-s` for what arrives), hooked into OUTPUT and INPUT.
+pub fn partition_commands(ips: &[String], chain: &str) -> (Vec<String>, Vec<String>) {
+    let list = ips.join(",");
+    (
+        vec![
+            format!("iptables -N {chain}"),
+            format!("iptables -A {chain} -d {list} -j DROP"),
+            format!("iptables -A {chain} -s {list} -j DROP"),
+            format!("iptables -I OUTPUT -j {chain}"),
+            format!("iptables -I INPUT -j {chain}"),
+        ],
+        vec![
+            format!("iptables -D INPUT -j {chain}"),
+            format!("iptables -D OUTPUT -j {chain}"),
+            format!("iptables -F {chain}"),
+            format!("iptables -X {chain}"),
+        ],
+    )
+}
+
+/// Cuts this container off from the peers at `addrs` (`HOST:PORT`, names resolved now)
+/// until [`Active::undo`]. `tag` keeps the chains of overlapping partitions apart.
+pub fn partition(addrs: &[String], tag: usize) -> Result<Active, String> {
+    use std::net::ToSocketAddrs;
+    let mut ips = std::collections::BTreeSet::new();
+    for addr in addrs {
+        let resolved = addr
+            .to_socket_addrs()
+            .map_err(|e| format!("partition: cannot resolve peer address `{addr}`: {e}"))?;
+        ips.extend(resolved.filter(|a| a.is_ipv4()).map(|a| a.ip().to_string()));
+    }
+    if ips.is_empty() {
+        return Err("partition: none of the peers to cut off has an IPv4 address".into());
+    }
+    let ips: Vec<String> = ips.into_iter().collect();
+    let (apply, undo) = partition_commands(&ips, &format!("CMESH-CUT-{tag}"));
+    let active = Active {
+        path: ShapingPath::Iptables,
+        undo,
+        delay: None,
+    };
+    for cmd in &apply {
+        if let Err(e) = run(cmd) {
+            active.undo();
+            return Err(e);
+        }
+    }
+    Ok(active)
+}
+
 /// Uniform in `[ms - jitter, ms + jitter]`, at least 0, from a small xorshift state.
 fn next_delay(ms: u64, jitter_ms: u64, state: &mut u64) -> Duration {
     *state ^= *state << 13;
@@ -296,6 +347,26 @@ mod tests {
         );
         let (apply, _) = commands(&Action::Rate { kbit: 512 }, ShapingPath::Tbf, "eth0");
         assert!(apply[0].contains("tbf rate 512kbit"));
+    }
+
+    #[test]
+    fn partition_rules_drop_both_ways_and_come_off_in_reverse() {
+        let ips = ["10.0.1.5".to_owned(), "10.0.1.6".to_owned()];
+        let (apply, undo) = partition_commands(&ips, "CMESH-CUT-0");
+        assert_eq!(apply[0], "iptables -N CMESH-CUT-0");
+        assert!(apply.contains(&"iptables -A CMESH-CUT-0 -d 10.0.1.5,10.0.1.6 -j DROP".into()));
+        assert!(apply.contains(&"iptables -A CMESH-CUT-0 -s 10.0.1.5,10.0.1.6 -j DROP".into()));
+        assert!(apply.contains(&"iptables -I INPUT -j CMESH-CUT-0".into()));
+        assert_eq!(undo.first().unwrap(), "iptables -D INPUT -j CMESH-CUT-0");
+        assert_eq!(undo.last().unwrap(), "iptables -X CMESH-CUT-0");
+        let e = match partition(&["no-such-host.invalid:7000".into()], 0) {
+            Err(e) => e,
+            Ok(_) => panic!("an unknown name cannot be cut off"),
+        };
+        assert!(
+            e.contains("cannot resolve peer address `no-such-host.invalid:7000`"),
+            "{e}"
+        );
     }
 
     #[test]

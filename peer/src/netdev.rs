@@ -1,0 +1,131 @@
+//! Link utilization: bytes in and out per network interface, per time window, read from
+//! `/proc/net/dev` (the container's own network namespace).
+
+use cmesh_common::report::InterfaceSeries;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Byte counters per interface (loopback left out): name → (received, sent).
+pub fn parse(text: &str) -> BTreeMap<String, (u64, u64)> {
+    let mut out = BTreeMap::new();
+    // Two header lines, then `  eth0: rx_bytes rx_packets … (8 fields) tx_bytes …`.
+    for line in text.lines().skip(2) {
+        let Some((name, fields)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim();
+        let fields: Vec<u64> = fields
+            .split_whitespace()
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        if name == "lo" || fields.len() < 9 {
+            continue;
+        }
+        out.insert(name.to_owned(), (fields[0], fields[8]));
+    }
+    out
+}
+
+fn read() -> BTreeMap<String, (u64, u64)> {
+    std::fs::read_to_string("/proc/net/dev")
+        .map(|t| parse(&t))
+        .unwrap_or_default()
+}
+
+/// Adds one window to `series` from two readings of the counters.
+pub fn push_window(
+    series: &mut BTreeMap<String, InterfaceSeries>,
+    windows_before: usize,
+    before: &BTreeMap<String, (u64, u64)>,
+    now: &BTreeMap<String, (u64, u64)>,
+) {
+    for (name, &(rx, tx)) in now {
+        let (rx0, tx0) = before.get(name).copied().unwrap_or((rx, tx));
+        let s = series
+            .entry(name.clone())
+            .or_insert_with(|| InterfaceSeries {
+                // An interface that appeared late has zeros for the windows before.
+                rx_bytes: vec![0; windows_before],
+                tx_bytes: vec![0; windows_before],
+            });
+        s.rx_bytes.push(rx.saturating_sub(rx0));
+        s.tx_bytes.push(tx.saturating_sub(tx0));
+    }
+}
+
+/// Samples the counters at `start + k * window` until stopped.
+pub struct Sampler {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<BTreeMap<String, InterfaceSeries>>,
+}
+
+impl Sampler {
+    pub fn start(start_unix_ms: u64, window: Duration) -> Sampler {
+        let (stop, mut stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut series = BTreeMap::new();
+            let mut at = crate::run::unix_ms_to_instant(start_unix_ms);
+            tokio::time::sleep_until(at).await;
+            let mut before = read();
+            let mut windows = 0;
+            loop {
+                at += window;
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = &mut stopped => break,
+                }
+                let now = read();
+                push_window(&mut series, windows, &before, &now);
+                windows += 1;
+                before = now;
+            }
+            series
+        });
+        Sampler { stop, task }
+    }
+
+    /// Stops sampling (the window in progress is left out) and returns the series.
+    pub async fn finish(self) -> BTreeMap<String, InterfaceSeries> {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEV: &str = "Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:    1000      10    0    0    0     0          0         0     1000      10    0    0    0     0       0          0
+  eth0:  52000     400    0    0    0     0          0         0    31000     300    0    0    0     0       0          0
+";
+
+    #[test]
+    fn reads_bytes_per_interface_without_loopback() {
+        let m = parse(DEV);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m["eth0"], (52_000, 31_000));
+        assert!(parse("garbage").is_empty());
+    }
+
+    #[test]
+    fn windows_are_differences_and_late_interfaces_are_padded() {
+        let mut series = BTreeMap::new();
+        let a = BTreeMap::from([("eth0".to_owned(), (100, 50))]);
+        let b = BTreeMap::from([
+            ("eth0".to_owned(), (400, 80)),
+            ("eth1".to_owned(), (10, 10)),
+        ]);
+        push_window(&mut series, 0, &a, &a);
+        push_window(&mut series, 1, &a, &b);
+        assert_eq!(series["eth0"].rx_bytes, vec![0, 300]);
+        assert_eq!(series["eth0"].tx_bytes, vec![0, 30]);
+        assert_eq!(
+            series["eth1"].rx_bytes,
+            vec![0, 0],
+            "new: counted from here"
+        );
+    }
+}
