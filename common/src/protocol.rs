@@ -10,11 +10,44 @@
 //! | `POST /v1/heartbeat` | [`Heartbeat`] | `204` |
 //! | `POST /v1/state` | [`StateChange`] | `204` |
 //! | `POST /v1/barrier/{name}` | [`BarrierArrive`] | long-poll: [`BarrierStatus`] |
+//! | `POST /v1/chaos` | [`ChaosRequest`] | [`ChaosAction`]; `400` bad action, `409` the run is not running |
+//! | `GET /v1/chaos?peer=NAME&after=N` | | long-poll: `200` the [`ChaosAction`]s with `seq > N` (may be empty) |
 //! | `GET /status` | | [`StatusReport`] |
 //! | `GET /healthz` | (no token needed) | `200 ok` |
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// A fault injected while the run goes (`launcher chaos`), as asked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChaosRequest {
+    /// The fault, as in a plan; `at` is ignored (it starts now).
+    pub fault: crate::faults::FaultSpec,
+    /// Groups for this action's selectors and partition, like a plan's `[groups]`.
+    #[serde(default)]
+    pub groups: BTreeMap<String, String>,
+    /// Seed for a `N%` selector [default: the plan's].
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+/// A chaos action as the coordinator recorded it: peers carry out link shaping and
+/// partitions themselves; `kill` and `pause` are done by the launcher through the
+/// Docker API, and recorded here for the timeline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChaosAction {
+    /// 1, 2, … in the order the coordinator received them.
+    pub seq: u32,
+    /// `chaos#N`, as reports and summaries name it.
+    pub id: String,
+    pub at_unix_ms: u64,
+    /// `at_ms` is from the run's common start.
+    pub fault: crate::faults::Fault,
+    pub groups: BTreeMap<String, crate::faults::Selector>,
+    pub seed: u64,
+    /// The peers it acts on, by name.
+    pub peers: Vec<String>,
+}
 
 /// The API version, in every path as `/v1/`.
 pub const API_VERSION: u32 = 1;

@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cmesh_common::protocol::{
-    BarrierArrive, ErrorBody, Heartbeat, RegisterRequest, RegisterResponse, StateChange,
+    BarrierArrive, ChaosAction, ChaosRequest, ErrorBody, Heartbeat, RegisterRequest,
+    RegisterResponse, StateChange,
 };
 use cmesh_common::token;
 use serde::Deserialize;
@@ -44,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/heartbeat", post(heartbeat))
         .route("/v1/state", post(change_state))
         .route("/v1/barrier/{name}", post(barrier))
+        .route("/v1/chaos", post(chaos).get(chaos_since))
         .route("/status", get(status))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -187,6 +189,29 @@ async fn barrier(
         Some(s) => Json(s).into_response(),
         None => error(StatusCode::INTERNAL_SERVER_ERROR, "barrier vanished"),
     }
+}
+
+async fn chaos(
+    State(state): State<AppState>,
+    Json(req): Json<ChaosRequest>,
+) -> Result<Json<ChaosAction>, RunError> {
+    Ok(Json(state.lock().chaos(&req, now())?))
+}
+
+#[derive(Deserialize)]
+struct ChaosQuery {
+    after: u32,
+}
+
+/// Long-polls for chaos actions after the first `after`; answers with what there is
+/// (maybe nothing) when the poll times out.
+async fn chaos_since(
+    State(state): State<AppState>,
+    Query(q): Query<ChaosQuery>,
+) -> Json<Vec<ChaosAction>> {
+    let mut signal = state.lock().chaos_signal();
+    let _ = tokio::time::timeout(state.long_poll, signal.wait_for(|n| *n > q.after)).await;
+    Json(state.lock().chaos_after(q.after))
 }
 
 async fn status(State(state): State<AppState>) -> Response {

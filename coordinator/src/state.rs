@@ -5,8 +5,11 @@
 //! holds a [`Run`] behind a mutex and never across an `.await`; long-polls wait on the
 //! `watch` channels a `Run` exposes.
 
+use cmesh_common::faults::{self, Action};
 use cmesh_common::plan::{ExecutionPlan, PlanSpec};
-use cmesh_common::protocol::{BarrierStatus, PeerState, PeerStatus, RunPhase, StatusReport};
+use cmesh_common::protocol::{
+    BarrierStatus, ChaosAction, ChaosRequest, PeerState, PeerStatus, RunPhase, StatusReport,
+};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -79,6 +82,9 @@ pub struct Run {
     finished: watch::Sender<bool>,
     barriers: BTreeMap<String, Barrier>,
     timeline: mpsc::UnboundedSender<TimelineEvent>,
+    /// `launcher chaos` actions, in order; the watch holds how many there are.
+    chaos: Vec<ChaosAction>,
+    chaos_count: watch::Sender<u32>,
 }
 
 impl Run {
@@ -97,6 +103,8 @@ impl Run {
             finished: watch::channel(false).0,
             barriers: BTreeMap::new(),
             timeline,
+            chaos: Vec::new(),
+            chaos_count: watch::channel(0).0,
         }
     }
 
@@ -412,6 +420,103 @@ impl Run {
         }
     }
 
+    /// Records a `launcher chaos` action on the running run and publishes it to the
+    /// peers. A `kill` marks its peers failed (they will not report); the launcher does
+    /// the killing and pausing through the Docker API.
+    pub fn chaos(&mut self, req: &ChaosRequest, now: u64) -> Result<ChaosAction, RunError> {
+        let plan = match (self.phase, self.plan()) {
+            (RunPhase::Planned, Some(p)) => p,
+            (phase, _) => {
+                return Err(RunError::Conflict(format!(
+                    "run {} is not running (it is {phase:?}); chaos acts on a running run",
+                    self.run_id
+                )))
+            }
+        };
+        let spec = faults::FaultSpec {
+            at: "0s".into(),
+            ..req.fault.clone()
+        };
+        let (groups, mut checked) = faults::check(&req.groups, std::slice::from_ref(&spec))
+            .map_err(|e| {
+                RunError::BadRequest(
+                    e.replace("[[fault]] #1 ", "")
+                        .replace("[groups]", "--groups"),
+                )
+            })?;
+        let mut fault = checked.remove(0);
+        let carried_out = fault.action.is_shaping()
+            || matches!(
+                fault.action,
+                Action::Partition { .. } | Action::Kill | Action::Pause
+            );
+        if !carried_out || fault.to.is_some() {
+            return Err(RunError::BadRequest(format!(
+                "chaos `{}`{} is not supported yet; use delay, loss, duplicate, corrupt, reorder, rate, partition, kill or pause",
+                fault.action.name(),
+                if fault.to.is_some() { " with `to`" } else { "" }
+            )));
+        }
+        fault.at_ms = now.saturating_sub(plan.plan.start_at_unix_ms);
+        let names: Vec<String> = plan.plan.peers.iter().map(|p| p.name.clone()).collect();
+        let seed = req.seed.unwrap_or(plan.plan.spec.seed);
+        let targets = fault
+            .targets(&names, &groups, seed)
+            .map_err(RunError::BadRequest)?;
+        if targets.is_empty() {
+            return Err(RunError::BadRequest(
+                "the selector picks no peers of this run".into(),
+            ));
+        }
+        let seq = self.chaos.len() as u32 + 1;
+        let action = ChaosAction {
+            seq,
+            id: format!("chaos#{seq}"),
+            at_unix_ms: now,
+            peers: targets.iter().map(|&i| names[i].clone()).collect(),
+            fault,
+            groups,
+            seed,
+        };
+        self.emit(
+            now,
+            "chaos",
+            None,
+            None,
+            None,
+            Some(format!(
+                "{} {} on {} peers{}",
+                action.id,
+                action.fault.action.name(),
+                action.peers.len(),
+                action
+                    .fault
+                    .for_ms
+                    .map(|d| format!(" for {d} ms"))
+                    .unwrap_or_default()
+            )),
+        );
+        if action.fault.action == Action::Kill {
+            for peer in &action.peers {
+                let reason = format!("killed by launcher chaos ({})", action.id);
+                self.set_state(peer, PeerState::Failed, Some(reason), now);
+            }
+        }
+        self.chaos.push(action.clone());
+        self.chaos_count.send_replace(seq);
+        Ok(action)
+    }
+
+    /// The chaos actions after the first `after`.
+    pub fn chaos_after(&self, after: u32) -> Vec<ChaosAction> {
+        self.chaos.iter().skip(after as usize).cloned().collect()
+    }
+
+    /// Waits here for chaos actions: the count so far.
+    pub fn chaos_signal(&self) -> watch::Receiver<u32> {
+        self.chaos_count.subscribe()
+    }
+
     /// A peer arrives at barrier `name`. Returns a receiver that becomes true on release.
     pub fn arrive(
         &mut self,
@@ -549,6 +654,73 @@ mod tests {
             run.register(&format!("p{i}"), &format!("127.0.0.1:{}", 9000 + i), 0)
                 .unwrap();
         }
+    }
+
+    fn chaos_req(action: &str, peers: &str) -> ChaosRequest {
+        ChaosRequest {
+            fault: faults::FaultSpec {
+                at: "0s".into(),
+                peers: peers.into(),
+                action: action.into(),
+                ..Default::default()
+            },
+            groups: BTreeMap::new(),
+            seed: None,
+        }
+    }
+
+    #[test]
+    fn chaos_is_recorded_published_and_kills_mark_peers_failed() {
+        let (mut run, mut rx) = run(4);
+        let early = chaos_req("kill", "1");
+        assert!(matches!(
+            run.chaos(&early, 0),
+            Err(RunError::Conflict(m)) if m.contains("not running")
+        ));
+        register_all(&mut run, 4);
+        let start = run.plan().unwrap().plan.start_at_unix_ms;
+        let signal = run.chaos_signal();
+        let delay = ChaosRequest {
+            fault: faults::FaultSpec {
+                ms: Some(200),
+                duration: Some("5s".into()),
+                ..chaos_req("delay", "1-2").fault
+            },
+            ..chaos_req("delay", "1-2")
+        };
+        let a = run.chaos(&delay, start + 3_000).unwrap();
+        assert_eq!((a.seq, a.id.as_str()), (1, "chaos#1"));
+        assert_eq!(a.fault.at_ms, 3_000, "from the common start");
+        assert_eq!(a.fault.for_ms, Some(5_000));
+        assert_eq!(a.peers, vec!["p0", "p1"]);
+        assert_eq!(*signal.borrow(), 1);
+        let k = run.chaos(&chaos_req("kill", "4"), start + 4_000).unwrap();
+        assert_eq!(k.peers, vec!["p3"]);
+        assert_eq!(run.chaos_after(1), vec![k]);
+        assert_eq!(run.chaos_after(2), vec![]);
+        let status = run.status();
+        let p3 = status.peers.iter().find(|p| p.peer == "p3").unwrap();
+        assert_eq!(p3.state, PeerState::Failed);
+        let mut seen = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            seen.push((e.event, e.detail.unwrap_or_default()));
+        }
+        assert!(seen.contains(&("chaos", "chaos#1 delay on 2 peers for 5000 ms".into())));
+        assert!(seen.contains(&("chaos", "chaos#2 kill on 1 peers".into())));
+
+        // Bad actions change nothing.
+        for (req, want) in [
+            (chaos_req("delay", "1"), "`delay` needs ms"),
+            (chaos_req("kill", "9"), "beyond the plan's 4 peers"),
+            (chaos_req("restart", "1"), "`restart` is not supported yet"),
+            (chaos_req("kill", "group:x"), "no group `x`"),
+        ] {
+            match run.chaos(&req, start + 5_000) {
+                Err(RunError::BadRequest(m)) => assert!(m.contains(want), "{m}"),
+                other => panic!("{want}: {other:?}"),
+            }
+        }
+        assert_eq!(run.chaos_after(0).len(), 2);
     }
 
     #[test]

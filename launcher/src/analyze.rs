@@ -418,7 +418,7 @@ pub fn analyze(run: &RunDir) -> anyhow::Result<Summary> {
         &reports,
         &missing,
         &manifest.clock_offsets_ms,
-        &[],
+        &crate::chaos::external_actions(&crate::chaos::read(run)),
     );
     std::fs::create_dir_all(run.analysis_dir())?;
     write_atomic(

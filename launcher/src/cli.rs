@@ -92,6 +92,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Inject a fault into a running run, now.
+    ///
+    ///   launcher chaos delay --peers 'peer-00[0-4]*' --ms 200 --jitter 20 --for 60s
+    ///   launcher chaos loss --random 20% --seed 3 --percent 10 --for 30s
+    ///   launcher chaos partition --groups a:1-50 b:51-100 --for 30s
+    ///   launcher chaos kill --random 10% --seed 7
+    ///   launcher chaos pause --peers 3 --for 10s
+    ///
+    /// Peers apply shaping and partitions to themselves (within about a second), as for a
+    /// plan's [[fault]]; kill and pause are done through the Docker API. Every action is
+    /// recorded in the coordinator's timeline and runs/<id>/chaos.jsonl, and `analyze`
+    /// lists it under Faults in summary.md. Peers are numbered from 1, as in container
+    /// names. Exit 2 (nothing done) for a bad action or a run that is not running.
+    #[command(verbatim_doc_comment)]
+    Chaos(ChaosArgs),
     /// Remove a run's containers and network (refused until extracted, unless --force).
     Down {
         #[arg(long)]
@@ -167,6 +182,44 @@ pub enum LabCommand {
         #[arg(long, default_value = "cmesh-lab")]
         name: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ChaosArgs {
+    /// What to do: delay, loss, duplicate, corrupt, reorder, rate, partition, kill, pause.
+    pub action: String,
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Which peers: all (default), 1-5,9, a name glob (peer-00[0-4]*), group:NAME, N%.
+    #[arg(long)]
+    pub peers: Option<String>,
+    /// A random share of the peers, e.g. 10%, picked with --seed.
+    #[arg(long)]
+    pub random: Option<String>,
+    /// Seed for --random [default: the plan's seed].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// delay: milliseconds.
+    #[arg(long)]
+    pub ms: Option<u64>,
+    /// delay: jitter, milliseconds.
+    #[arg(long)]
+    pub jitter: Option<u64>,
+    /// loss, duplicate, corrupt, reorder: percent.
+    #[arg(long)]
+    pub percent: Option<f64>,
+    /// rate: kbit/s.
+    #[arg(long)]
+    pub kbit: Option<u64>,
+    /// partition: the groups, NAME:PEERS each, e.g. a:1-50 b:51-100.
+    #[arg(long, num_args = 1..)]
+    pub groups: Vec<String>,
+    /// How long (e.g. 30s); left out: until the peers stop writing. Needed for pause.
+    #[arg(long = "for")]
+    pub duration: Option<String>,
+    /// Print the action as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -377,6 +430,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 print!("{}", analyze::to_markdown(&s));
             }
             Ok(if s.ok { 0 } else { 1 })
+        }
+        Command::Chaos(a) => {
+            let order = crate::chaos::ChaosOrder {
+                action: a.action,
+                peers: a.peers,
+                random: a.random,
+                seed: a.seed,
+                ms: a.ms,
+                jitter_ms: a.jitter,
+                percent: a.percent,
+                kbit: a.kbit,
+                groups: a.groups,
+                duration: a.duration,
+            };
+            let record =
+                crate::chaos::chaos(&RunDir::open(runs, a.run.as_deref())?, &order).await?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&record)?);
+            } else {
+                println!("{}", crate::chaos::describe(&record));
+            }
+            for (name, e) in &record.errors {
+                eprintln!("chaos: {name}: {e}");
+            }
+            Ok(if record.errors.is_empty() { 0 } else { 1 })
         }
         Command::Down { run, force } => {
             down::down(&RunDir::open(runs, run.as_deref())?, force, 16).await?;

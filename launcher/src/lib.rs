@@ -7,6 +7,7 @@
 //! - [`images`]: the base, peer and coordinator images, tagged by content;
 //! - [`network`]: the swarm and the run's overlay network, sized for the run;
 //! - [`rundir`]: a run is a directory with a manifest;
+//! - [`chaos`]: faults injected into a running run;
 //! - [`impairment`]: faults, latency over time, resync and availability, for `analyze`;
 //! - [`spawn`], [`status`], [`logs`], [`wait`], [`extract`], [`analyze`], [`down`]: the
 //!   commands;
@@ -16,6 +17,7 @@
 //! - [`labels`]: how Docker objects are tagged; [`error`]: exit codes.
 
 pub mod analyze;
+pub mod chaos;
 pub mod cli;
 pub mod clock;
 pub mod distribute;

@@ -83,6 +83,26 @@ async fn ask_coordinator(
     run: &RunDir,
     name: &str,
 ) -> anyhow::Result<StatusReport> {
+    let (base, token) = coordinator_api(host, run, name).await?;
+    let report = reqwest::Client::new()
+        .get(format!("{base}/status"))
+        .header(cmesh_common::token::HEADER, token)
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(report)
+}
+
+/// The running coordinator's API, `http://ADDR` (through the SSH master when the manager
+/// is remote), and the run token to call it with.
+pub async fn coordinator_api(
+    host: &crate::host::Host,
+    run: &RunDir,
+    name: &str,
+) -> anyhow::Result<(String, String)> {
     let info = host
         .docker
         .inspect_container(
@@ -101,21 +121,12 @@ async fn ask_coordinator(
         .and_then(|p| p.get(&format!("{COORDINATOR_PORT}/tcp")).cloned().flatten())
         .and_then(|b| b.first().and_then(|b| b.host_port.clone()))
         .ok_or_else(|| anyhow::anyhow!("the coordinator publishes no port"))?;
-    // Read only: status must never make a token (RunDir::token would, if it is missing).
+    // Read only: this must never make a token (RunDir::token would, if it is missing).
     let token = cmesh_common::token::read_token_file(&run.token_path())?;
     let port: u16 = port.parse()?;
     // On a remote manager the port is on its loopback: reach it through the SSH master.
     let addr = host.forward_tcp(port).await?;
-    let report = reqwest::Client::new()
-        .get(format!("http://{addr}/status"))
-        .header(cmesh_common::token::HEADER, token)
-        .timeout(std::time::Duration::from_secs(5))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    Ok(report)
+    Ok((format!("http://{addr}"), token))
 }
 
 /// The status as a table.

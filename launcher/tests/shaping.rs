@@ -4,7 +4,9 @@
 //! path (NFQUEUE) and loss through iptables' statistic match: these tests prove both.
 //! They need the Docker Engine and fail without one; they never skip.
 
-use cmesh_testkit::{assert_bad_input, images_built, launcher, read_json, text, workspace_root};
+use cmesh_testkit::{
+    assert_bad_input, images_built, launcher, read_json, text, unpack, workspace_root,
+};
 use serde_json::Value;
 use std::path::Path;
 
@@ -44,15 +46,7 @@ fn run_plan(tag: &str, plan: &Path) -> (Value, Value) {
         .map(|e| e.path())
         .find(|p| p.to_string_lossy().contains("-peer-"))
         .unwrap();
-    let unpacked = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new("tar")
-        .arg("-xzf")
-        .arg(peer.join("report.tar.gz"))
-        .arg("-C")
-        .arg(unpacked.path())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let unpacked = unpack(&peer.join("report.tar.gz"));
     (
         summary,
         read_json(&unpacked.path().join("report/report.json")),

@@ -6,7 +6,7 @@
 
 use cmesh_common::plan::ExecutionPlan;
 use cmesh_common::protocol::{
-    BarrierArrive, BarrierStatus, ErrorBody, Heartbeat, PeerState, RegisterRequest,
+    BarrierArrive, BarrierStatus, ChaosAction, ErrorBody, Heartbeat, PeerState, RegisterRequest,
     RegisterResponse, StateChange,
 };
 use cmesh_common::token;
@@ -174,6 +174,28 @@ impl CoordinatorClient {
             Self::classify(r).await
         })
         .await
+    }
+
+    /// Long-polls once for the chaos actions after the first `after` (maybe none).
+    pub async fn chaos_since(&self, after: u32) -> Result<Vec<ChaosAction>, ClientError> {
+        let r = self
+            .http
+            .get(format!("{}/v1/chaos", self.base))
+            .query(&[("after", after)])
+            .header(token::HEADER, &self.token)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await;
+        match Self::classify(r).await {
+            Attempt::Done(v) => Ok(v),
+            Attempt::Again => Ok(Vec::new()),
+            Attempt::Fail(e) => Err(e),
+            Attempt::Retry(last) => Err(ClientError::Unreachable {
+                addr: self.addr.clone(),
+                waited: Duration::ZERO,
+                last,
+            }),
+        }
     }
 
     /// One heartbeat, no retry (the next beat is the retry).

@@ -6,11 +6,13 @@
 use crate::events::EventLog;
 use crate::metrics::Metrics;
 use crate::shaping::{self, Active};
-use cmesh_common::faults::{choose_path, partition_cut, Action, Fault, KernelCaps};
+use cmesh_common::faults::{choose_path, partition_cut, Action, Fault, KernelCaps, Selector};
 use cmesh_common::plan::ExecutionPlan;
+use cmesh_common::protocol::ChaosAction;
 use cmesh_common::report::AppliedFault;
 use serde_json::json;
 use std::cmp::Reverse;
+use std::collections::BTreeMap;
 use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
@@ -31,32 +33,57 @@ pub struct Planned {
 /// The faults of `plan` that act on peer `me` (0-based index).
 pub fn mine(plan: &ExecutionPlan, me: u32) -> Result<Vec<Planned>, String> {
     let (groups, faults) = plan.spec.checked_faults()?;
-    let names: Vec<String> = plan.peers.iter().map(|p| p.name.clone()).collect();
-    let seed = plan.spec.seed;
     let mut out = Vec::new();
     for (i, fault) in faults.into_iter().enumerate() {
-        if !fault
-            .targets(&names, &groups, seed)?
-            .contains(&(me as usize))
-        {
-            continue;
-        }
-        let cut = match &fault.action {
-            Action::Partition { groups: listed } => {
-                partition_cut(listed, &names, &groups, seed, me as usize)?
-                    .into_iter()
-                    .map(|i| plan.peers[i].addr.clone())
-                    .collect()
-            }
-            _ => Vec::new(),
-        };
-        out.push(Planned {
-            id: format!("plan#{}", i + 1),
-            fault,
-            cut,
-        });
+        let id = format!("plan#{}", i + 1);
+        out.extend(planned_for(plan, me, id, fault, &groups, plan.spec.seed)?);
     }
     Ok(out)
+}
+
+/// A `launcher chaos` action, if this peer carries it out: link shaping and partitions
+/// (kill and pause are done to the container from outside).
+pub fn from_chaos(plan: &ExecutionPlan, me: u32, a: &ChaosAction) -> Option<Planned> {
+    let action = &a.fault.action;
+    if !(action.is_shaping() || matches!(action, Action::Partition { .. })) {
+        return None;
+    }
+    let planned = planned_for(plan, me, a.id.clone(), a.fault.clone(), &a.groups, a.seed);
+    match planned {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!("chaos action {} cannot be resolved here: {e}", a.id);
+            None
+        }
+    }
+}
+
+/// `fault` as peer `me` carries it out, if it acts on it.
+fn planned_for(
+    plan: &ExecutionPlan,
+    me: u32,
+    id: String,
+    fault: Fault,
+    groups: &BTreeMap<String, Selector>,
+    seed: u64,
+) -> Result<Option<Planned>, String> {
+    let names: Vec<String> = plan.peers.iter().map(|p| p.name.clone()).collect();
+    if !fault
+        .targets(&names, groups, seed)?
+        .contains(&(me as usize))
+    {
+        return Ok(None);
+    }
+    let cut = match &fault.action {
+        Action::Partition { groups: listed } => {
+            partition_cut(listed, &names, groups, seed, me as usize)?
+                .into_iter()
+                .map(|i| plan.peers[i].addr.clone())
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    Ok(Some(Planned { id, fault, cut }))
 }
 
 /// Refuses, before the run starts, faults this peer cannot carry out here.
@@ -86,14 +113,19 @@ pub type Undo = Box<dyn FnOnce() + Send>;
 
 /// Starts applying `faults` relative to `start_unix_ms`, through [`shaping::apply`] and
 /// [`shaping::partition`]. Lifting a partition tells `metrics` to measure the resync.
+/// `caps`: the kernel's, if already read (else they are read at the first shaping).
 pub fn start(
     faults: Vec<Planned>,
     start_unix_ms: u64,
-    caps: KernelCaps,
+    caps: Option<KernelCaps>,
     seed: u64,
     events: EventLog,
     metrics: Arc<Mutex<Metrics>>,
 ) -> Runner {
+    let known = std::sync::OnceLock::new();
+    if let Some(caps) = caps {
+        let _ = known.set(caps);
+    }
     start_with(faults, start_unix_ms, events, move |i, planned| {
         let action = &planned.fault.action;
         if let Action::Partition { .. } = action {
@@ -108,6 +140,7 @@ pub fn start(
             };
             return Ok(("iptables".into(), Box::new(undo) as Undo));
         }
+        let caps = *known.get_or_init(shaping::detect);
         precheck(std::slice::from_ref(planned), caps, None)?;
         let a: Active = shaping::apply(action, caps, IFACE, seed ^ i as u64)?;
         let path = format!("{:?}", a.path).to_lowercase();

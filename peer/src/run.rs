@@ -212,16 +212,16 @@ async fn follow_plan(
         metrics.clone(),
     );
 
-    let faults = (!my_faults.is_empty()).then(|| {
-        crate::faults::start(
-            my_faults,
-            plan.start_at_unix_ms,
-            caps,
-            plan.spec.seed ^ u64::from(me.index),
-            events.clone(),
-            metrics.clone(),
-        )
-    });
+    // The plan's faults, and any `launcher chaos` sends while the peers write.
+    let read_caps = !my_faults.is_empty();
+    let faults = crate::faults::start(
+        my_faults,
+        plan.start_at_unix_ms,
+        read_caps.then_some(caps),
+        plan.spec.seed ^ u64::from(me.index),
+        events.clone(),
+        metrics.clone(),
+    );
     let netdev =
         crate::netdev::Sampler::start(plan.start_at_unix_ms, Duration::from_millis(window_ms));
     tokio::time::sleep_until(unix_ms_to_instant(plan.start_at_unix_ms)).await;
@@ -231,7 +231,14 @@ async fn follow_plan(
         "writing",
         json!({"connected": backend.connected(), "of": neighbours.len()}),
     );
-    let (produced, availability) = write_records(&backend, &plan, me.index, events).await;
+    let (produced, availability) = {
+        let writing = write_records(&backend, &plan, me.index, events);
+        tokio::pin!(writing);
+        tokio::select! {
+            done = &mut writing => done,
+            never = follow_chaos(client, &plan, me.index, &faults, events) => match never {},
+        }
+    };
     report.availability = Some(availability);
     let end_unix = cmesh_common::unix_millis();
     report.writing = Some(WritingWindow {
@@ -240,11 +247,9 @@ async fn follow_plan(
     });
     report.records_produced = produced;
     // Faults last while writing does: lifted now, so catch-up runs on a clean link.
-    if let Some(runner) = faults {
-        report.faults = runner.finish().await;
-        if let Some(e) = report.faults.iter().find_map(|f| f.error.clone()) {
-            anyhow::bail!("a fault could not be applied: {e}");
-        }
+    report.faults = faults.finish().await;
+    if let Some(e) = report.faults.iter().find_map(|f| f.error.clone()) {
+        anyhow::bail!("a fault could not be applied: {e}");
     }
     move_to(client, state, PeerState::Reporting, patience).await?;
     events.log("written", json!({"records": produced}));
@@ -350,6 +355,38 @@ async fn move_to(
         .set_state(to, None, patience)
         .await
         .map_err(|e| anyhow::Error::new(e).context(format!("cannot report state {to}")))
+}
+
+/// Takes `launcher chaos` actions from the coordinator as they come and hands this
+/// peer's to the fault runner. Runs until dropped.
+async fn follow_chaos(
+    client: &CoordinatorClient,
+    plan: &ExecutionPlan,
+    me: u32,
+    runner: &crate::faults::Runner,
+    events: &EventLog,
+) -> std::convert::Infallible {
+    let mut after = 0;
+    loop {
+        match client.chaos_since(after).await {
+            Ok(actions) => {
+                for a in actions {
+                    after = after.max(a.seq);
+                    if let Some(planned) = crate::faults::from_chaos(plan, me, &a) {
+                        events.log(
+                            "chaos",
+                            json!({"fault": a.id, "action": a.fault.action.name()}),
+                        );
+                        runner.add(planned);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!("asking for chaos actions: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
 }
 
 /// A local probe is ok when it finishes within this long of its scheduled time.

@@ -309,3 +309,22 @@ pub fn images_built() {
         );
     });
 }
+
+/// Unpacks an extracted `report.tar.gz` into a fresh temporary directory (its files are
+/// under `report/`).
+pub fn unpack(archive: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let status = Command::new("tar")
+        .arg("-xzf")
+        .arg(archive)
+        .arg("-C")
+        .arg(dir.path())
+        .status()
+        .expect("run tar");
+    assert!(
+        status.success(),
+        "tar could not unpack {}",
+        archive.display()
+    );
+    dir
+}

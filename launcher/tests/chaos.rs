@@ -1,0 +1,170 @@
+//! `launcher chaos` on a running run, on this machine's Docker Engine: shaping and a
+//! partition carried out by the peers, a kill and a pause through the Docker API, all in
+//! the coordinator's timeline and in `analysis/summary.md`. Needs the Docker Engine and
+//! fails without one; never skips.
+
+use cmesh_testkit::{images_built, launcher, read_json, text, unpack, wait_until};
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+
+fn status(runs: &Path, id: &str) -> Option<Value> {
+    let out = launcher(runs, &["status", "--run", id, "--json"]);
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// Runs `launcher chaos ACTION ARGS… --run ID --json`; returns the exit code and record.
+fn chaos(runs: &Path, id: &str, args: &[&str]) -> (Option<i32>, Value) {
+    let mut all = vec!["chaos"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--run", id, "--json"]);
+    let out = launcher(runs, &all);
+    let record = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code(), record)
+}
+
+#[test]
+fn chaos_actions_land_in_the_timeline_and_the_summary() {
+    images_built();
+    let scratch = tempfile::tempdir().unwrap();
+    let runs = scratch.path().join("runs");
+    let plan = scratch.path().join("plan.toml");
+    std::fs::write(
+        &plan,
+        "peers = 10\nduration = \"30s\"\ngraph = \"ring\"\nwrite_interval = \"200..500\"\n",
+    )
+    .unwrap();
+    let id = format!("t{}-chaos", std::process::id() % 100_000);
+    let out = launcher(
+        &runs,
+        &["spawn", "--config", plan.to_str().unwrap(), "--run-id", &id],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    // Before the peers write, the run is not running yet for chaos: wait for that.
+    wait_until(
+        "every peer running",
+        Duration::from_secs(120),
+        Duration::from_millis(250),
+        || {
+            let s = status(&runs, &id)?;
+            let peers = s["coordinator"]["peers"].as_array()?;
+            (peers.len() == 10 && peers.iter().all(|p| p["state"] == "running")).then_some(())
+        },
+    )
+    .unwrap();
+
+    let (code, partition) = chaos(
+        &runs,
+        &id,
+        &["partition", "--groups", "a:1-5", "b:6-10", "--for", "6s"],
+    );
+    assert_eq!(code, Some(0), "{partition}");
+    assert_eq!(partition["action"]["id"], "chaos#1");
+    assert_eq!(partition["by"], "peers");
+    let (code, delay) = chaos(
+        &runs,
+        &id,
+        &[
+            "delay",
+            "--peers",
+            "peer-000[1-3]",
+            "--ms",
+            "100",
+            "--for",
+            "5s",
+        ],
+    );
+    assert_eq!(code, Some(0), "{delay}");
+    assert_eq!(delay["action"]["peers"].as_array().unwrap().len(), 3);
+    let (code, kill) = chaos(&runs, &id, &["kill", "--peers", "10"]);
+    assert_eq!(code, Some(0), "{kill}");
+    assert_eq!(kill["by"], "docker");
+    let (code, pause) = chaos(&runs, &id, &["pause", "--peers", "9", "--for", "2s"]);
+    assert_eq!(code, Some(0), "{pause}");
+    assert!(pause["until_unix_ms"].as_u64() > pause["action"]["at_unix_ms"].as_u64());
+    // Bad actions change nothing: exit 2, no chaos#5.
+    for bad in [
+        vec!["delay", "--peers", "1"],
+        vec!["partition", "--groups", "a:0-4", "b:5-9"],
+        vec!["kill", "--peers", "11"],
+    ] {
+        let (code, _) = chaos(&runs, &id, &bad);
+        assert_eq!(code, Some(2), "{bad:?}");
+    }
+
+    let out = launcher(&runs, &["wait", "--run", &id]);
+    assert_eq!(out.status.code(), Some(1), "the killed peer failed");
+    let out = launcher(&runs, &["extract", "--run", &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let run_dir = runs.join(&id);
+    let out = launcher(&runs, &["analyze", run_dir.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a peer was killed: the run is not ok"
+    );
+    let _ = launcher(&runs, &["down", "--run", &id, "--force"]);
+
+    let summary = read_json(&run_dir.join("analysis/summary.json"));
+    let faults = summary["faults"].as_array().expect("faults in the summary");
+    let row = |id: &str| {
+        faults
+            .iter()
+            .find(|f| f["id"] == id)
+            .unwrap_or_else(|| panic!("no {id} in {faults:?}"))
+    };
+    assert_eq!(row("chaos#1")["action"], "partition");
+    assert_eq!(row("chaos#1")["peers"], 9, "the killed peer did not report");
+    assert_eq!(row("chaos#2")["action"], "delay");
+    assert_eq!(row("chaos#2")["peers"], 3);
+    assert_eq!(row("chaos#2")["paths"][0], "nfqueue");
+    assert_eq!(row("chaos#3")["action"], "kill");
+    assert_eq!(row("chaos#4")["action"], "pause");
+    assert!(row("chaos#4")["lifted_at_ms"].as_i64() > row("chaos#4")["applied_at_ms"].as_i64());
+    assert_eq!(faults.len(), 4);
+    assert_eq!(summary["resync"]["peers"], 9);
+    let failed = &summary["peers_failed"][0];
+    assert!(failed["peer"].as_str().unwrap().ends_with("peer-0010"));
+    let md = std::fs::read_to_string(run_dir.join("analysis/summary.md")).unwrap();
+    for part in [
+        "## Faults",
+        "| chaos#1 | partition |",
+        "| chaos#3 | kill | 1 |",
+    ] {
+        assert!(md.contains(part), "{part} in\n{md}");
+    }
+
+    // The coordinator's timeline has every action, and the kill's effect on the peer.
+    let coordinator = std::fs::read_dir(run_dir.join("extract/local"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("-coordinator"))
+        .unwrap();
+    let unpacked = unpack(&coordinator.join("report.tar.gz"));
+    let timeline = walk(unpacked.path(), "timeline.jsonl").expect("timeline.jsonl");
+    let timeline = std::fs::read_to_string(timeline).unwrap();
+    for n in 1..=4 {
+        assert!(
+            timeline.contains(&format!("\"detail\":\"chaos#{n} ")),
+            "chaos#{n} in\n{timeline}"
+        );
+    }
+    assert!(timeline.contains("killed by launcher chaos (chaos#3)"));
+}
+
+fn walk(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.filter_map(|e| e.ok()) {
+        let p = e.path();
+        if p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+        if p.is_dir() {
+            if let Some(found) = walk(&p, name) {
+                return Some(found);
+            }
+        }
+    }
+    None
+}
