@@ -269,13 +269,12 @@ impl Fault {
     /// starts, so nothing is run without its fault).
     pub fn unsupported(&self) -> Option<String> {
         let peers_do = self.action.is_shaping() || matches!(self.action, Action::Partition { .. });
-        if peers_do && self.to.is_none() {
+        if peers_do {
             return None;
         }
         Some(format!(
-            "`{}`{} is not supported yet; supported are link shaping (delay, loss, duplicate, corrupt, reorder, rate) on all of a peer's traffic, and partition",
+            "`{}` is not supported yet; supported are link shaping (delay, loss, duplicate, corrupt, reorder, rate) and partition",
             self.action.name(),
-            if self.to.is_some() { " with `to`" } else { "" }
         ))
     }
 

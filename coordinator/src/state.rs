@@ -450,11 +450,10 @@ impl Run {
                 fault.action,
                 Action::Partition { .. } | Action::Kill | Action::Pause
             );
-        if !carried_out || fault.to.is_some() {
+        if !carried_out {
             return Err(RunError::BadRequest(format!(
-                "chaos `{}`{} is not supported yet; use delay, loss, duplicate, corrupt, reorder, rate, partition, kill or pause",
+                "chaos `{}` is not supported yet; use delay, loss, duplicate, corrupt, reorder, rate, partition, kill or pause",
                 fault.action.name(),
-                if fault.to.is_some() { " with `to`" } else { "" }
             )));
         }
         fault.at_ms = now.saturating_sub(plan.plan.start_at_unix_ms);

@@ -31,6 +31,8 @@ pub struct ChaosOrder {
     /// `N%` picked with `seed`.
     pub random: Option<String>,
     pub seed: Option<u64>,
+    /// Shaping only the traffic towards these peers (a selector, like `peers`).
+    pub to: Option<String>,
     pub ms: Option<u64>,
     pub jitter_ms: Option<u64>,
     pub percent: Option<f64>,
@@ -123,7 +125,7 @@ pub fn request(order: &ChaosOrder, run_id: &str) -> anyhow::Result<ChaosRequest>
         at: "0s".into(),
         duration: order.duration.clone(),
         peers,
-        to: None,
+        to: order.to.as_deref().map(|t| peer_selector(t, run_id)),
         action: order.action.clone(),
         ms: order.ms,
         jitter_ms: order.jitter_ms,
@@ -141,6 +143,7 @@ pub fn request(order: &ChaosOrder, run_id: &str) -> anyhow::Result<ChaosRequest>
                 .replace("`kbit`", "--kbit")
                 .replace("`for`", "--for")
                 .replace("`peers`", "--peers")
+                .replace("`to`", "--to")
                 .replace("[groups]", "--groups")
                 .replace("ms = N", "--ms N")
                 .replace("percent = N", "--percent N")
@@ -393,6 +396,17 @@ mod tests {
         .unwrap();
         assert_eq!(r.fault.peers, "name:r1-peer-00[0-4]*");
         assert_eq!(r.fault.duration.as_deref(), Some("60s"));
+        let to = request(
+            &ChaosOrder {
+                peers: Some("1".into()),
+                to: Some("peer-0002".into()),
+                ms: Some(50),
+                ..order("delay")
+            },
+            "r1",
+        )
+        .unwrap();
+        assert_eq!(to.fault.to.as_deref(), Some("name:r1-peer-0002"));
         let p = request(
             &ChaosOrder {
                 groups: vec!["a:1-50".into(), "b:51-100".into()],
@@ -446,6 +460,11 @@ mod tests {
             ..order("kill")
         })
         .contains("--percent"));
+        assert!(err(ChaosOrder {
+            to: Some("2".into()),
+            ..order("kill")
+        })
+        .contains("--to"));
         assert!(err(ChaosOrder {
             peers: Some("1".into()),
             random: Some("5%".into()),

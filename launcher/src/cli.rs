@@ -95,6 +95,7 @@ pub enum Command {
     /// Inject a fault into a running run, now.
     ///
     ///   launcher chaos delay --peers 'peer-00[0-4]*' --ms 200 --jitter 20 --for 60s
+    ///   launcher chaos delay --peers 1-5 --to 6-10 --ms 80 --for 30s
     ///   launcher chaos loss --random 20% --seed 3 --percent 10 --for 30s
     ///   launcher chaos partition --groups a:1-50 b:51-100 --for 30s
     ///   launcher chaos kill --random 10% --seed 7
@@ -199,6 +200,9 @@ pub struct ChaosArgs {
     /// Seed for --random [default: the plan's seed].
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Shaping: only the traffic towards these peers (same forms as --peers).
+    #[arg(long)]
+    pub to: Option<String>,
     /// delay: milliseconds.
     #[arg(long)]
     pub ms: Option<u64>,
@@ -437,6 +441,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 peers: a.peers,
                 random: a.random,
                 seed: a.seed,
+                to: a.to,
                 ms: a.ms,
                 jitter_ms: a.jitter,
                 percent: a.percent,

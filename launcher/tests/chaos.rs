@@ -77,13 +77,35 @@ fn chaos_actions_land_in_the_timeline_and_the_summary() {
     );
     assert_eq!(code, Some(0), "{delay}");
     assert_eq!(delay["action"]["peers"].as_array().unwrap().len(), 3);
+    let (code, towards) = chaos(
+        &runs,
+        &id,
+        &[
+            "loss",
+            "--peers",
+            "4",
+            "--to",
+            "5-6",
+            "--percent",
+            "20",
+            "--for",
+            "4s",
+        ],
+    );
+    assert_eq!(code, Some(0), "{towards}");
+    assert_eq!(
+        towards["action"]["fault"]["to"]["ranges"][0],
+        serde_json::json!([5, 6])
+    );
     let (code, kill) = chaos(&runs, &id, &["kill", "--peers", "10"]);
     assert_eq!(code, Some(0), "{kill}");
     assert_eq!(kill["by"], "docker");
+    assert_eq!(kill["action"]["id"], "chaos#4");
     let (code, pause) = chaos(&runs, &id, &["pause", "--peers", "9", "--for", "2s"]);
+    assert_eq!(pause["action"]["id"], "chaos#5");
     assert_eq!(code, Some(0), "{pause}");
     assert!(pause["until_unix_ms"].as_u64() > pause["action"]["at_unix_ms"].as_u64());
-    // Bad actions change nothing: exit 2, no chaos#5.
+    // Bad actions change nothing: exit 2, no chaos#6.
     for bad in [
         vec!["delay", "--peers", "1"],
         vec!["partition", "--groups", "a:0-4", "b:5-9"],
@@ -119,10 +141,18 @@ fn chaos_actions_land_in_the_timeline_and_the_summary() {
     assert_eq!(row("chaos#2")["action"], "delay");
     assert_eq!(row("chaos#2")["peers"], 3);
     assert_eq!(row("chaos#2")["paths"][0], "nfqueue");
-    assert_eq!(row("chaos#3")["action"], "kill");
-    assert_eq!(row("chaos#4")["action"], "pause");
-    assert!(row("chaos#4")["lifted_at_ms"].as_i64() > row("chaos#4")["applied_at_ms"].as_i64());
-    assert_eq!(faults.len(), 4);
+    assert_eq!(row("chaos#3")["action"], "loss");
+    assert_eq!(
+        row("chaos#3")["peers"],
+        1,
+        "only peer 4 shapes, towards 5 and 6"
+    );
+    assert_eq!(row("chaos#3")["paths"][0], "iptables");
+    assert_eq!(row("chaos#3")["errors"], 0);
+    assert_eq!(row("chaos#4")["action"], "kill");
+    assert_eq!(row("chaos#5")["action"], "pause");
+    assert!(row("chaos#5")["lifted_at_ms"].as_i64() > row("chaos#5")["applied_at_ms"].as_i64());
+    assert_eq!(faults.len(), 5);
     assert_eq!(summary["resync"]["peers"], 9);
     let failed = &summary["peers_failed"][0];
     assert!(failed["peer"].as_str().unwrap().ends_with("peer-0010"));
@@ -130,7 +160,7 @@ fn chaos_actions_land_in_the_timeline_and_the_summary() {
     for part in [
         "## Faults",
         "| chaos#1 | partition |",
-        "| chaos#3 | kill | 1 |",
+        "| chaos#4 | kill | 1 |",
     ] {
         assert!(md.contains(part), "{part} in\n{md}");
     }
@@ -145,13 +175,13 @@ fn chaos_actions_land_in_the_timeline_and_the_summary() {
     let unpacked = unpack(&coordinator.join("report.tar.gz"));
     let timeline = walk(unpacked.path(), "timeline.jsonl").expect("timeline.jsonl");
     let timeline = std::fs::read_to_string(timeline).unwrap();
-    for n in 1..=4 {
+    for n in 1..=5 {
         assert!(
             timeline.contains(&format!("\"detail\":\"chaos#{n} ")),
             "chaos#{n} in\n{timeline}"
         );
     }
-    assert!(timeline.contains("killed by launcher chaos (chaos#3)"));
+    assert!(timeline.contains("killed by launcher chaos (chaos#4)"));
 }
 
 fn walk(dir: &Path, name: &str) -> Option<std::path::PathBuf> {

@@ -28,6 +28,8 @@ pub struct Planned {
     pub fault: Fault,
     /// For a partition: the addresses of the peers to cut off from.
     pub cut: Vec<String>,
+    /// For shaping with `to`: the addresses of the peers whose traffic is shaped.
+    pub to: Option<Vec<String>>,
 }
 
 /// The faults of `plan` that act on peer `me` (0-based index).
@@ -83,7 +85,21 @@ fn planned_for(
         }
         _ => Vec::new(),
     };
-    Ok(Some(Planned { id, fault, cut }))
+    let to = match &fault.to {
+        Some(sel) => Some(
+            sel.resolve(&names, groups, seed)?
+                .into_iter()
+                .filter(|&i| i != me as usize)
+                .map(|i| plan.peers[i].addr.clone())
+                .collect::<Vec<_>>(),
+        ),
+        None => None,
+    };
+    if to.as_ref().is_some_and(Vec::is_empty) {
+        // Shaping towards nobody but itself: nothing to shape, and nothing pretends to.
+        return Ok(None);
+    }
+    Ok(Some(Planned { id, fault, cut, to }))
 }
 
 /// Refuses, before the run starts, faults this peer cannot carry out here.
@@ -142,7 +158,8 @@ pub fn start(
         }
         let caps = *known.get_or_init(shaping::detect);
         precheck(std::slice::from_ref(planned), caps, None)?;
-        let a: Active = shaping::apply(action, caps, IFACE, seed ^ i as u64)?;
+        let a: Active =
+            shaping::apply(action, caps, IFACE, seed ^ i as u64, planned.to.as_deref())?;
         let path = format!("{:?}", a.path).to_lowercase();
         Ok((path, Box::new(move || a.undo()) as Undo))
     })
@@ -288,6 +305,7 @@ mod tests {
             id: "plan#1".into(),
             fault: fault(action),
             cut: Vec::new(),
+            to: None,
         }
     }
 
@@ -358,6 +376,7 @@ mod tests {
             id: format!("plan#{}", i + 1),
             fault,
             cut: Vec::new(),
+            to: None,
         })
         .collect();
         let seen = log.clone();
@@ -392,6 +411,7 @@ mod tests {
                 ..fault(Action::Loss { percent: 1.0 })
             },
             cut: Vec::new(),
+            to: None,
         });
         while !log.lock().unwrap().contains(&"apply 3".to_string()) {
             assert!(std::time::Instant::now() < deadline);

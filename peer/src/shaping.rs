@@ -51,15 +51,40 @@ pub fn caps_from(config: &str, loaded: impl Fn(&str) -> bool) -> KernelCaps {
 }
 
 /// The commands that apply and undo a shaping action by `path` (`None` for the NFQUEUE
-/// thread's own part, which is not a command).
-pub fn commands(action: &Action, path: ShapingPath, iface: &str) -> (Vec<String>, Vec<String>) {
-    // A root qdisc on the interface, removed again to lift it.
+/// thread's own part, which is not a command). `to`: only traffic to these IPv4
+/// addresses (else all of it): a `-d` list on the iptables paths; on the qdisc paths a
+/// `prio` root whose third band holds the shaping qdisc and gets the `to` traffic by
+/// u32 filters.
+pub fn commands(
+    action: &Action,
+    path: ShapingPath,
+    iface: &str,
+    to: Option<&[String]>,
+) -> (Vec<String>, Vec<String>) {
+    // A root qdisc on the interface (or on band 3 of a prio root, for `to`), removed
+    // again to lift it.
     let qdisc = |spec: String| {
-        (
-            vec![format!("tc qdisc replace dev {iface} root {spec}")],
-            vec![format!("tc qdisc del dev {iface} root")],
-        )
+        let undo = vec![format!("tc qdisc del dev {iface} root")];
+        match to {
+            None => (
+                vec![format!("tc qdisc replace dev {iface} root {spec}")],
+                undo,
+            ),
+            Some(ips) => {
+                let mut apply = vec![
+                    format!("tc qdisc replace dev {iface} root handle 1: prio"),
+                    format!("tc qdisc add dev {iface} parent 1:3 handle 30: {spec}"),
+                ];
+                apply.extend(ips.iter().map(|ip| {
+                    format!("tc filter add dev {iface} parent 1:0 protocol ip prio 3 u32 match ip dst {ip}/32 flowid 1:3")
+                }));
+                (apply, undo)
+            }
+        }
     };
+    let dst = to
+        .map(|ips| format!(" -d {}", ips.join(",")))
+        .unwrap_or_default();
     match (action, path) {
         (Action::Delay { ms, jitter_ms }, ShapingPath::Netem) => {
             qdisc(format!("netem delay {ms}ms {jitter_ms}ms"))
@@ -80,7 +105,7 @@ pub fn commands(action: &Action, path: ShapingPath, iface: &str) -> (Vec<String>
         }
         (Action::Loss { percent }, ShapingPath::Iptables) => {
             let rule = format!(
-                "OUTPUT ! -o lo -m statistic --mode random --probability {:.4} -j DROP",
+                "OUTPUT ! -o lo{dst} -m statistic --mode random --probability {:.4} -j DROP",
                 percent / 100.0
             );
             (
@@ -89,7 +114,7 @@ pub fn commands(action: &Action, path: ShapingPath, iface: &str) -> (Vec<String>
             )
         }
         (Action::Delay { .. } | Action::Reorder { .. }, ShapingPath::Nfqueue) => {
-            let rule = format!("OUTPUT ! -o lo -j NFQUEUE --queue-num {QUEUE} --queue-bypass");
+            let rule = format!("OUTPUT ! -o lo{dst} -j NFQUEUE --queue-num {QUEUE} --queue-bypass");
             (
                 vec![format!("iptables -I {rule}")],
                 vec![format!("iptables -D {rule}")],
@@ -97,6 +122,22 @@ pub fn commands(action: &Action, path: ShapingPath, iface: &str) -> (Vec<String>
         }
         _ => (Vec::new(), Vec::new()),
     }
+}
+
+/// The IPv4 addresses of peers' `HOST:PORT` addresses, resolved now.
+pub fn resolve(addrs: &[String]) -> Result<Vec<String>, String> {
+    use std::net::ToSocketAddrs;
+    let mut ips = std::collections::BTreeSet::new();
+    for addr in addrs {
+        let resolved = addr
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve peer address `{addr}`: {e}"))?;
+        ips.extend(resolved.filter(|a| a.is_ipv4()).map(|a| a.ip().to_string()));
+    }
+    if ips.is_empty() {
+        return Err("none of the peers has an IPv4 address".into());
+    }
+    Ok(ips.into_iter().collect())
 }
 
 fn run(cmd: &str) -> Result<(), String> {
@@ -121,10 +162,21 @@ pub struct Active {
     delay: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
 }
 
-/// Applies `action` to this container's traffic, on the kernel with `caps`.
-pub fn apply(action: &Action, caps: KernelCaps, iface: &str, seed: u64) -> Result<Active, String> {
+/// Applies `action` to this container's traffic (or only to the peers at `to`, if
+/// given), on the kernel with `caps`.
+pub fn apply(
+    action: &Action,
+    caps: KernelCaps,
+    iface: &str,
+    seed: u64,
+    to: Option<&[String]>,
+) -> Result<Active, String> {
     let path = choose_path(action, caps)?;
-    let (apply, undo) = commands(action, path, iface);
+    let to = to
+        .map(resolve)
+        .transpose()
+        .map_err(|e| format!("`to`: {e}"))?;
+    let (apply, undo) = commands(action, path, iface, to.as_deref());
     let mut delay = None;
     if path == ShapingPath::Nfqueue {
         let (ms, jitter_ms) = match action {
@@ -196,18 +248,7 @@ pub fn partition_commands(ips: &[String], chain: &str) -> (Vec<String>, Vec<Stri
 /// Cuts this container off from the peers at `addrs` (`HOST:PORT`, names resolved now)
 /// until [`Active::undo`]. `tag` keeps the chains of overlapping partitions apart.
 pub fn partition(addrs: &[String], tag: usize) -> Result<Active, String> {
-    use std::net::ToSocketAddrs;
-    let mut ips = std::collections::BTreeSet::new();
-    for addr in addrs {
-        let resolved = addr
-            .to_socket_addrs()
-            .map_err(|e| format!("partition: cannot resolve peer address `{addr}`: {e}"))?;
-        ips.extend(resolved.filter(|a| a.is_ipv4()).map(|a| a.ip().to_string()));
-    }
-    if ips.is_empty() {
-        return Err("partition: none of the peers to cut off has an IPv4 address".into());
-    }
-    let ips: Vec<String> = ips.into_iter().collect();
+    let ips = resolve(addrs).map_err(|e| format!("partition: {e}"))?;
     let (apply, undo) = partition_commands(&ips, &format!("CMESH-CUT-{tag}"));
     let active = Active {
         path: ShapingPath::Iptables,
@@ -327,26 +368,64 @@ mod tests {
             ms: 200,
             jitter_ms: 20,
         };
-        let (apply, undo) = commands(&delay, ShapingPath::Netem, "eth0");
+        let (apply, undo) = commands(&delay, ShapingPath::Netem, "eth0", None);
         assert_eq!(
             apply,
             vec!["tc qdisc replace dev eth0 root netem delay 200ms 20ms"]
         );
         assert_eq!(undo, vec!["tc qdisc del dev eth0 root"]);
-        let (apply, undo) = commands(&delay, ShapingPath::Nfqueue, "eth0");
+        let (apply, undo) = commands(&delay, ShapingPath::Nfqueue, "eth0", None);
         assert!(apply[0].starts_with("iptables -I OUTPUT ! -o lo -j NFQUEUE --queue-num 7"));
         assert_eq!(undo[0], apply[0].replacen("-I", "-D", 1));
         let (apply, _) = commands(
             &Action::Loss { percent: 10.0 },
             ShapingPath::Iptables,
             "eth0",
+            None,
         );
         assert!(
             apply[0].contains("--probability 0.1000 -j DROP"),
             "{apply:?}"
         );
-        let (apply, _) = commands(&Action::Rate { kbit: 512 }, ShapingPath::Tbf, "eth0");
+        let (apply, _) = commands(&Action::Rate { kbit: 512 }, ShapingPath::Tbf, "eth0", None);
         assert!(apply[0].contains("tbf rate 512kbit"));
+    }
+
+    #[test]
+    fn shaping_towards_some_peers_only() {
+        let ips = ["10.0.1.5".to_owned(), "10.0.1.6".to_owned()];
+        let delay = Action::Delay {
+            ms: 50,
+            jitter_ms: 0,
+        };
+        let (apply, undo) = commands(&delay, ShapingPath::Nfqueue, "eth0", Some(&ips));
+        assert!(
+            apply[0].starts_with("iptables -I OUTPUT ! -o lo -d 10.0.1.5,10.0.1.6 -j NFQUEUE"),
+            "{apply:?}"
+        );
+        assert_eq!(undo[0], apply[0].replacen("-I", "-D", 1));
+        let loss = Action::Loss { percent: 5.0 };
+        let (apply, _) = commands(&loss, ShapingPath::Iptables, "eth0", Some(&ips));
+        assert!(
+            apply[0].contains("-d 10.0.1.5,10.0.1.6 -m statistic"),
+            "{apply:?}"
+        );
+        // netem and tbf: a prio root, the shaping on band 3, a filter per address.
+        let (apply, undo) = commands(&delay, ShapingPath::Netem, "eth0", Some(&ips));
+        assert_eq!(
+            apply,
+            vec![
+                "tc qdisc replace dev eth0 root handle 1: prio",
+                "tc qdisc add dev eth0 parent 1:3 handle 30: netem delay 50ms 0ms",
+                "tc filter add dev eth0 parent 1:0 protocol ip prio 3 u32 match ip dst 10.0.1.5/32 flowid 1:3",
+                "tc filter add dev eth0 parent 1:0 protocol ip prio 3 u32 match ip dst 10.0.1.6/32 flowid 1:3",
+            ]
+        );
+        assert_eq!(undo, vec!["tc qdisc del dev eth0 root"]);
+        assert_eq!(
+            resolve(&["127.0.0.1:7000".into()]).unwrap(),
+            vec!["127.0.0.1"]
+        );
     }
 
     #[test]
