@@ -268,12 +268,16 @@ impl Fault {
     /// Why this build cannot carry the fault out yet, if it cannot (checked before a run
     /// starts, so nothing is run without its fault).
     pub fn unsupported(&self) -> Option<String> {
-        let peers_do = self.action.is_shaping() || matches!(self.action, Action::Partition { .. });
-        if peers_do {
+        let supported = self.action.is_shaping()
+            || matches!(
+                self.action,
+                Action::Partition { .. } | Action::Kill | Action::Pause
+            );
+        if supported {
             return None;
         }
         Some(format!(
-            "`{}` is not supported yet; supported are link shaping (delay, loss, duplicate, corrupt, reorder, rate) and partition",
+            "`{}` is not supported yet; supported are link shaping (delay, loss, duplicate, corrupt, reorder, rate), partition, kill and pause",
             self.action.name(),
         ))
     }

@@ -29,6 +29,10 @@ pub struct ChaosRequest {
     /// Seed for a `N%` selector [default: the plan's].
     #[serde(default)]
     pub seed: Option<u64>,
+    /// For a plan's own kill or pause, carried out by the launcher: `plan#N`, so it is
+    /// recorded under the plan's name, once. Left out: the next `chaos#N`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 /// A chaos action as the coordinator recorded it: peers carry out link shaping and

@@ -468,9 +468,28 @@ impl Run {
             ));
         }
         let seq = self.chaos.len() as u32 + 1;
+        let id = match &req.id {
+            Some(id) if !id.starts_with("plan#") => {
+                return Err(RunError::BadRequest(format!(
+                    "`{id}`: only a plan's own faults (plan#N) are recorded by name"
+                )))
+            }
+            Some(id) if self.chaos.iter().any(|c| &c.id == id) => {
+                return Err(RunError::Conflict(format!("{id} was already carried out")))
+            }
+            Some(id) => id.clone(),
+            None => format!(
+                "chaos#{}",
+                self.chaos
+                    .iter()
+                    .filter(|c| c.id.starts_with("chaos#"))
+                    .count()
+                    + 1
+            ),
+        };
         let action = ChaosAction {
             seq,
-            id: format!("chaos#{seq}"),
+            id,
             at_unix_ms: now,
             peers: targets.iter().map(|&i| names[i].clone()).collect(),
             fault,
@@ -497,7 +516,12 @@ impl Run {
         );
         if action.fault.action == Action::Kill {
             for peer in &action.peers {
-                let reason = format!("killed by launcher chaos ({})", action.id);
+                let by = if action.id.starts_with("plan#") {
+                    "the plan"
+                } else {
+                    "launcher chaos"
+                };
+                let reason = format!("killed by {by} ({})", action.id);
                 self.set_state(peer, PeerState::Failed, Some(reason), now);
             }
         }
@@ -665,6 +689,7 @@ mod tests {
             },
             groups: BTreeMap::new(),
             seed: None,
+            id: None,
         }
     }
 
@@ -720,6 +745,20 @@ mod tests {
             }
         }
         assert_eq!(run.chaos_after(0).len(), 2);
+
+        // A plan's own kill is recorded under its name, once.
+        let planned = ChaosRequest {
+            id: Some("plan#2".into()),
+            ..chaos_req("kill", "3")
+        };
+        let p = run.chaos(&planned, start + 6_000).unwrap();
+        assert_eq!((p.id.as_str(), p.seq), ("plan#2", 3));
+        assert!(matches!(
+            run.chaos(&planned, start + 7_000),
+            Err(RunError::Conflict(_))
+        ));
+        let next = run.chaos(&chaos_req("kill", "2"), start + 8_000).unwrap();
+        assert_eq!(next.id, "chaos#3", "chaos numbers count chaos actions only");
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! `analysis/summary.md`.
 
 use crate::extract::{self, ReportState};
-use crate::impairment::{ExternalAction, Impairment};
+use crate::impairment::Impairment;
 use crate::rundir::{write_atomic, RunDir};
 use cmesh_common::histogram::{LatencyHistogram, LatencySummary};
 use cmesh_common::report::{Outcome, PeerReport};
@@ -65,6 +65,10 @@ pub struct Summary {
     pub peers_expected: usize,
     pub peers_reported: usize,
     pub peers_failed: Vec<FailedPeer>,
+    /// Peers killed on purpose (by the plan or `launcher chaos`), with the action: not
+    /// failures, and without reports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers_killed: Vec<FailedPeer>,
     pub coverage: f64,
     pub pairs_delivered: u64,
     pub pairs_expected: u64,
@@ -108,7 +112,7 @@ pub fn summarize(
     reports: &BTreeMap<String, PeerReport>,
     missing: &BTreeMap<String, String>,
     clock_offsets_ms: &BTreeMap<String, f64>,
-    external: &[ExternalAction],
+    chaos: &[crate::chaos::ChaosRecord],
 ) -> Summary {
     let mut latency = LatencyHistogram::new();
     let by_pair = host_pairs(reports, clock_offsets_ms);
@@ -116,7 +120,16 @@ pub fn summarize(
     let mut failed = Vec::new();
     let mut per_peer = Vec::new();
     let mut delivered = 0u64;
+    let killed_on_purpose = crate::chaos::killed(chaos);
+    let mut killed = Vec::new();
     for name in peers {
+        if let (None, Some(id)) = (reports.get(name), killed_on_purpose.get(name)) {
+            killed.push(FailedPeer {
+                peer: name.clone(),
+                reason: format!("killed on purpose ({id})"),
+            });
+            continue;
+        }
         let Some(r) = reports.get(name) else {
             failed.push(FailedPeer {
                 peer: name.clone(),
@@ -200,10 +213,11 @@ pub fn summarize(
         schema: SUMMARY_SCHEMA.into(),
         schema_version: 1,
         run_id: run_id.into(),
-        ok: failed.is_empty() && reports.len() == peers.len(),
+        ok: failed.is_empty() && reports.len() + killed.len() == peers.len(),
         peers_expected: peers.len(),
         peers_reported: peers.iter().filter(|p| reports.contains_key(*p)).count(),
         peers_failed: failed,
+        peers_killed: killed,
         coverage: if expected_pairs == 0 {
             1.0
         } else {
@@ -218,7 +232,7 @@ pub fn summarize(
         latency_by_host_pair: if multi_host { pairs } else { Vec::new() },
         totals,
         per_peer,
-        impairment: crate::impairment::merge(reports, external),
+        impairment: crate::impairment::merge(reports, &crate::chaos::external_actions(chaos)),
     }
 }
 
@@ -268,12 +282,13 @@ fn ms(us: u64) -> String {
 pub fn to_markdown(s: &Summary) -> String {
     let l = &s.message_latency;
     let mut out = format!(
-        "# Run {}\n\n| | |\n|---|---|\n| result | {} |\n| peers expected | {} |\n| peers reported | {} |\n| peers failed | {} |\n| coverage | {:.4} ({} of {} origin→reader pairs) |\n| records produced / received | {} / {} |\n| duplicates / missed | {} / {} |\n| bytes sent / received | {} / {} |\n\n## Latency (all peers, merged)\n\n| count | min | p50 | p90 | p99 | max | mean |\n|---|---|---|---|---|---|---|\n| {} | {} | {} | {} | {} | {} | {:.2} ms |\n",
+        "# Run {}\n\n| | |\n|---|---|\n| result | {} |\n| peers expected | {} |\n| peers reported | {} |\n| peers failed | {} |\n| peers killed on purpose | {} |\n| coverage | {:.4} ({} of {} origin→reader pairs) |\n| records produced / received | {} / {} |\n| duplicates / missed | {} / {} |\n| bytes sent / received | {} / {} |\n\n## Latency (all peers, merged)\n\n| count | min | p50 | p90 | p99 | max | mean |\n|---|---|---|---|---|---|---|\n| {} | {} | {} | {} | {} | {} | {:.2} ms |\n",
         s.run_id,
         if s.ok { "ok" } else { "FAILED" },
         s.peers_expected,
         s.peers_reported,
         s.peers_failed.len(),
+        s.peers_killed.len(),
         s.coverage,
         s.pairs_delivered,
         s.pairs_expected,
@@ -352,6 +367,12 @@ pub fn to_markdown(s: &Summary) -> String {
             ));
         }
     }
+    if !s.peers_killed.is_empty() {
+        out.push_str("\n## Killed on purpose\n\n| peer | by |\n|---|---|\n");
+        for k in &s.peers_killed {
+            out.push_str(&format!("| {} | {} |\n", k.peer, k.reason));
+        }
+    }
     out.push_str("\n## Peers\n\n| peer | outcome | produced | received | origins | p50 | p99 | max | bytes sent | bytes received |\n|---|---|---|---|---|---|---|---|---|---|\n");
     for p in &s.per_peer {
         out.push_str(&format!(
@@ -418,7 +439,7 @@ pub fn analyze(run: &RunDir) -> anyhow::Result<Summary> {
         &reports,
         &missing,
         &manifest.clock_offsets_ms,
-        &crate::chaos::external_actions(&crate::chaos::read(run)),
+        &crate::chaos::read(run),
     );
     std::fs::create_dir_all(run.analysis_dir())?;
     write_atomic(
@@ -489,6 +510,42 @@ mod tests {
         let md = to_markdown(&s);
         assert!(
             md.contains("FAILED") && md.contains("| c | container killed (exit 137) |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn peers_killed_on_purpose_are_not_failures() {
+        let peers: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let mut reports = BTreeMap::new();
+        reports.insert("a".into(), report("a", &["b", "c"], &[100, 200]));
+        reports.insert("b".into(), report("b", &["a", "c"], &[300, 300]));
+        let kill: crate::chaos::ChaosRecord = serde_json::from_value(serde_json::json!({
+            "action": {
+                "seq": 1, "id": "plan#1", "at_unix_ms": 5,
+                "fault": {"at_ms": 0, "for_ms": null, "peers": "all", "to": null, "action": "kill"},
+                "groups": {}, "seed": 1, "peers": ["c"]
+            },
+            "by": "docker"
+        }))
+        .unwrap();
+        let s = summarize(
+            "r",
+            &peers,
+            &reports,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            &[kill],
+        );
+        assert!(s.ok, "{s:?}");
+        assert!(s.peers_failed.is_empty());
+        assert_eq!(s.peers_killed[0].peer, "c");
+        assert_eq!(s.peers_killed[0].reason, "killed on purpose (plan#1)");
+        assert_eq!(s.impairment.faults[0].id, "plan#1");
+        let md = to_markdown(&s);
+        assert!(
+            md.contains("## Killed on purpose")
+                && md.contains("| c | killed on purpose (plan#1) |"),
             "{md}"
         );
     }

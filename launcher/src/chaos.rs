@@ -154,31 +154,37 @@ pub fn request(order: &ChaosOrder, run_id: &str) -> anyhow::Result<ChaosRequest>
         fault,
         groups,
         seed: order.seed,
+        id: None,
     })
 }
 
-/// Sends `order` to the run, does the Docker part, and records it. Returns the record.
-pub async fn chaos(run: &RunDir, order: &ChaosOrder) -> anyhow::Result<ChaosRecord> {
-    let req = request(order, &run.id)?;
-    let manifest = run.read_manifest()?;
-    let hosts = crate::host::connect_all(&manifest.hosts_file()).await?;
-    let manager = crate::host::manager(&hosts);
-    let (base, token) = crate::status::coordinator_api(manager, run, &manifest.coordinator.name)
+/// The running coordinator of `run`: its API base and the token.
+async fn coordinator(
+    run: &RunDir,
+    manifest: &RunManifest,
+    hosts: &[Host],
+) -> anyhow::Result<(String, String)> {
+    let manager = crate::host::manager(hosts);
+    crate::status::coordinator_api(manager, run, &manifest.coordinator.name)
         .await
         .map_err(|e| {
             bad_input(format!(
                 "run {} is not running, so there is nothing to inject into: {e:#}",
                 run.id
             ))
-        })?;
+        })
+}
+
+/// Records `req` with the coordinator; a refusal (4xx) is bad input.
+async fn post(base: &str, token: &str, req: &ChaosRequest) -> anyhow::Result<ChaosAction> {
     let response = reqwest::Client::new()
         .post(format!("{base}/v1/chaos"))
         .header(cmesh_common::token::HEADER, token)
         .timeout(Duration::from_secs(10))
-        .json(&req)
+        .json(req)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("cannot reach the coordinator of run {}: {e}", run.id))?;
+        .map_err(|e| anyhow::anyhow!("cannot reach the coordinator: {e}"))?;
     let status = response.status();
     if !status.is_success() {
         let message = response
@@ -192,7 +198,16 @@ pub async fn chaos(run: &RunDir, order: &ChaosOrder) -> anyhow::Result<ChaosReco
             anyhow::anyhow!("the coordinator failed: {message}")
         });
     }
-    let action: ChaosAction = response.json().await?;
+    Ok(response.json().await?)
+}
+
+/// Sends `order` to the run, does the Docker part, and records it. Returns the record.
+pub async fn chaos(run: &RunDir, order: &ChaosOrder) -> anyhow::Result<ChaosRecord> {
+    let req = request(order, &run.id)?;
+    let manifest = run.read_manifest()?;
+    let hosts = crate::host::connect_all(&manifest.hosts_file()).await?;
+    let (base, token) = coordinator(run, &manifest, &hosts).await?;
+    let action = post(&base, &token, &req).await?;
     let mut record = ChaosRecord {
         by: "peers".into(),
         until_unix_ms: None,
@@ -228,7 +243,167 @@ pub async fn chaos(run: &RunDir, order: &ChaosOrder) -> anyhow::Result<ChaosReco
     Ok(record)
 }
 
-#[derive(Clone, Copy, Debug)]
+/// A plan's kills and pauses, which peers cannot do to themselves: `launcher wait` (and
+/// so `run`) carries them out through the Docker API at their times, recorded with the
+/// coordinator under the plan's names (`plan#N`) like chaos actions.
+pub struct PlannedDocker {
+    /// (due, unix ms; fault index; what): soonest last.
+    steps: Vec<(u64, usize, Step)>,
+    pending: Vec<(usize, faults::Fault)>,
+    groups: BTreeMap<String, String>,
+    specs: Vec<FaultSpec>,
+    started: bool,
+    records: BTreeMap<usize, ChaosRecord>,
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    Start,
+    Unpause,
+}
+
+impl PlannedDocker {
+    /// The plan's Docker-side faults, if it has any.
+    pub fn new(spec: &cmesh_common::plan::PlanSpec) -> anyhow::Result<Option<PlannedDocker>> {
+        let (_, checked) = spec.checked_faults().map_err(bad_input)?;
+        let pending: Vec<(usize, faults::Fault)> = checked
+            .into_iter()
+            .enumerate()
+            .filter(|(_, f)| matches!(f.action, faults::Action::Kill | faults::Action::Pause))
+            .collect();
+        Ok((!pending.is_empty()).then(|| PlannedDocker {
+            steps: Vec::new(),
+            pending,
+            groups: spec.groups.clone(),
+            specs: spec.faults.clone(),
+            started: false,
+            records: BTreeMap::new(),
+        }))
+    }
+
+    /// Carries out what is due; returns how long until the next step (`None`: nothing
+    /// left). Before the plan's start is known (the coordinator has not planned yet) it
+    /// asks again on the next call.
+    pub async fn tick(
+        &mut self,
+        run: &RunDir,
+        manifest: &RunManifest,
+        hosts: &[Host],
+    ) -> anyhow::Result<Option<Duration>> {
+        let (base, token) = match coordinator(run, manifest, hosts).await {
+            Ok(c) => c,
+            // The coordinator is gone: the run is over; nothing more can be done.
+            Err(_) if self.started => return Ok(None),
+            Err(_) => return Ok(Some(Duration::from_secs(1))),
+        };
+        if !self.started {
+            let Some(start) = plan_start(&base, &token, manifest).await else {
+                return Ok(Some(Duration::from_secs(1)));
+            };
+            for (i, f) in std::mem::take(&mut self.pending) {
+                self.steps.push((start + f.at_ms, i, Step::Start));
+            }
+            self.started = true;
+        }
+        self.steps.sort_by_key(|s| std::cmp::Reverse(s.0));
+        while let Some(&(due, i, _)) = self.steps.last() {
+            if due > cmesh_common::unix_millis() {
+                break;
+            }
+            let (_, _, step) = self.steps.pop().expect("peeked");
+            match step {
+                Step::Start => {
+                    let req = ChaosRequest {
+                        fault: self.specs[i].clone(),
+                        groups: self.groups.clone(),
+                        seed: None,
+                        id: Some(format!("plan#{}", i + 1)),
+                    };
+                    let action = match post(&base, &token, &req).await {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Already done (a re-run of wait), or the run moved on.
+                            eprintln!("wait: plan#{} not carried out: {e:#}", i + 1);
+                            continue;
+                        }
+                    };
+                    let op = match action.fault.action {
+                        faults::Action::Kill => Op::Kill,
+                        _ => Op::Pause,
+                    };
+                    let errors = on_containers(manifest, hosts, &action.peers, op).await;
+                    eprintln!(
+                        "wait: {} {} on {} peers",
+                        action.id,
+                        action.fault.action.name(),
+                        action.peers.len()
+                    );
+                    if let (Op::Pause, Some(d)) = (op, action.fault.for_ms) {
+                        self.steps
+                            .push((cmesh_common::unix_millis() + d, i, Step::Unpause));
+                        self.steps.sort_by_key(|s| std::cmp::Reverse(s.0));
+                    }
+                    let record = ChaosRecord {
+                        by: "docker".into(),
+                        until_unix_ms: None,
+                        errors,
+                        action,
+                    };
+                    if op == Op::Kill || record.action.fault.for_ms.is_none() {
+                        append(run, &record)?;
+                    }
+                    self.records.insert(i, record);
+                }
+                Step::Unpause => {
+                    if let Some(mut record) = self.records.remove(&i) {
+                        let errors =
+                            on_containers(manifest, hosts, &record.action.peers, Op::Unpause).await;
+                        record.errors.extend(errors);
+                        record.until_unix_ms = Some(cmesh_common::unix_millis());
+                        append(run, &record)?;
+                    }
+                }
+            }
+        }
+        Ok(self.steps.last().map(|(due, _, _)| {
+            Duration::from_millis(due.saturating_sub(cmesh_common::unix_millis()))
+        }))
+    }
+
+    /// Unpauses what is still paused (wait is ending, or was interrupted).
+    pub async fn release(&mut self, run: &RunDir, manifest: &RunManifest, hosts: &[Host]) {
+        for (_, mut record) in std::mem::take(&mut self.records) {
+            if record.action.fault.action == faults::Action::Pause {
+                let errors =
+                    on_containers(manifest, hosts, &record.action.peers, Op::Unpause).await;
+                record.errors.extend(errors);
+                record.until_unix_ms = Some(cmesh_common::unix_millis());
+                let _ = append(run, &record);
+            }
+        }
+    }
+}
+
+/// The plan's common start, once the coordinator has made the plan.
+async fn plan_start(base: &str, token: &str, manifest: &RunManifest) -> Option<u64> {
+    let peer = &manifest.peers.first()?.name;
+    let response = reqwest::Client::new()
+        .get(format!("{base}/v1/plan"))
+        .query(&[("peer", peer)])
+        .header(cmesh_common::token::HEADER, token)
+        // The plan long-polls; a short wait is enough here, the caller asks again.
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+        .ok()?;
+    if response.status() != reqwest::StatusCode::OK {
+        return None;
+    }
+    let plan: cmesh_common::plan::ExecutionPlan = response.json().await.ok()?;
+    Some(plan.start_at_unix_ms)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Op {
     Kill,
     Pause,
@@ -311,6 +486,22 @@ pub fn read(run: &RunDir) -> Vec<ChaosRecord> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The peers killed on purpose (by the plan or `launcher chaos`): name → the action's
+/// id. They are not failures of the run.
+pub fn killed(records: &[ChaosRecord]) -> BTreeMap<String, String> {
+    records
+        .iter()
+        .filter(|r| r.action.fault.action == faults::Action::Kill)
+        .flat_map(|r| {
+            r.action
+                .peers
+                .iter()
+                .filter(|p| !r.errors.contains_key(*p))
+                .map(|p| (p.clone(), r.action.id.clone()))
+        })
+        .collect()
 }
 
 /// What `analyze` lines up with the peers' own records: the Docker-side actions.

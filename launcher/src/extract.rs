@@ -371,6 +371,7 @@ async fn extract_one(
         name: name.to_owned(),
         exit_code,
         oom_killed: oom,
+        killed_by: None,
     };
     if status == "running" {
         reason = Some(format!(

@@ -23,6 +23,7 @@ use bollard::models::{
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, UploadToContainerOptionsBuilder,
 };
+use cmesh_common::faults::Action;
 use cmesh_common::plan::PlanSpec;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -602,6 +603,21 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
         hosts.len(),
         net_name
     );
+    if let Ok((_, faults)) = spec.checked_faults() {
+        let outside: Vec<String> = faults
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| matches!(f.action, Action::Kill | Action::Pause))
+            .map(|(i, f)| format!("plan#{} {}", i + 1, f.action.name()))
+            .collect();
+        if !outside.is_empty() {
+            eprintln!(
+                "spawn: the plan's {} done through the Docker API by `launcher wait --run {}` (or `launcher run`), at their times: keep one running",
+                outside.join(", "),
+                run.id
+            );
+        }
+    }
     Ok(run)
 }
 

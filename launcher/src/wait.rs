@@ -13,15 +13,20 @@ pub struct Ended {
     pub name: String,
     pub exit_code: Option<i64>,
     pub oom_killed: bool,
+    /// Killed on purpose by this fault (`plan#N`, `chaos#N`): not a failure.
+    pub killed_by: Option<String>,
 }
 
 impl Ended {
     pub fn failed(&self) -> bool {
-        self.oom_killed || self.exit_code != Some(0)
+        self.killed_by.is_none() && (self.oom_killed || self.exit_code != Some(0))
     }
 
-    /// Why it failed, in words.
+    /// How it ended, in words.
     pub fn reason(&self) -> String {
+        if let Some(id) = &self.killed_by {
+            return format!("killed on purpose ({id})");
+        }
         match (self.oom_killed, self.exit_code) {
             (true, _) => "killed for using too much memory (OOM)".into(),
             (_, Some(137)) => "killed (exit 137)".into(),
@@ -43,6 +48,8 @@ pub async fn wait(run: &RunDir, timeout: Duration) -> anyhow::Result<Vec<Ended>>
     );
     bar.set_message("wait");
     let start = Instant::now();
+    // The plan's kills and pauses are done from here, at their times.
+    let mut planned = crate::chaos::PlannedDocker::new(&manifest.spec)?;
     let mut peers_done_at: Option<Instant> = None;
     let mut coordinator_gone_at: Option<Instant> = None;
     loop {
@@ -67,6 +74,9 @@ pub async fn wait(run: &RunDir, timeout: Duration) -> anyhow::Result<Vec<Ended>>
         }
         if start.elapsed() > timeout {
             bar.finish_and_clear();
+            if let Some(p) = &mut planned {
+                p.release(run, &manifest, &live.hosts).await;
+            }
             let running: Vec<&str> = manifest
                 .peers
                 .iter()
@@ -82,15 +92,29 @@ pub async fn wait(run: &RunDir, timeout: Duration) -> anyhow::Result<Vec<Ended>>
                 if manifest.peers.len() - exited > running.len() { ", …" } else { "" }
             );
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut pause = Duration::from_secs(1);
+        if let Some(p) = &mut planned {
+            match p.tick(run, &manifest, &live.hosts).await {
+                Ok(Some(next)) => pause = pause.min(next),
+                Ok(None) => {}
+                Err(e) => bar.println(format!("wait: the plan's kills and pauses: {e:#}")),
+            }
+        }
+        tokio::time::sleep(pause).await;
         live.refresh().await?;
     }
     bar.finish_and_clear();
+    if let Some(p) = &mut planned {
+        p.release(run, &manifest, &live.hosts).await;
+    }
     let (hosts, final_states) = (&live.hosts, &live.states);
+    let killed = crate::chaos::killed(&crate::chaos::read(run));
+    let killed = &killed;
     // How each peer ended: inspected 16 at a time (over SSH, one at a time adds up).
     let inspect = |name: String| async move {
         let Some((h, _)) = final_states.get(&name) else {
             return Ok(Ended {
+                killed_by: killed.get(&name).cloned(),
                 name,
                 exit_code: None,
                 oom_killed: false,
@@ -106,6 +130,7 @@ pub async fn wait(run: &RunDir, timeout: Duration) -> anyhow::Result<Vec<Ended>>
             .with_context(|| format!("inspecting {name} on host {}", hosts[*h].name()))?;
         let state = info.state.unwrap_or_default();
         anyhow::Ok(Ended {
+            killed_by: killed.get(&name).cloned(),
             name,
             exit_code: if state.running == Some(true) {
                 None
@@ -123,10 +148,16 @@ pub async fn wait(run: &RunDir, timeout: Duration) -> anyhow::Result<Vec<Ended>>
             .into_iter()
             .collect::<anyhow::Result<_>>()?;
     let failed = ended.iter().filter(|e| e.failed()).count();
+    let on_purpose = ended.iter().filter(|e| e.killed_by.is_some()).count();
     eprintln!(
-        "wait: {} of {} peers exited 0{}",
-        ended.len() - failed,
+        "wait: {} of {} peers exited 0{}{}",
+        ended.len() - failed - on_purpose,
         ended.len(),
+        if on_purpose > 0 {
+            format!(", {on_purpose} killed on purpose")
+        } else {
+            String::new()
+        },
         if failed > 0 {
             format!(", {failed} failed")
         } else {

@@ -171,10 +171,10 @@ fn a_partition_heals_with_a_resync_latency_and_shows_as_a_gap_over_time() {
 fn faults_that_peers_do_not_carry_out_yet_are_refused_before_anything_starts() {
     let scratch = tempfile::tempdir().unwrap();
     let runs = scratch.path().join("runs");
-    let plan = scratch.path().join("kill.toml");
+    let plan = scratch.path().join("restart.toml");
     std::fs::write(
         &plan,
-        "peers = 4\n\n[[fault]]\nat = \"5s\"\npeers = \"10%\"\naction = \"kill\"\n",
+        "peers = 4\n\n[[fault]]\nat = \"5s\"\npeers = \"10%\"\naction = \"restart\"\n",
     )
     .unwrap();
     let bad = scratch.path().join("bad.toml");
@@ -193,7 +193,7 @@ fn faults_that_peers_do_not_carry_out_yet_are_refused_before_anything_starts() {
         &[
             (
                 vec!["--runs-dir", runs, "spawn", "--config", plan],
-                "[[fault]] #1: `kill` is not supported yet",
+                "[[fault]] #1: `restart` is not supported yet",
             ),
             (
                 vec!["--runs-dir", runs, "spawn", "--config", bad],

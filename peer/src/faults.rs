@@ -37,6 +37,10 @@ pub fn mine(plan: &ExecutionPlan, me: u32) -> Result<Vec<Planned>, String> {
     let (groups, faults) = plan.spec.checked_faults()?;
     let mut out = Vec::new();
     for (i, fault) in faults.into_iter().enumerate() {
+        if matches!(fault.action, Action::Kill | Action::Pause) {
+            // Done to the container from outside (`launcher wait`), not by the peer.
+            continue;
+        }
         let id = format!("plan#{}", i + 1);
         out.extend(planned_for(plan, me, id, fault, &groups, plan.spec.seed)?);
     }
@@ -325,8 +329,8 @@ mod tests {
             e.starts_with("on host `lab-2`: `delay` needs sch_netem or nfnetlink_queue"),
             "{e}"
         );
-        let e = precheck(&[planned(Action::Kill)], caps, None).unwrap_err();
-        assert!(e.contains("`kill` is not supported yet"), "{e}");
+        let e = precheck(&[planned(Action::Restart)], caps, None).unwrap_err();
+        assert!(e.contains("`restart` is not supported yet"), "{e}");
         let partition = Action::Partition {
             groups: vec!["a".into(), "b".into()],
         };
