@@ -19,8 +19,8 @@
 //!
 //! Other actions' fields: `loss`, `duplicate`, `corrupt`, `reorder`: `percent`; `rate`:
 //! `kbit`; `partition`: `groups` (names from `[groups]`; `peers` is ignored); `mobility`:
-//! `every` (the coordinator re-draws the graph that often). `kill`, `restart`, `pause`
-//! take no fields. Peer numbers are 1-based, as in container names (`peer-0001` is 1).
+//! `every` (the graph is re-drawn that often; every peer derives the same one from the
+//! plan). `kill`, `restart`, `pause` take no fields. Peer numbers are 1-based, as in container names (`peer-0001` is 1).
 //! A `%` selector picks that share of the peers with the plan's seed, so a plan picks the
 //! same peers every time.
 
@@ -271,13 +271,13 @@ impl Fault {
         let supported = self.action.is_shaping()
             || matches!(
                 self.action,
-                Action::Partition { .. } | Action::Kill | Action::Pause
+                Action::Partition { .. } | Action::Kill | Action::Pause | Action::Mobility { .. }
             );
         if supported {
             return None;
         }
         Some(format!(
-            "`{}` is not supported yet; supported are link shaping (delay, loss, duplicate, corrupt, reorder, rate), partition, kill and pause",
+            "`{}` is not supported yet; supported are link shaping (delay, loss, duplicate, corrupt, reorder, rate), partition, kill, pause and mobility",
             self.action.name(),
         ))
     }
@@ -408,13 +408,20 @@ pub fn check(
             "kill" => Action::Kill,
             "restart" => Action::Restart,
             "pause" => Action::Pause,
-            "mobility" => Action::Mobility {
-                every_ms: f
+            "mobility" => {
+                let every_ms = f
                     .every
                     .as_deref()
                     .ok_or_else(|| at("every", "`mobility` needs every = \"10s\"".into()))
-                    .and_then(|v| ms(v).map_err(|e| at("every", e)))?,
-            },
+                    .and_then(|v| ms(v).map_err(|e| at("every", e)))?;
+                if every_ms < 1_000 {
+                    return Err(at(
+                        "every",
+                        "re-drawing the graph more often than once a second leaves no time to connect; use every = \"1s\" or more".into(),
+                    ));
+                }
+                Action::Mobility { every_ms }
+            }
             other => {
                 return Err(at(
                     "action",

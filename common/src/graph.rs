@@ -102,6 +102,33 @@ impl Graph {
         }
     }
 
+    /// The same graph with its peers relabelled at random (`seed`): the same shape and
+    /// degrees, other neighbours. Mobility re-draws the graph this way.
+    pub fn shuffled(&self, seed: u64) -> Graph {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let mut perm: Vec<usize> = (0..self.n).collect();
+        perm.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+        Graph::from_edges(
+            self.n,
+            self.edges
+                .iter()
+                .map(|&(a, b)| (perm[a as usize], perm[b as usize])),
+        )
+    }
+
+    /// The neighbours of `peer`.
+    pub fn neighbours(&self, peer: u32) -> Vec<u32> {
+        self.edges
+            .iter()
+            .filter_map(|&(a, b)| match (a == peer, b == peer) {
+                (true, _) => Some(b),
+                (_, true) => Some(a),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The neighbour lists, indexed by peer.
     pub fn adjacency(&self) -> Vec<Vec<u32>> {
         let mut adj = vec![Vec::new(); self.n];
@@ -286,6 +313,18 @@ fn try_pairing(n: usize, k: usize, rng: &mut ChaCha8Rng) -> Option<Graph> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shuffling_keeps_the_shape_and_changes_the_neighbours() {
+        let g = generate(GraphKind::Ring, 12, 2, 1).unwrap();
+        let s = g.shuffled(7);
+        assert_eq!(s.edges.len(), g.edges.len());
+        assert!(s.degrees().iter().all(|&d| d == 2));
+        assert!(s.is_connected());
+        assert_ne!(s, g);
+        assert_eq!(s, g.shuffled(7), "the same seed, the same graph");
+        assert_eq!(g.neighbours(0), vec![1, 11]);
+    }
 
     const SIZES: [usize; 9] = [1, 2, 3, 4, 5, 7, 20, 101, 1000];
 

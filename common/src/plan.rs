@@ -222,16 +222,50 @@ impl ExecutionPlan {
         self.peers.iter().find(|p| p.name == name)
     }
 
+    /// The graph after `epoch` re-draws of mobility fault `fault` (0-based index among
+    /// the plan's faults): the plan's graph shuffled with a seed made from the plan's,
+    /// the fault's and the epoch's, so every peer computes the same graph without being
+    /// told. Epoch 0 is the plan's graph.
+    pub fn redrawn(&self, fault: usize, epoch: u64) -> Graph {
+        if epoch == 0 {
+            return self.graph.clone();
+        }
+        let seed = self.spec.seed
+            ^ (fault as u64 + 1).rotate_left(32)
+            ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.graph.shuffled(seed)
+    }
+
+    /// Every re-draw of the plan's mobility faults, soonest first: `(when, ms since the
+    /// Unix epoch; fault index; epoch)`, at `start + at + k * every` for k = 1, 2, … while
+    /// within the fault's `for` and the writing.
+    pub fn mobility_epochs(&self) -> Vec<(u64, usize, u64)> {
+        let Ok((_, faults)) = self.spec.checked_faults() else {
+            return Vec::new();
+        };
+        let end = self.start_at_unix_ms + self.spec.duration_ms;
+        let mut steps = Vec::new();
+        for (i, f) in faults.iter().enumerate() {
+            let crate::faults::Action::Mobility { every_ms } = f.action else {
+                continue;
+            };
+            let from = self.start_at_unix_ms + f.at_ms;
+            let until = f.for_ms.map_or(end, |d| (from + d).min(end));
+            let mut k = 1;
+            while every_ms > 0 && from + k * every_ms <= until {
+                steps.push((from + k * every_ms, i, k));
+                k += 1;
+            }
+        }
+        steps.sort_unstable();
+        steps
+    }
+
     /// The planned neighbours of peer `index`.
     pub fn neighbours_of(&self, index: u32) -> Vec<&PlannedPeer> {
         self.graph
-            .edges
-            .iter()
-            .filter_map(|&(a, b)| match (a == index, b == index) {
-                (true, _) => Some(b),
-                (_, true) => Some(a),
-                _ => None,
-            })
+            .neighbours(index)
+            .into_iter()
             .map(|i| &self.peers[i as usize])
             .collect()
     }
@@ -240,6 +274,37 @@ impl ExecutionPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mobility_redraws_on_its_schedule_the_same_everywhere() {
+        let spec = PlanSpec {
+            peers: 8,
+            duration_ms: 30_000,
+            graph: GraphKind::Ring,
+            faults: vec![crate::faults::FaultSpec {
+                at: "5s".into(),
+                duration: Some("12s".into()),
+                peers: "all".into(),
+                action: "mobility".into(),
+                every: Some("5s".into()),
+                ..Default::default()
+            }],
+            ..PlanSpec::default()
+        };
+        let plan = ExecutionPlan::make("r", &spec, registered(8), 1_000).unwrap();
+        let start = plan.start_at_unix_ms;
+        assert_eq!(
+            plan.mobility_epochs(),
+            vec![(start + 10_000, 0, 1), (start + 15_000, 0, 2)],
+            "every 5 s from 5 s, within 12 s"
+        );
+        assert_eq!(plan.redrawn(0, 0), plan.graph);
+        let g1 = plan.redrawn(0, 1);
+        assert_ne!(g1, plan.graph);
+        assert_eq!(g1, plan.redrawn(0, 1));
+        assert!(g1.is_connected() && g1.edges.len() == plan.graph.edges.len());
+        assert_ne!(g1, plan.redrawn(0, 2));
+    }
 
     fn registered(n: usize) -> Vec<(String, String)> {
         (0..n)

@@ -113,6 +113,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> anyhow::Result<i32>
                     run.start_timeout(now);
                 }
                 run.sweep_lost(now);
+                run.mobility_tick(now);
                 if let Some(plan) = run.plan() {
                     // Generous: writing, settling, and two minutes for reports and stragglers.
                     let end = plan.plan.start_at_unix_ms

@@ -85,6 +85,8 @@ pub struct Run {
     /// `launcher chaos` actions, in order; the watch holds how many there are.
     chaos: Vec<ChaosAction>,
     chaos_count: watch::Sender<u32>,
+    /// Mobility re-draws already in the timeline.
+    mobility_logged: usize,
 }
 
 impl Run {
@@ -105,6 +107,7 @@ impl Run {
             timeline,
             chaos: Vec::new(),
             chaos_count: watch::channel(0).0,
+            mobility_logged: 0,
         }
     }
 
@@ -528,6 +531,37 @@ impl Run {
         self.chaos.push(action.clone());
         self.chaos_count.send_replace(seq);
         Ok(action)
+    }
+
+    /// Puts the plan's mobility re-draws that are due by `now` in the timeline (the peers
+    /// compute the same graphs from the plan, at the same times).
+    pub fn mobility_tick(&mut self, now: u64) {
+        let Some(plan) = self.plan() else {
+            return;
+        };
+        let due: Vec<(u64, usize, u64)> = plan
+            .plan
+            .mobility_epochs()
+            .into_iter()
+            .skip(self.mobility_logged)
+            .take_while(|(at, _, _)| *at <= now)
+            .collect();
+        for (at, i, epoch) in due {
+            let g = plan.plan.redrawn(i, epoch);
+            self.emit(
+                at,
+                "mobility",
+                None,
+                None,
+                None,
+                Some(format!(
+                    "plan#{} epoch {epoch}: graph re-drawn ({} edges)",
+                    i + 1,
+                    g.edges.len()
+                )),
+            );
+            self.mobility_logged += 1;
+        }
     }
 
     /// The chaos actions after the first `after`.

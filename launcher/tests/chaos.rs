@@ -3,7 +3,7 @@
 //! the coordinator's timeline and in `analysis/summary.md`. Needs the Docker Engine and
 //! fails without one; never skips.
 
-use cmesh_testkit::{images_built, launcher, read_json, text, unpack, wait_until};
+use cmesh_testkit::{images_built, launcher, read_json, run_plan_json, text, unpack, wait_until};
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
@@ -215,28 +215,8 @@ fn a_plans_kills_and_pauses_are_carried_out_at_their_times() {
     let runs = scratch.path().join("runs");
     let plan = cmesh_testkit::workspace_root().join("configs/churn.toml");
     let id = format!("t{}-churn", std::process::id() % 100_000);
-    let out = launcher(
-        &runs,
-        &[
-            "run",
-            "--config",
-            plan.to_str().unwrap(),
-            "--run-id",
-            &id,
-            "--json",
-        ],
-    );
-    let stderr = text(&out.stderr);
-    if out.status.code() != Some(0) {
-        let _ = launcher(&runs, &["down", "--force", "--run", &id]);
-    }
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "killed on purpose is ok:\n{stderr}"
-    );
+    let (summary, stderr) = run_plan_json(&runs, &plan, &id);
     assert!(stderr.contains("2 killed on purpose"), "{stderr}");
-    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["peers_killed"].as_array().unwrap().len(), 2);
     assert_eq!(summary["peers_reported"], 10);
     let faults = summary["faults"].as_array().unwrap();

@@ -5,7 +5,7 @@
 //! They need the Docker Engine and fail without one; they never skip.
 
 use cmesh_testkit::{
-    assert_bad_input, images_built, launcher, read_json, text, unpack, workspace_root,
+    assert_bad_input, images_built, read_json, run_plan_json, unpack, workspace_root,
 };
 use serde_json::Value;
 use std::path::Path;
@@ -16,27 +16,7 @@ fn run_plan(tag: &str, plan: &Path) -> (Value, Value) {
     images_built();
     let runs = tempfile::tempdir().unwrap();
     let id = format!("t{}-{tag}", std::process::id() % 100_000);
-    let out = launcher(
-        runs.path(),
-        &[
-            "run",
-            "--config",
-            plan.to_str().unwrap(),
-            "--json",
-            "--run-id",
-            &id,
-        ],
-    );
-    let stderr = text(&out.stderr);
-    if out.status.code() != Some(0) {
-        let _ = launcher(runs.path(), &["down", "--force", "--run", &id]);
-    }
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{tag}: launcher run failed:\n{stderr}"
-    );
-    let summary: Value = serde_json::from_slice(&out.stdout).expect("summary.json on stdout");
+    let (summary, _) = run_plan_json(runs.path(), plan, &id);
     assert_eq!(summary["coverage"], 1.0, "{tag}");
     // The first peer's report, from its extracted archive.
     let dir = runs.path().join(&id).join("extract/local");

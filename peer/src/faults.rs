@@ -37,8 +37,12 @@ pub fn mine(plan: &ExecutionPlan, me: u32) -> Result<Vec<Planned>, String> {
     let (groups, faults) = plan.spec.checked_faults()?;
     let mut out = Vec::new();
     for (i, fault) in faults.into_iter().enumerate() {
-        if matches!(fault.action, Action::Kill | Action::Pause) {
-            // Done to the container from outside (`launcher wait`), not by the peer.
+        if matches!(
+            fault.action,
+            Action::Kill | Action::Pause | Action::Mobility { .. }
+        ) {
+            // Kill and pause are done to the container from outside (`launcher wait`);
+            // mobility moves the backend, not the network (`run::follow_mobility`).
             continue;
         }
         let id = format!("plan#{}", i + 1);

@@ -22,7 +22,8 @@ use cmesh_common::histogram::LatencyHistogram;
 use cmesh_common::plan::ExecutionPlan;
 use cmesh_common::protocol::PeerState;
 use cmesh_common::report::{
-    Availability, LatencyReport, OriginStats, Outcome, PeerReport, TimeSeries, WritingWindow,
+    AppliedFault, Availability, LatencyReport, OriginStats, Outcome, PeerReport, TimeSeries,
+    WritingWindow,
 };
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -222,6 +223,8 @@ async fn follow_plan(
         events.clone(),
         metrics.clone(),
     );
+    // Mobility: what each re-drawing fault did, for the report.
+    let moved = Mutex::new(Vec::<AppliedFault>::new());
     let netdev =
         crate::netdev::Sampler::start(plan.start_at_unix_ms, Duration::from_millis(window_ms));
     tokio::time::sleep_until(unix_ms_to_instant(plan.start_at_unix_ms)).await;
@@ -237,6 +240,9 @@ async fn follow_plan(
         tokio::select! {
             done = &mut writing => done,
             never = follow_chaos(client, &plan, me.index, &faults, events) => match never {},
+            () = follow_mobility(&backend, &plan, me.index, &moved, events) => {
+                writing.await
+            }
         }
     };
     report.availability = Some(availability);
@@ -248,6 +254,9 @@ async fn follow_plan(
     report.records_produced = produced;
     // Faults last while writing does: lifted now, so catch-up runs on a clean link.
     report.faults = faults.finish().await;
+    report
+        .faults
+        .extend(moved.into_inner().unwrap_or_else(|e| e.into_inner()));
     if let Some(e) = report.faults.iter().find_map(|f| f.error.clone()) {
         anyhow::bail!("a fault could not be applied: {e}");
     }
@@ -386,6 +395,58 @@ async fn follow_chaos(
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
+    }
+}
+
+/// Follows the plan's mobility faults: at `start + at + k * every` (k = 1, 2, … while
+/// within `for`) the graph is re-drawn ([`ExecutionPlan::redrawn`], the same on every
+/// peer) and the backend moves to this peer's new neighbours. Returns when no re-draw
+/// is left; `moved` gets one entry per mobility fault.
+async fn follow_mobility(
+    backend: &MeshBackend,
+    plan: &ExecutionPlan,
+    me: u32,
+    moved: &Mutex<Vec<AppliedFault>>,
+    events: &EventLog,
+) {
+    let steps = plan.mobility_epochs();
+    {
+        let mut m = moved.lock().unwrap_or_else(|e| e.into_inner());
+        for &(_, i, epoch) in &steps {
+            if epoch == 1 {
+                m.push(AppliedFault {
+                    id: format!("plan#{}", i + 1),
+                    action: "mobility".into(),
+                    path: Some("graph".into()),
+                    applied_at_unix_ms: None,
+                    lifted_at_unix_ms: None,
+                    error: None,
+                });
+            }
+        }
+    }
+    for (at, i, epoch) in steps {
+        tokio::time::sleep_until(unix_ms_to_instant(at)).await;
+        let neighbours = plan.redrawn(i, epoch).neighbours(me);
+        backend.set_neighbours(&neighbours);
+        let now = cmesh_common::unix_millis();
+        if let Some(m) = moved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter_mut()
+            .find(|m| m.id == format!("plan#{}", i + 1))
+        {
+            m.applied_at_unix_ms.get_or_insert(now);
+            m.lifted_at_unix_ms = Some(now);
+        }
+        events.log(
+            "mobility",
+            json!({
+                "fault": format!("plan#{}", i + 1),
+                "epoch": epoch,
+                "neighbours": neighbours.iter().map(|&n| &plan.peers[n as usize].name).collect::<Vec<_>>(),
+            }),
+        );
     }
 }
 

@@ -328,3 +328,30 @@ pub fn unpack(archive: &Path) -> tempfile::TempDir {
     );
     dir
 }
+
+/// `launcher run --config PLAN --run-id ID --json` under `runs`: asserts it exits 0
+/// (after removing what it left, if not) and returns the summary and the stderr.
+pub fn run_plan_json(runs: &Path, plan: &Path, id: &str) -> (serde_json::Value, String) {
+    let out = launcher(
+        runs,
+        &[
+            "run",
+            "--config",
+            plan.to_str().expect("a UTF-8 path"),
+            "--run-id",
+            id,
+            "--json",
+        ],
+    );
+    let stderr = text(&out.stderr);
+    if out.status.code() != Some(0) {
+        let _ = launcher(runs, &["down", "--force", "--run", id]);
+    }
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{id}: launcher run failed:\n{stderr}"
+    );
+    let summary = serde_json::from_slice(&out.stdout).expect("summary.json on stdout");
+    (summary, stderr)
+}

@@ -11,7 +11,9 @@
 //! - A dropped connection is redialled with backoff until the backend stops.
 //!
 //! [`MeshBackend::set_blocked`] cuts the link to a neighbour and refuses it until unblocked:
-//! an application-level partition, used by tests.
+//! an application-level partition, used by tests. [`MeshBackend::set_neighbours`] moves
+//! the peer to a new set of neighbours (mobility): links to the ones left are closed, the
+//! new ones are dialled (by the lower index) and caught up by delta sync.
 
 pub mod store;
 pub mod wire;
@@ -70,6 +72,11 @@ struct Node {
     store: RecordStore,
     links: HashMap<u32, Link>,
     blocked: HashSet<u32>,
+    /// The neighbours now, and every peer that ever was one (for the report).
+    neighbours: HashSet<u32>,
+    ever: std::collections::BTreeSet<u32>,
+    /// Neighbours a dial loop runs for.
+    dialing: HashSet<u32>,
     delta: DeltaSyncStats,
     next_seq: u64,
     next_conn: u64,
@@ -78,19 +85,20 @@ struct Node {
 struct Inner {
     cfg: MeshConfig,
     node: Mutex<Node>,
-    counters: HashMap<u32, Counters>,
+    /// By peer index (every peer of the plan can become a neighbour).
+    counters: Vec<Counters>,
     metrics: Arc<Mutex<Metrics>>,
     changed: Notify,
     /// Becomes true when the backend stops.
     stopping: watch::Sender<bool>,
     /// Wakes a neighbour's dialer early (after an unblock).
-    redial: HashMap<u32, Notify>,
+    redial: Vec<Notify>,
 }
 
 /// A running mesh backend.
 pub struct MeshBackend {
     inner: Arc<Inner>,
-    tasks: JoinSet<()>,
+    tasks: Mutex<JoinSet<()>>,
 }
 
 impl MeshBackend {
@@ -102,16 +110,15 @@ impl MeshBackend {
                 store: RecordStore::new(origins, cfg.window),
                 links: HashMap::new(),
                 blocked: HashSet::new(),
+                neighbours: cfg.neighbours.iter().copied().collect(),
+                ever: cfg.neighbours.iter().copied().collect(),
+                dialing: HashSet::new(),
                 delta: DeltaSyncStats::default(),
                 next_seq: 0,
                 next_conn: 0,
             }),
-            counters: cfg
-                .neighbours
-                .iter()
-                .map(|&n| (n, Counters::default()))
-                .collect(),
-            redial: cfg.neighbours.iter().map(|&n| (n, Notify::new())).collect(),
+            counters: (0..origins).map(|_| Counters::default()).collect(),
+            redial: (0..origins).map(|_| Notify::new()).collect(),
             metrics,
             changed: Notify::new(),
             stopping: watch::channel(false).0,
@@ -119,12 +126,42 @@ impl MeshBackend {
         });
         let mut tasks = JoinSet::new();
         tasks.spawn(accept_loop(inner.clone(), listener));
-        for &n in &inner.cfg.neighbours {
-            if inner.cfg.me < n {
-                tasks.spawn(dial_loop(inner.clone(), n));
+        let backend = MeshBackend {
+            inner,
+            tasks: Mutex::new(tasks),
+        };
+        let first = backend.inner.cfg.neighbours.clone();
+        backend.set_neighbours(&first);
+        backend
+    }
+
+    /// Makes `neighbours` this peer's neighbours: closes the links to the others and
+    /// dials the new ones it is the dialler for (the lower index dials).
+    pub fn set_neighbours(&self, neighbours: &[u32]) {
+        let me = self.inner.cfg.me;
+        let n = self.inner.cfg.addrs.len() as u32;
+        let wanted: HashSet<u32> = neighbours
+            .iter()
+            .copied()
+            .filter(|&p| p != me && p < n)
+            .collect();
+        let mut node = self.inner.lock();
+        node.links.retain(|p, _| wanted.contains(p));
+        node.ever.extend(wanted.iter().copied());
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        for &p in &wanted {
+            if me < p && node.dialing.insert(p) {
+                tasks.spawn(dial_loop(self.inner.clone(), p));
             }
         }
-        MeshBackend { inner, tasks }
+        node.neighbours = wanted;
+    }
+
+    /// The neighbours now.
+    pub fn neighbours(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self.inner.lock().neighbours.iter().copied().collect();
+        v.sort_unstable();
+        v
     }
 
     /// Neighbours with an established link now.
@@ -141,7 +178,7 @@ impl MeshBackend {
         } else {
             node.blocked.remove(&peer);
             drop(node);
-            if let Some(n) = self.inner.redial.get(&peer) {
+            if let Some(n) = self.inner.redial.get(peer as usize) {
                 n.notify_one();
             }
         }
@@ -181,7 +218,7 @@ impl Inner {
             }
             match link.tx.try_send(frame.clone()) {
                 Ok(()) => {
-                    self.counters[&peer]
+                    self.counters[peer as usize]
                         .records_sent
                         .fetch_add(records, Ordering::Relaxed);
                 }
@@ -263,18 +300,17 @@ impl SyncBackend for MeshBackend {
         self.inner.changed.notified().await
     }
 
-    async fn stop(mut self) -> BackendStats {
+    async fn stop(self) -> BackendStats {
         self.inner.stopping.send_replace(true);
         self.inner.lock().links.clear();
-        while self.tasks.join_next().await.is_some() {}
+        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        while tasks.join_next().await.is_some() {}
         let node = self.inner.lock();
-        let neighbours = self
-            .inner
-            .cfg
-            .neighbours
+        let neighbours = node
+            .ever
             .iter()
             .map(|&n| {
-                let c = &self.inner.counters[&n];
+                let c = &self.inner.counters[n as usize];
                 NeighbourStats {
                     peer: n.to_string(),
                     addr: self.inner.cfg.addrs[n as usize].clone(),
@@ -340,12 +376,13 @@ async fn accept_one(inner: Arc<Inner>, stream: TcpStream, addr: SocketAddr) {
             return;
         }
     };
-    if !inner.counters.contains_key(&from) || from > inner.cfg.me {
-        tracing::warn!(%addr, from, "connection from a peer that is not a planned dialler; closed");
-        return;
-    }
     let hello = {
         let node = inner.lock();
+        if !node.neighbours.contains(&from) || from > inner.cfg.me {
+            // Also a neighbour of a graph re-drawn since: the dialler gives up on its own.
+            tracing::debug!(%addr, from, "connection from a peer that is not a neighbour's dialler now; closed");
+            return;
+        }
         if node.blocked.contains(&from) {
             return;
         }
@@ -354,10 +391,10 @@ async fn accept_one(inner: Arc<Inner>, stream: TcpStream, addr: SocketAddr) {
     if write.write_all(&hello).await.is_err() {
         return;
     }
-    inner.counters[&from]
+    inner.counters[from as usize]
         .bytes_sent
         .fetch_add(hello.len() as u64, Ordering::Relaxed);
-    inner.counters[&from]
+    inner.counters[from as usize]
         .bytes_received
         .fetch_add(n as u64, Ordering::Relaxed);
     run_link(inner, from, versions, read, write).await;
@@ -368,7 +405,16 @@ async fn dial_loop(inner: Arc<Inner>, peer: u32) {
     let mut stopping = inner.stopping.subscribe();
     let mut backoff = Duration::from_millis(50);
     while !inner.stopping() {
-        let blocked = inner.lock().blocked.contains(&peer);
+        let blocked = {
+            let mut node = inner.lock();
+            if !node.neighbours.contains(&peer) {
+                // Not a neighbour any more (mobility): this loop ends, under the lock, so
+                // a re-added neighbour gets a new one.
+                node.dialing.remove(&peer);
+                return;
+            }
+            node.blocked.contains(&peer)
+        };
         if !blocked {
             match dial_once(&inner, peer, &addr).await {
                 Ok(()) => backoff = Duration::from_millis(50),
@@ -380,7 +426,7 @@ async fn dial_loop(inner: Arc<Inner>, peer: u32) {
         }
         tokio::select! {
             _ = stopped(&mut stopping) => break,
-            _ = inner.redial[&peer].notified() => {}
+            _ = inner.redial[peer as usize].notified() => {}
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -418,7 +464,7 @@ async fn dial_once(inner: &Arc<Inner>, peer: u32, addr: &str) -> std::io::Result
             ))
         }
     };
-    let c = &inner.counters[&peer];
+    let c = &inner.counters[peer as usize];
     c.bytes_sent
         .fetch_add(hello.len() as u64, Ordering::Relaxed);
     c.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
@@ -438,7 +484,7 @@ async fn run_link(
     let (tx, mut rx) = mpsc::channel::<Bytes>(inner.cfg.queue_frames.max(CATCH_UP_BATCH));
     let conn = {
         let mut node = inner.lock();
-        if node.blocked.contains(&peer) || inner.stopping() {
+        if node.blocked.contains(&peer) || !node.neighbours.contains(&peer) || inner.stopping() {
             return;
         }
         let missing = node.store.missing_for(&their_versions);
@@ -457,7 +503,7 @@ async fn run_link(
         node.delta.records_sent += missing.len() as u64;
         node.delta.bytes_sent += sent_bytes;
         node.delta.full_resend_bytes += full;
-        inner.counters[&peer]
+        inner.counters[peer as usize]
             .records_sent
             .fetch_add(missing.len() as u64, Ordering::Relaxed);
         node.next_conn += 1;
@@ -465,13 +511,13 @@ async fn run_link(
         node.links.insert(peer, Link { conn, tx });
         conn
     };
-    inner.counters[&peer]
+    inner.counters[peer as usize]
         .connects
         .fetch_add(1, Ordering::Relaxed);
     tracing::debug!(peer, conn, "link up");
     inner.changed.notify_one();
 
-    let counters = &inner.counters[&peer];
+    let counters = &inner.counters[peer as usize];
     let writer = async {
         let mut out = BufWriter::new(write);
         while let Some(frame) = rx.recv().await {
@@ -585,6 +631,43 @@ mod tests {
         for b in [b0, b1, b2] {
             b.stop().await;
         }
+    }
+
+    #[tokio::test]
+    async fn moving_to_new_neighbours_closes_old_links_and_syncs_over_new_ones() {
+        // 0 -- 1   2: then 1 leaves 0 for 2; 2 gets 0's records through 1.
+        let (mut ls, addrs) = listeners(3).await;
+        let (b2, m2) = node(2, 3, vec![], ls.pop().unwrap(), addrs.clone()).await;
+        let (b1, _) = node(1, 3, vec![0], ls.pop().unwrap(), addrs.clone()).await;
+        let (b0, _) = node(0, 3, vec![1], ls.pop().unwrap(), addrs.clone()).await;
+        until(&b0, |b| b.connected() == 1).await;
+        for _ in 0..4 {
+            b0.write(Bytes::from_static(b"x"));
+        }
+        until(&b1, |b| b.progress()[0] == 4).await;
+        assert_eq!(b2.progress()[0], 0, "2 is nobody's neighbour yet");
+        b1.set_neighbours(&[2]);
+        b2.set_neighbours(&[1]);
+        b0.set_neighbours(&[]);
+        until(&b2, |b| b.progress()[0] == 4).await;
+        assert_eq!(m2.lock().unwrap().received()[0], 4);
+        until(&b0, |b| b.connected() == 0).await;
+        assert_eq!(b1.neighbours(), vec![2]);
+        // And back: 0 and 1 are neighbours again, and what 0 wrote meanwhile arrives.
+        b0.write(Bytes::from_static(b"y"));
+        b0.set_neighbours(&[1]);
+        b1.set_neighbours(&[0, 2]);
+        until(&b2, |b| b.progress()[0] == 5).await;
+        let s1 = b1.stop().await;
+        let peers: Vec<&str> = s1.neighbours.iter().map(|n| n.peer.as_str()).collect();
+        assert_eq!(
+            peers,
+            vec!["0", "2"],
+            "every peer that was a neighbour is reported"
+        );
+        assert!(s1.neighbours[0].connects >= 2, "1 and 0 connected twice");
+        b0.stop().await;
+        b2.stop().await;
     }
 
     #[tokio::test]
