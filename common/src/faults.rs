@@ -80,6 +80,12 @@ pub enum Action {
 }
 
 impl Action {
+    /// Done to the container from outside, through the Docker API (`launcher wait` for
+    /// a plan's, `launcher chaos`).
+    pub fn is_docker(&self) -> bool {
+        matches!(self, Action::Kill | Action::Pause | Action::Restart)
+    }
+
     /// Link shaping, applied by the peer to its own traffic.
     pub fn is_shaping(&self) -> bool {
         matches!(
@@ -265,23 +271,6 @@ pub struct Fault {
 }
 
 impl Fault {
-    /// Why this build cannot carry the fault out yet, if it cannot (checked before a run
-    /// starts, so nothing is run without its fault).
-    pub fn unsupported(&self) -> Option<String> {
-        let supported = self.action.is_shaping()
-            || matches!(
-                self.action,
-                Action::Partition { .. } | Action::Kill | Action::Pause | Action::Mobility { .. }
-            );
-        if supported {
-            return None;
-        }
-        Some(format!(
-            "`{}` is not supported yet; supported are link shaping (delay, loss, duplicate, corrupt, reorder, rate), partition, kill, pause and mobility",
-            self.action.name(),
-        ))
-    }
-
     /// The 0-based indices of the peers this fault acts on: for a partition, the members
     /// of its groups (its `peers` is ignored); else its `peers` selector.
     pub fn targets(

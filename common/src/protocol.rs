@@ -143,6 +143,9 @@ pub struct RegisterResponse {
     pub run_id: String,
     /// Beat at this interval from now on.
     pub heartbeat_ms: u64,
+    /// The peer was in the plan already: it restarted and rejoins the running run.
+    #[serde(default)]
+    pub rejoined: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -106,10 +106,11 @@ async fn register(
     Json(req): Json<RegisterRequest>,
 ) -> Result<Json<RegisterResponse>, RunError> {
     let mut run = state.lock();
-    run.register_on(&req.peer, &req.addr, req.host.as_deref(), now())?;
+    let rejoined = run.register_on(&req.peer, &req.addr, req.host.as_deref(), now())?;
     Ok(Json(RegisterResponse {
         run_id: run.run_id().to_owned(),
         heartbeat_ms: run.spec().heartbeat_ms,
+        rejoined,
     }))
 }
 

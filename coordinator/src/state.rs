@@ -163,17 +163,18 @@ impl Run {
 
     /// A peer registers (or re-registers after a restart) with the address it listens on.
     pub fn register(&mut self, peer: &str, addr: &str, now: u64) -> Result<(), RunError> {
-        self.register_on(peer, addr, None, now)
+        self.register_on(peer, addr, None, now).map(|_| ())
     }
 
-    /// [`Run::register`], saying which Docker host the peer runs on.
+    /// [`Run::register`], saying which Docker host the peer runs on. Returns true when
+    /// the peer rejoins a run already planned (it restarted).
     pub fn register_on(
         &mut self,
         peer: &str,
         addr: &str,
         host: Option<&str>,
         now: u64,
-    ) -> Result<(), RunError> {
+    ) -> Result<bool, RunError> {
         cmesh_common::protocol::validate_peer_name(peer).map_err(RunError::BadRequest)?;
         cmesh_common::parse::host_port(addr).map_err(RunError::BadRequest)?;
         match self.phase {
@@ -234,10 +235,11 @@ impl Run {
                 );
             }
         }
+        let rejoined = self.phase == RunPhase::Planned;
         if self.phase == RunPhase::Registering && self.peers.len() == self.spec.peers {
             self.make_plan(now);
         }
-        Ok(())
+        Ok(rejoined)
     }
 
     /// The start timeout passed: plan with whoever came, or abort if too few did.
@@ -448,16 +450,10 @@ impl Run {
                 )
             })?;
         let mut fault = checked.remove(0);
-        let carried_out = fault.action.is_shaping()
-            || matches!(
-                fault.action,
-                Action::Partition { .. } | Action::Kill | Action::Pause
-            );
-        if !carried_out {
-            return Err(RunError::BadRequest(format!(
-                "chaos `{}` is not supported yet; use delay, loss, duplicate, corrupt, reorder, rate, partition, kill or pause",
-                fault.action.name(),
-            )));
+        if matches!(fault.action, Action::Mobility { .. }) {
+            return Err(RunError::BadRequest(
+                "mobility is planned (`[[fault]]` with every = …), not injected".into(),
+            ));
         }
         fault.at_ms = now.saturating_sub(plan.plan.start_at_unix_ms);
         let names: Vec<String> = plan.plan.peers.iter().map(|p| p.name.clone()).collect();
@@ -770,7 +766,7 @@ mod tests {
         for (req, want) in [
             (chaos_req("delay", "1"), "`delay` needs ms"),
             (chaos_req("kill", "9"), "beyond the plan's 4 peers"),
-            (chaos_req("restart", "1"), "`restart` is not supported yet"),
+            (chaos_req("mobility", "1"), "`mobility` needs every"),
             (chaos_req("kill", "group:x"), "no group `x`"),
         ] {
             match run.chaos(&req, start + 5_000) {

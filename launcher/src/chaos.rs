@@ -4,9 +4,11 @@
 //!   them in its timeline and hands them to the peers; each selected peer applies it to
 //!   itself within about a second, exactly as a plan's `[[fault]]` (same selectors, same
 //!   paths, `chaos#N` in its report).
-//! - `kill` and `pause` are recorded with the coordinator the same way (a kill marks its
-//!   peers failed, so nobody waits for them), then done here through the Docker API of
-//!   each container's host. `pause` holds for `--for`, then unpauses (also on Ctrl-C).
+//! - `kill`, `pause` and `restart` are recorded with the coordinator the same way (a kill
+//!   marks its peers failed, so nobody waits for them), then done here through the Docker
+//!   API of each container's host. `pause` holds for `--for`, then unpauses (also on
+//!   Ctrl-C). `restart` is a crash and a start: SIGKILL, then the same container again;
+//!   the peer rejoins the run with an empty store and measures its resync.
 //!
 //! Every action is appended to `runs/<id>/chaos.jsonl`, which `analyze` reads, and shows
 //! in `analysis/summary.md` under Faults.
@@ -24,7 +26,7 @@ use std::time::Duration;
 /// What to inject, from the command line.
 #[derive(Clone, Debug, Default)]
 pub struct ChaosOrder {
-    /// delay, loss, duplicate, corrupt, reorder, rate, partition, kill or pause.
+    /// delay, loss, duplicate, corrupt, reorder, rate, partition, kill, pause or restart.
     pub action: String,
     /// A selector (all, 1-5, name:GLOB, group:NAME, N%) or a bare name glob.
     pub peers: Option<String>,
@@ -215,9 +217,14 @@ pub async fn chaos(run: &RunDir, order: &ChaosOrder) -> anyhow::Result<ChaosReco
         action,
     };
     match record.action.fault.action {
-        faults::Action::Kill => {
+        faults::Action::Kill | faults::Action::Restart => {
             record.by = "docker".into();
-            record.errors = on_containers(&manifest, &hosts, &record.action.peers, Op::Kill).await;
+            let op = if record.action.fault.action == faults::Action::Kill {
+                Op::Kill
+            } else {
+                Op::Restart
+            };
+            record.errors = on_containers(&manifest, &hosts, &record.action.peers, op).await;
         }
         faults::Action::Pause => {
             record.by = "docker".into();
@@ -243,7 +250,7 @@ pub async fn chaos(run: &RunDir, order: &ChaosOrder) -> anyhow::Result<ChaosReco
     Ok(record)
 }
 
-/// A plan's kills and pauses, which peers cannot do to themselves: `launcher wait` (and
+/// A plan's kills, pauses and restarts, which peers cannot do to themselves: `launcher wait` (and
 /// so `run`) carries them out through the Docker API at their times, recorded with the
 /// coordinator under the plan's names (`plan#N`) like chaos actions.
 pub struct PlannedDocker {
@@ -269,7 +276,7 @@ impl PlannedDocker {
         let pending: Vec<(usize, faults::Fault)> = checked
             .into_iter()
             .enumerate()
-            .filter(|(_, f)| matches!(f.action, faults::Action::Kill | faults::Action::Pause))
+            .filter(|(_, f)| f.action.is_docker())
             .collect();
         Ok((!pending.is_empty()).then(|| PlannedDocker {
             steps: Vec::new(),
@@ -329,6 +336,7 @@ impl PlannedDocker {
                     };
                     let op = match action.fault.action {
                         faults::Action::Kill => Op::Kill,
+                        faults::Action::Restart => Op::Restart,
                         _ => Op::Pause,
                     };
                     let errors = on_containers(manifest, hosts, &action.peers, op).await;
@@ -349,7 +357,7 @@ impl PlannedDocker {
                         errors,
                         action,
                     };
-                    if op == Op::Kill || record.action.fault.for_ms.is_none() {
+                    if op != Op::Pause || record.action.fault.for_ms.is_none() {
                         append(run, &record)?;
                     }
                     self.records.insert(i, record);
@@ -408,6 +416,8 @@ enum Op {
     Kill,
     Pause,
     Unpause,
+    /// SIGKILL, then start the same container again.
+    Restart,
 }
 
 /// Does `op` to each named container on its host, all at once; returns the failures.
@@ -441,6 +451,26 @@ async fn on_containers(
                 .await
                 .map(|_| ()),
             Op::Pause => d.pause_container(name).await.map(|_| ()),
+            Op::Restart => {
+                let killed = d
+                    .kill_container(
+                        name,
+                        Some(bollard::query_parameters::KillContainerOptions {
+                            signal: "SIGKILL".into(),
+                        }),
+                    )
+                    .await;
+                match killed {
+                    Ok(()) => d
+                        .start_container(
+                            name,
+                            None::<bollard::query_parameters::StartContainerOptions>,
+                        )
+                        .await
+                        .map(|_| ()),
+                    Err(e) => Err(e),
+                }
+            }
             Op::Unpause => d.unpause_container(name).await.map(|_| ()),
         };
         match result {

@@ -100,9 +100,10 @@ pub enum Command {
     ///   launcher chaos partition --groups a:1-50 b:51-100 --for 30s
     ///   launcher chaos kill --random 10% --seed 7
     ///   launcher chaos pause --peers 3 --for 10s
+    ///   launcher chaos restart --peers 7
     ///
     /// Peers apply shaping and partitions to themselves (within about a second), as for a
-    /// plan's [[fault]]; kill and pause are done through the Docker API. Every action is
+    /// plan's [[fault]]; kill, pause and restart are done through the Docker API. Every action is
     /// recorded in the coordinator's timeline and runs/<id>/chaos.jsonl, and `analyze`
     /// lists it under Faults in summary.md. Peers are numbered from 1, as in container
     /// names. Exit 2 (nothing done) for a bad action or a run that is not running.
@@ -187,8 +188,10 @@ pub enum LabCommand {
 
 #[derive(Debug, Args)]
 pub struct ChaosArgs {
-    /// What to do: delay, loss, duplicate, corrupt, reorder, rate, partition, kill, pause.
+    /// What to do: delay, loss, duplicate, corrupt, reorder, rate, partition, kill, pause,
+    /// restart.
     pub action: String,
+    /// The run [default: the newest].
     #[arg(long)]
     pub run: Option<String>,
     /// Which peers: all (default), 1-5,9, a name glob (peer-00[0-4]*), group:NAME, N%.

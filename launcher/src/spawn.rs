@@ -23,7 +23,6 @@ use bollard::models::{
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, UploadToContainerOptionsBuilder,
 };
-use cmesh_common::faults::Action;
 use cmesh_common::plan::PlanSpec;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -393,12 +392,7 @@ pub fn precheck(req: &SpawnRequest) -> anyhow::Result<()> {
         crate::rundir::validate_run_id(id)?;
     }
     req.spec.validate().map_err(|e| bad_input(e.to_string()))?;
-    let (_, faults) = req.spec.checked_faults().map_err(bad_input)?;
-    for (i, f) in faults.iter().enumerate() {
-        if let Some(why) = f.unsupported() {
-            return Err(bad_input(format!("[[fault]] #{}: {why}", i + 1)));
-        }
-    }
+    req.spec.checked_faults().map_err(bad_input)?;
     let n = req.hosts.hosts.len();
     match req.subnet {
         Some(s) => network::check_fits(s, req.spec.peers, n)?,
@@ -607,12 +601,12 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
         let outside: Vec<String> = faults
             .iter()
             .enumerate()
-            .filter(|(_, f)| matches!(f.action, Action::Kill | Action::Pause))
+            .filter(|(_, f)| f.action.is_docker())
             .map(|(i, f)| format!("plan#{} {}", i + 1, f.action.name()))
             .collect();
         if !outside.is_empty() {
             eprintln!(
-                "spawn: the plan's {} done through the Docker API by `launcher wait --run {}` (or `launcher run`), at their times: keep one running",
+                "spawn: the plan's {} are done through the Docker API by `launcher wait --run {}` (or `launcher run`), at their times: keep one running",
                 outside.join(", "),
                 run.id
             );

@@ -220,7 +220,7 @@ fn a_plans_kills_and_pauses_are_carried_out_at_their_times() {
     assert_eq!(summary["peers_killed"].as_array().unwrap().len(), 2);
     assert_eq!(summary["peers_reported"], 10);
     let faults = summary["faults"].as_array().unwrap();
-    let (kill, pause) = (&faults[0], &faults[1]);
+    let (kill, restart, pause) = (&faults[0], &faults[1], &faults[2]);
     assert_eq!(
         (kill["id"].as_str(), kill["action"].as_str()),
         (Some("plan#1"), Some("kill"))
@@ -231,6 +231,26 @@ fn a_plans_kills_and_pauses_are_carried_out_at_their_times() {
         (9_000..13_000).contains(&at),
         "the kill was due at 10 s: {at}"
     );
+    assert_eq!(
+        (restart["id"].as_str(), restart["action"].as_str()),
+        (Some("plan#2"), Some("restart"))
+    );
+    assert_eq!(restart["peers"], 1);
+    // The restarted peer rejoined with an empty store, went on writing, and reported
+    // how long it took to hold again everything written before.
+    let resync = &summary["resync"];
+    assert_eq!(
+        (resync["heals"].as_u64(), resync["unfinished"].as_u64()),
+        (Some(1), Some(0)),
+        "{resync}"
+    );
+    let p8 = summary["per_peer"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["peer"].as_str().unwrap().ends_with("peer-0008"))
+        .expect("the restarted peer reported");
+    assert_eq!(p8["outcome"], "ok");
     assert_eq!(pause["action"], "pause");
     let held = pause["lifted_at_ms"].as_i64().unwrap() - pause["applied_at_ms"].as_i64().unwrap();
     assert!((4_000..8_000).contains(&held), "paused for 5 s: {held}");

@@ -148,36 +148,36 @@ fn a_partition_heals_with_a_resync_latency_and_shows_as_a_gap_over_time() {
 }
 
 #[test]
-fn faults_that_peers_do_not_carry_out_yet_are_refused_before_anything_starts() {
+fn bad_fault_timelines_are_refused_before_anything_starts() {
     let scratch = tempfile::tempdir().unwrap();
     let runs = scratch.path().join("runs");
-    let plan = scratch.path().join("restart.toml");
-    std::fs::write(
-        &plan,
-        "peers = 4\n\n[[fault]]\nat = \"5s\"\npeers = \"10%\"\naction = \"restart\"\n",
-    )
-    .unwrap();
-    let bad = scratch.path().join("bad.toml");
-    std::fs::write(
-        &bad,
-        "peers = 4\n\n[[fault]]\nat = \"5s\"\naction = \"delay\"\n",
-    )
-    .unwrap();
-    let (runs, plan, bad) = (
-        runs.to_str().unwrap(),
-        plan.to_str().unwrap(),
-        bad.to_str().unwrap(),
-    );
+    let plan = |name: &str, fault: &str| {
+        let path = scratch.path().join(name);
+        std::fs::write(
+            &path,
+            format!("peers = 4\n\n[[fault]]\nat = \"5s\"\n{fault}"),
+        )
+        .unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let no_ms = plan("no-ms.toml", "action = \"delay\"\n");
+    let kill_to = plan("kill-to.toml", "action = \"kill\"\nto = \"2\"\n");
+    let fast = plan("fast.toml", "action = \"mobility\"\nevery = \"100ms\"\n");
+    let runs = runs.to_str().unwrap();
     assert_bad_input(
         "launcher",
         &[
             (
-                vec!["--runs-dir", runs, "spawn", "--config", plan],
-                "[[fault]] #1: `restart` is not supported yet",
+                vec!["--runs-dir", runs, "spawn", "--config", &no_ms],
+                "[[fault]] #1 `ms`: `delay` needs ms = N",
             ),
             (
-                vec!["--runs-dir", runs, "spawn", "--config", bad],
-                "[[fault]] #1 `ms`: `delay` needs ms = N",
+                vec!["--runs-dir", runs, "spawn", "--config", &kill_to],
+                "`to` applies to link shaping, not `kill`",
+            ),
+            (
+                vec!["--runs-dir", runs, "spawn", "--config", &fast],
+                "more often than once a second",
             ),
         ],
         runs,

@@ -37,11 +37,8 @@ pub fn mine(plan: &ExecutionPlan, me: u32) -> Result<Vec<Planned>, String> {
     let (groups, faults) = plan.spec.checked_faults()?;
     let mut out = Vec::new();
     for (i, fault) in faults.into_iter().enumerate() {
-        if matches!(
-            fault.action,
-            Action::Kill | Action::Pause | Action::Mobility { .. }
-        ) {
-            // Kill and pause are done to the container from outside (`launcher wait`);
+        if fault.action.is_docker() || matches!(fault.action, Action::Mobility { .. }) {
+            // Kill, pause and restart are done to the container from outside (`launcher wait`);
             // mobility moves the backend, not the network (`run::follow_mobility`).
             continue;
         }
@@ -116,9 +113,6 @@ pub fn precheck(faults: &[Planned], caps: KernelCaps, host: Option<&str>) -> Res
         .map(|h| format!("host `{h}`"))
         .unwrap_or_else(|| "this host".into());
     for Planned { fault: f, .. } in faults {
-        if let Some(why) = f.unsupported() {
-            return Err(format!("fault {why}"));
-        }
         choose_path(&f.action, caps).map_err(|e| format!("on {here}: {e}"))?;
     }
     Ok(())
@@ -334,7 +328,7 @@ mod tests {
             "{e}"
         );
         let e = precheck(&[planned(Action::Restart)], caps, None).unwrap_err();
-        assert!(e.contains("`restart` is not supported yet"), "{e}");
+        assert!(e.contains("`restart` is not link shaping"), "{e}");
         let partition = Action::Partition {
             groups: vec!["a".into(), "b".into()],
         };

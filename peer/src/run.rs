@@ -26,7 +26,7 @@ use cmesh_common::report::{
     WritingWindow,
 };
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -131,13 +131,25 @@ async fn lifecycle(
         .await
         .map_err(|e| anyhow::Error::new(e).context("cannot register with the coordinator"))?;
     report.run_id = Some(registered.run_id.clone());
-    events.log("registered", json!({"run_id": registered.run_id}));
+    events.log(
+        "registered",
+        json!({"run_id": registered.run_id, "rejoined": registered.rejoined}),
+    );
     let heartbeat = tokio::spawn(heartbeats(
         client.clone(),
         state_rx,
         Duration::from_millis(registered.heartbeat_ms),
     ));
-    let result = follow_plan(cfg, listener, client, state, events, report, patience).await;
+    let result = follow_plan(
+        cfg,
+        listener,
+        client,
+        state,
+        events,
+        report,
+        registered.rejoined,
+    )
+    .await;
     heartbeat.abort();
     result
 }
@@ -149,8 +161,9 @@ async fn follow_plan(
     state: &watch::Sender<PeerState>,
     events: &EventLog,
     report: &mut PeerReport,
-    patience: Duration,
+    rejoined: bool,
 ) -> anyhow::Result<()> {
+    let patience = cfg.coordinator_timeout;
     let plan: ExecutionPlan = client
         .wait_plan(patience)
         .await
@@ -199,6 +212,14 @@ async fn follow_plan(
                 plan.spec.duration_ms.div_ceil(window_ms) as usize,
             ),
     ));
+    if rejoined {
+        // Restarted into a running run, with an empty store: everything written so far
+        // has to come back, and how long that takes is this peer's resync.
+        metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .begin_resync("restart", cmesh_common::unix_micros());
+    }
     let window = window_per_origin(cfg.window_bytes, plan.peers.len(), plan.spec.payload_bytes);
     let backend = MeshBackend::start(
         MeshConfig {
@@ -228,6 +249,18 @@ async fn follow_plan(
     let netdev =
         crate::netdev::Sampler::start(plan.start_at_unix_ms, Duration::from_millis(window_ms));
     tokio::time::sleep_until(unix_ms_to_instant(plan.start_at_unix_ms)).await;
+    if rejoined {
+        // Learn from a neighbour how far this peer had written before it writes again
+        // (the mesh backend takes it from the neighbour's hello).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while backend.connected() == 0 && Instant::now() < deadline {
+            tokio::select! {
+                _ = backend.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+        events.log("rejoined", json!({"connected": backend.connected()}));
+    }
     move_to(client, state, PeerState::Running, patience).await?;
     let start_unix = cmesh_common::unix_millis();
     events.log(
@@ -240,9 +273,7 @@ async fn follow_plan(
         tokio::select! {
             done = &mut writing => done,
             never = follow_chaos(client, &plan, me.index, &faults, events) => match never {},
-            () = follow_mobility(&backend, &plan, me.index, &moved, events) => {
-                writing.await
-            }
+            never = follow_mobility(&backend, &plan, me.index, &moved, events) => match never {},
         }
     };
     report.availability = Some(availability);
@@ -400,15 +431,15 @@ async fn follow_chaos(
 
 /// Follows the plan's mobility faults: at `start + at + k * every` (k = 1, 2, … while
 /// within `for`) the graph is re-drawn ([`ExecutionPlan::redrawn`], the same on every
-/// peer) and the backend moves to this peer's new neighbours. Returns when no re-draw
-/// is left; `moved` gets one entry per mobility fault.
+/// peer) and the backend moves to this peer's new neighbours. Runs until dropped (it
+/// idles once no re-draw is left); `moved` gets one entry per mobility fault.
 async fn follow_mobility(
     backend: &MeshBackend,
     plan: &ExecutionPlan,
     me: u32,
     moved: &Mutex<Vec<AppliedFault>>,
     events: &EventLog,
-) {
+) -> std::convert::Infallible {
     let steps = plan.mobility_epochs();
     {
         let mut m = moved.lock().unwrap_or_else(|e| e.into_inner());
@@ -448,12 +479,15 @@ async fn follow_mobility(
             }),
         );
     }
+    std::future::pending().await
 }
 
 /// A local probe is ok when it finishes within this long of its scheduled time.
 pub const PROBE_DEADLINE_MS: u64 = 100;
 
-/// Writes records at the planned rate until the planned end; returns how many, and the
+/// Writes records at the planned rate until the planned end; returns the highest
+/// sequence number written (how many, unless the peer restarted and went on from its
+/// neighbours' view of it), and the
 /// availability probes: each write, and a read of the sync progress after it, counts as
 /// ok when it finished within [`PROBE_DEADLINE_MS`] of the time it was due (so a paused
 /// or starved peer shows as unavailable).
@@ -472,6 +506,7 @@ async fn write_records<B: SyncBackend>(
     let end = unix_ms_to_instant(plan.start_at_unix_ms + spec.duration_ms);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(spec.seed ^ ((me as u64 + 1) << 32));
     let mut produced = 0;
+    let mut writes = 0u64;
     let mut next = Instant::now();
     loop {
         let pause = rng.random_range(spec.write_interval.min_ms..=spec.write_interval.max_ms);
@@ -480,18 +515,15 @@ async fn write_records<B: SyncBackend>(
             break;
         }
         tokio::time::sleep_until(next).await;
-        backend.write(Bytes::from(vec![
-            (produced % 251) as u8;
-            spec.payload_bytes
-        ]));
+        produced = backend.write(Bytes::from(vec![(writes % 251) as u8; spec.payload_bytes]));
         probes.write_probes += 1;
         probes.write_ok += u64::from(next.elapsed() <= deadline);
         let _ = backend.progress();
         probes.read_probes += 1;
         probes.read_ok += u64::from(next.elapsed() <= deadline);
-        produced += 1;
-        if produced == 1 {
-            events.log("first_write", Value::Null);
+        writes += 1;
+        if writes == 1 {
+            events.log("first_write", json!({"seq": produced}));
         }
     }
     (produced, probes)

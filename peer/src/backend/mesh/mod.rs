@@ -487,6 +487,12 @@ async fn run_link(
         if node.blocked.contains(&peer) || !node.neighbours.contains(&peer) || inner.stopping() {
             return;
         }
+        // A peer that restarted without its store learns from its neighbours how far it
+        // had written, and goes on from there instead of re-using sequence numbers.
+        let me = inner.cfg.me as usize;
+        node.next_seq = node
+            .next_seq
+            .max(their_versions.get(me).copied().unwrap_or(0));
         let missing = node.store.missing_for(&their_versions);
         let full = node.store.window_bytes();
         let mut sent_bytes = 0u64;
