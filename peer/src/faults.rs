@@ -193,6 +193,13 @@ where
              records: &mut Vec<AppliedFault>,
              active: &mut Vec<Option<Undo>>,
              steps: &mut BinaryHeap<Reverse<(u64, bool, usize)>>| {
+                // Over already (a peer that restarted mid-run, or a late chaos action):
+                // nothing to apply, and nothing to pretend was applied.
+                if let Some(d) = f.fault.for_ms {
+                    if start_unix_ms + f.fault.at_ms + d <= cmesh_common::unix_millis() {
+                        return;
+                    }
+                }
                 let i = faults.len();
                 steps.push(Reverse((start_unix_ms + f.fault.at_ms, false, i)));
                 if let Some(d) = f.fault.for_ms {
@@ -419,11 +426,23 @@ mod tests {
             assert!(std::time::Instant::now() < deadline);
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        // One that was over before it arrived is left out.
+        runner.add(Planned {
+            id: "chaos#2".into(),
+            fault: Fault {
+                at_ms: 0,
+                for_ms: Some(1),
+                ..fault(Action::Loss { percent: 1.0 })
+            },
+            cut: Vec::new(),
+            to: None,
+        });
         let records = runner.finish().await;
         assert_eq!(
             *log.lock().unwrap(),
             vec!["apply 0", "apply 1", "lift 1", "apply 3", "lift 0", "lift 3"]
         );
+        assert_eq!(records.len(), 4, "{records:?}");
         assert_eq!(records[3].id, "chaos#1");
         assert_eq!(records[1].id, "plan#2");
         assert_eq!(records[0].path.as_deref(), Some("test"));
