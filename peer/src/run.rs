@@ -250,10 +250,11 @@ async fn follow_plan(
         crate::netdev::Sampler::start(plan.start_at_unix_ms, Duration::from_millis(window_ms));
     tokio::time::sleep_until(unix_ms_to_instant(plan.start_at_unix_ms)).await;
     if rejoined {
-        // Learn from a neighbour how far this peer had written before it writes again
-        // (the mesh backend takes it from the neighbour's hello).
+        // Learn from the neighbours how far this peer had written before it writes
+        // again (the mesh backend takes the highest from their hellos): all of them, or
+        // whoever answered within 10 s (a neighbour may be dead).
         let deadline = Instant::now() + Duration::from_secs(10);
-        while backend.connected() == 0 && Instant::now() < deadline {
+        while backend.connected() < neighbours.len() && Instant::now() < deadline {
             tokio::select! {
                 _ = backend.changed() => {}
                 _ = tokio::time::sleep_until(deadline) => {}
