@@ -300,6 +300,18 @@ pub struct SpawnArgs {
     /// Memory limit per peer container, in MiB.
     #[arg(long, default_value_t = 128)]
     pub peer_memory_mib: u64,
+    /// The peers' sync backend: mesh (built in), or another the peer image has (its
+    /// io.cmesh.backends label), e.g. ditto with --peer-image (docs/ditto.md).
+    #[arg(long, default_value = "mesh")]
+    pub backend: String,
+    /// A secret file the backend needs (ditto: licence token and database id). It is
+    /// copied into each host's secrets volume, never into an environment or an image.
+    #[arg(long)]
+    pub secret_file: Option<PathBuf>,
+    /// Run this peer image instead of the one built from this workspace (it must be on
+    /// this machine's engine; spawn puts it on the hosts).
+    #[arg(long)]
+    pub peer_image: Option<String>,
     #[command(flatten)]
     pub images: ImageArgs,
 }
@@ -367,6 +379,11 @@ pub fn spawn_request(runs_dir: &Path, a: &SpawnArgs) -> anyhow::Result<spawn::Sp
         peer_memory_bytes: (a.peer_memory_mib as i64) << 20,
         bin_dir: images::bin_dir(a.images.bin_dir.as_deref()),
         base_image: a.images.base_image.clone(),
+        backend: spawn::BackendChoice::new(
+            &a.backend,
+            a.secret_file.as_deref(),
+            a.peer_image.as_deref(),
+        )?,
     };
     spawn::precheck(&req)?;
     Ok(req)

@@ -36,6 +36,9 @@ pub struct RunManifest {
     /// How images reached the hosts: `local`, `registry` or `load`.
     #[serde(default)]
     pub image_transport: String,
+    /// The peers' sync backend (`mesh` unless `--backend` said otherwise).
+    #[serde(default = "mesh")]
+    pub backend: String,
     pub network: NetworkInfo,
     pub images: Images,
     pub spec: PlanSpec,
@@ -63,6 +66,10 @@ pub struct Images {
     pub base: ImageRef,
     pub peer: ImageRef,
     pub coordinator: ImageRef,
+}
+
+fn mesh() -> String {
+    "mesh".into()
 }
 
 /// Where one container is.

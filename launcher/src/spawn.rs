@@ -25,7 +25,7 @@ use bollard::query_parameters::{
 };
 use cmesh_common::plan::PlanSpec;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The coordinator's API port inside the network.
 pub const COORDINATOR_PORT: u16 = 7400;
@@ -50,6 +50,108 @@ pub struct SpawnRequest {
     pub peer_memory_bytes: i64,
     pub bin_dir: PathBuf,
     pub base_image: Option<String>,
+    pub backend: BackendChoice,
+}
+
+/// The peers' sync backend, its secret, and the peer image that has it.
+#[derive(Clone, Debug, Default)]
+pub struct BackendChoice {
+    /// `mesh` (built in) or another backend the peer image declares.
+    pub name: String,
+    /// The secret file's bytes, read once (never logged).
+    pub secret: Option<Vec<u8>>,
+    /// A peer image to run instead of the workspace's.
+    pub peer_image: Option<String>,
+}
+
+/// The label a peer image lists its backends in (comma-separated).
+pub const BACKENDS_LABEL: &str = "io.cmesh.backends";
+
+/// Where the backend's secret goes inside every peer (beside the token).
+pub fn secret_path() -> String {
+    format!("{TOKEN_DIR}/backend-secret")
+}
+
+impl BackendChoice {
+    /// Checks the flags without an engine: a secret file, when given, must be readable
+    /// and not empty; a backend other than `mesh` needs a peer image built with it.
+    pub fn new(
+        name: &str,
+        secret_file: Option<&Path>,
+        peer_image: Option<&str>,
+    ) -> anyhow::Result<BackendChoice> {
+        let secret = match secret_file {
+            None => None,
+            Some(path) => {
+                let bytes = std::fs::read(path).map_err(|e| {
+                    bad_input(format!(
+                        "--secret-file {}: cannot read it: {e}",
+                        path.display()
+                    ))
+                })?;
+                if bytes.iter().all(u8::is_ascii_whitespace) {
+                    return Err(bad_input(format!(
+                        "--secret-file {} is empty; it must hold what the {name} backend needs (docs/ditto.md for ditto)",
+                        path.display()
+                    )));
+                }
+                Some(bytes)
+            }
+        };
+        if name != "mesh" && secret.is_none() {
+            return Err(bad_input(format!(
+                "--backend {name} needs --secret-file F (for ditto: license_token and database_id, docs/ditto.md)"
+            )));
+        }
+        if name == "mesh" && secret.is_some() {
+            return Err(bad_input(
+                "--secret-file is for a backend that needs one (e.g. --backend ditto); the mesh backend takes none",
+            ));
+        }
+        if name != "mesh" && peer_image.is_none() {
+            return Err(bad_input(format!(
+                "the peer image built from this workspace has only the mesh backend, not `{name}`. Build a peer image with it (for ditto: docker build -f images/peer-ditto/Dockerfile -t cmesh-peer-ditto . on a machine with the vendor's library, docs/ditto.md) and pass --peer-image cmesh-peer-ditto"
+            )));
+        }
+        Ok(BackendChoice {
+            name: name.to_owned(),
+            secret,
+            peer_image: peer_image.map(str::to_owned),
+        })
+    }
+}
+
+/// The backends a peer image declares in its [`BACKENDS_LABEL`].
+pub fn image_backends(labels: Option<&std::collections::HashMap<String, String>>) -> Vec<String> {
+    labels
+        .and_then(|l| l.get(BACKENDS_LABEL))
+        .map(|v| v.split(',').map(|b| b.trim().to_owned()).collect())
+        .unwrap_or_else(|| vec!["mesh".to_owned()])
+}
+
+/// Checks that `image` (on this machine's engine) has the backend; returns its
+/// reference. Bad input otherwise, before anything is created.
+async fn chosen_peer_image(
+    builder: &Host,
+    image: &str,
+    backend: &str,
+) -> anyhow::Result<crate::rundir::ImageRef> {
+    let info = builder.docker.inspect_image(image).await.map_err(|e| {
+        bad_input(format!(
+            "--peer-image {image}: not on this machine's Docker Engine ({e}); build or load it first"
+        ))
+    })?;
+    let has = image_backends(info.config.as_ref().and_then(|c| c.labels.as_ref()));
+    if !has.iter().any(|b| b == backend) {
+        return Err(bad_input(format!(
+            "--peer-image {image} was built without the `{backend}` backend (its {BACKENDS_LABEL} label says: {}). Build the image for it: for ditto, docker build -f images/peer-ditto/Dockerfile -t cmesh-peer-ditto . (docs/ditto.md)",
+            has.join(",")
+        )));
+    }
+    Ok(crate::rundir::ImageRef {
+        tag: image.to_owned(),
+        id: info.id.unwrap_or_default(),
+    })
 }
 
 /// A peer's container name: `<run>-peer-0001`.
@@ -159,9 +261,9 @@ pub fn coordinator_args(run: &str, spec: &PlanSpec) -> Vec<String> {
     args
 }
 
-/// A peer's command line.
-pub fn peer_args(run: &str, name: &str, host: &str) -> Vec<String> {
-    [
+/// A peer's command line; a backend other than mesh gets `--backend` and its secret.
+pub fn peer_args(run: &str, name: &str, host: &str, backend: &str) -> Vec<String> {
+    let mut args: Vec<String> = [
         "--name",
         name,
         "--host",
@@ -177,7 +279,16 @@ pub fn peer_args(run: &str, name: &str, host: &str) -> Vec<String> {
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect()
+    .collect();
+    if backend != "mesh" {
+        args.extend([
+            "--backend".into(),
+            backend.into(),
+            "--secret-file".into(),
+            secret_path(),
+        ]);
+    }
+    args
 }
 
 /// What to create for one container.
@@ -354,6 +465,7 @@ pub async fn ensure_volumes(
     run: &str,
     image: &str,
     token: &str,
+    secret: Option<&[u8]>,
 ) -> anyhow::Result<()> {
     let docker = &host.docker;
     for volume in [reports_volume(run), secrets_volume(run)] {
@@ -361,7 +473,12 @@ pub async fn ensure_volumes(
     }
     let volume = secrets_volume(run);
     let seed = format!("{run}-secrets");
-    let tar = images::tar_context(&[("token", format!("{token}\n").as_bytes(), 0o400)])?;
+    let token_line = format!("{token}\n");
+    let mut files: Vec<(&str, &[u8], u32)> = vec![("token", token_line.as_bytes(), 0o400)];
+    if let Some(secret) = secret {
+        files.push(("backend-secret", secret, 0o400));
+    }
+    let tar = images::tar_context(&files)?;
     let binds = vec![format!("{volume}:{TOKEN_DIR}")];
     with_scratch(host, &seed, image, binds, || async {
         tasks::retry(|| {
@@ -423,6 +540,11 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
     };
     let host_specs = hosts_file.hosts.clone();
     let (builder, hosts) = tokio::try_join!(host::builder(), host::connect_all(&hosts_file))?;
+    // A peer image of the user's must have the backend: checked before anything exists.
+    let chosen_peer = match &req.backend.peer_image {
+        Some(image) => Some(chosen_peer_image(&builder, image, &req.backend.name).await?),
+        None => None,
+    };
     let manager = host::manager(&hosts).clone();
     let (run, spec, subnet_hint) = match &previous {
         Some((m, dir)) => {
@@ -448,7 +570,15 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
     // A re-run keeps the run's images, so every peer runs the same build.
     let images: Images = match &previous {
         Some((m, _)) if images::present(&builder.docker, &m.images).await => m.images.clone(),
-        _ => images::ensure_all(&builder.docker, &req.bin_dir, req.base_image.as_deref()).await?,
+        _ => {
+            let mut built =
+                images::ensure_all(&builder.docker, &req.bin_dir, req.base_image.as_deref())
+                    .await?;
+            if let Some(peer) = chosen_peer {
+                built.peer = peer;
+            }
+            built
+        }
     };
     swarm::ensure(&hosts).await?;
     let transport_used = distribute::distribute(&builder, &hosts, &images, req.transport).await?;
@@ -465,6 +595,11 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
     eprintln!("network: {net_name} {subnet}");
 
     let token = run.token()?;
+    // A re-run keeps the run's backend, whatever the flags say.
+    let backend = match &previous {
+        Some((m, _)) => m.backend.clone(),
+        None => req.backend.name.clone(),
+    };
     let placements = match &previous {
         Some((m, _)) => m.peers.clone(),
         None => place(&run.id, spec.peers, &host_specs, &req.host_filter)?,
@@ -488,6 +623,7 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
                 .collect(),
         },
         image_transport: transport_used,
+        backend: backend.clone(),
         network: NetworkInfo {
             name: net_name.clone(),
             id: network_id,
@@ -510,11 +646,15 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
     let spread: Vec<String> = on.iter().map(|(h, n)| format!("{h} {n}")).collect();
     eprintln!("placement: {}", spread.join(", "));
 
-    let seeded = futures_util::future::join_all(
-        hosts
-            .iter()
-            .map(|h| ensure_volumes(h, &run.id, &images.peer.tag, &token)),
-    )
+    let seeded = futures_util::future::join_all(hosts.iter().map(|h| {
+        ensure_volumes(
+            h,
+            &run.id,
+            &images.peer.tag,
+            &token,
+            req.backend.secret.as_deref(),
+        )
+    }))
     .await;
     for r in seeded {
         r?;
@@ -558,7 +698,7 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
     let results = tasks::for_each("spawn", todo, total, |p: Placement| {
         let (host, gate) = &by_name[p.host.as_str()];
         let plan = ContainerPlan {
-            args: peer_args(&run.id, &p.name, &p.host),
+            args: peer_args(&run.id, &p.name, &p.host, &backend),
             name: p.name.clone(),
             role: labels::ROLE_PEER,
             index: p.index,
@@ -619,6 +759,67 @@ pub async fn spawn(req: SpawnRequest) -> anyhow::Result<RunDir> {
 mod tests {
     use super::*;
     use crate::hosts::{HostSpec, Role};
+
+    #[test]
+    fn a_backend_choice_is_checked_before_any_engine_is_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("ditto.secret");
+        std::fs::write(&secret, "license_token = t\ndatabase_id = d\n").unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "  \n").unwrap();
+        let ok = BackendChoice::new("ditto", Some(&secret), Some("cmesh-peer-ditto")).unwrap();
+        assert_eq!(ok.secret.as_deref().map(<[u8]>::len), Some(34));
+        assert!(BackendChoice::new("mesh", None, None).is_ok());
+        let err = |name: &str, secret: Option<&Path>, image: Option<&str>| {
+            let e = BackendChoice::new(name, secret, image).unwrap_err();
+            assert_eq!(crate::error::exit_code(&e), 2);
+            e.to_string()
+        };
+        assert!(err("ditto", None, Some("x")).contains("needs --secret-file"));
+        assert!(err("ditto", Some(&empty), Some("x")).contains("is empty"));
+        assert!(err("ditto", Some(&dir.path().join("none")), Some("x")).contains("cannot read it"));
+        assert!(err("mesh", Some(&secret), None).contains("takes none"));
+        let e = err("ditto", Some(&secret), None);
+        assert!(
+            e.contains("only the mesh backend") && e.contains("images/peer-ditto"),
+            "{e}"
+        );
+        // The secret's content never shows in an error.
+        assert!(!err("ditto", Some(&secret), None).contains("license_token = t"));
+    }
+
+    #[test]
+    fn peers_get_the_backend_and_the_secret_path_and_images_declare_backends() {
+        let mesh = peer_args("r", "r-peer-0001", "local", "mesh");
+        assert!(!mesh.contains(&"--backend".to_owned()));
+        let ditto = peer_args("r", "r-peer-0001", "local", "ditto");
+        let tail: Vec<&str> = ditto
+            .iter()
+            .rev()
+            .take(4)
+            .rev()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            tail,
+            vec![
+                "--backend",
+                "ditto",
+                "--secret-file",
+                "/cmesh/backend-secret"
+            ]
+        );
+        let labels = std::collections::HashMap::from([(
+            BACKENDS_LABEL.to_owned(),
+            "mesh, ditto".to_owned(),
+        )]);
+        assert_eq!(image_backends(Some(&labels)), vec!["mesh", "ditto"]);
+        assert_eq!(
+            image_backends(None),
+            vec!["mesh"],
+            "unlabelled: the built-in one"
+        );
+    }
 
     fn host(name: &str, capacity: usize, weight: Option<u32>) -> HostSpec {
         HostSpec {
@@ -690,7 +891,7 @@ mod tests {
             role: labels::ROLE_PEER,
             index: 1,
             image: "img".into(),
-            args: peer_args("r", "r-peer-0001", "local"),
+            args: peer_args("r", "r-peer-0001", "local", "mesh"),
             memory: 64 << 20,
             publish: false,
         };

@@ -47,6 +47,15 @@ pub struct Args {
     /// Memory for the window of recent records, over all origins (bytes).
     #[arg(long, default_value_t = 2 << 20)]
     pub window_bytes: usize,
+    /// The sync backend: mesh (built in), or ditto (a Ditto small peer; only in a peer
+    /// built with the `ditto` feature, see docs/ditto.md).
+    #[arg(long, default_value = "mesh")]
+    pub backend: String,
+    /// A secret file for the backend: for ditto, `license_token = …` and
+    /// `database_id = …` lines. The launcher copies it in; never put it in the
+    /// environment.
+    #[arg(long)]
+    pub secret_file: Option<PathBuf>,
 }
 
 /// The address to advertise: the flag, else the listen IP, else (0.0.0.0) the hostname.

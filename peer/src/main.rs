@@ -20,6 +20,9 @@ fn main_code(args: Args) -> i32 {
     if let Err(e) = cmesh_common::protocol::validate_peer_name(&args.name) {
         return bad(e);
     }
+    if let Err(e) = cmesh_peer::backend::check(&args.backend, args.secret_file.as_deref()) {
+        return bad(e);
+    }
     let token = match cmesh_common::token::read_token_file(&args.token_file) {
         Ok(t) => t,
         Err(e) => return bad(e.to_string()),
@@ -65,6 +68,9 @@ fn main_code(args: Args) -> i32 {
             token,
             coordinator_timeout: args.coordinator_timeout,
             window_bytes: args.window_bytes,
+            backend: args.backend.clone(),
+            secret_file: args.secret_file.clone(),
+            state_dir: args.output.clone(),
         };
         let report = run(cfg.clone(), listener, &events).await;
         if let Err(e) = cmesh_peer::write_report(&args.output, &report) {

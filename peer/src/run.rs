@@ -12,8 +12,7 @@
 //! Every step that depends on the coordinator retries up to `coordinator_timeout`; if it
 //! stays unreachable the peer fails with a report that says why.
 
-use crate::backend::mesh::{MeshBackend, MeshConfig};
-use crate::backend::SyncBackend;
+use crate::backend::{Backend, Setup, SyncBackend};
 use crate::client::{ClientError, CoordinatorClient};
 use crate::events::EventLog;
 use crate::metrics::Metrics;
@@ -49,6 +48,12 @@ pub struct PeerConfig {
     pub coordinator_timeout: Duration,
     /// Memory budget for the record window, over all origins.
     pub window_bytes: usize,
+    /// The sync backend: `mesh` (built in) or `ditto` (with the feature).
+    pub backend: String,
+    /// A secret file for the backend (Ditto's licence), copied in by the launcher.
+    pub secret_file: Option<std::path::PathBuf>,
+    /// Where the backend may keep state (the output directory).
+    pub state_dir: std::path::PathBuf,
 }
 
 /// Records kept per origin: the budget split over the origins, within 16..=1024.
@@ -59,7 +64,7 @@ pub fn window_per_origin(window_bytes: usize, origins: usize, payload_bytes: usi
 /// Runs the peer to its end and returns its report (outcome `failed` with a reason if it
 /// could not finish). The caller writes the report.
 pub async fn run(cfg: PeerConfig, listener: TcpListener, events: &EventLog) -> PeerReport {
-    let mut report = PeerReport::new(&cfg.name, "mesh", cmesh_common::unix_millis());
+    let mut report = PeerReport::new(&cfg.name, &cfg.backend, cmesh_common::unix_millis());
     report.host = cfg.host.clone();
     let client = CoordinatorClient::new(&cfg.coordinator, &cfg.token, &cfg.name);
     let (state_tx, state_rx) = watch::channel(PeerState::Init);
@@ -221,18 +226,21 @@ async fn follow_plan(
             .begin_resync("restart", cmesh_common::unix_micros());
     }
     let window = window_per_origin(cfg.window_bytes, plan.peers.len(), plan.spec.payload_bytes);
-    let backend = MeshBackend::start(
-        MeshConfig {
+    let backend = Backend::start(
+        &cfg.backend,
+        Setup {
             run_id: plan.run_id.clone(),
             me: me.index,
             addrs: plan.peers.iter().map(|p| p.addr.clone()).collect(),
             neighbours: neighbours.clone(),
             window,
-            queue_frames: 4096,
+            listener,
+            secret_file: cfg.secret_file.clone(),
+            state_dir: cfg.state_dir.clone(),
         },
-        listener,
         metrics.clone(),
-    );
+    )
+    .await?;
 
     // The plan's faults, and any `launcher chaos` sends while the peers write.
     let read_caps = !my_faults.is_empty();
@@ -435,7 +443,7 @@ async fn follow_chaos(
 /// peer) and the backend moves to this peer's new neighbours. Runs until dropped (it
 /// idles once no re-draw is left); `moved` gets one entry per mobility fault.
 async fn follow_mobility(
-    backend: &MeshBackend,
+    backend: &impl SyncBackend,
     plan: &ExecutionPlan,
     me: u32,
     moved: &Mutex<Vec<AppliedFault>>,

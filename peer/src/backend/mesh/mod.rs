@@ -275,6 +275,14 @@ impl SyncBackend for MeshBackend {
         "mesh"
     }
 
+    fn connected(&self) -> usize {
+        MeshBackend::connected(self)
+    }
+
+    fn set_neighbours(&self, neighbours: &[u32]) {
+        MeshBackend::set_neighbours(self, neighbours)
+    }
+
     fn write(&self, payload: Bytes) -> u64 {
         let inner = &self.inner;
         let mut node = inner.lock();
