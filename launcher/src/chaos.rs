@@ -261,6 +261,8 @@ pub struct PlannedDocker {
     specs: Vec<FaultSpec>,
     started: bool,
     records: BTreeMap<usize, ChaosRecord>,
+    /// The coordinator's API and token, once found (asked once, not every tick).
+    api: Option<(String, String)>,
 }
 
 #[derive(Clone, Debug)]
@@ -285,6 +287,7 @@ impl PlannedDocker {
             specs: spec.faults.clone(),
             started: false,
             records: BTreeMap::new(),
+            api: None,
         }))
     }
 
@@ -297,12 +300,18 @@ impl PlannedDocker {
         manifest: &RunManifest,
         hosts: &[Host],
     ) -> anyhow::Result<Option<Duration>> {
-        let (base, token) = match coordinator(run, manifest, hosts).await {
-            Ok(c) => c,
-            // The coordinator is gone: the run is over; nothing more can be done.
-            Err(_) if self.started => return Ok(None),
-            Err(_) => return Ok(Some(Duration::from_secs(1))),
-        };
+        if self.started && self.steps.is_empty() {
+            return Ok(None);
+        }
+        if self.api.is_none() {
+            match coordinator(run, manifest, hosts).await {
+                Ok(c) => self.api = Some(c),
+                // The coordinator is gone: the run is over; nothing more can be done.
+                Err(_) if self.started => return Ok(None),
+                Err(_) => return Ok(Some(Duration::from_secs(1))),
+            }
+        }
+        let (base, token) = self.api.clone().expect("set above");
         if !self.started {
             let Some(start) = plan_start(&base, &token, manifest).await else {
                 return Ok(Some(Duration::from_secs(1)));

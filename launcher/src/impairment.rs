@@ -15,8 +15,7 @@ use std::collections::BTreeMap;
 /// One fault of the run as the peers carried it out.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FaultRow {
-    /// `plan#N`, `chaos#N`, or for actions done through the Docker API, `chaos#N`
-    /// with `peers` the containers acted on.
+    /// `plan#N` (the plan's N-th fault) or `chaos#N` (the run's N-th chaos action).
     pub id: String,
     pub action: String,
     /// Peers that carried it out (or were acted on).
