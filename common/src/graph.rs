@@ -21,6 +21,7 @@ use std::collections::{BTreeSet, VecDeque};
 
 /// The graph kinds a plan can ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum GraphKind {
     Complete,

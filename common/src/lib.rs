@@ -11,6 +11,7 @@
 //! - [`histogram`]: latency histograms that serialize for exact merging across peers.
 //! - [`token`]: the per-run token: reading it from a file, comparing it safely.
 //! - [`exit`]: the exit codes every cmesh program uses.
+//! - [`fsutil`]: the one atomic, durable file write.
 //! - [`parse`]: parsers for the command-line forms the programs share (durations, ranges).
 //!
 //! Everything that crosses a process boundary carries a schema version, so a launcher can
@@ -18,6 +19,7 @@
 
 pub mod exit;
 pub mod faults;
+pub mod fsutil;
 pub mod graph;
 pub mod histogram;
 pub mod parse;

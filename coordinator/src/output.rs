@@ -12,6 +12,7 @@
 
 use crate::state::TimelineEvent;
 use anyhow::Context;
+pub use cmesh_common::fsutil::write_atomic;
 use cmesh_common::plan::ExecutionPlan;
 use cmesh_common::protocol::{RunPhase, StatusReport};
 use serde::Serialize;
@@ -38,14 +39,6 @@ pub struct CoordinatorReport {
     pub status: StatusReport,
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
-}
-
 /// Writes `plan.json` and `graph.dot`.
 pub fn write_plan(dir: &Path, plan: &ExecutionPlan, json: &[u8]) -> anyhow::Result<()> {
     let pretty: serde_json::Value = serde_json::from_slice(json)?;
@@ -54,15 +47,18 @@ pub fn write_plan(dir: &Path, plan: &ExecutionPlan, json: &[u8]) -> anyhow::Resu
         serde_json::to_string_pretty(&pretty)?.as_bytes(),
     )?;
     let names: Vec<String> = plan.peers.iter().map(|p| p.name.clone()).collect();
-    write_atomic(&dir.join("graph.dot"), plan.graph.to_dot(&names).as_bytes())
+    Ok(write_atomic(
+        &dir.join("graph.dot"),
+        plan.graph.to_dot(&names).as_bytes(),
+    )?)
 }
 
 /// Writes `coordinator.json`.
 pub fn write_report(dir: &Path, report: &CoordinatorReport) -> anyhow::Result<()> {
-    write_atomic(
+    Ok(write_atomic(
         &dir.join("coordinator.json"),
         serde_json::to_string_pretty(report)?.as_bytes(),
-    )
+    )?)
 }
 
 /// Appends timeline events to `timeline.jsonl` until every sender is gone. Flushes after

@@ -1,13 +1,15 @@
 //! The launcher's command line, and what each command does with it.
 
-use crate::distribute::Transport;
+use crate::cmd::{down, logs, ls, status, wait};
+use crate::engine::distribute::Transport;
+use crate::engine::host::Connector;
+use crate::engine::{hostcheck, images, lab, network, swarm};
 use crate::error::bad_input;
-use crate::rundir::RunDir;
-use crate::{
-    analyze, down, extract, hostcheck, hosts, images, lab, logs, network, plan_file, spawn, status,
-    swarm, wait,
-};
-use clap::{Args, Parser, Subcommand};
+use crate::results::{analyze, extract};
+use crate::run::dir::RunDir;
+use crate::{hosts, plan_file, spawn};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use cmesh_common::graph::GraphKind;
 use cmesh_common::parse;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -31,14 +33,28 @@ use std::time::Duration;
 /// it on one machine: `launcher lab up --hosts 3`, then
 /// `launcher run --hosts keys/lab/hosts.toml --peers 30`.
 ///
-/// Commands after spawn default to the newest run (runs/latest); pass --run to pick one.
-/// Exit codes: 0 ok, 1 the run or command failed, 2 bad input (nothing was changed).
+/// Commands after spawn default to the newest run (runs/latest); pass --run to pick one;
+/// `launcher ls` lists the runs.
+///
+/// Messages go to stderr: -q for warnings and errors only, -v (or -vv) for more;
+/// RUST_LOG (e.g. RUST_LOG=cmesh_launcher=debug) overrides both. Results go to stdout,
+/// as JSON with --json. This machine's engine is DOCKER_HOST (unix:// or tcp://) or
+/// /var/run/docker.sock; other hosts come from hosts.toml.
+///
+/// Exit codes: 0 ok, 1 the run or command failed (a lost host too), 2 bad input
+/// (nothing was changed).
 #[derive(Debug, Parser)]
 #[command(name = "launcher", version, verbatim_doc_comment)]
 pub struct Cli {
     /// Where run directories live.
     #[arg(long, global = true, default_value = "runs", env = "CMESH_RUNS_DIR")]
     pub runs_dir: PathBuf,
+    /// More messages (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only warnings and errors, and no progress bars.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -49,7 +65,19 @@ pub enum Command {
     #[command(subcommand)]
     Images(ImagesCommand),
     /// Start a run: network, coordinator and N named peer containers.
-    Spawn(SpawnArgs),
+    Spawn {
+        #[command(flatten)]
+        args: SpawnArgs,
+        /// Print what was spawned as JSON (the run id alone otherwise).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the runs: how far each got (spawned, extracted, analyzed) and its numbers.
+    Ls {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a run's containers by state, and its peers as the coordinator sees them.
     Status {
         #[arg(long)]
@@ -75,14 +103,20 @@ pub enum Command {
         /// Give up after this long.
         #[arg(long, value_parser = parse::duration, default_value = "30m")]
         timeout: Duration,
+        /// Print how every peer ended as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Copy every container's report, logs and state into runs/<run>/extract.
     Extract {
         #[arg(long)]
         run: Option<String>,
-        /// Containers extracted at once.
+        /// Containers extracted at once on each host.
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+        /// Print extract.json's index on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Merge the extracted reports: coverage, latency percentiles, a table per peer.
     Analyze {
@@ -116,6 +150,9 @@ pub enum Command {
         /// Remove even what was not extracted; its reports are lost.
         #[arg(long)]
         force: bool,
+        /// Print what was removed as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Spawn, wait, extract, analyze and down in one go; print the summary.
     Run(RunArgs),
@@ -128,6 +165,11 @@ pub enum Command {
     /// A local multi-host lab: Docker hosts in containers, reached over SSH.
     #[command(subcommand)]
     Lab(LabCommand),
+    /// Print a shell completion script, e.g. `launcher completions bash >
+    /// /etc/bash_completion.d/launcher`.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), e.g. `launcher man | man -l -`.
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,11 +228,54 @@ pub enum LabCommand {
     },
 }
 
+/// A fault `launcher chaos` can inject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ChaosKind {
+    /// Delay every packet (--ms, --jitter).
+    Delay,
+    /// Drop packets (--percent).
+    Loss,
+    /// Duplicate packets (--percent).
+    Duplicate,
+    /// Corrupt packets (--percent).
+    Corrupt,
+    /// Reorder packets (--percent).
+    Reorder,
+    /// Limit the rate (--kbit).
+    Rate,
+    /// Cut groups apart (--groups).
+    Partition,
+    /// SIGKILL the peers' containers.
+    Kill,
+    /// Freeze the peers' containers (--for).
+    Pause,
+    /// SIGKILL, then start the same containers again.
+    Restart,
+}
+
+impl ChaosKind {
+    /// The action's name in plans and the coordinator's API.
+    pub fn name(self) -> String {
+        self.to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// The peers' sync backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// The built-in replicated log over TCP.
+    Mesh,
+    /// A Ditto small peer (needs --peer-image and --secret-file; docs/ditto.md).
+    Ditto,
+}
+
 #[derive(Debug, Args)]
 pub struct ChaosArgs {
-    /// What to do: delay, loss, duplicate, corrupt, reorder, rate, partition, kill, pause,
-    /// restart.
-    pub action: String,
+    /// What to do.
+    #[arg(value_enum)]
+    pub action: ChaosKind,
     /// The run [default: the newest].
     #[arg(long)]
     pub run: Option<String>,
@@ -265,9 +350,9 @@ pub struct SpawnArgs {
     /// How long peers write, e.g. 30s.
     #[arg(long)]
     pub duration: Option<String>,
-    /// Connection graph: complete, spanning-tree, la-model, ring, random-regular.
-    #[arg(long)]
-    pub graph: Option<String>,
+    /// Connection graph.
+    #[arg(long, value_enum)]
+    pub graph: Option<GraphKind>,
     /// Degree of random-regular.
     #[arg(long)]
     pub degree: Option<usize>,
@@ -300,10 +385,10 @@ pub struct SpawnArgs {
     /// Memory limit per peer container, in MiB.
     #[arg(long, default_value_t = 128)]
     pub peer_memory_mib: u64,
-    /// The peers' sync backend: mesh (built in), or another the peer image has (its
-    /// io.cmesh.backends label), e.g. ditto with --peer-image (docs/ditto.md).
-    #[arg(long, default_value = "mesh")]
-    pub backend: String,
+    /// The peers' sync backend; the peer image must have it (its io.cmesh.backends
+    /// label).
+    #[arg(long, value_enum, default_value_t = BackendKind::Mesh)]
+    pub backend: BackendKind,
     /// A secret file the backend needs (ditto: licence token and database id). It is
     /// copied into each host's secrets volume, never into an environment or an image.
     #[arg(long)]
@@ -345,7 +430,7 @@ pub fn spawn_request(runs_dir: &Path, a: &SpawnArgs) -> anyhow::Result<spawn::Sp
     let flags = plan_file::PlanFile {
         peers: a.peers,
         duration: a.duration.clone(),
-        graph: a.graph.clone(),
+        graph: a.graph.map(|g| g.name().to_owned()),
         degree: a.degree,
         write_interval: a.write_interval.clone(),
         payload_bytes: a.payload_bytes,
@@ -380,13 +465,19 @@ pub fn spawn_request(runs_dir: &Path, a: &SpawnArgs) -> anyhow::Result<spawn::Sp
         bin_dir: images::bin_dir(a.images.bin_dir.as_deref()),
         base_image: a.images.base_image.clone(),
         backend: spawn::BackendChoice::new(
-            &a.backend,
+            &format!("{:?}", a.backend).to_lowercase(),
             a.secret_file.as_deref(),
             a.peer_image.as_deref(),
         )?,
     };
     spawn::precheck(&req)?;
     Ok(req)
+}
+
+/// Prints `value` as pretty JSON on stdout.
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
 }
 
 /// Runs a command; the caller maps errors to exit codes.
@@ -396,28 +487,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Images(ImagesCommand::Build { hosts, images: i }) => {
             // Checks the hosts file; images are built on this machine's engine.
             load_hosts(hosts.as_deref())?;
-            let builder = crate::host::builder().await?;
+            let builder = Connector::Docker.builder().await?;
             images::ensure_all(
-                &builder.docker,
+                &builder,
                 &images::bin_dir(i.bin_dir.as_deref()),
                 i.base_image.as_deref(),
             )
             .await?;
             Ok(0)
         }
-        Command::Spawn(a) => {
-            let run = spawn::spawn(spawn_request(runs, &a)?).await?;
-            println!("{}", run.id);
+        Command::Spawn { args, json } => {
+            let spawned = spawn::spawn(spawn_request(runs, &args)?).await?;
+            if json {
+                print_json(&spawned)?;
+            } else {
+                println!("{}", spawned.run_id);
+            }
+            Ok(0)
+        }
+        Command::Ls { json } => {
+            let rows = ls::ls(runs);
+            if json {
+                print_json(&rows)?;
+            } else {
+                print!("{}", ls::render(&rows));
+            }
             Ok(0)
         }
         Command::Status { run, json } => {
             let s = status::status(&RunDir::open(runs, run.as_deref())?).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+                print_json(&s)?;
             } else {
                 print!("{}", status::render(&s));
             }
-            Ok(0)
+            Ok(if s.unreachable_hosts.is_empty() { 0 } else { 1 })
         }
         Command::Logs { run, peer, follow } => {
             logs::logs(
@@ -428,18 +532,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             .await?;
             Ok(0)
         }
-        Command::Wait { run, timeout } => {
-            let ended = wait::wait(&RunDir::open(runs, run.as_deref())?, timeout).await?;
-            let failed: Vec<_> = ended.iter().filter(|e| e.failed()).collect();
+        Command::Wait { run, timeout, json } => {
+            let waited = wait::wait(&RunDir::open(runs, run.as_deref())?, timeout).await?;
+            let failed = waited.failed();
             for e in &failed {
-                eprintln!("  {}: {}", e.name, e.reason());
+                tracing::warn!("{}: {}", e.name, e.reason());
+            }
+            if json {
+                print_json(&waited)?;
             }
             Ok(if failed.is_empty() { 0 } else { 1 })
         }
-        Command::Extract { run, concurrency } => {
+        Command::Extract {
+            run,
+            concurrency,
+            json,
+        } => {
             let x =
                 extract::extract(&RunDir::open(runs, run.as_deref())?, concurrency.max(1)).await?;
             extract::print_summary(&x);
+            if json {
+                print_json(&x.index)?;
+            }
             Ok(if x.index.errors.is_empty() { 0 } else { 1 })
         }
         Command::Analyze { dir, json } => {
@@ -449,15 +563,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             };
             let s = analyze::analyze(&run)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+                print_json(&s)?;
             } else {
                 print!("{}", analyze::to_markdown(&s));
             }
             Ok(if s.ok { 0 } else { 1 })
         }
         Command::Chaos(a) => {
-            let order = crate::chaos::ChaosOrder {
-                action: a.action,
+            let order = crate::faults::chaos::ChaosOrder {
+                action: a.action.name(),
                 peers: a.peers,
                 random: a.random,
                 seed: a.seed,
@@ -470,19 +584,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 duration: a.duration,
             };
             let record =
-                crate::chaos::chaos(&RunDir::open(runs, a.run.as_deref())?, &order).await?;
+                crate::faults::chaos::chaos(&RunDir::open(runs, a.run.as_deref())?, &order).await?;
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&record)?);
+                print_json(&record)?;
             } else {
-                println!("{}", crate::chaos::describe(&record));
+                println!("{}", crate::faults::chaos::describe(&record));
             }
             for (name, e) in &record.errors {
-                eprintln!("chaos: {name}: {e}");
+                tracing::warn!("chaos: {name}: {e}");
             }
             Ok(if record.errors.is_empty() { 0 } else { 1 })
         }
-        Command::Down { run, force } => {
-            down::down(&RunDir::open(runs, run.as_deref())?, force, 16).await?;
+        Command::Down { run, force, json } => {
+            let removed = down::down(&RunDir::open(runs, run.as_deref())?, force, 16).await?;
+            if json {
+                print_json(&removed)?;
+            }
             Ok(0)
         }
         Command::Run(a) => run_all(runs, a).await,
@@ -490,7 +607,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let file = load_hosts(hosts.as_deref())?;
             let rows = hostcheck::check(&file, peers).await;
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                print_json(&rows)?;
             } else {
                 print!("{}", hostcheck::render(&rows));
             }
@@ -501,12 +618,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             })
         }
         Command::Swarm(SwarmCommand::Join { hosts }) => {
-            let hosts = crate::host::connect_all(&load_hosts(hosts.as_deref())?).await?;
+            let file = load_hosts(hosts.as_deref())?;
+            let hosts = Connector::Docker.connect_all(&file).await.require_all()?;
             swarm::ensure(&hosts).await?;
             Ok(0)
         }
         Command::Swarm(SwarmCommand::Leave { hosts }) => {
-            let hosts = crate::host::connect_all(&load_hosts(hosts.as_deref())?).await?;
+            let file = load_hosts(hosts.as_deref())?;
+            let hosts = Connector::Docker.connect_all(&file).await.require_all()?;
             swarm::leave(&hosts).await?;
             Ok(0)
         }
@@ -530,12 +649,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             lab::down(&name).await?;
             Ok(0)
         }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "launcher",
+                &mut std::io::stdout(),
+            );
+            Ok(0)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(0)
+        }
     }
 }
 
 /// `launcher run`: spawn, wait, extract, analyze, down.
 async fn run_all(runs: &Path, a: RunArgs) -> anyhow::Result<i32> {
-    let run = spawn::spawn(spawn_request(runs, &a.spawn)?).await?;
+    let spawned = spawn::spawn(spawn_request(runs, &a.spawn)?).await?;
+    let run = RunDir::open(runs, Some(&spawned.run_id))?;
     // The run's own plan: a re-used run id keeps its manifest, whatever the flags say.
     let spec = run.read_manifest()?.spec;
     let timeout = a.timeout.unwrap_or(Duration::from_millis(
@@ -548,7 +681,7 @@ async fn run_all(runs: &Path, a: RunArgs) -> anyhow::Result<i32> {
     // A failed wait (a stuck peer) still goes on to extract what exists.
     let waited = wait::wait(&run, timeout).await;
     if let Err(e) = &waited {
-        eprintln!("wait: {e:#}");
+        tracing::warn!("wait: {e:#}");
     }
     let x = extract::extract(&run, 16).await?;
     extract::print_summary(&x);
@@ -558,12 +691,12 @@ async fn run_all(runs: &Path, a: RunArgs) -> anyhow::Result<i32> {
     } else {
         print!("{}", analyze::to_markdown(&summary));
     }
-    eprintln!("run {}: results in {}", run.id, run.path.display());
+    tracing::info!("run {}: results in {}", run.id, run.path.display());
     if !a.keep {
         if waited.is_err() {
-            eprintln!("run {}: containers kept, since some were still running; `launcher status`, then `launcher down --force` when done with them", run.id);
+            tracing::warn!("run {}: containers kept, since some were still running; `launcher status`, then `launcher down --force` when done with them", run.id);
         } else if !x.index.errors.is_empty() {
-            eprintln!("run {}: containers kept, since some could not be extracted; `launcher extract` then `launcher down`", run.id);
+            tracing::warn!("run {}: containers kept, since some could not be extracted; `launcher extract` then `launcher down`", run.id);
         } else {
             down::down(&run, false, 16).await?;
         }

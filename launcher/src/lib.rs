@@ -1,46 +1,34 @@
 //! The cmesh launcher: runs a mesh of peer containers on Docker hosts and merges their
-//! reports.
+//! reports. Where things live:
 //!
-//! - [`cli`]: the commands and their flags;
-//! - [`hosts`] and [`host`]: `hosts.toml`, and the [`host::Host`] every command works with;
-//! - [`plan_file`]: test plans (`configs/*.toml`), layered with env and flags;
-//! - [`images`]: the base, peer and coordinator images, tagged by content;
-//! - [`network`]: the swarm and the run's overlay network, sized for the run;
-//! - [`rundir`]: a run is a directory with a manifest;
-//! - [`chaos`]: faults injected into a running run;
-//! - [`impairment`]: faults, latency over time, resync and availability, for `analyze`;
-//! - [`spawn`], [`status`], [`logs`], [`wait`], [`extract`], [`analyze`], [`down`]: the
-//!   commands;
-//! - [`live`]: a run as Docker sees it now;
-//! - [`scratch`]: never-started containers that read and write volumes;
-//! - [`tasks`]: bounded-concurrency work with progress and retries;
-//! - [`labels`]: how Docker objects are tagged; [`error`]: exit codes.
+//! - [`cli`]: the commands and their flags; [`cmd`]: the smaller commands (status, logs,
+//!   wait, down, ls);
+//! - [`engine`]: the only code that talks to a container engine: the [`engine::Engine`]
+//!   seam, bollard behind it ([`engine::docker`]) and a simulated engine
+//!   ([`engine::sim`]); hosts, SSH, swarm, networks, images, the registry, image
+//!   distribution, host checks, the local lab;
+//! - [`spawn`]: from a plan to a running mesh, in named stages; [`placement`]: which peer
+//!   goes where;
+//! - [`run`]: a run's directory and manifest, the names, containers, volumes and labels
+//!   of its objects, and the run as the engines see it now;
+//! - [`faults`]: `launcher chaos`, and a plan's kills, pauses and restarts;
+//! - [`results`]: extract, analyze (faults, latency over time, resync, availability) and
+//!   clock offsets;
+//! - [`hosts`] and [`plan_file`]: the input files (hosts.toml, configs/*.toml);
+//! - [`tasks`]: the one bounded-concurrency runner with progress; [`table`]: tables;
+//!   [`logging`]: messages and verbosity; [`error`]: exit codes.
 
-pub mod analyze;
-pub mod chaos;
 pub mod cli;
-pub mod clock;
-pub mod distribute;
-pub mod down;
+pub mod cmd;
+pub mod engine;
 pub mod error;
-pub mod extract;
-pub mod host;
-pub mod hostcheck;
+pub mod faults;
 pub mod hosts;
-pub mod images;
-pub mod impairment;
-pub mod lab;
-pub mod labels;
-pub mod live;
-pub mod logs;
-pub mod network;
+pub mod logging;
+pub mod placement;
 pub mod plan_file;
-pub mod registry;
-pub mod rundir;
-pub mod scratch;
+pub mod results;
+pub mod run;
 pub mod spawn;
-pub mod ssh;
-pub mod status;
-pub mod swarm;
+pub mod table;
 pub mod tasks;
-pub mod wait;

@@ -1,22 +1,28 @@
 use clap::Parser;
-use cmesh_launcher::{cli, error};
+use cmesh_launcher::{cli, error, logging, tasks};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    if std::env::var_os("RUST_LOG").is_none() {
-        std::env::set_var("RUST_LOG", "warn");
+    logging::init(if args.quiet { -1 } else { args.verbose as i8 });
+    if args.quiet {
+        tasks::hide_progress();
     }
-    cmesh_common::init_logging();
     cmesh_common::raise_fd_limit();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .expect("the tokio runtime starts");
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let code = match runtime.block_on(cli::run(args)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("launcher: error: {e:#}");
+            tracing::error!("{e:#}");
             error::exit_code(&e)
         }
     };

@@ -1,12 +1,111 @@
-//! Long operations as bounded-concurrency streams of per-item tasks.
+//! Long operations as bounded-concurrency streams of per-item tasks: the one runner.
 //!
-//! [`for_each`] runs a task per item, at most `concurrency` at a time, with a progress bar
-//! on a terminal (a closing line otherwise), and returns every item's outcome: one item
-//! failing never stops the others. [`retry`] retries transient Docker errors with backoff.
+//! [`for_each_on_hosts`] runs a task per item, at most `per_host` at a time on each host
+//! (an engine serves a few requests at once; more only queue inside it), with a progress
+//! bar on a terminal and a closing line, and returns every item's outcome: one item
+//! failing never stops the others. [`for_each`] is the same with one bound for all.
+//! [`cpu`] runs CPU-bound work (gzip, sha256) off the async threads.
+//!
+//! Progress bars live in one [`indicatif::MultiProgress`] ([`progress`]); log lines go
+//! through it ([`LogWriter`]) so a message never tears a bar.
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// The process's progress bars (hidden when stderr is not a terminal, or with `-q`).
+pub fn progress() -> &'static MultiProgress {
+    static BARS: OnceLock<MultiProgress> = OnceLock::new();
+    BARS.get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+}
+
+/// Hides every progress bar from now on (`-q`, `--json`).
+pub fn hide_progress() {
+    progress().set_draw_target(ProgressDrawTarget::hidden());
+}
+
+/// A bar of `len` steps labelled `what`.
+pub fn bar(what: &str, len: u64, template: &str) -> ProgressBar {
+    let bar = progress().add(ProgressBar::new(len));
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// Writes log lines to stderr above the progress bars.
+pub struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        progress().suspend(|| std::io::stderr().write_all(buf))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// Runs `task(host, item)` on every `(host, item)`, at most `per_host` at a time on each
+/// host; returns `((host, item), outcome)` in completion order.
+pub async fn for_each_on_hosts<T, R, F, Fut>(
+    what: &str,
+    items: Vec<(usize, T)>,
+    per_host: usize,
+    task: F,
+) -> Vec<((usize, T), anyhow::Result<R>)>
+where
+    T: Clone,
+    F: Fn(usize, T) -> Fut,
+    Fut: Future<Output = anyhow::Result<R>>,
+{
+    use futures_util::StreamExt;
+    let per_host = per_host.max(1);
+    let hosts = items.iter().map(|(h, _)| h + 1).max().unwrap_or(0);
+    let gates: Vec<tokio::sync::Semaphore> = (0..hosts)
+        .map(|_| tokio::sync::Semaphore::new(per_host))
+        .collect();
+    let bar = bar(
+        what,
+        items.len() as u64,
+        "{msg:>10} [{bar:30}] {pos}/{len} {elapsed} {per_sec}",
+    );
+    let start = Instant::now();
+    let total = items.len();
+    let results: Vec<((usize, T), anyhow::Result<R>)> = futures_util::stream::iter(items)
+        .map(|(h, item)| {
+            let (bar, gate, fut) = (bar.clone(), &gates[h], task(h, item.clone()));
+            async move {
+                let r = match gate.acquire().await {
+                    Ok(_permit) => fut.await,
+                    Err(_) => Err(anyhow::anyhow!("the task runner was closed")),
+                };
+                bar.inc(1);
+                ((h, item), r)
+            }
+        })
+        .buffer_unordered((per_host * hosts).max(1))
+        .collect()
+        .await;
+    bar.finish_and_clear();
+    progress().remove(&bar);
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    tracing::info!(
+        "{what}: {}/{total} done in {:.1}s{}",
+        total - failed,
+        start.elapsed().as_secs_f64(),
+        if failed > 0 {
+            format!(", {failed} failed")
+        } else {
+            String::new()
+        }
+    );
+    results
+}
 
 /// Runs `task` on every item, `concurrency` at a time; returns `(item, outcome)` in
 /// completion order.
@@ -21,79 +120,36 @@ where
     F: Fn(T) -> Fut,
     Fut: Future<Output = anyhow::Result<R>>,
 {
-    use futures_util::StreamExt;
-    let bar = ProgressBar::new(items.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {elapsed} {per_sec}")
-            .expect("static template")
-            .progress_chars("=> "),
-    );
-    bar.set_message(what.to_owned());
-    let start = Instant::now();
-    let total = items.len();
-    let results: Vec<(T, anyhow::Result<R>)> = futures_util::stream::iter(items)
-        .map(|item| {
-            let fut = task(item.clone());
-            let bar = bar.clone();
-            async move {
-                let r = fut.await;
-                bar.inc(1);
-                (item, r)
-            }
-        })
-        .buffer_unordered(concurrency.max(1))
+    let items = items.into_iter().map(|i| (0, i)).collect();
+    for_each_on_hosts(what, items, concurrency, |_, i| task(i))
+        .await
+        .into_iter()
+        .map(|((_, i), r)| (i, r))
         .collect()
-        .await;
-    bar.finish_and_clear();
-    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
-    eprintln!(
-        "{what}: {}/{total} done in {:.1}s{}",
-        total - failed,
-        start.elapsed().as_secs_f64(),
-        if failed > 0 {
-            format!(", {failed} failed")
-        } else {
-            String::new()
-        }
-    );
-    results
 }
 
-/// Calls `op` until it succeeds, fails with a non-transient error, or 4 attempts are
-/// used; waits 200 ms, 400 ms, 800 ms between attempts.
-pub async fn retry<R, F, Fut>(mut op: F) -> Result<R, bollard::errors::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<R, bollard::errors::Error>>,
-{
-    let mut wait = Duration::from_millis(200);
-    let mut attempt = 1;
-    loop {
-        match op().await {
-            Ok(v) => return Ok(v),
-            Err(e) if attempt < 4 && crate::host::is_transient(&e) => {
-                tracing::debug!("transient Docker error (attempt {attempt}): {e}");
-                tokio::time::sleep(wait).await;
-                wait *= 2;
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+/// Runs CPU-bound `work` on the blocking pool, off the async threads.
+pub async fn cpu<R: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<R> + Send + 'static,
+) -> anyhow::Result<R> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| anyhow::anyhow!("a background task failed: {e}"))?
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
 
     #[tokio::test]
     async fn every_item_gets_an_outcome_and_concurrency_is_bounded() {
-        let running = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let peak = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
         let results = for_each("test", (0..20).collect(), 3, |i: u32| {
             let (running, peak) = (running.clone(), peak.clone());
             async move {
-                use std::sync::atomic::Ordering::SeqCst;
                 let now = running.fetch_add(1, SeqCst) + 1;
                 peak.fetch_max(now, SeqCst);
                 tokio::task::yield_now().await;
@@ -107,41 +163,40 @@ mod tests {
         .await;
         assert_eq!(results.len(), 20);
         assert_eq!(results.iter().filter(|(_, r)| r.is_err()).count(), 4);
-        assert!(peak.load(std::sync::atomic::Ordering::SeqCst) <= 3);
+        assert!(peak.load(SeqCst) <= 3);
     }
 
     #[tokio::test]
-    async fn retries_transient_errors_only() {
-        let mut calls = 0;
-        let r: Result<(), _> = retry(|| {
-            calls += 1;
-            let n = calls;
+    async fn each_host_gets_its_own_bound_and_all_hosts_run_at_once() {
+        let running: Arc<Vec<AtomicUsize>> =
+            Arc::new((0..3).map(|_| AtomicUsize::new(0)).collect());
+        let peaks: Arc<Vec<AtomicUsize>> = Arc::new((0..3).map(|_| AtomicUsize::new(0)).collect());
+        let items: Vec<(usize, u32)> = (0..60).map(|i| ((i % 3) as usize, i)).collect();
+        let results = for_each_on_hosts("test", items, 2, |h, _| {
+            let (running, peaks) = (running.clone(), peaks.clone());
             async move {
-                if n < 3 {
-                    Err(bollard::errors::Error::DockerResponseServerError {
-                        status_code: 500,
-                        message: "busy".into(),
-                    })
-                } else {
-                    Ok(())
+                let now = running[h].fetch_add(1, SeqCst) + 1;
+                peaks[h].fetch_max(now, SeqCst);
+                for _ in 0..3 {
+                    tokio::task::yield_now().await;
                 }
+                running[h].fetch_sub(1, SeqCst);
+                Ok(())
             }
         })
         .await;
-        assert!(r.is_ok());
-        assert_eq!(calls, 3);
-        let mut calls = 0;
-        let r: Result<(), _> = retry(|| {
-            calls += 1;
-            async {
-                Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404,
-                    message: "No such container".into(),
-                })
-            }
-        })
-        .await;
-        assert!(r.is_err());
-        assert_eq!(calls, 1);
+        assert_eq!(results.len(), 60);
+        for h in 0..3 {
+            assert_eq!(peaks[h].load(SeqCst), 2, "host {h} kept at its bound");
+        }
+    }
+
+    #[tokio::test]
+    async fn cpu_work_runs_off_the_async_threads() {
+        let n = cpu(|| Ok((0..1000u64).sum::<u64>())).await.unwrap();
+        assert_eq!(n, 499_500);
+        assert!(cpu(|| -> anyhow::Result<()> { anyhow::bail!("no") })
+            .await
+            .is_err());
     }
 }

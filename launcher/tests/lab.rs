@@ -330,10 +330,10 @@ fn a_dropped_ssh_master_is_reconnected() {
         .unwrap();
     rt.block_on(async {
         let file = cmesh_launcher::hosts::load(&lab.hosts_file).unwrap();
-        let host = cmesh_launcher::host::Host::connect(file.hosts[0].clone(), &file.ssh)
+        let host = cmesh_launcher::engine::host::Host::connect(file.hosts[0].clone(), &file.ssh)
             .await
             .unwrap();
-        host.docker.ping().await.unwrap();
+        host.engine.version().await.unwrap();
         let ctl = host.link().unwrap().control_socket().await;
         let exit = Command::new("ssh")
             .arg("-S")
@@ -342,10 +342,10 @@ fn a_dropped_ssh_master_is_reconnected() {
             .output()
             .unwrap();
         assert!(exit.status.success(), "{}", text(&exit.stderr));
-        assert!(host.docker.ping().await.is_err(), "the master is gone");
+        assert!(host.engine.version().await.is_err(), "the master is gone");
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
-            if host.docker.ping().await.is_ok() {
+            if host.engine.version().await.is_ok() {
                 break;
             }
             assert!(

@@ -24,11 +24,9 @@ use anyhow::Context;
 use cmesh_common::report::PeerReport;
 use std::path::Path;
 
-/// Writes `report.json` into `dir` through a temporary file and a rename.
+/// Writes `report.json` into `dir` atomically and durably.
 pub fn write_report(dir: &Path, report: &PeerReport) -> anyhow::Result<()> {
     let path = dir.join("report.json");
-    let tmp = dir.join("report.json.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(report)?)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+    cmesh_common::fsutil::write_atomic(&path, serde_json::to_string_pretty(report)?.as_bytes())
+        .with_context(|| format!("writing the peer's report to {}", path.display()))
 }

@@ -1,8 +1,6 @@
 //! The Docker labels cmesh puts on what it creates, so every command finds a run's
 //! containers and network without the manifest.
 
-use std::collections::HashMap;
-
 /// The run id.
 pub const RUN: &str = "io.cmesh.run";
 /// `coordinator` or `peer`.
@@ -14,8 +12,3 @@ pub const HOST: &str = "io.cmesh.host";
 
 pub const ROLE_COORDINATOR: &str = "coordinator";
 pub const ROLE_PEER: &str = "peer";
-
-/// A Docker `filters` value selecting everything of run `run`.
-pub fn run_filter(run: &str) -> HashMap<String, Vec<String>> {
-    HashMap::from([("label".to_owned(), vec![format!("{RUN}={run}")])])
-}

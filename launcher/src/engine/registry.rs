@@ -13,20 +13,15 @@
 //! [`ensure`] is idempotent: a running registry for the same address is reused, and its
 //! CA certificate re-installed.
 
-use crate::host::Host;
-use crate::rundir::ImageRef;
-use crate::scratch::with_scratch;
-use crate::{images, labels, tasks};
+use crate::engine::host::Host;
+use crate::engine::retry::retry;
+use crate::engine::{images, ContainerSpec, ContainerState, Publish, RestartPolicy};
+use crate::run::dir::ImageRef;
+use crate::run::labels;
+use crate::run::scratch::with_scratch;
 use anyhow::Context;
-use bollard::models::{
-    ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
-};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
-};
-use futures_util::{StreamExt, TryStreamExt};
-use std::collections::HashMap;
+use futures_util::TryStreamExt;
+use std::collections::BTreeMap;
 
 pub const REGISTRY_PORT: u16 = 5000;
 pub const CONTAINER: &str = "cmesh-registry";
@@ -34,8 +29,8 @@ const CERTS_VOLUME: &str = "cmesh-registry-certs";
 const DATA_VOLUME: &str = "cmesh-registry-data";
 const ADDR_LABEL: &str = "io.cmesh.registry-addr";
 const UPSTREAM: &str = "registry:2";
-const DOCKERFILE: &str = include_str!("../../images/registry/Dockerfile");
-const CONFIG: &str = include_str!("../../images/registry/config.yml");
+const DOCKERFILE: &str = include_str!("../../../images/registry/Dockerfile");
+const CONFIG: &str = include_str!("../../../images/registry/config.yml");
 
 /// A running registry: where hosts reach it, and the CA that signed its certificate.
 #[derive(Clone, Debug)]
@@ -88,54 +83,31 @@ pub fn ca_path(endpoint: &str) -> String {
 /// The registry image on the manager: pulled `registry:2`, else cmesh's own, built on
 /// `builder` and loaded into the manager.
 async fn registry_image(builder: &Host, manager: &Host, base: &ImageRef) -> anyhow::Result<String> {
-    if manager.docker.inspect_image(UPSTREAM).await.is_ok() {
+    if manager.engine.inspect_image(UPSTREAM).await.is_ok() {
         return Ok(UPSTREAM.into());
     }
-    let mut pull = manager.docker.create_image(
-        Some(
-            CreateImageOptionsBuilder::default()
-                .from_image(UPSTREAM)
-                .build(),
-        ),
-        None,
-        None,
-    );
-    let mut pulled = true;
-    while let Some(item) = pull.next().await {
-        if item.is_err() {
-            pulled = false;
-            break;
-        }
-    }
-    if pulled {
-        eprintln!("registry: pulled {UPSTREAM}");
+    if manager.engine.pull_image(UPSTREAM).await.is_ok() {
+        tracing::info!("registry: pulled {UPSTREAM}");
         return Ok(UPSTREAM.into());
     }
     let announce =
         format!("registry: {UPSTREAM} cannot be pulled; from Debian's docker-registry package");
     let (image, _) = images::ensure_on_base(
-        &builder.docker,
+        builder,
         "cmesh-registry",
         &[("Dockerfile", DOCKERFILE.as_bytes(), 0o644)],
         base,
         Some(&announce),
     )
     .await?;
-    crate::distribute::load(builder, std::slice::from_ref(manager), &[&image]).await?;
+    crate::engine::distribute::load(builder, std::slice::from_ref(manager), &[&image]).await?;
     Ok(image.tag)
 }
 
 async fn read_ca(manager: &Host) -> anyhow::Result<String> {
     let tar: Vec<u8> = manager
-        .docker
-        .download_from_container(
-            CONTAINER,
-            Some(
-                DownloadFromContainerOptionsBuilder::default()
-                    .path("/certs/ca.crt")
-                    .build(),
-            ),
-        )
+        .engine
+        .download(CONTAINER, "/certs/ca.crt")
         .try_fold(Vec::new(), |mut acc, chunk| async move {
             acc.extend_from_slice(&chunk);
             Ok(acc)
@@ -154,7 +126,7 @@ async fn read_ca(manager: &Host) -> anyhow::Result<String> {
 
 /// Starts (or reuses) the registry on the manager and installs its CA on every host.
 pub async fn ensure(builder: &Host, hosts: &[Host], base: &ImageRef) -> anyhow::Result<Registry> {
-    let manager = crate::host::manager(hosts);
+    let manager = crate::engine::host::manager(hosts)?;
     let addr = manager.spec.swarm_addr().ok_or_else(|| {
         crate::error::bad_input(format!(
             "the registry needs the manager's address: set advertise_addr of host `{}` in hosts.toml",
@@ -162,32 +134,18 @@ pub async fn ensure(builder: &Host, hosts: &[Host], base: &ImageRef) -> anyhow::
         ))
     })?;
     let endpoint = format!("{addr}:{REGISTRY_PORT}");
-    let existing = manager.docker.inspect_container(CONTAINER, None).await.ok();
-    let reusable = existing.as_ref().is_some_and(|c| {
-        c.config
-            .as_ref()
-            .and_then(|c| c.labels.as_ref())
-            .and_then(|l| l.get(ADDR_LABEL))
-            == Some(&endpoint)
-    });
+    let existing = manager.engine.inspect_container(CONTAINER).await.ok();
+    let reusable = existing
+        .as_ref()
+        .is_some_and(|c| c.labels.get(ADDR_LABEL) == Some(&endpoint));
     let ca_pem = if reusable {
-        let running = existing
-            .and_then(|c| c.state)
-            .and_then(|s| s.running)
-            .unwrap_or(false);
-        if !running {
-            manager.docker.start_container(CONTAINER, None).await?;
+        if existing.map(|c| c.state()) != Some(ContainerState::Running) {
+            retry(|| manager.engine.start_container(CONTAINER)).await?;
         }
         read_ca(manager).await?
     } else {
         if existing.is_some() {
-            manager
-                .docker
-                .remove_container(
-                    CONTAINER,
-                    Some(RemoveContainerOptionsBuilder::default().force(true).build()),
-                )
-                .await?;
+            retry(|| manager.engine.remove_container(CONTAINER)).await?;
         }
         create(builder, manager, base, &addr, &endpoint).await?
     };
@@ -215,7 +173,7 @@ async fn create(
     let image = registry_image(builder, manager, base).await?;
     let certs = make_certs(addr)?;
     for volume in [CERTS_VOLUME, DATA_VOLUME] {
-        crate::spawn::create_volume(manager, volume, (labels::ROLE, "registry")).await?;
+        crate::run::volumes::create(manager, volume, (labels::ROLE, "registry")).await?;
     }
     let tar = images::tar_context(&[
         ("config.yml", CONFIG.as_bytes(), 0o444),
@@ -224,69 +182,44 @@ async fn create(
         ("registry.key", certs.key_pem.as_bytes(), 0o400),
     ])?;
     let seed = "cmesh-registry-certs-seed";
-    let docker = &manager.docker;
+    let tar = bytes::Bytes::from(tar);
     with_scratch(
         manager,
         seed,
         &image,
         vec![format!("{CERTS_VOLUME}:/certs")],
+        &[(labels::ROLE, "registry")],
         || async {
-            tasks::retry(|| {
-                docker.upload_to_container(
-                    seed,
-                    Some(
-                        UploadToContainerOptionsBuilder::default()
-                            .path("/certs")
-                            .build(),
-                    ),
-                    bollard::body_full(tar.clone().into()),
-                )
-            })
-            .await
-            .context("writing the registry's certificate into its volume")
+            retry(|| manager.engine.upload(seed, "/certs", tar.clone()))
+                .await
+                .context("writing the registry's certificate into its volume")
         },
     )
     .await?;
-    let body = ContainerCreateBody {
-        image: Some(image.clone()),
-        cmd: Some(vec!["serve".into(), "/certs/config.yml".into()]),
-        labels: Some(HashMap::from([
+    let spec = ContainerSpec {
+        name: CONTAINER.to_owned(),
+        image: image.clone(),
+        cmd: vec!["serve".into(), "/certs/config.yml".into()],
+        labels: BTreeMap::from([
             (labels::ROLE.to_owned(), "registry".to_owned()),
             (ADDR_LABEL.to_owned(), endpoint.to_owned()),
-        ])),
-        host_config: Some(HostConfig {
-            binds: Some(vec![
-                format!("{CERTS_VOLUME}:/certs:ro"),
-                format!("{DATA_VOLUME}:/var/lib/registry"),
-            ]),
-            port_bindings: Some(HashMap::from([(
-                format!("{REGISTRY_PORT}/tcp"),
-                Some(vec![PortBinding {
-                    host_ip: Some(String::new()),
-                    host_port: Some(REGISTRY_PORT.to_string()),
-                }]),
-            )])),
-            restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-                maximum_retry_count: None,
-            }),
-            ..Default::default()
-        }),
+        ]),
+        binds: vec![
+            format!("{CERTS_VOLUME}:/certs:ro"),
+            format!("{DATA_VOLUME}:/var/lib/registry"),
+        ],
+        publish: vec![Publish {
+            port: REGISTRY_PORT,
+            host_ip: String::new(),
+            host_port: REGISTRY_PORT,
+        }],
+        restart: RestartPolicy::UnlessStopped,
         ..Default::default()
     };
-    docker
-        .create_container(
-            Some(
-                CreateContainerOptionsBuilder::default()
-                    .name(CONTAINER)
-                    .build(),
-            ),
-            body,
-        )
+    retry(|| manager.engine.create_container(&spec))
         .await
         .with_context(|| format!("creating the registry on host {}", manager.name()))?;
-    docker
-        .start_container(CONTAINER, None)
+    retry(|| manager.engine.start_container(CONTAINER))
         .await
         .with_context(|| {
             format!(
@@ -294,7 +227,7 @@ async fn create(
                 manager.name()
             )
         })?;
-    eprintln!(
+    tracing::info!(
         "registry: started on host {} at {endpoint} ({image})",
         manager.name()
     );

@@ -11,14 +11,10 @@
 //!
 //! Image ids are content hashes, so every host ends up with the very same images.
 
-use crate::host::Host;
-use crate::rundir::{ImageRef, Images};
+use crate::engine::host::Host;
+use crate::engine::retry::retry;
+use crate::run::dir::{ImageRef, Images};
 use anyhow::Context;
-use bollard::auth::DockerCredentials;
-use bollard::query_parameters::{
-    CreateImageOptionsBuilder, ImportImageOptionsBuilder, PushImageOptionsBuilder,
-    TagImageOptionsBuilder,
-};
 use futures_util::StreamExt;
 use std::time::Instant;
 
@@ -41,7 +37,7 @@ impl std::fmt::Display for Transport {
 }
 
 async fn has(h: &Host, image: &ImageRef) -> bool {
-    crate::images::image_id(&h.docker, &image.tag)
+    crate::engine::images::image_id(h, &image.tag)
         .await
         .as_deref()
         == Some(image.id.as_str())
@@ -74,7 +70,7 @@ pub async fn load(builder: &Host, to: &[Host], images: &[&ImageRef]) -> anyhow::
     let tags: Vec<&str> = images.iter().map(|i| i.tag.as_str()).collect();
     let file = tempfile::NamedTempFile::new().context("making a temporary file for the images")?;
     let mut out = tokio::fs::File::from_std(file.reopen()?);
-    let mut export = builder.docker.export_images(&tags);
+    let mut export = builder.engine.export_images(&tags);
     let mut bytes = 0u64;
     while let Some(chunk) = export.next().await {
         let chunk = chunk
@@ -84,7 +80,7 @@ pub async fn load(builder: &Host, to: &[Host], images: &[&ImageRef]) -> anyhow::
     }
     tokio::io::AsyncWriteExt::flush(&mut out).await?;
     let names: Vec<&str> = to.iter().map(Host::name).collect();
-    eprintln!(
+    tracing::info!(
         "images: loading {} MiB into {} host(s): {}",
         bytes >> 20,
         to.len(),
@@ -94,19 +90,15 @@ pub async fn load(builder: &Host, to: &[Host], images: &[&ImageRef]) -> anyhow::
         let path = file.path().to_owned();
         async move {
             let f = tokio::fs::File::open(&path).await?;
-            let body = tokio_util::io::ReaderStream::new(f);
-            let mut stream = h.docker.import_image_stream(
-                ImportImageOptionsBuilder::default().quiet(true).build(),
-                body,
-                None,
-            );
-            while let Some(item) = stream.next().await {
-                let info =
-                    item.with_context(|| format!("loading images into host `{}`", h.name()))?;
-                if let Some(e) = info.error_detail.and_then(|d| d.message) {
-                    anyhow::bail!("loading images into host `{}`: {e}", h.name());
-                }
-            }
+            let body = tokio_util::io::ReaderStream::new(f).map(|chunk| {
+                chunk.map_err(|e| {
+                    crate::engine::EngineError::Other(format!("reading the saved images: {e}"))
+                })
+            });
+            h.engine
+                .load_images(body.boxed())
+                .await
+                .with_context(|| format!("loading images into host `{}`", h.name()))?;
             for i in images {
                 if !has(h, i).await {
                     anyhow::bail!(
@@ -127,45 +119,23 @@ pub async fn load(builder: &Host, to: &[Host], images: &[&ImageRef]) -> anyhow::
 
 /// Tags image `source` as `target` (`repo:tag`) on `h`.
 async fn tag_as(h: &Host, source: &str, target: &str) -> anyhow::Result<()> {
-    let (repo, tag) = target.rsplit_once(':').expect("tags have a colon");
-    h.docker
-        .tag_image(
-            source,
-            Some(
-                TagImageOptionsBuilder::default()
-                    .repo(repo)
-                    .tag(tag)
-                    .build(),
-            ),
-        )
+    let (repo, tag) = target.rsplit_once(':').unwrap_or((target, "latest"));
+    retry(|| h.engine.tag_image(source, repo, tag))
         .await
         .with_context(|| format!("tagging {source} as {target} on host `{}`", h.name()))
 }
 
 /// Pushes `image` from the manager to the registry; returns its `repo@sha256:…` reference.
 async fn push(manager: &Host, endpoint: &str, image: &ImageRef) -> anyhow::Result<String> {
-    let remote = crate::registry::remote_ref(endpoint, &image.tag);
+    let remote = crate::engine::registry::remote_ref(endpoint, &image.tag);
     tag_as(manager, &image.tag, &remote).await?;
-    let (repo, tag) = remote.rsplit_once(':').expect("tags have a colon");
+    let (repo, tag) = remote
+        .rsplit_once(':')
+        .unwrap_or((remote.as_str(), "latest"));
     // The registry may still be starting: retry for a while.
     let deadline = Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let mut stream = manager.docker.push_image(
-            repo,
-            Some(PushImageOptionsBuilder::default().tag(tag).build()),
-            Some(DockerCredentials::default()),
-        );
-        let mut failure = None;
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(info) => {
-                    if let Some(e) = info.error_detail.and_then(|d| d.message) {
-                        failure = Some(e);
-                    }
-                }
-                Err(e) => failure = Some(e.to_string()),
-            }
-        }
+        let failure = manager.engine.push_image(repo, tag).await.err();
         match failure {
             None => break,
             Some(e) if Instant::now() > deadline => anyhow::bail!(
@@ -175,9 +145,8 @@ async fn push(manager: &Host, endpoint: &str, image: &ImageRef) -> anyhow::Resul
             Some(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
         }
     }
-    let info = manager.docker.inspect_image(&remote).await?;
+    let info = retry(|| manager.engine.inspect_image(&remote)).await?;
     info.repo_digests
-        .unwrap_or_default()
         .into_iter()
         .find(|d| d.starts_with(&format!("{repo}@")))
         .with_context(|| format!("the manager has no digest for {remote} after pushing it"))
@@ -185,21 +154,10 @@ async fn push(manager: &Host, endpoint: &str, image: &ImageRef) -> anyhow::Resul
 
 /// Pulls `digest_ref` on `h` and tags it as `image.tag`.
 async fn pull(h: &Host, digest_ref: &str, image: &ImageRef) -> anyhow::Result<()> {
-    let mut stream = h.docker.create_image(
-        Some(
-            CreateImageOptionsBuilder::default()
-                .from_image(digest_ref)
-                .build(),
-        ),
-        None,
-        None,
-    );
-    while let Some(item) = stream.next().await {
-        let info = item.with_context(|| format!("host `{}` pulling {digest_ref}", h.name()))?;
-        if let Some(e) = info.error_detail.and_then(|d| d.message) {
-            anyhow::bail!("host `{}` pulling {digest_ref}: {e}", h.name());
-        }
-    }
+    h.engine
+        .pull_image(digest_ref)
+        .await
+        .with_context(|| format!("host `{}` pulling {digest_ref}", h.name()))?;
     tag_as(h, digest_ref, &image.tag).await?;
     if !has(h, image).await {
         anyhow::bail!(
@@ -239,11 +197,11 @@ pub async fn distribute(
             load(builder, &to, &all).await?;
         }
         Transport::Registry => {
-            let manager = crate::host::manager(hosts);
+            let manager = crate::engine::host::manager(hosts)?;
             if need.iter().any(|(h, _)| h.name() == manager.name()) {
                 load(builder, std::slice::from_ref(manager), &all).await?;
             }
-            let registry = crate::registry::ensure(builder, hosts, &images.base).await?;
+            let registry = crate::engine::registry::ensure(builder, hosts, &images.base).await?;
             let workers: Vec<(Host, Vec<&ImageRef>)> = need
                 .into_iter()
                 .filter(|(h, _)| h.name() != manager.name())
@@ -256,7 +214,7 @@ pub async fn distribute(
                 }
             }
             if !workers.is_empty() {
-                eprintln!(
+                tracing::info!(
                     "images: {} worker(s) pulling from {} by digest",
                     workers.len(),
                     registry.endpoint
@@ -276,7 +234,7 @@ pub async fn distribute(
             }
         }
     }
-    eprintln!(
+    tracing::info!(
         "images: on every host by {transport} in {:.1}s",
         started.elapsed().as_secs_f64()
     );

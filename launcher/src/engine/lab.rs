@@ -11,27 +11,23 @@
 //! profile, and a volume on /var/lib/docker (so the inner engine uses overlay2): the
 //! recipe that works where `--privileged` is refused.
 
+use crate::engine::host::{Connector, Host};
+use crate::engine::network::Subnet;
+use crate::engine::retry::retry;
+use crate::engine::{
+    images, ContainerSpec, ContainerState, EngineError, NetworkDriver, NetworkSpec,
+};
 use crate::error::bad_input;
-use crate::host::Host;
 use crate::hosts::{HostSpec, HostsFile, Role, SshSettings};
-use crate::network::Subnet;
-use crate::{images, tasks};
+use crate::tasks;
 use anyhow::Context;
-use bollard::models::{
-    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig,
-    NetworkCreateRequest, NetworkingConfig,
-};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
-    UploadToContainerOptionsBuilder,
-};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const DOCKERFILE: &str = include_str!("../../images/labhost/Dockerfile");
-const SSHD_CONFIG: &str = include_str!("../../images/labhost/sshd_config");
-const ENTRYPOINT: &str = include_str!("../../images/labhost/entrypoint");
+const DOCKERFILE: &str = include_str!("../../../images/labhost/Dockerfile");
+const SSHD_CONFIG: &str = include_str!("../../../images/labhost/sshd_config");
+const ENTRYPOINT: &str = include_str!("../../../images/labhost/entrypoint");
 /// Label on every lab object, with the lab's name.
 pub const LAB_LABEL: &str = "io.cmesh.lab";
 
@@ -111,32 +107,24 @@ fn run_keygen(path: &Path, comment: &str) -> anyhow::Result<()> {
 }
 
 async fn ensure_image(builder: &Host, base: Option<&str>) -> anyhow::Result<String> {
-    let (base, _) = images::ensure_base(&builder.docker, base).await?;
+    let (base, _) = images::ensure_base(builder, base).await?;
     let files = [
         ("Dockerfile", DOCKERFILE.as_bytes(), 0o644),
         ("sshd_config", SSHD_CONFIG.as_bytes(), 0o644),
         ("entrypoint", ENTRYPOINT.as_bytes(), 0o755),
     ];
     let announce = "lab: Docker Engine and sshd from Debian's packages";
-    let (image, _) = images::ensure_on_base(
-        &builder.docker,
-        "cmesh-labhost",
-        &files,
-        &base,
-        Some(announce),
-    )
-    .await?;
+    let (image, _) =
+        images::ensure_on_base(builder, "cmesh-labhost", &files, &base, Some(announce)).await?;
     Ok(image.tag)
 }
 
 async fn ensure_network(builder: &Host, lab: &str) -> anyhow::Result<Subnet> {
-    if let Ok(n) = builder.docker.inspect_network(lab, None).await {
+    if let Ok(n) = builder.engine.inspect_network(lab).await {
         return n
-            .ipam
-            .and_then(|i| i.config)
-            .and_then(|c| c.into_iter().next())
-            .and_then(|c| c.subnet)
-            .and_then(|s| Subnet::parse(&s).ok())
+            .subnets
+            .iter()
+            .find_map(|s| Subnet::parse(s).ok())
             .with_context(|| format!("network {lab} exists but has no IPv4 subnet; remove it"));
     }
     // Another lab may take the same block at the same moment: pick again then.
@@ -144,7 +132,10 @@ async fn ensure_network(builder: &Host, lab: &str) -> anyhow::Result<Subnet> {
         .bytes()
         .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
     for attempt in 0.. {
-        let subnet = pick_lab_subnet(&crate::network::taken_subnets(builder).await?, start)?;
+        let subnet = pick_lab_subnet(
+            &crate::engine::network::taken_subnets(builder).await?,
+            start,
+        )?;
         match create_network(builder, lab, subnet).await {
             Ok(()) => return Ok(subnet),
             Err(_) if attempt < 10 => start = start.wrapping_add(7),
@@ -155,63 +146,42 @@ async fn ensure_network(builder: &Host, lab: &str) -> anyhow::Result<Subnet> {
 }
 
 async fn create_network(builder: &Host, lab: &str, subnet: Subnet) -> anyhow::Result<()> {
+    let spec = NetworkSpec {
+        name: lab.to_owned(),
+        driver: NetworkDriver::Bridge,
+        subnet: subnet.to_string(),
+        labels: BTreeMap::from([(LAB_LABEL.to_owned(), lab.to_owned())]),
+    };
     builder
-        .docker
-        .create_network(NetworkCreateRequest {
-            name: lab.to_owned(),
-            driver: Some("bridge".into()),
-            ipam: Some(Ipam {
-                config: Some(vec![IpamConfig {
-                    subnet: Some(subnet.to_string()),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            labels: Some(HashMap::from([(LAB_LABEL.to_owned(), lab.to_owned())])),
-            ..Default::default()
-        })
+        .engine
+        .create_network(&spec)
         .await
         .with_context(|| format!("creating the lab network {lab} ({subnet})"))?;
     Ok(())
 }
 
-fn body(lab: &str, name: &str, image: &str, addr: &str) -> ContainerCreateBody {
-    ContainerCreateBody {
-        image: Some(image.to_owned()),
+/// A lab host: dockerd and sshd, with what an inner engine needs where `--privileged`
+/// is refused (all capabilities but SYS_RESOURCE, no seccomp or AppArmor profile, nothing
+/// masked under /proc and /sys, every device, the host's cgroups, a volume for
+/// /var/lib/docker) and a fixed address on the lab network.
+fn spec(lab: &str, name: &str, image: &str, addr: &str) -> ContainerSpec {
+    ContainerSpec {
+        name: name.to_owned(),
+        image: image.to_owned(),
         hostname: Some(name.to_owned()),
-        labels: Some(HashMap::from([(LAB_LABEL.to_owned(), lab.to_owned())])),
-        host_config: Some(HostConfig {
-            cap_add: Some(vec!["ALL".into()]),
-            cap_drop: Some(vec!["SYS_RESOURCE".into()]),
-            security_opt: Some(vec![
-                "seccomp=unconfined".into(),
-                "apparmor=unconfined".into(),
-            ]),
-            // `--security-opt systempaths=unconfined` on the command line: nothing masked
-            // or read-only under /proc and /sys, so the inner engine can set them up.
-            masked_paths: Some(vec![]),
-            readonly_paths: Some(vec![]),
-            device_cgroup_rules: Some(vec!["a *:* rwm".into()]),
-            binds: Some(vec![
-                "/sys/fs/cgroup:/sys/fs/cgroup:rw".into(),
-                format!("{name}-docker:/var/lib/docker"),
-            ]),
-            tmpfs: Some(HashMap::from([("/run".to_owned(), String::new())])),
-            network_mode: Some(lab.to_owned()),
-            ..Default::default()
-        }),
-        networking_config: Some(NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(
-                lab.to_owned(),
-                EndpointSettings {
-                    ipam_config: Some(EndpointIpamConfig {
-                        ipv4_address: Some(addr.to_owned()),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-            )])),
-        }),
+        labels: BTreeMap::from([(LAB_LABEL.to_owned(), lab.to_owned())]),
+        cap_add: vec!["ALL".into()],
+        cap_drop: vec!["SYS_RESOURCE".into()],
+        security_opt: vec!["seccomp=unconfined".into(), "apparmor=unconfined".into()],
+        unconfined_system_paths: true,
+        device_cgroup_rules: vec!["a *:* rwm".into()],
+        binds: vec![
+            "/sys/fs/cgroup:/sys/fs/cgroup:rw".into(),
+            format!("{name}-docker:/var/lib/docker"),
+        ],
+        tmpfs: vec!["/run".into()],
+        network: Some(lab.to_owned()),
+        ipv4_address: Some(addr.to_owned()),
         ..Default::default()
     }
 }
@@ -225,21 +195,18 @@ async fn ensure_host(
     dir: &Path,
 ) -> anyhow::Result<()> {
     let name = host_container(lab, i);
-    let docker = &builder.docker;
-    if let Ok(c) = docker.inspect_container(&name, None).await {
-        if c.state.and_then(|s| s.running) != Some(true) {
-            docker
-                .start_container(&name, None)
+    let engine = &builder.engine;
+    if let Ok(c) = engine.inspect_container(&name).await {
+        if c.state() != ContainerState::Running {
+            engine
+                .start_container(&name)
                 .await
                 .with_context(|| format!("starting lab host {name}"))?;
         }
         return Ok(());
     }
-    docker
-        .create_container(
-            Some(CreateContainerOptionsBuilder::default().name(&name).build()),
-            body(lab, &name, image, addr),
-        )
+    engine
+        .create_container(&spec(lab, &name, image, addr))
         .await
         .with_context(|| format!("creating lab host {name}"))?;
     let host_key = std::fs::read(dir.join("hostkeys").join(format!("lab-{i}_ed25519")))?;
@@ -248,16 +215,12 @@ async fn ensure_host(
         ("etc/ssh/ssh_host_ed25519_key", &host_key, 0o600),
         ("root/.ssh/authorized_keys", &authorized, 0o600),
     ])?;
-    docker
-        .upload_to_container(
-            &name,
-            Some(UploadToContainerOptionsBuilder::default().path("/").build()),
-            bollard::body_full(tar.into()),
-        )
+    engine
+        .upload(&name, "/", tar.into())
         .await
         .with_context(|| format!("writing keys into lab host {name}"))?;
-    docker
-        .start_container(&name, None)
+    engine
+        .start_container(&name)
         .await
         .with_context(|| format!("starting lab host {name}"))?;
     Ok(())
@@ -268,7 +231,7 @@ pub async fn up(req: &LabRequest) -> anyhow::Result<PathBuf> {
     if !(1..=20).contains(&req.hosts) {
         return Err(bad_input("--hosts must be between 1 and 20"));
     }
-    let builder = crate::host::builder().await?;
+    let builder = Connector::Docker.builder().await?;
     let dir = &req.dir;
     std::fs::create_dir_all(dir.join("hostkeys"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -309,7 +272,7 @@ pub async fn up(req: &LabRequest) -> anyhow::Result<PathBuf> {
     let loaded = crate::hosts::load(&path)?;
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        match crate::host::connect_all(&loaded).await {
+        match Connector::Docker.connect_all(&loaded).await.require_all() {
             Ok(_) => break,
             Err(e) if Instant::now() > deadline => {
                 return Err(anyhow::anyhow!("{e:#}").context(format!(
@@ -320,7 +283,7 @@ pub async fn up(req: &LabRequest) -> anyhow::Result<PathBuf> {
             Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
-    eprintln!(
+    tracing::info!(
         "lab: {} hosts up on {} ({subnet}); hosts file {}",
         req.hosts,
         req.name,
@@ -332,49 +295,30 @@ pub async fn up(req: &LabRequest) -> anyhow::Result<PathBuf> {
 /// Removes the lab's hosts, their engines' volumes and its network. Keys and the hosts
 /// file stay, so `lab up` brings back the same lab.
 pub async fn down(lab: &str) -> anyhow::Result<usize> {
-    let builder = crate::host::builder().await?;
-    let docker = &builder.docker;
-    let filter = HashMap::from([("label".to_owned(), vec![format!("{LAB_LABEL}={lab}")])]);
-    let list = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::default()
-                .all(true)
-                .filters(&filter)
-                .build(),
-        ))
-        .await?;
-    let names: Vec<String> = list
-        .into_iter()
-        .filter_map(|c| Some(c.names?.first()?.trim_start_matches('/').to_owned()))
-        .collect();
+    let builder = Connector::Docker.builder().await?;
+    let engine = &builder.engine;
+    let list = retry(|| engine.list_containers((LAB_LABEL, lab))).await?;
+    let names: Vec<String> = list.into_iter().map(|c| c.name).collect();
     let n = names.len();
     let results = tasks::for_each("lab down", names, 8, |name: String| async move {
-        docker
-            .remove_container(
-                &name,
-                Some(RemoveContainerOptionsBuilder::default().force(true).build()),
-            )
+        engine
+            .remove_container(&name)
             .await
             .with_context(|| format!("removing lab host {name}"))?;
-        let _ = docker
-            .remove_volume(
-                &format!("{name}-docker"),
-                None::<bollard::query_parameters::RemoveVolumeOptions>,
-            )
-            .await;
+        let _ = engine.remove_volume(&format!("{name}-docker")).await;
         anyhow::Ok(())
     })
     .await;
     for (_, r) in results {
         r?;
     }
-    if docker.inspect_network(lab, None).await.is_ok() {
-        docker
-            .remove_network(lab)
-            .await
-            .with_context(|| format!("removing the lab network {lab}"))?;
+    match engine.remove_network(lab).await {
+        Ok(()) | Err(EngineError::NotFound(_)) => {}
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("removing the lab network {lab}")))
+        }
     }
-    eprintln!("lab: removed {n} hosts and network {lab}");
+    tracing::info!("lab: removed {n} hosts and network {lab}");
     Ok(n)
 }
 
@@ -420,16 +364,11 @@ mod tests {
 
     #[test]
     fn lab_containers_get_the_dind_recipe() {
-        let b = body("lab", "lab-1", "img", "172.31.200.11");
-        let hc = b.host_config.unwrap();
-        assert_eq!(
-            hc.cap_drop.as_deref(),
-            Some(&["SYS_RESOURCE".to_owned()][..])
-        );
-        assert!(hc.privileged.is_none(), "--privileged is refused here");
-        assert!(hc
-            .binds
-            .unwrap()
-            .contains(&"lab-1-docker:/var/lib/docker".to_owned()));
+        let s = spec("lab", "lab-1", "img", "172.31.200.11");
+        assert_eq!(s.cap_add, vec!["ALL".to_owned()]);
+        assert_eq!(s.cap_drop, vec!["SYS_RESOURCE".to_owned()]);
+        assert!(s.unconfined_system_paths);
+        assert!(s.binds.contains(&"lab-1-docker:/var/lib/docker".to_owned()));
+        assert_eq!(s.ipv4_address.as_deref(), Some("172.31.200.11"));
     }
 }

@@ -5,11 +5,11 @@
 //! labels each node `io.cmesh.host=<name>` plus the host's labels from hosts.toml.
 //! [`leave`] undoes it (`launcher swarm leave`).
 
+use crate::engine::host::{self, Host};
+use crate::engine::retry::retry;
+use crate::engine::{EngineError, NodeState, SwarmJoin, SwarmState};
 use crate::error::bad_input;
-use crate::host::{self, Host};
 use anyhow::Context;
-use bollard::models::{SwarmInitRequest, SwarmJoinRequest};
-use bollard::query_parameters::{LeaveSwarmOptionsBuilder, UpdateNodeOptionsBuilder};
 
 /// The swarm's control-plane port.
 pub const SWARM_PORT: u16 = 2377;
@@ -37,31 +37,11 @@ fn default_route_addr() -> Option<String> {
 }
 
 /// A host's swarm state as its engine reports it.
-#[derive(Debug, Clone, Default)]
-pub struct NodeState {
-    /// `inactive`, `pending`, `active`, `error`, `locked`.
-    pub state: String,
-    pub node_id: String,
-    pub node_addr: String,
-    pub is_manager: bool,
-}
-
 pub async fn node_state(h: &Host) -> anyhow::Result<NodeState> {
-    let info = h
-        .docker
-        .info()
+    Ok(retry(|| h.engine.info())
         .await
-        .with_context(|| format!("asking host `{}` for its swarm state", h.name()))?;
-    let swarm = info.swarm.unwrap_or_default();
-    Ok(NodeState {
-        state: swarm
-            .local_node_state
-            .map(|s| s.to_string())
-            .unwrap_or_default(),
-        node_id: swarm.node_id.unwrap_or_default(),
-        node_addr: swarm.node_addr.unwrap_or_default(),
-        is_manager: swarm.control_available.unwrap_or(false),
-    })
+        .with_context(|| format!("asking host `{}` for its swarm state", h.name()))?
+        .swarm)
 }
 
 fn advertise_addr(h: &Host) -> anyhow::Result<String> {
@@ -78,21 +58,22 @@ fn advertise_addr(h: &Host) -> anyhow::Result<String> {
 
 /// Initializes a swarm on the manager if it is not in one. Returns true if it did.
 pub async fn ensure_manager(manager: &Host) -> anyhow::Result<bool> {
-    if node_state(manager).await?.state == "active" {
+    if node_state(manager).await?.state == SwarmState::Active {
         return Ok(false);
     }
     let addr = advertise_addr(manager)?;
     let init = manager
-        .docker
-        .init_swarm(SwarmInitRequest {
-            listen_addr: Some(format!("0.0.0.0:{SWARM_PORT}")),
-            advertise_addr: Some(addr.clone()),
-            ..Default::default()
+        .engine
+        .swarm_init(&SwarmJoin {
+            listen_addr: format!("0.0.0.0:{SWARM_PORT}"),
+            advertise_addr: addr.clone(),
+            remote_addrs: Vec::new(),
+            join_token: String::new(),
         })
         .await;
     if let Err(e) = init {
         // Another launcher may have initialized it a moment ago: that is success too.
-        if node_state(manager).await?.state == "active" {
+        if node_state(manager).await?.state == SwarmState::Active {
             return Ok(false);
         }
         return Err(anyhow::Error::new(e).context(format!(
@@ -100,62 +81,47 @@ pub async fn ensure_manager(manager: &Host) -> anyhow::Result<bool> {
             manager.name()
         )));
     }
-    eprintln!("swarm: initialized on host {} ({addr})", manager.name());
+    tracing::info!("swarm: initialized on host {} ({addr})", manager.name());
     Ok(true)
 }
 
 /// Makes the hosts one swarm: init on the manager, join the workers, label the nodes.
 pub async fn ensure(hosts: &[Host]) -> anyhow::Result<()> {
-    let manager = host::manager(hosts);
+    let manager = host::manager(hosts)?;
     ensure_manager(manager).await?;
-    let swarm = manager
-        .docker
-        .inspect_swarm()
+    let token = retry(|| manager.engine.swarm_worker_token())
         .await
         .with_context(|| format!("inspecting the swarm on manager `{}`", manager.name()))?;
-    let token = swarm
-        .join_tokens
-        .and_then(|t| t.worker)
-        .context("the manager gave no worker join token")?;
     let mstate = node_state(manager).await?;
     let manager_addr = format!("{}:{SWARM_PORT}", mstate.node_addr);
-    let members: Vec<String> = manager
-        .docker
-        .list_nodes(None)
+    let members: Vec<String> = retry(|| manager.engine.list_nodes())
         .await
-        .context("listing the swarm's nodes")?
-        .into_iter()
-        .filter_map(|n| n.id)
-        .collect();
+        .context("listing the swarm's nodes")?;
     let joins = hosts.iter().filter(|h| !h.is_manager()).map(|w| {
         let (token, manager_addr, members) = (&token, &manager_addr, &members);
         async move {
             let st = node_state(w).await?;
-            match st.state.as_str() {
-                "active" if members.contains(&st.node_id) => return Ok(()),
-                "active" | "locked" => {
+            match st.state {
+                SwarmState::Active if members.contains(&st.node_id) => return Ok(()),
+                SwarmState::Active | SwarmState::Locked => {
                     return Err(bad_input(format!(
                         "host `{}` is in another swarm; run `docker swarm leave --force` there (or `launcher swarm leave` with its hosts file) and try again",
                         w.name()
                     )))
                 }
-                "pending" | "error" => {
+                SwarmState::Pending | SwarmState::Error => {
                     // A join that never finished: start over.
-                    let _ = w
-                        .docker
-                        .leave_swarm(Some(LeaveSwarmOptionsBuilder::default().force(true).build()))
-                        .await;
+                    let _ = w.engine.swarm_leave().await;
                 }
-                _ => {}
+                SwarmState::Inactive => {}
             }
             let addr = advertise_addr(w)?;
-            w.docker
-                .join_swarm(SwarmJoinRequest {
-                    listen_addr: Some(format!("0.0.0.0:{SWARM_PORT}")),
-                    advertise_addr: Some(addr.clone()),
-                    remote_addrs: Some(vec![manager_addr.clone()]),
-                    join_token: Some(token.clone()),
-                    ..Default::default()
+            w.engine
+                .swarm_join(&SwarmJoin {
+                    listen_addr: format!("0.0.0.0:{SWARM_PORT}"),
+                    advertise_addr: addr.clone(),
+                    remote_addrs: vec![manager_addr.clone()],
+                    join_token: token.clone(),
                 })
                 .await
                 .with_context(|| {
@@ -164,7 +130,7 @@ pub async fn ensure(hosts: &[Host]) -> anyhow::Result<()> {
                         w.name()
                     )
                 })?;
-            eprintln!("swarm: host {} joined ({addr})", w.name());
+            tracing::info!("swarm: host {} joined ({addr})", w.name());
             anyhow::Ok(())
         }
     });
@@ -178,42 +144,30 @@ pub async fn ensure(hosts: &[Host]) -> anyhow::Result<()> {
 }
 
 /// Sets the node labels of host `h`: `io.cmesh.host=<name>` and its hosts.toml labels.
-/// Another launcher may update the same node at the same moment ("update out of
-/// sequence"): then read it again and retry.
+/// Another launcher may update the same node at the same moment (a conflict): then read
+/// it again and retry.
 async fn label_node(manager: &Host, h: &Host) -> anyhow::Result<()> {
     let id = node_state(h).await?.node_id;
     let mut attempt = 0;
     loop {
-        let node = manager
-            .docker
-            .inspect_node(&id)
+        let node = retry(|| manager.engine.node_labels(&id))
             .await
             .with_context(|| format!("inspecting the swarm node of host `{}`", h.name()))?;
-        let mut spec = node.spec.unwrap_or_default();
-        let labels = spec.labels.clone().unwrap_or_default();
-        let mut want = labels.clone();
-        want.insert(crate::labels::HOST.to_owned(), h.name().to_owned());
+        let mut want = node.labels.clone();
+        want.insert(crate::run::labels::HOST.to_owned(), h.name().to_owned());
         for (k, v) in &h.spec.labels {
             want.insert(k.clone(), v.clone());
         }
-        if want == labels {
+        if want == node.labels {
             return Ok(());
         }
-        spec.labels = Some(want);
-        let version = node.version.and_then(|v| v.index).unwrap_or(0);
-        let updated = manager
-            .docker
-            .update_node(
-                &id,
-                spec,
-                UpdateNodeOptionsBuilder::default()
-                    .version(version as i64)
-                    .build(),
-            )
-            .await;
-        match updated {
+        let update = crate::engine::NodeLabels {
+            version: node.version,
+            labels: want,
+        };
+        match manager.engine.set_node_labels(&id, &update).await {
             Ok(()) => return Ok(()),
-            Err(e) if attempt < 10 && e.to_string().contains("out of sequence") => attempt += 1,
+            Err(EngineError::Conflict(_)) if attempt < 10 => attempt += 1,
             Err(e) => {
                 return Err(anyhow::Error::new(e)
                     .context(format!("labelling the swarm node of host `{}`", h.name())))
@@ -224,23 +178,21 @@ async fn label_node(manager: &Host, h: &Host) -> anyhow::Result<()> {
 
 /// Every worker leaves the swarm, then the manager. Hosts not in a swarm are skipped.
 pub async fn leave(hosts: &[Host]) -> anyhow::Result<()> {
-    let manager = host::manager(hosts);
+    let manager = host::manager(hosts)?;
     let order = hosts
         .iter()
         .filter(|h| !h.is_manager())
         .chain(std::iter::once(manager));
     for h in order {
-        if node_state(h).await?.state == "inactive" {
-            eprintln!("swarm: host {} is not in a swarm", h.name());
+        if node_state(h).await?.state == SwarmState::Inactive {
+            tracing::info!("swarm: host {} is not in a swarm", h.name());
             continue;
         }
-        h.docker
-            .leave_swarm(Some(
-                LeaveSwarmOptionsBuilder::default().force(true).build(),
-            ))
+        h.engine
+            .swarm_leave()
             .await
             .with_context(|| format!("host `{}` leaving the swarm", h.name()))?;
-        eprintln!("swarm: host {} left", h.name());
+        tracing::info!("swarm: host {} left", h.name());
     }
     Ok(())
 }

@@ -1,10 +1,10 @@
 //! `launcher status`: the run's containers by state, from Docker, and the peers by
 //! state, from the coordinator's status API.
 
-use crate::labels;
-use crate::live::LiveRun;
-use crate::rundir::RunDir;
-use crate::spawn::COORDINATOR_PORT;
+use crate::run::dir::RunDir;
+use crate::run::labels;
+use crate::run::live::LiveRun;
+use crate::run::names::COORDINATOR_PORT;
 use cmesh_common::protocol::StatusReport;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -18,6 +18,8 @@ pub struct Status {
     pub hosts: BTreeMap<String, HostStatus>,
     /// Containers in the manifest that Docker does not have.
     pub missing: Vec<String>,
+    /// Hosts that could not be reached, with the reason: their containers are unknown.
+    pub unreachable_hosts: Vec<crate::engine::host::LostHost>,
     /// The coordinator's view, if it could be asked.
     pub coordinator: Option<StatusReport>,
     /// Why the coordinator could not be asked.
@@ -44,7 +46,7 @@ pub async fn status(run: &RunDir) -> anyhow::Result<Status> {
         *containers
             .entry(role.into())
             .or_default()
-            .entry(state.clone())
+            .entry(state.to_string())
             .or_default() += 1;
     }
     let mut per_host: BTreeMap<String, HostStatus> = BTreeMap::new();
@@ -52,34 +54,37 @@ pub async fn status(run: &RunDir) -> anyhow::Result<Status> {
         let h = per_host.entry(p.host.clone()).or_default();
         h.placed += 1;
         if let Some((_, state)) = states.get(&p.name) {
-            *h.peers.entry(state.clone()).or_default() += 1;
+            *h.peers.entry(state.to_string()).or_default() += 1;
         }
     }
     let missing = manifest
         .peers
         .iter()
         .chain(std::iter::once(&manifest.coordinator))
-        .filter(|p| !states.contains_key(&p.name))
+        .filter(|p| !states.contains_key(&p.name) && !live.is_lost(&p.host))
         .map(|p| p.name.clone())
         .collect();
-    let manager = crate::host::manager(hosts);
-    let (coordinator, coordinator_error) =
-        match ask_coordinator(manager, run, &manifest.coordinator.name).await {
-            Ok(s) => (Some(s), None),
-            Err(e) => (None, Some(format!("{e:#}"))),
-        };
+    let asked = match crate::engine::host::manager(hosts) {
+        Ok(manager) => ask_coordinator(manager, run, &manifest.coordinator.name).await,
+        Err(e) => Err(e),
+    };
+    let (coordinator, coordinator_error) = match asked {
+        Ok(s) => (Some(s), None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
     Ok(Status {
         run_id: run.id.clone(),
         containers,
         hosts: per_host,
         missing,
+        unreachable_hosts: live.lost.clone(),
         coordinator,
         coordinator_error,
     })
 }
 
 async fn ask_coordinator(
-    host: &crate::host::Host,
+    host: &crate::engine::host::Host,
     run: &RunDir,
     name: &str,
 ) -> anyhow::Result<StatusReport> {
@@ -99,31 +104,22 @@ async fn ask_coordinator(
 /// The running coordinator's API, `http://ADDR` (through the SSH master when the manager
 /// is remote), and the run token to call it with.
 pub async fn coordinator_api(
-    host: &crate::host::Host,
+    host: &crate::engine::host::Host,
     run: &RunDir,
     name: &str,
 ) -> anyhow::Result<(String, String)> {
-    let info = host
-        .docker
-        .inspect_container(
-            name,
-            None::<bollard::query_parameters::InspectContainerOptions>,
-        )
-        .await?;
-    if info.state.as_ref().and_then(|s| s.running) != Some(true) {
+    let info = crate::engine::retry::retry(|| host.engine.inspect_container(name)).await?;
+    if info.state() != crate::engine::ContainerState::Running {
         anyhow::bail!(
             "the coordinator is not running (its final status is in extract/…/report.tar.gz)"
         );
     }
-    let port = info
-        .network_settings
-        .and_then(|n| n.ports)
-        .and_then(|p| p.get(&format!("{COORDINATOR_PORT}/tcp")).cloned().flatten())
-        .and_then(|b| b.first().and_then(|b| b.host_port.clone()))
+    let port = *info
+        .published
+        .get(&COORDINATOR_PORT)
         .ok_or_else(|| anyhow::anyhow!("the coordinator publishes no port"))?;
     // Read only: this must never make a token (RunDir::token would, if it is missing).
     let token = cmesh_common::token::read_token_file(&run.token_path())?;
-    let port: u16 = port.parse()?;
     // On a remote manager the port is on its loopback: reach it through the SSH master.
     let addr = host.forward_tcp(port).await?;
     Ok((format!("http://{addr}"), token))
@@ -142,6 +138,9 @@ pub fn render(s: &Status) -> String {
             s.missing.len(),
             s.missing.join(", ")
         ));
+    }
+    for l in &s.unreachable_hosts {
+        out.push_str(&format!("  unreachable  host {}: {}\n", l.name, l.reason));
     }
     out.push_str("\nhosts (peers placed: by state):\n");
     for (host, h) in &s.hosts {
@@ -198,11 +197,19 @@ mod tests {
                 ),
             ]),
             missing: vec![],
+            unreachable_hosts: vec![crate::engine::host::LostHost {
+                name: "lab-3".into(),
+                reason: "ssh: connection timed out".into(),
+            }],
             coordinator: None,
             coordinator_error: Some("the coordinator is not running".into()),
         };
         let t = render(&s);
         assert!(t.contains("  lab-1        2: 2 running\n"), "{t}");
+        assert!(
+            t.contains("unreachable  host lab-3: ssh: connection timed out"),
+            "{t}"
+        );
         assert!(t.contains("  lab-2        2: 1 exited, 1 running\n"), "{t}");
         assert!(
             t.contains("unavailable: the coordinator is not running"),

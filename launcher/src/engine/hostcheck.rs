@@ -6,7 +6,7 @@
 //! (`gc_thresh3`) against the planned peer count. A host that cannot be reached, or
 //! whose engine does not answer, is unusable: the command exits 1.
 
-use crate::host::Host;
+use crate::engine::host::Host;
 use crate::hosts::{HostSpec, HostsFile};
 use cmesh_common::faults::{choose_path, Action, KernelCaps, ShapingPath};
 use serde::Serialize;
@@ -109,19 +109,16 @@ async fn check_one(spec: HostSpec, file: &HostsFile, peers: usize) -> (Row, Opti
         }
     };
     row.reachable = true;
-    match host.docker.version().await {
-        Ok(v) => {
-            row.docker_version = v.version;
-            row.api_version = v.api_version;
+    match host.engine.version().await {
+        Ok((version, api)) => {
+            row.docker_version = Some(version);
+            row.api_version = Some(api);
         }
         Err(e) => row.error = Some(format!("docker version: {e}")),
     }
-    let root = match host.docker.info().await {
+    let root = match host.engine.info().await {
         Ok(info) => {
-            row.swarm = info
-                .swarm
-                .and_then(|s| s.local_node_state)
-                .map(|s| s.to_string());
+            row.swarm = Some(info.swarm.state.to_string());
             info.docker_root_dir
                 .unwrap_or_else(|| "/var/lib/docker".into())
         }
@@ -130,7 +127,7 @@ async fn check_one(spec: HostSpec, file: &HostsFile, peers: usize) -> (Row, Opti
             "/var/lib/docker".into()
         }
     };
-    let script = format!("ROOT={}\n{PROBE}", crate::ssh::shell_quote(&root));
+    let script = format!("ROOT={}\n{PROBE}", crate::engine::ssh::shell_quote(&root));
     match host.exec(&script, b"").await {
         Ok(out) => {
             let facts = parse_probe(&out.stdout);
@@ -169,7 +166,7 @@ pub async fn check(file: &HostsFile, peers: usize) -> Vec<Row> {
     .await;
     let offsets = futures_util::future::join_all(results.iter().map(|(_, h)| async move {
         match h {
-            Some(h) => crate::clock::measure(h).await.ok(),
+            Some(h) => crate::results::clock::measure(h).await.ok(),
             None => None,
         }
     }))

@@ -5,11 +5,12 @@
 //! the smallest prefix from /24 to /16 that fits. A run that fits no /16 is refused before
 //! anything is created.
 
+use crate::engine::host::Host;
+use crate::engine::retry::retry;
+use crate::engine::{EngineError, NetworkDriver, NetworkSpec};
 use crate::error::bad_input;
-use crate::host::Host;
 use anyhow::Context;
-use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 /// An IPv4 prefix, e.g. `10.120.0.0/22`.
@@ -111,22 +112,16 @@ pub fn pick_subnet(run: &str, prefix: u8, taken: &[Subnet]) -> anyhow::Result<Su
 
 /// Subnets of the networks on `host`.
 pub async fn taken_subnets(host: &Host) -> anyhow::Result<Vec<Subnet>> {
-    let networks = host
-        .docker
-        .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+    let subnets = retry(|| host.engine.list_network_subnets())
         .await
         .with_context(|| format!("listing networks on host {}", host.name()))?;
-    Ok(networks
-        .into_iter()
-        .flat_map(|n| n.ipam.and_then(|i| i.config).unwrap_or_default())
-        .filter_map(|c| c.subnet.and_then(|s| Subnet::parse(&s).ok()))
+    Ok(subnets
+        .iter()
+        .filter_map(|s| Subnet::parse(s).ok())
         .collect())
 }
 
-/// The run's network name.
-pub fn network_name(run: &str) -> String {
-    format!("cmesh-{run}")
-}
+pub use crate::run::names::network_name;
 
 /// Creates the run's attachable overlay network if it does not exist; returns its id and
 /// subnet.
@@ -136,50 +131,43 @@ pub async fn ensure_network(
     subnet: Subnet,
 ) -> anyhow::Result<(String, Subnet)> {
     let name = network_name(run);
-    if let Ok(existing) = manager
-        .docker
-        .inspect_network(
-            &name,
-            None::<bollard::query_parameters::InspectNetworkOptions>,
-        )
-        .await
-    {
-        let actual = existing
-            .ipam
-            .and_then(|i| i.config)
-            .and_then(|c| c.into_iter().next())
-            .and_then(|c| c.subnet)
-            .and_then(|s| Subnet::parse(&s).ok())
-            .unwrap_or(subnet);
-        return Ok((existing.id.unwrap_or_default(), actual));
+    let spec = NetworkSpec {
+        name: name.clone(),
+        driver: NetworkDriver::AttachableOverlay,
+        subnet: subnet.to_string(),
+        labels: BTreeMap::from([(crate::run::labels::RUN.to_owned(), run.to_owned())]),
+    };
+    // A network created by a spawn that raced this one (409) is found on the next pass.
+    for _ in 0..2 {
+        match retry(|| manager.engine.inspect_network(&name)).await {
+            Ok(existing) => {
+                let actual = existing
+                    .subnets
+                    .iter()
+                    .find_map(|s| Subnet::parse(s).ok())
+                    .unwrap_or(subnet);
+                return Ok((existing.id, actual));
+            }
+            Err(EngineError::NotFound(_)) => {}
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "inspecting network {name} on host {}",
+                    manager.name()
+                )))
+            }
+        }
+        match retry(|| manager.engine.create_network(&spec)).await {
+            Ok(id) => return Ok((id, subnet)),
+            Err(EngineError::Conflict(_)) => continue,
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "creating network {name} ({subnet}) on host {}",
+                    manager.name()
+                )))
+            }
+        }
     }
-    let response = manager
-        .docker
-        .create_network(NetworkCreateRequest {
-            name: name.clone(),
-            driver: Some("overlay".into()),
-            attachable: Some(true),
-            ipam: Some(Ipam {
-                config: Some(vec![IpamConfig {
-                    subnet: Some(subnet.to_string()),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            labels: Some(HashMap::from([(
-                crate::labels::RUN.to_owned(),
-                run.to_owned(),
-            )])),
-            ..Default::default()
-        })
-        .await
-        .with_context(|| {
-            format!(
-                "creating network {name} ({subnet}) on host {}",
-                manager.name()
-            )
-        })?;
-    Ok((response.id, subnet))
+    anyhow::bail!("network {name} was created and removed again while spawn made it; re-run spawn")
 }
 
 #[cfg(test)]

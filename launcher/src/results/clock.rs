@@ -7,7 +7,7 @@
 //! shortest round trip of several, taken at its midpoint) and stores it in the manifest;
 //! `analyze` subtracts the difference per host pair.
 
-use crate::host::Host;
+use crate::engine::host::Host;
 use anyhow::Context;
 use cmesh_common::histogram::LatencyHistogram;
 use std::time::UNIX_EPOCH;
@@ -64,9 +64,7 @@ pub async fn measure(host: &Host) -> anyhow::Result<Offset> {
     let mut best: Option<Offset> = None;
     for _ in 0..SAMPLES {
         let t0 = now_micros();
-        let info = host
-            .docker
-            .info()
+        let info = crate::engine::retry::retry(|| host.engine.info())
             .await
             .with_context(|| format!("reading the clock of host `{}`", host.name()))?;
         let t1 = now_micros();

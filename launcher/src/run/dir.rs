@@ -12,6 +12,7 @@
 
 use crate::error::bad_input;
 use anyhow::Context;
+use cmesh_common::fsutil::write_atomic;
 use cmesh_common::plan::PlanSpec;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -209,10 +210,7 @@ impl RunDir {
     }
 
     pub fn write_manifest(&self, m: &RunManifest) -> anyhow::Result<()> {
-        write_atomic(
-            &self.manifest_path(),
-            serde_json::to_string_pretty(m)?.as_bytes(),
-        )
+        write_json(&self.manifest_path(), m)
     }
 
     /// The run token: read if it exists, else made and written (mode 0600).
@@ -251,14 +249,12 @@ pub fn list_runs(base: &Path) -> Vec<String> {
     runs
 }
 
-/// Writes through a temporary file and a rename: readers never see half a file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
-    ));
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+/// Writes `value` as pretty JSON to `path`, atomically and durably.
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    Ok(write_atomic(
+        path,
+        serde_json::to_string_pretty(value)?.as_bytes(),
+    )?)
 }
 
 #[cfg(test)]

@@ -9,20 +9,20 @@
 //! the prebuilt binary plus `images/<kind>/Dockerfile`, packed with `tar`. The tag is a hash
 //! of the context and the base image id, so an unchanged build is a no-op.
 
+use crate::engine::host::Host;
+use crate::engine::retry::retry;
 use crate::error::bad_input;
-use crate::rundir::{ImageRef, Images};
+use crate::run::dir::{ImageRef, Images};
 use anyhow::Context;
-use bollard::query_parameters::{BuildImageOptionsBuilder, CreateImageOptionsBuilder};
-use bollard::Docker;
-use futures_util::StreamExt;
+use futures_util::TryStreamExt;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-const BASE_DOCKERFILE: &str = include_str!("../../images/base/Dockerfile");
-const BASE_PACKAGES: &str = include_str!("../../images/base/packages");
-const PEER_DOCKERFILE: &str = include_str!("../../images/peer/Dockerfile");
-const COORDINATOR_DOCKERFILE: &str = include_str!("../../images/coordinator/Dockerfile");
+const BASE_DOCKERFILE: &str = include_str!("../../../images/base/Dockerfile");
+const BASE_PACKAGES: &str = include_str!("../../../images/base/packages");
+const PEER_DOCKERFILE: &str = include_str!("../../../images/peer/Dockerfile");
+const COORDINATOR_DOCKERFILE: &str = include_str!("../../../images/coordinator/Dockerfile");
 const DEBIAN_IMAGE: &str = "debian:bookworm-slim";
 const DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
 
@@ -52,18 +52,21 @@ pub fn base_tag() -> String {
     )
 }
 
-/// The id of image `tag` on the engine, if it has it.
-pub async fn image_id(docker: &Docker, tag: &str) -> Option<String> {
-    docker.inspect_image(tag).await.ok().and_then(|i| i.id)
+/// The id of image `tag` on the host's engine, if it has it.
+pub async fn image_id(host: &Host, tag: &str) -> Option<String> {
+    retry(|| host.engine.inspect_image(tag))
+        .await
+        .ok()
+        .map(|i| i.id)
 }
 
 /// Makes sure the base image exists; says which path was taken.
 pub async fn ensure_base(
-    docker: &Docker,
+    builder: &Host,
     given: Option<&str>,
 ) -> anyhow::Result<(ImageRef, BasePath)> {
     if let Some(name) = given {
-        let id = image_id(docker, name).await.ok_or_else(|| {
+        let id = image_id(builder, name).await.ok_or_else(|| {
             bad_input(format!(
                 "--base-image {name} is not on the engine; load it first (docker load -i FILE) or leave out --base-image"
             ))
@@ -77,16 +80,16 @@ pub async fn ensure_base(
         ));
     }
     let tag = base_tag();
-    if let Some(id) = image_id(docker, &tag).await {
+    if let Some(id) = image_id(builder, &tag).await {
         return Ok((ImageRef { tag, id }, BasePath::Present));
     }
-    eprintln!("images: base {tag} not present; pulling {DEBIAN_IMAGE} to build it");
-    let pull_error = match pull_and_build_base(docker, &tag).await {
+    tracing::info!("images: base {tag} not present; pulling {DEBIAN_IMAGE} to build it");
+    let pull_error = match pull_and_build_base(builder, &tag).await {
         Ok(id) => return Ok((ImageRef { tag, id }, BasePath::Pulled)),
         Err(e) => format!("{e:#}"),
     };
-    eprintln!("images: pull failed ({}); building the base from Debian's packages with debootstrap (about a minute)", first_line(&pull_error));
-    match debootstrap_base(docker, &tag).await {
+    tracing::info!("images: pull failed ({}); building the base from Debian's packages with debootstrap (about a minute)", first_line(&pull_error));
+    match debootstrap_base(builder, &tag).await {
         Ok(id) => Ok((ImageRef { tag, id }, BasePath::Debootstrapped)),
         Err(e) => anyhow::bail!(
             "cannot get a base image.\n  present: no image {tag} on the engine\n  pull: {}\n  debootstrap: {e:#}\nFix one of: install debootstrap and run as root (apt-get install debootstrap); make {DEBIAN_IMAGE} pullable; or load an image with iproute2 and iptables and pass --base-image NAME",
@@ -99,24 +102,17 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
 
-async fn pull_and_build_base(docker: &Docker, tag: &str) -> anyhow::Result<String> {
-    let mut pull = docker.create_image(
-        Some(
-            CreateImageOptionsBuilder::default()
-                .from_image(DEBIAN_IMAGE)
-                .build(),
-        ),
-        None,
-        None,
-    );
-    while let Some(item) = pull.next().await {
-        item.with_context(|| format!("pulling {DEBIAN_IMAGE}"))?;
-    }
+async fn pull_and_build_base(builder: &Host, tag: &str) -> anyhow::Result<String> {
+    builder
+        .engine
+        .pull_image(DEBIAN_IMAGE)
+        .await
+        .with_context(|| format!("pulling {DEBIAN_IMAGE}"))?;
     let context = tar_context(&[("Dockerfile", BASE_DOCKERFILE.as_bytes(), 0o644)])?;
-    build(docker, tag, context, HashMap::new()).await
+    build(builder, tag, context, HashMap::new()).await
 }
 
-async fn debootstrap_base(docker: &Docker, tag: &str) -> anyhow::Result<String> {
+async fn debootstrap_base(builder: &Host, tag: &str) -> anyhow::Result<String> {
     let which = tokio::process::Command::new("sh")
         .args(["-c", "command -v debootstrap"])
         .output()
@@ -159,25 +155,17 @@ async fn debootstrap_base(docker: &Docker, tag: &str) -> anyhow::Result<String> 
         .stdout(std::process::Stdio::piped())
         .spawn()
         .context("cannot run tar")?;
-    let stdout = tar.stdout.take().expect("piped stdout");
-    let body = bollard::body_try_stream(tokio_util::io::ReaderStream::new(stdout));
-    let (repo, version) = tag.split_once(':').expect("tags have a colon");
-    let mut import = docker.create_image(
-        Some(
-            CreateImageOptionsBuilder::default()
-                .from_src("-")
-                .repo(repo)
-                .tag(version)
-                .build(),
-        ),
-        Some(body),
-        None,
-    );
-    while let Some(item) = import.next().await {
-        item.context("importing the root filesystem")?;
-    }
+    let stdout = tar.stdout.take().context("tar gave no output pipe")?;
+    let body = tokio_util::io::ReaderStream::new(stdout)
+        .map_err(|e| crate::engine::EngineError::Other(format!("reading tar's output: {e}")));
+    let (repo, version) = tag.split_once(':').unwrap_or((tag, "latest"));
+    builder
+        .engine
+        .import_rootfs(repo, version, Box::pin(body))
+        .await
+        .context("importing the root filesystem")?;
     tar.wait().await?;
-    image_id(docker, tag)
+    image_id(builder, tag)
         .await
         .ok_or_else(|| anyhow::anyhow!("the imported image {tag} is not on the engine"))
 }
@@ -197,34 +185,17 @@ pub fn tar_context(files: &[(&str, &[u8], u32)]) -> anyhow::Result<Vec<u8>> {
 }
 
 pub async fn build(
-    docker: &Docker,
+    builder: &Host,
     tag: &str,
     context: Vec<u8>,
     args: HashMap<String, String>,
 ) -> anyhow::Result<String> {
-    let options = BuildImageOptionsBuilder::default()
-        .dockerfile("Dockerfile")
-        .t(tag)
-        .rm(true)
-        .forcerm(true)
-        .buildargs(&args)
-        .build();
-    let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
-    let mut log = Vec::new();
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(info) => {
-                if let Some(s) = info.stream {
-                    log.push(s);
-                }
-                if let Some(e) = info.error_detail.and_then(|d| d.message) {
-                    anyhow::bail!("building {tag} failed: {e}\n{}", log.concat());
-                }
-            }
-            Err(e) => anyhow::bail!("building {tag} failed: {e}\n{}", log.concat()),
-        }
-    }
-    image_id(docker, tag)
+    builder
+        .engine
+        .build_image(tag, context.into(), &args)
+        .await
+        .with_context(|| format!("building {tag} on host `{}`", builder.name()))?;
+    image_id(builder, tag)
         .await
         .ok_or_else(|| anyhow::anyhow!("built {tag}, but the engine does not list it"))
 }
@@ -263,7 +234,7 @@ pub fn bin_dir(flag: Option<&Path>) -> PathBuf {
 
 /// Builds (or finds) the image for `kind`; returns it and whether it was built now.
 pub async fn ensure_app(
-    docker: &Docker,
+    builder: &Host,
     kind: AppImage,
     bins: &Path,
     base: &ImageRef,
@@ -281,7 +252,7 @@ pub async fn ensure_app(
         (kind.binary(), binary.as_slice(), 0o755),
     ];
     ensure_on_base(
-        docker,
+        builder,
         &format!("cmesh-{}", kind.binary()),
         &files,
         base,
@@ -295,7 +266,7 @@ pub async fn ensure_app(
 /// files' contents and the base's id, so an unchanged image is found, not rebuilt.
 /// `announce` is printed before a build. Returns the image and whether it was built now.
 pub async fn ensure_on_base(
-    docker: &Docker,
+    builder: &Host,
     repo: &str,
     files: &[(&str, &[u8], u32)],
     base: &ImageRef,
@@ -304,45 +275,46 @@ pub async fn ensure_on_base(
     let mut parts: Vec<&[u8]> = files.iter().map(|(_, bytes, _)| *bytes).collect();
     parts.push(base.id.as_bytes());
     let tag = format!("{repo}:{}", short_hash(&parts));
-    if let Some(id) = image_id(docker, &tag).await {
+    if let Some(id) = image_id(builder, &tag).await {
         return Ok((ImageRef { tag, id }, false));
     }
     if let Some(message) = announce {
-        eprintln!("{message}: building {tag}");
+        tracing::info!("{message}: building {tag}");
     }
     let args = HashMap::from([("BASE_IMAGE".to_owned(), base.tag.clone())]);
-    let id = build(docker, &tag, tar_context(files)?, args).await?;
+    let id = build(builder, &tag, tar_context(files)?, args).await?;
     Ok((ImageRef { tag, id }, true))
 }
 
 /// True if the engine still has every image of `images`, by id.
-pub async fn present(docker: &Docker, images: &Images) -> bool {
+pub async fn present(builder: &Host, images: &Images) -> bool {
     for i in [&images.base, &images.peer, &images.coordinator] {
-        if image_id(docker, &i.tag).await.as_deref() != Some(i.id.as_str()) {
+        if image_id(builder, &i.tag).await.as_deref() != Some(i.id.as_str()) {
             return false;
         }
     }
     true
 }
 
-/// Every image a run needs, on `docker`; prints what it did.
+/// Every image a run needs, on the `builder` host; prints what it did.
 pub async fn ensure_all(
-    docker: &Docker,
+    builder: &Host,
     bins: &Path,
     base_image: Option<&str>,
 ) -> anyhow::Result<Images> {
-    let (base, path) = ensure_base(docker, base_image).await?;
+    let (base, path) = ensure_base(builder, base_image).await?;
     let how = match path {
         BasePath::Present => "present",
         BasePath::Pulled => "built on a pulled Debian image",
         BasePath::Debootstrapped => "built from Debian's packages (debootstrap)",
         BasePath::Given => "given with --base-image",
     };
-    eprintln!("images: base {} ({how})", base.tag);
-    let (peer, built_peer) = ensure_app(docker, AppImage::Peer, bins, &base).await?;
-    let (coordinator, built_coord) = ensure_app(docker, AppImage::Coordinator, bins, &base).await?;
+    tracing::info!("images: base {} ({how})", base.tag);
+    let (peer, built_peer) = ensure_app(builder, AppImage::Peer, bins, &base).await?;
+    let (coordinator, built_coord) =
+        ensure_app(builder, AppImage::Coordinator, bins, &base).await?;
     for (image, built) in [(&peer, built_peer), (&coordinator, built_coord)] {
-        eprintln!(
+        tracing::info!(
             "images: {} ({})",
             image.tag,
             if built { "built" } else { "up to date" }

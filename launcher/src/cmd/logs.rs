@@ -1,9 +1,8 @@
 //! `launcher logs`: container logs, prefixed with the container name when several are
 //! shown; `-f` follows them.
 
-use crate::live::LiveRun;
-use crate::rundir::RunDir;
-use bollard::query_parameters::LogsOptionsBuilder;
+use crate::run::dir::RunDir;
+use crate::run::live::LiveRun;
 use futures_util::StreamExt;
 use std::io::Write;
 
@@ -11,6 +10,7 @@ use std::io::Write;
 /// container name) or of all containers of the run.
 pub async fn logs(run: &RunDir, peer: Option<&str>, follow: bool) -> anyhow::Result<()> {
     let live = LiveRun::load(run).await?;
+    live.require_all_hosts()?;
     let mut names = live.containers();
     if let Some(p) = peer {
         let full = if p.starts_with(&format!("{}-", run.id)) {
@@ -28,21 +28,20 @@ pub async fn logs(run: &RunDir, peer: Option<&str>, follow: bool) -> anyhow::Res
     }
     let prefix = names.len() > 1;
     let streams = names.into_iter().map(|(name, h)| {
-        let docker = live.hosts[h].docker.clone();
-        let opts = LogsOptionsBuilder::default()
-            .stdout(true)
-            .stderr(true)
-            .follow(follow)
-            .build();
-        docker
-            .logs(&name, Some(opts))
+        let options = crate::engine::LogOptions {
+            follow,
+            timestamps: false,
+        };
+        live.hosts[h]
+            .engine
+            .logs(&name, options)
             .map(move |chunk| (name.clone(), chunk))
             .boxed()
     });
     let mut merged = futures_util::stream::select_all(streams);
     let stdout = std::io::stdout();
     while let Some((name, chunk)) = merged.next().await {
-        let text = chunk?.to_string();
+        let text = String::from_utf8_lossy(&chunk?).into_owned();
         let mut out = stdout.lock();
         for line in text.lines() {
             if prefix {

@@ -13,9 +13,10 @@
 //! Every action is appended to `runs/<id>/chaos.jsonl`, which `analyze` reads, and shows
 //! in `analysis/summary.md` under Faults.
 
+use crate::engine::host::{Connector, Host};
 use crate::error::bad_input;
-use crate::host::Host;
-use crate::rundir::{RunDir, RunManifest};
+use crate::faults::containers::{on_containers, Op};
+use crate::run::dir::{RunDir, RunManifest};
 use cmesh_common::faults::{self, FaultSpec};
 use cmesh_common::protocol::{ChaosAction, ChaosRequest, ErrorBody};
 use serde::{Deserialize, Serialize};
@@ -161,13 +162,13 @@ pub fn request(order: &ChaosOrder, run_id: &str) -> anyhow::Result<ChaosRequest>
 }
 
 /// The running coordinator of `run`: its API base and the token.
-async fn coordinator(
+pub(crate) async fn coordinator(
     run: &RunDir,
     manifest: &RunManifest,
     hosts: &[Host],
 ) -> anyhow::Result<(String, String)> {
-    let manager = crate::host::manager(hosts);
-    crate::status::coordinator_api(manager, run, &manifest.coordinator.name)
+    let manager = crate::engine::host::manager(hosts)?;
+    crate::cmd::status::coordinator_api(manager, run, &manifest.coordinator.name)
         .await
         .map_err(|e| {
             bad_input(format!(
@@ -178,7 +179,11 @@ async fn coordinator(
 }
 
 /// Records `req` with the coordinator; a refusal (4xx) is bad input.
-async fn post(base: &str, token: &str, req: &ChaosRequest) -> anyhow::Result<ChaosAction> {
+pub(crate) async fn post(
+    base: &str,
+    token: &str,
+    req: &ChaosRequest,
+) -> anyhow::Result<ChaosAction> {
     let response = reqwest::Client::new()
         .post(format!("{base}/v1/chaos"))
         .header(cmesh_common::token::HEADER, token)
@@ -207,7 +212,10 @@ async fn post(base: &str, token: &str, req: &ChaosRequest) -> anyhow::Result<Cha
 pub async fn chaos(run: &RunDir, order: &ChaosOrder) -> anyhow::Result<ChaosRecord> {
     let req = request(order, &run.id)?;
     let manifest = run.read_manifest()?;
-    let hosts = crate::host::connect_all(&manifest.hosts_file()).await?;
+    let hosts = Connector::Docker
+        .connect_all(&manifest.hosts_file())
+        .await
+        .require_all()?;
     let (base, token) = coordinator(run, &manifest, &hosts).await?;
     let action = post(&base, &token, &req).await?;
     let mut record = ChaosRecord {
@@ -230,7 +238,7 @@ pub async fn chaos(run: &RunDir, order: &ChaosOrder) -> anyhow::Result<ChaosReco
             record.by = "docker".into();
             record.errors = on_containers(&manifest, &hosts, &record.action.peers, Op::Pause).await;
             let hold = Duration::from_millis(record.action.fault.for_ms.unwrap_or(0));
-            eprintln!(
+            tracing::info!(
                 "chaos: {} paused {} peers; unpausing in {:.0?} (Ctrl-C unpauses now)",
                 record.action.id,
                 record.action.peers.len(),
@@ -238,7 +246,7 @@ pub async fn chaos(run: &RunDir, order: &ChaosOrder) -> anyhow::Result<ChaosReco
             );
             tokio::select! {
                 _ = tokio::time::sleep(hold) => {}
-                _ = tokio::signal::ctrl_c() => eprintln!("chaos: interrupted; unpausing"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("chaos: interrupted; unpausing"),
             }
             let errors = on_containers(&manifest, &hosts, &record.action.peers, Op::Unpause).await;
             record.errors.extend(errors);
@@ -250,262 +258,7 @@ pub async fn chaos(run: &RunDir, order: &ChaosOrder) -> anyhow::Result<ChaosReco
     Ok(record)
 }
 
-/// A plan's kills, pauses and restarts, which peers cannot do to themselves: `launcher wait` (and
-/// so `run`) carries them out through the Docker API at their times, recorded with the
-/// coordinator under the plan's names (`plan#N`) like chaos actions.
-pub struct PlannedDocker {
-    /// (due, unix ms; fault index; what): soonest last.
-    steps: Vec<(u64, usize, Step)>,
-    pending: Vec<(usize, faults::Fault)>,
-    groups: BTreeMap<String, String>,
-    specs: Vec<FaultSpec>,
-    started: bool,
-    records: BTreeMap<usize, ChaosRecord>,
-    /// The coordinator's API and token, once found (asked once, not every tick).
-    api: Option<(String, String)>,
-}
-
-#[derive(Clone, Debug)]
-enum Step {
-    Start,
-    Unpause,
-}
-
-impl PlannedDocker {
-    /// The plan's Docker-side faults, if it has any.
-    pub fn new(spec: &cmesh_common::plan::PlanSpec) -> anyhow::Result<Option<PlannedDocker>> {
-        let (_, checked) = spec.checked_faults().map_err(bad_input)?;
-        let pending: Vec<(usize, faults::Fault)> = checked
-            .into_iter()
-            .enumerate()
-            .filter(|(_, f)| f.action.is_docker())
-            .collect();
-        Ok((!pending.is_empty()).then(|| PlannedDocker {
-            steps: Vec::new(),
-            pending,
-            groups: spec.groups.clone(),
-            specs: spec.faults.clone(),
-            started: false,
-            records: BTreeMap::new(),
-            api: None,
-        }))
-    }
-
-    /// Carries out what is due; returns how long until the next step (`None`: nothing
-    /// left). Before the plan's start is known (the coordinator has not planned yet) it
-    /// asks again on the next call.
-    pub async fn tick(
-        &mut self,
-        run: &RunDir,
-        manifest: &RunManifest,
-        hosts: &[Host],
-    ) -> anyhow::Result<Option<Duration>> {
-        if self.started && self.steps.is_empty() {
-            return Ok(None);
-        }
-        if self.api.is_none() {
-            match coordinator(run, manifest, hosts).await {
-                Ok(c) => self.api = Some(c),
-                // The coordinator is gone: the run is over; nothing more can be done.
-                Err(_) if self.started => return Ok(None),
-                Err(_) => return Ok(Some(Duration::from_secs(1))),
-            }
-        }
-        let (base, token) = self.api.clone().expect("set above");
-        if !self.started {
-            let Some(start) = plan_start(&base, &token, manifest).await else {
-                return Ok(Some(Duration::from_secs(1)));
-            };
-            for (i, f) in std::mem::take(&mut self.pending) {
-                self.steps.push((start + f.at_ms, i, Step::Start));
-            }
-            self.started = true;
-        }
-        self.steps.sort_by_key(|s| std::cmp::Reverse(s.0));
-        while let Some(&(due, i, _)) = self.steps.last() {
-            if due > cmesh_common::unix_millis() {
-                break;
-            }
-            let (_, _, step) = self.steps.pop().expect("peeked");
-            match step {
-                Step::Start => {
-                    let req = ChaosRequest {
-                        fault: self.specs[i].clone(),
-                        groups: self.groups.clone(),
-                        seed: None,
-                        id: Some(format!("plan#{}", i + 1)),
-                    };
-                    let action = match post(&base, &token, &req).await {
-                        Ok(a) => a,
-                        Err(e) => {
-                            // Already done (a re-run of wait), or the run moved on.
-                            eprintln!("wait: plan#{} not carried out: {e:#}", i + 1);
-                            continue;
-                        }
-                    };
-                    let op = match action.fault.action {
-                        faults::Action::Kill => Op::Kill,
-                        faults::Action::Restart => Op::Restart,
-                        _ => Op::Pause,
-                    };
-                    let errors = on_containers(manifest, hosts, &action.peers, op).await;
-                    eprintln!(
-                        "wait: {} {} on {} peers",
-                        action.id,
-                        action.fault.action.name(),
-                        action.peers.len()
-                    );
-                    if let (Op::Pause, Some(d)) = (op, action.fault.for_ms) {
-                        self.steps
-                            .push((cmesh_common::unix_millis() + d, i, Step::Unpause));
-                        self.steps.sort_by_key(|s| std::cmp::Reverse(s.0));
-                    }
-                    let record = ChaosRecord {
-                        by: "docker".into(),
-                        until_unix_ms: None,
-                        errors,
-                        action,
-                    };
-                    if op != Op::Pause || record.action.fault.for_ms.is_none() {
-                        append(run, &record)?;
-                    }
-                    self.records.insert(i, record);
-                }
-                Step::Unpause => {
-                    if let Some(mut record) = self.records.remove(&i) {
-                        let errors =
-                            on_containers(manifest, hosts, &record.action.peers, Op::Unpause).await;
-                        record.errors.extend(errors);
-                        record.until_unix_ms = Some(cmesh_common::unix_millis());
-                        append(run, &record)?;
-                    }
-                }
-            }
-        }
-        Ok(self.steps.last().map(|(due, _, _)| {
-            Duration::from_millis(due.saturating_sub(cmesh_common::unix_millis()))
-        }))
-    }
-
-    /// Unpauses what is still paused (wait is ending, or was interrupted).
-    pub async fn release(&mut self, run: &RunDir, manifest: &RunManifest, hosts: &[Host]) {
-        for (_, mut record) in std::mem::take(&mut self.records) {
-            if record.action.fault.action == faults::Action::Pause {
-                let errors =
-                    on_containers(manifest, hosts, &record.action.peers, Op::Unpause).await;
-                record.errors.extend(errors);
-                record.until_unix_ms = Some(cmesh_common::unix_millis());
-                let _ = append(run, &record);
-            }
-        }
-    }
-}
-
-/// The plan's common start, once the coordinator has made the plan.
-async fn plan_start(base: &str, token: &str, manifest: &RunManifest) -> Option<u64> {
-    let peer = &manifest.peers.first()?.name;
-    let response = reqwest::Client::new()
-        .get(format!("{base}/v1/plan"))
-        .query(&[("peer", peer)])
-        .header(cmesh_common::token::HEADER, token)
-        // The plan long-polls; a short wait is enough here, the caller asks again.
-        .timeout(Duration::from_secs(3))
-        .send()
-        .await
-        .ok()?;
-    if response.status() != reqwest::StatusCode::OK {
-        return None;
-    }
-    let plan: cmesh_common::plan::ExecutionPlan = response.json().await.ok()?;
-    Some(plan.start_at_unix_ms)
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Op {
-    Kill,
-    Pause,
-    Unpause,
-    /// SIGKILL, then start the same container again.
-    Restart,
-}
-
-/// Does `op` to each named container on its host, all at once; returns the failures.
-async fn on_containers(
-    manifest: &RunManifest,
-    hosts: &[Host],
-    names: &[String],
-    op: Op,
-) -> BTreeMap<String, String> {
-    let jobs = names.iter().map(|name| async move {
-        let host_name = manifest
-            .peers
-            .iter()
-            .find(|p| &p.name == name)
-            .map(|p| p.host.clone());
-        let Some(host) = hosts
-            .iter()
-            .find(|h| Some(&h.spec.name) == host_name.as_ref())
-        else {
-            return Some((name.clone(), "not in the run's manifest".to_owned()));
-        };
-        let d = &host.docker;
-        let result = match op {
-            Op::Kill => d
-                .kill_container(
-                    name,
-                    Some(bollard::query_parameters::KillContainerOptions {
-                        signal: "SIGKILL".into(),
-                    }),
-                )
-                .await
-                .map(|_| ()),
-            Op::Pause => d.pause_container(name).await.map(|_| ()),
-            Op::Restart => {
-                let killed = d
-                    .kill_container(
-                        name,
-                        Some(bollard::query_parameters::KillContainerOptions {
-                            signal: "SIGKILL".into(),
-                        }),
-                    )
-                    .await;
-                match killed {
-                    Ok(()) => d
-                        .start_container(
-                            name,
-                            None::<bollard::query_parameters::StartContainerOptions>,
-                        )
-                        .await
-                        .map(|_| ()),
-                    Err(e) => Err(e),
-                }
-            }
-            Op::Unpause => d.unpause_container(name).await.map(|_| ()),
-        };
-        match result {
-            Ok(()) => None,
-            // Already done (re-running after an interruption) is fine.
-            Err(e)
-                if e.to_string().contains("is already paused")
-                    || e.to_string().contains("is not paused")
-                    || e.to_string().contains("is not running") =>
-            {
-                None
-            }
-            Err(e) => Some((
-                name.clone(),
-                format!("{op:?} on host `{}`: {e}", host.spec.name).to_lowercase(),
-            )),
-        }
-    });
-    futures_util::future::join_all(jobs)
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
-}
-
-fn append(run: &RunDir, record: &ChaosRecord) -> anyhow::Result<()> {
+pub(crate) fn append(run: &RunDir, record: &ChaosRecord) -> anyhow::Result<()> {
     let path = run.path.join(CHAOS_FILE);
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -544,11 +297,13 @@ pub fn killed(records: &[ChaosRecord]) -> BTreeMap<String, String> {
 }
 
 /// What `analyze` lines up with the peers' own records: the Docker-side actions.
-pub fn external_actions(records: &[ChaosRecord]) -> Vec<crate::impairment::ExternalAction> {
+pub fn external_actions(
+    records: &[ChaosRecord],
+) -> Vec<crate::results::impairment::ExternalAction> {
     records
         .iter()
         .filter(|r| r.by == "docker")
-        .map(|r| crate::impairment::ExternalAction {
+        .map(|r| crate::results::impairment::ExternalAction {
             id: r.action.id.clone(),
             action: r.action.fault.action.name().into(),
             peers: r.action.peers.len() - r.errors.len().min(r.action.peers.len()),

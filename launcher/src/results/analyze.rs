@@ -12,9 +12,10 @@
 //! Writes `analysis/summary.json` (documented in docs/report-format.md) and
 //! `analysis/summary.md`.
 
-use crate::extract::{self, ReportState};
-use crate::impairment::Impairment;
-use crate::rundir::{write_atomic, RunDir};
+use crate::results::extract::{self, ReportState};
+use crate::results::impairment::Impairment;
+use crate::run::dir::RunDir;
+use cmesh_common::fsutil::write_atomic;
 use cmesh_common::histogram::{LatencyHistogram, LatencySummary};
 use cmesh_common::report::{Outcome, PeerReport};
 use serde::{Deserialize, Serialize};
@@ -112,7 +113,7 @@ pub fn summarize(
     reports: &BTreeMap<String, PeerReport>,
     missing: &BTreeMap<String, String>,
     clock_offsets_ms: &BTreeMap<String, f64>,
-    chaos: &[crate::chaos::ChaosRecord],
+    chaos: &[crate::faults::chaos::ChaosRecord],
 ) -> Summary {
     let mut latency = LatencyHistogram::new();
     let by_pair = host_pairs(reports, clock_offsets_ms);
@@ -120,7 +121,7 @@ pub fn summarize(
     let mut failed = Vec::new();
     let mut per_peer = Vec::new();
     let mut delivered = 0u64;
-    let killed_on_purpose = crate::chaos::killed(chaos);
+    let killed_on_purpose = crate::faults::chaos::killed(chaos);
     let mut killed = Vec::new();
     for name in peers {
         if let (None, Some(id)) = (reports.get(name), killed_on_purpose.get(name)) {
@@ -232,7 +233,10 @@ pub fn summarize(
         latency_by_host_pair: if multi_host { pairs } else { Vec::new() },
         totals,
         per_peer,
-        impairment: crate::impairment::merge(reports, &crate::chaos::external_actions(chaos)),
+        impairment: crate::results::impairment::merge(
+            reports,
+            &crate::faults::chaos::external_actions(chaos),
+        ),
     }
 }
 
@@ -263,8 +267,11 @@ fn host_pairs(
                 (Some(r), Some(o)) => r - o,
                 _ => 0.0,
             };
-            let fixed =
-                crate::clock::shift(&h, neg.as_ref(), (correction_ms * 1000.0).round() as i64);
+            let fixed = crate::results::clock::shift(
+                &h,
+                neg.as_ref(),
+                (correction_ms * 1000.0).round() as i64,
+            );
             out.entry((origin.clone(), reader.clone()))
                 .or_insert_with(|| (correction_ms, LatencyHistogram::new()))
                 .1
@@ -356,7 +363,7 @@ pub fn to_markdown(s: &Summary) -> String {
             100.0 * (1.0 - s.totals.delta_sync_bytes as f64 / s.totals.full_resend_bytes as f64)
         ));
     }
-    out.push_str(&crate::impairment::to_markdown(&s.impairment));
+    out.push_str(&crate::results::impairment::to_markdown(&s.impairment));
     if !s.peers_failed.is_empty() {
         out.push_str("\n## Failed peers\n\n| peer | reason |\n|---|---|\n");
         for f in &s.peers_failed {
@@ -409,7 +416,7 @@ pub fn analyze(run: &RunDir) -> anyhow::Result<Summary> {
     for entry in index
         .containers
         .iter()
-        .filter(|c| c.role == crate::labels::ROLE_PEER)
+        .filter(|c| c.role == crate::run::labels::ROLE_PEER)
     {
         if entry.report != ReportState::Complete {
             missing.insert(
@@ -439,7 +446,7 @@ pub fn analyze(run: &RunDir) -> anyhow::Result<Summary> {
         &reports,
         &missing,
         &manifest.clock_offsets_ms,
-        &crate::chaos::read(run),
+        &crate::faults::chaos::read(run),
     );
     std::fs::create_dir_all(run.analysis_dir())?;
     write_atomic(
@@ -520,7 +527,7 @@ mod tests {
         let mut reports = BTreeMap::new();
         reports.insert("a".into(), report("a", &["b", "c"], &[100, 200]));
         reports.insert("b".into(), report("b", &["a", "c"], &[300, 300]));
-        let kill: crate::chaos::ChaosRecord = serde_json::from_value(serde_json::json!({
+        let kill: crate::faults::chaos::ChaosRecord = serde_json::from_value(serde_json::json!({
             "action": {
                 "seq": 1, "id": "plan#1", "at_unix_ms": 5,
                 "fault": {"at_ms": 0, "for_ms": null, "peers": "all", "to": null, "action": "kill"},

@@ -21,14 +21,18 @@
 //! fetched again: an interrupted extract is completed by running it again.
 //! `extract.json` indexes every container with its checksums, sizes and outcome.
 
-use crate::host::Host;
-use crate::live::LiveRun;
-use crate::rundir::{write_atomic, RunDir};
-use crate::scratch::with_scratch;
-use crate::spawn::{report_dir, reports_volume, REPORTS_DIR};
-use crate::{labels, tasks, wait};
+use crate::cmd::wait;
+use crate::engine::host::{Connector, Host};
+use crate::engine::retry::retry;
+use crate::engine::{ContainerState, Engine, LogOptions};
+use crate::run::dir::RunDir;
+use crate::run::labels;
+use crate::run::live::LiveRun;
+use crate::run::names::{report_dir, reports_volume, REPORTS_DIR};
+use crate::run::scratch::with_scratch;
+use crate::tasks;
 use anyhow::Context;
-use bollard::query_parameters::{DownloadFromContainerOptionsBuilder, LogsOptionsBuilder};
+use cmesh_common::fsutil::write_atomic;
 use flate2::write::GzEncoder;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -66,8 +70,8 @@ pub struct ContainerEntry {
     pub host: String,
     pub role: String,
     pub index: u32,
-    /// Docker's state when extracted: `exited`, `running`, …
-    pub state: String,
+    /// The engine's state when extracted: `exited`, `running`, …
+    pub state: ContainerState,
     pub exit_code: Option<i64>,
     pub oom_killed: bool,
     pub report: ReportState,
@@ -93,26 +97,34 @@ fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn gzip(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    enc.write_all(bytes)?;
-    Ok(enc.finish()?)
+/// Gzips `bytes` off the async threads.
+async fn gzip(bytes: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+    tasks::cpu(move || {
+        let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&bytes)?;
+        Ok(enc.finish()?)
+    })
+    .await
 }
 
-fn save(
+/// Writes `bytes` to `dir/name` (atomically and durably) and records its checksum, off
+/// the async threads.
+async fn save(
     dir: &Path,
     name: &str,
-    bytes: &[u8],
+    bytes: Vec<u8>,
     files: &mut BTreeMap<String, FileEntry>,
 ) -> anyhow::Result<()> {
-    write_atomic(&dir.join(name), bytes)?;
-    files.insert(
-        name.to_owned(),
-        FileEntry {
-            sha256: sha256(bytes),
+    let path = dir.join(name);
+    let entry = tasks::cpu(move || {
+        write_atomic(&path, &bytes)?;
+        Ok(FileEntry {
+            sha256: sha256(&bytes),
             bytes: bytes.len() as u64,
-        },
-    );
+        })
+    })
+    .await?;
+    files.insert(name.to_owned(), entry);
     Ok(())
 }
 
@@ -127,16 +139,9 @@ pub fn verify(dir: &Path, entry: &ContainerEntry) -> bool {
 
 /// Downloads the archive of `path` in container `name`: the bytes so far, and the error
 /// that stopped it, if any.
-async fn download(docker: &bollard::Docker, name: &str, path: &str) -> (Vec<u8>, Option<String>) {
+async fn download(engine: &dyn Engine, name: &str, path: &str) -> (Vec<u8>, Option<String>) {
     let mut archive = Vec::new();
-    let mut download = docker.download_from_container(
-        name,
-        Some(
-            DownloadFromContainerOptionsBuilder::default()
-                .path(path)
-                .build(),
-        ),
-    );
+    let mut download = engine.download(name, path);
     while let Some(chunk) = download.next().await {
         match chunk {
             Ok(bytes) => archive.extend_from_slice(&bytes),
@@ -159,22 +164,25 @@ async fn fetch_reports(
     image: &str,
     names: &[String],
 ) -> anyhow::Result<HashMap<String, Vec<u8>>> {
-    let docker = &host.docker;
     let volume = reports_volume(run);
-    if docker.inspect_volume(&volume).await.is_err() {
+    if !retry(|| host.engine.volume_exists(&volume))
+        .await
+        .unwrap_or(false)
+    {
         return Ok(HashMap::new());
     }
     let helper = format!("{run}-extract");
     let binds = vec![format!("{volume}:{REPORTS_DIR}:ro")];
-    let fetched = with_scratch(host, &helper, image, binds, || async {
-        let (archive, error) = download(docker, &helper, REPORTS_DIR).await;
+    let labels = [(labels::RUN, run)];
+    let fetched = with_scratch(host, &helper, image, binds, &labels, || async {
+        let (archive, error) = download(host.engine.as_ref(), &helper, REPORTS_DIR).await;
         if let Some(e) = error {
             anyhow::bail!(
                 "fetching reports through {helper} on host {}: {e}",
                 host.name()
             );
         }
-        split_reports(&archive)
+        tasks::cpu(move || split_reports(&archive)).await
     })
     .await;
     let mut all = fetched?;
@@ -241,7 +249,7 @@ fn already_extracted(dir: &Path) -> Option<ContainerEntry> {
     std::fs::read_to_string(dir.join("meta.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<ContainerEntry>(&t).ok())
-        .filter(|e| e.state != "running" && verify(dir, e))
+        .filter(|e| e.state != ContainerState::Running && verify(dir, e))
 }
 
 async fn extract_one(
@@ -255,34 +263,18 @@ async fn extract_one(
         return Ok((entry, false));
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let docker = &host.docker;
     let where_ = format!("container {name} on host {}", host.name());
-    let info = tasks::retry(|| {
-        docker.inspect_container(
-            name,
-            None::<bollard::query_parameters::InspectContainerOptions>,
-        )
-    })
-    .await
-    .with_context(|| format!("inspecting {where_}"))?;
-    let state = info.state.clone().unwrap_or_default();
-    let labels_ = info
-        .config
-        .as_ref()
-        .and_then(|c| c.labels.clone())
-        .unwrap_or_default();
-    let role = labels_.get(labels::ROLE).cloned().unwrap_or_default();
-    let index = labels_
+    let info = retry(|| host.engine.inspect_container(name))
+        .await
+        .with_context(|| format!("inspecting {where_}"))?;
+    let role = info.labels.get(labels::ROLE).cloned().unwrap_or_default();
+    let index = info
+        .labels
         .get(labels::INDEX)
         .and_then(|i| i.parse().ok())
         .unwrap_or(0);
-    let status = state.status.map(|s| s.to_string()).unwrap_or_default();
-    let exit_code = if status == "running" {
-        None
-    } else {
-        state.exit_code
-    };
-    let oom = state.oom_killed.unwrap_or(false);
+    let status = info.state();
+    let (exit_code, oom) = (info.exit_code, info.oom_killed);
     let mut files = BTreeMap::new();
 
     let inspect = serde_json::json!({
@@ -290,47 +282,48 @@ async fn extract_one(
         "id": info.id,
         "image": info.image,
         "host": host.name(),
-        "labels": labels_,
+        "labels": info.labels,
         "state": {
             "status": status,
             "exit_code": exit_code,
             "oom_killed": oom,
-            "error": state.error,
-            "started_at": state.started_at,
-            "finished_at": state.finished_at,
+            "error": info.error,
+            "started_at": info.started_at,
+            "finished_at": info.finished_at,
         },
         "restart_count": info.restart_count,
     });
     save(
         &dir,
         "inspect.json",
-        serde_json::to_string_pretty(&inspect)?.as_bytes(),
+        serde_json::to_string_pretty(&inspect)?.into_bytes(),
         &mut files,
-    )?;
+    )
+    .await?;
 
     let mut logs = Vec::new();
-    let mut stream = docker.logs(
+    let mut stream = host.engine.logs(
         name,
-        Some(
-            LogsOptionsBuilder::default()
-                .stdout(true)
-                .stderr(true)
-                .timestamps(true)
-                .build(),
-        ),
+        LogOptions {
+            follow: false,
+            timestamps: true,
+        },
     );
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.with_context(|| format!("reading the logs of {where_}"))?;
         logs.extend_from_slice(chunk.as_ref());
     }
-    save(&dir, "logs.txt.gz", &gzip(&logs)?, &mut files)?;
+    save(&dir, "logs.txt.gz", gzip(logs).await?, &mut files).await?;
 
     let (archive, download_error) = match prefetched {
         Some(bytes) => (bytes.as_ref().clone(), None),
         // Not in the volume's archive: ask the container itself.
-        None => match download(docker, name, &report_dir(name)).await {
+        None => match download(host.engine.as_ref(), name, &report_dir(name)).await {
             (bytes, None) => (
-                split_reports(&bytes)?.remove(name).unwrap_or_default(),
+                tasks::cpu(move || split_reports(&bytes))
+                    .await?
+                    .remove(name)
+                    .unwrap_or_default(),
                 None,
             ),
             (_, error) => (Vec::new(), error),
@@ -343,7 +336,13 @@ async fn extract_one(
             Some(format!("cannot fetch its report directory: {e}")),
         ),
         None => {
-            save(&dir, "report.tar.gz", &gzip(&archive)?, &mut files)?;
+            save(
+                &dir,
+                "report.tar.gz",
+                gzip(archive.clone()).await?,
+                &mut files,
+            )
+            .await?;
             let has = tar::Archive::new(archive.as_slice())
                 .entries()
                 .map(|mut es| {
@@ -372,8 +371,9 @@ async fn extract_one(
         exit_code,
         oom_killed: oom,
         killed_by: None,
+        unreachable: None,
     };
-    if status == "running" {
+    if status == ContainerState::Running {
         reason = Some(format!(
             "{}still running when extracted; run `launcher wait`, then extract again",
             reason.map(|r| format!("{r}; ")).unwrap_or_default()
@@ -396,10 +396,7 @@ async fn extract_one(
         reason,
         files,
     };
-    write_atomic(
-        &dir.join("meta.json"),
-        serde_json::to_string_pretty(&entry)?.as_bytes(),
-    )?;
+    crate::run::dir::write_json(&dir.join("meta.json"), &entry)?;
     Ok((entry, true))
 }
 
@@ -410,9 +407,20 @@ pub struct Extracted {
     pub verified: usize,
 }
 
-/// Extracts every container of the run.
-pub async fn extract(run: &RunDir, concurrency: usize) -> anyhow::Result<Extracted> {
-    let live = LiveRun::load(run).await?;
+/// Extracts every container of the run, from real engines.
+pub async fn extract(run: &RunDir, per_host: usize) -> anyhow::Result<Extracted> {
+    extract_with(&Connector::Docker, run, per_host).await
+}
+
+/// Extracts every container of the run on the hosts `connector` reaches, `per_host` at
+/// a time on each host. A container that cannot be extracted (its host lost, say) is
+/// listed in `errors` with the reason; the others are extracted all the same.
+pub async fn extract_with(
+    connector: &Connector,
+    run: &RunDir,
+    per_host: usize,
+) -> anyhow::Result<Extracted> {
+    let live = LiveRun::load_with(connector, run).await?;
     let (manifest, hosts, states) = (&live.manifest, &live.hosts, &live.states);
     let names = live.containers();
     // Reports of the containers that need fetching, one archive per host, every host at
@@ -437,17 +445,17 @@ pub async fn extract(run: &RunDir, concurrency: usize) -> anyhow::Result<Extract
         match fetched {
             Ok(map) => prefetched.extend(map.into_iter().map(|(k, v)| (k, std::sync::Arc::new(v)))),
             // Each container then falls back to its own archive.
-            Err(e) => eprintln!("extract: {e:#}; fetching reports one by one"),
+            Err(e) => tracing::warn!("extract: {e:#}; fetching reports one by one"),
         }
     }
-    let items: Vec<(String, usize, Option<SharedArchive>)> = names
+    let items: Vec<(usize, (String, Option<SharedArchive>))> = names
         .into_iter()
         .map(|(n, h)| {
             let pre = prefetched.remove(&n);
-            (n, h, pre)
+            (h, (n, pre))
         })
         .collect();
-    let results = tasks::for_each("extract", items, concurrency, |(name, h, pre)| {
+    let results = tasks::for_each_on_hosts("extract", items, per_host, |h, (name, pre)| {
         let host = &hosts[h];
         async move { extract_one(host, run, &name, pre).await }
     })
@@ -455,7 +463,7 @@ pub async fn extract(run: &RunDir, concurrency: usize) -> anyhow::Result<Extract
     let mut containers = Vec::new();
     let mut errors = BTreeMap::new();
     let (mut fetched, mut verified) = (0, 0);
-    for ((name, _, _), r) in results {
+    for ((_, (name, _)), r) in results {
         match r {
             Ok((entry, was_fetched)) => {
                 if was_fetched {
@@ -476,12 +484,14 @@ pub async fn extract(run: &RunDir, concurrency: usize) -> anyhow::Result<Extract
         .iter()
         .chain(std::iter::once(&manifest.coordinator))
     {
-        if !states.contains_key(&p.name) && !errors.contains_key(&p.name) {
-            errors.insert(
-                p.name.clone(),
-                "no such container on its host (removed?)".into(),
-            );
+        if states.contains_key(&p.name) || errors.contains_key(&p.name) {
+            continue;
         }
+        let why = match live.lost.iter().find(|l| l.name == p.host) {
+            Some(l) => format!("unreachable: {}", l.reason),
+            None => "no such container on its host (removed?)".into(),
+        };
+        errors.insert(p.name.clone(), why);
     }
     containers.sort_by(|a, b| a.name.cmp(&b.name));
     let index = ExtractIndex {
@@ -493,10 +503,7 @@ pub async fn extract(run: &RunDir, concurrency: usize) -> anyhow::Result<Extract
         errors,
     };
     std::fs::create_dir_all(run.extract_dir())?;
-    write_atomic(
-        &run.extract_dir().join("extract.json"),
-        serde_json::to_string_pretty(&index)?.as_bytes(),
-    )?;
+    crate::run::dir::write_json(&run.extract_dir().join("extract.json"), &index)?;
     Ok(Extracted {
         index,
         fetched,
@@ -512,7 +519,7 @@ pub fn print_summary(x: &Extracted) {
         .iter()
         .filter(|c| c.report == ReportState::Complete)
         .count();
-    eprintln!(
+    tracing::info!(
         "extract: {} of {} containers extracted ({} fetched, {} already extracted and verified); {} complete reports",
         i.containers.len(),
         i.containers.len() + i.errors.len(),
@@ -525,7 +532,7 @@ pub fn print_summary(x: &Extracted) {
         .iter()
         .filter(|c| c.report != ReportState::Complete || c.reason.is_some())
     {
-        eprintln!(
+        tracing::info!(
             "  {}: report {:?}: {}",
             c.name,
             c.report,
@@ -533,7 +540,7 @@ pub fn print_summary(x: &Extracted) {
         );
     }
     for (name, e) in &i.errors {
-        eprintln!("  {name}: not extracted: {e}");
+        tracing::info!("  {name}: not extracted: {e}");
     }
 }
 
@@ -611,17 +618,18 @@ mod tests {
         );
     }
 
-    #[test]
-    fn verify_catches_changed_and_missing_files() {
+    #[tokio::test]
+    async fn verify_catches_changed_and_missing_files() {
         let dir = tempfile::tempdir().unwrap();
         let mut files = BTreeMap::new();
-        save(dir.path(), "a.gz", &gzip(b"hello").unwrap(), &mut files).unwrap();
+        let gz = gzip(b"hello".to_vec()).await.unwrap();
+        save(dir.path(), "a.gz", gz, &mut files).await.unwrap();
         let entry = ContainerEntry {
             name: "c".into(),
             host: "h".into(),
             role: "peer".into(),
             index: 1,
-            state: "exited".into(),
+            state: ContainerState::Exited,
             exit_code: Some(0),
             oom_killed: false,
             report: ReportState::Complete,

@@ -1,0 +1,144 @@
+//! `launcher down`: remove a run's containers, network and volumes.
+//!
+//! Refuses while the run has containers that were not extracted, unless `--force`:
+//! removing a container loses its report. Every host's containers are removed at once, a
+//! bounded number at a time per host. Scratch containers an interrupted command left
+//! behind carry the run's label, so they go too.
+
+use crate::engine::host::Connector;
+use crate::engine::retry::retry;
+use crate::engine::EngineError;
+use crate::error::bad_input;
+use crate::results::extract;
+use crate::run::dir::RunDir;
+use crate::run::live::LiveRun;
+use crate::run::names::{network_name, reports_volume, secrets_volume};
+use crate::tasks;
+use anyhow::Context;
+use serde::Serialize;
+
+/// What `down` removed (`--json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Removed {
+    pub run_id: String,
+    pub containers: usize,
+    pub network: String,
+    pub volumes: Vec<String>,
+}
+
+/// Gone already is as good as removed.
+fn gone_is_fine(r: Result<(), EngineError>) -> Result<(), EngineError> {
+    match r {
+        Err(EngineError::NotFound(_)) => Ok(()),
+        other => other,
+    }
+}
+
+/// Removes the run's containers, network and volumes on real engines.
+pub async fn down(run: &RunDir, force: bool, per_host: usize) -> anyhow::Result<Removed> {
+    down_with(&Connector::Docker, run, force, per_host).await
+}
+
+/// Removes the run's containers, network and volumes on the hosts `connector` reaches.
+pub async fn down_with(
+    connector: &Connector,
+    run: &RunDir,
+    force: bool,
+    per_host: usize,
+) -> anyhow::Result<Removed> {
+    let live = LiveRun::load_with(connector, run).await?;
+    live.require_all_hosts()?;
+    let (hosts, states) = (&live.hosts, &live.states);
+    if !force {
+        let extracted: std::collections::BTreeSet<String> = extract::read_index(run)
+            .map(|i| {
+                i.containers
+                    .into_iter()
+                    .filter(|c| c.state != crate::engine::ContainerState::Running)
+                    .map(|c| c.name)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let run_containers: Vec<&String> = live
+            .manifest
+            .peers
+            .iter()
+            .chain(std::iter::once(&live.manifest.coordinator))
+            .map(|p| &p.name)
+            .filter(|n| states.contains_key(*n))
+            .collect();
+        let mut running: Vec<&&String> =
+            run_containers.iter().filter(|n| !live.is_done(n)).collect();
+        running.sort();
+        if let Some(first) = running.first() {
+            return Err(bad_input(format!(
+                "run {} still has {} containers running (e.g. {first}); `launcher wait --run {}`, then `launcher extract`, or pass --force to stop them and lose their reports",
+                run.id,
+                running.len(),
+                run.id
+            )));
+        }
+        let not_extracted: Vec<&&String> = run_containers
+            .iter()
+            .filter(|n| !extracted.contains(**n))
+            .collect();
+        if let Some(first) = not_extracted.first() {
+            return Err(bad_input(format!(
+                "run {} has {} containers not extracted since they exited (e.g. {first}); run `launcher extract --run {}` first, or pass --force to lose them",
+                run.id,
+                not_extracted.len(),
+                run.id
+            )));
+        }
+    }
+    let items: Vec<(usize, String)> = states.iter().map(|(n, (h, _))| (*h, n.clone())).collect();
+    let count = items.len();
+    let results = tasks::for_each_on_hosts("down", items, per_host, |h, name: String| {
+        let host = &hosts[h];
+        async move {
+            gone_is_fine(retry(|| host.engine.remove_container(&name)).await)
+                .with_context(|| format!("removing {name} on host `{}`", host.name()))
+        }
+    })
+    .await;
+    let failed: Vec<String> = results
+        .into_iter()
+        .filter_map(|((_, n), r)| r.err().map(|e| format!("  {n}: {e:#}")))
+        .collect();
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "could not remove {} containers:\n{}\nRe-run `launcher down` to retry",
+            failed.len(),
+            failed.join("\n")
+        );
+    }
+    let manager = crate::engine::host::manager(hosts)?;
+    let network = network_name(&run.id);
+    gone_is_fine(retry(|| manager.engine.remove_network(&network)).await)
+        .with_context(|| format!("removing network {network} on host `{}`", manager.name()))?;
+    let volumes = vec![reports_volume(&run.id), secrets_volume(&run.id)];
+    let removals = hosts.iter().map(|h| {
+        let volumes = &volumes;
+        async move {
+            for volume in volumes {
+                gone_is_fine(retry(|| h.engine.remove_volume(volume)).await)
+                    .with_context(|| format!("removing volume {volume} on host `{}`", h.name()))?;
+            }
+            anyhow::Ok(())
+        }
+    });
+    futures_util::future::join_all(removals)
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<Vec<()>>>()?;
+    tracing::info!(
+        "down: removed {count} containers, network {network} and volumes {}",
+        volumes.join(", ")
+    );
+    Ok(Removed {
+        run_id: run.id.clone(),
+        containers: count,
+        network,
+        volumes,
+    })
+}

@@ -1,0 +1,9 @@
+//! The commands that are not a stage of their own elsewhere: [`status`], [`logs`],
+//! [`wait`], [`down`] and [`ls`]. (`spawn` is in [`crate::spawn`], `extract` and
+//! `analyze` in [`crate::results`], `chaos` in [`crate::faults`].)
+
+pub mod down;
+pub mod logs;
+pub mod ls;
+pub mod status;
+pub mod wait;

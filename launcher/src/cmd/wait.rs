@@ -1,0 +1,298 @@
+//! `launcher wait`: until every peer container has exited, then say who failed.
+//!
+//! It follows each host's container events (start, die, pause, destroy) rather than
+//! polling: one list at the start, after subscribing, then events. A host whose event
+//! stream breaks is listed again and re-subscribed; one that does not answer is lost,
+//! and its peers end as `unreachable` while the others are still waited for.
+
+use crate::engine::host::Connector;
+use crate::engine::retry::retry;
+use crate::engine::{ContainerEvent, ContainerState, EngineError, EventKind};
+use crate::run::dir::RunDir;
+use crate::run::labels;
+use crate::run::live::LiveRun;
+use crate::tasks;
+use futures_util::stream::{BoxStream, SelectAll};
+use futures_util::StreamExt;
+use serde::Serialize;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How one container ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Ended {
+    pub name: String,
+    pub exit_code: Option<i64>,
+    pub oom_killed: bool,
+    /// Killed on purpose by this fault (`plan#N`, `chaos#N`): not a failure.
+    pub killed_by: Option<String>,
+    /// Its host could not be reached, and why.
+    pub unreachable: Option<String>,
+}
+
+impl Ended {
+    pub fn failed(&self) -> bool {
+        self.killed_by.is_none()
+            && (self.unreachable.is_some() || self.oom_killed || self.exit_code != Some(0))
+    }
+
+    /// How it ended, in words.
+    pub fn reason(&self) -> String {
+        if let Some(id) = &self.killed_by {
+            return format!("killed on purpose ({id})");
+        }
+        if let Some(why) = &self.unreachable {
+            return format!("unreachable: {why}");
+        }
+        match (self.oom_killed, self.exit_code) {
+            (true, _) => "killed for using too much memory (OOM)".into(),
+            (_, Some(137)) => "killed (exit 137)".into(),
+            (_, Some(c)) => format!("exited {c}"),
+            (_, None) => "never ran".into(),
+        }
+    }
+}
+
+/// What `wait` saw.
+#[derive(Clone, Debug, Serialize)]
+pub struct Waited {
+    pub run_id: String,
+    pub peers: Vec<Ended>,
+    /// Hosts lost while waiting, with the reason.
+    pub lost_hosts: Vec<crate::engine::host::LostHost>,
+}
+
+impl Waited {
+    pub fn failed(&self) -> Vec<&Ended> {
+        self.peers.iter().filter(|e| e.failed()).collect()
+    }
+}
+
+type Events = SelectAll<BoxStream<'static, (usize, Result<ContainerEvent, EngineError>)>>;
+
+fn subscribe(
+    live: &LiveRun,
+    h: usize,
+) -> BoxStream<'static, (usize, Result<ContainerEvent, EngineError>)> {
+    live.hosts[h]
+        .engine
+        .events((labels::RUN, &live.manifest.run_id))
+        .map(move |e| (h, e))
+        .boxed()
+}
+
+/// Applies one event to the run's view.
+fn apply(live: &mut LiveRun, h: usize, e: ContainerEvent) {
+    let state = match e.kind {
+        EventKind::Start | EventKind::Unpause => ContainerState::Running,
+        EventKind::Die => ContainerState::Exited,
+        EventKind::Pause => ContainerState::Paused,
+        EventKind::Destroy => {
+            live.states.remove(&e.name);
+            return;
+        }
+        EventKind::Other => return,
+    };
+    live.states.insert(e.name, (h, state));
+}
+
+/// Waits until every peer has exited (or `timeout`) on real engines.
+pub async fn wait(run: &RunDir, timeout: Duration) -> anyhow::Result<Waited> {
+    wait_with(&Connector::Docker, run, timeout).await
+}
+
+/// Waits until every peer on a reachable host has exited (or `timeout`); returns how each
+/// ended. Peers on a host that is lost end `unreachable`.
+pub async fn wait_with(
+    connector: &Connector,
+    run: &RunDir,
+    timeout: Duration,
+) -> anyhow::Result<Waited> {
+    let mut live = LiveRun::load_with(connector, run).await?;
+    if live.hosts.is_empty() {
+        live.require_all_hosts()?;
+    }
+    let manifest = live.manifest.clone();
+    // Subscribe first, then list: no exit falls between the two.
+    let mut events: Events = SelectAll::new();
+    for h in 0..live.hosts.len() {
+        if !live.is_lost(live.hosts[h].name()) {
+            events.push(subscribe(&live, h));
+        }
+    }
+    live.refresh().await;
+    for l in &live.lost {
+        tracing::warn!("wait: {}", l.reason);
+    }
+    let bar = tasks::bar(
+        "wait",
+        manifest.peers.len() as u64,
+        "{msg:>10} [{bar:30}] {pos}/{len} exited {elapsed}",
+    );
+    let start = Instant::now();
+    // The plan's kills and pauses are done from here, at their times.
+    let mut planned = crate::faults::planned::PlannedDocker::new(&manifest.spec)?;
+    let mut peers_done_at: Option<Instant> = None;
+    let mut coordinator_gone_at: Option<Instant> = None;
+    let finished =
+        |live: &LiveRun, name: &str, host: &str| live.is_lost(host) || live.is_done(name);
+    loop {
+        let exited = manifest
+            .peers
+            .iter()
+            .filter(|p| finished(&live, &p.name, &p.host))
+            .count();
+        bar.set_position(exited as u64);
+        let coordinator_done = finished(
+            &live,
+            &manifest.coordinator.name,
+            &manifest.coordinator.host,
+        );
+        if exited == manifest.peers.len() {
+            // The coordinator exits once it has marked every peer done, failed or lost
+            // (a killed peer takes 3 heartbeats) and written its report. Wait for that,
+            // within reason, so extract gets its final report too.
+            let since = *peers_done_at.get_or_insert_with(Instant::now);
+            let grace = Duration::from_millis(4 * manifest.spec.heartbeat_ms + 30_000);
+            if coordinator_done || since.elapsed() > grace {
+                break;
+            }
+        } else if coordinator_done {
+            // The run is over for the coordinator; peers still up after a minute are stuck.
+            let gone = *coordinator_gone_at.get_or_insert_with(Instant::now);
+            if gone.elapsed() > Duration::from_secs(60) {
+                break;
+            }
+        }
+        if start.elapsed() > timeout {
+            bar.finish_and_clear();
+            if let Some(p) = &mut planned {
+                p.release(run, &manifest, &live.hosts).await;
+            }
+            let running: Vec<&str> = manifest
+                .peers
+                .iter()
+                .filter(|p| !finished(&live, &p.name, &p.host))
+                .map(|p| p.name.as_str())
+                .collect();
+            anyhow::bail!(
+                "timed out after {:?}: {} peers still running ({}{}). `launcher status` shows where they are; `launcher extract` still collects what exists",
+                timeout,
+                running.len(),
+                running.iter().take(10).copied().collect::<Vec<_>>().join(", "),
+                if running.len() > 10 { ", …" } else { "" }
+            );
+        }
+        let mut pause = Duration::from_secs(1);
+        if let Some(p) = &mut planned {
+            match p.tick(run, &manifest, &live.hosts).await {
+                Ok(Some(next)) => pause = pause.min(next),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("wait: the plan's kills and pauses: {e:#}"),
+            }
+        }
+        // Past the grace periods and the timeout, the loop only needs waking by events.
+        tokio::select! {
+            event = events.next(), if !events.is_empty() => match event {
+                Some((h, Ok(e))) => apply(&mut live, h, e),
+                Some((h, Err(e))) => {
+                    // The stream broke: list again (it may have missed events), and
+                    // follow the host again if it answers.
+                    let name = live.hosts[h].name().to_owned();
+                    match retry(|| crate::run::containers::existing(&live.hosts[h], &manifest.run_id)).await {
+                        Ok(list) => {
+                            live.states.retain(|_, (hh, _)| *hh != h);
+                            live.states.extend(list.into_iter().map(|(n, s)| (n, (h, s))));
+                            events.push(subscribe(&live, h));
+                        }
+                        Err(_) => {
+                            live.mark_lost(h, &e.to_string());
+                            tracing::warn!("wait: host `{name}` is lost ({e}); its peers are unreachable, the others are still waited for");
+                        }
+                    }
+                }
+                None => {}
+            },
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+    bar.finish_and_clear();
+    if let Some(p) = &mut planned {
+        p.release(run, &manifest, &live.hosts).await;
+    }
+    let killed = crate::faults::chaos::killed(&crate::faults::chaos::read(run));
+    let peers = ended(&live, &killed).await;
+    let failed = peers.iter().filter(|e| e.failed()).count();
+    let on_purpose = peers.iter().filter(|e| e.killed_by.is_some()).count();
+    let unreachable = peers.iter().filter(|e| e.unreachable.is_some()).count();
+    tracing::info!(
+        "wait: {} of {} peers exited 0{}{}{}",
+        peers.len() - failed - on_purpose,
+        peers.len(),
+        if on_purpose > 0 {
+            format!(", {on_purpose} killed on purpose")
+        } else {
+            String::new()
+        },
+        if failed > 0 {
+            format!(", {failed} failed")
+        } else {
+            String::new()
+        },
+        if unreachable > 0 {
+            format!(" ({unreachable} unreachable)")
+        } else {
+            String::new()
+        }
+    );
+    Ok(Waited {
+        run_id: manifest.run_id.clone(),
+        peers,
+        lost_hosts: live.lost.clone(),
+    })
+}
+
+/// How each peer ended: inspected a bounded number at a time on each host.
+async fn ended(live: &LiveRun, killed: &std::collections::BTreeMap<String, String>) -> Vec<Ended> {
+    let manifest = &live.manifest;
+    let unknown = |name: &str, unreachable: Option<String>| Ended {
+        name: name.to_owned(),
+        killed_by: killed.get(name).cloned(),
+        exit_code: None,
+        oom_killed: false,
+        unreachable,
+    };
+    let mut out = Vec::with_capacity(manifest.peers.len());
+    let mut items = Vec::new();
+    for p in &manifest.peers {
+        if let Some(l) = live.lost.iter().find(|l| l.name == p.host) {
+            out.push(unknown(&p.name, Some(l.reason.clone())));
+        } else if let Some((h, _)) = live.states.get(&p.name) {
+            items.push((*h, p.name.clone()));
+        } else {
+            out.push(unknown(&p.name, None));
+        }
+    }
+    let results = tasks::for_each_on_hosts("inspect", items, 16, |h, name: String| async move {
+        anyhow::Ok(retry(|| live.hosts[h].engine.inspect_container(&name)).await)
+    })
+    .await;
+    for ((h, name), r) in results {
+        out.push(match r {
+            Ok(Ok(info)) => Ended {
+                killed_by: killed.get(&name).cloned(),
+                name,
+                exit_code: info.exit_code,
+                oom_killed: info.oom_killed,
+                unreachable: None,
+            },
+            Ok(Err(e)) if e.is_unreachable() => {
+                let why = format!("host `{}`: {e}", live.hosts[h].name());
+                unknown(&name, Some(why))
+            }
+            Ok(Err(_)) | Err(_) => unknown(&name, None),
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}

@@ -1,0 +1,253 @@
+//! A Docker host of the run, behind one interface.
+//!
+//! Every command works with [`Host`]s: a spec from hosts.toml and its [`Engine`]. Local
+//! and remote hosts differ only in how the engine is reached: the local engine at its
+//! socket; a remote one over one SSH master per host ([`crate::engine::ssh`]), with its
+//! socket forwarded to a private local socket. Commands on the host itself
+//! ([`Host::exec`]) and TCP forwards ([`Host::forward_tcp`]) work the same way on both.
+//!
+//! A [`Connector`] makes hosts: of real engines, or of a simulated cluster
+//! ([`crate::engine::sim`]). [`Connector::connect_all`] gives every host's outcome: a
+//! host that cannot be reached is a [`LostHost`] in the result, not an early return.
+
+use crate::engine::docker::{DockerEngine, Endpoint};
+use crate::engine::sim;
+use crate::engine::ssh::{Link, Output};
+use crate::engine::Engine;
+use crate::error::bad_input;
+use crate::hosts::{HostSpec, HostsFile, Role};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A connected Docker host.
+#[derive(Clone)]
+pub struct Host {
+    pub spec: HostSpec,
+    pub engine: Arc<dyn Engine>,
+    link: Option<Arc<Link>>,
+}
+
+/// A host that could not be reached, and why.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LostHost {
+    pub name: String,
+    pub reason: String,
+}
+
+/// What connecting to every host of a hosts file gave.
+#[derive(Clone)]
+pub struct HostSet {
+    /// The reachable hosts, in hosts-file order.
+    pub hosts: Vec<Host>,
+    pub lost: Vec<LostHost>,
+}
+
+impl HostSet {
+    /// Every host, or an error (exit 1: a lost host is a failure, not bad input) that
+    /// names each lost one with its reason.
+    pub fn require_all(self) -> anyhow::Result<Vec<Host>> {
+        match self.lost.len() {
+            0 => Ok(self.hosts),
+            1 => anyhow::bail!("{}", self.lost[0].reason),
+            n => {
+                let all: Vec<String> = self
+                    .lost
+                    .iter()
+                    .map(|l| format!("  {}", l.reason))
+                    .collect();
+                anyhow::bail!("{n} hosts cannot be reached:\n{}", all.join("\n"))
+            }
+        }
+    }
+}
+
+/// How hosts are reached: real Docker Engines, or a simulated cluster.
+#[derive(Clone, Default)]
+pub enum Connector {
+    #[default]
+    Docker,
+    Sim(sim::Cluster),
+}
+
+impl Connector {
+    /// Connects to one host.
+    pub async fn connect(
+        &self,
+        spec: HostSpec,
+        ssh: &crate::hosts::SshSettings,
+    ) -> anyhow::Result<Host> {
+        match self {
+            Connector::Docker => Host::connect(spec, ssh).await,
+            Connector::Sim(cluster) => Ok(Host {
+                engine: Arc::new(cluster.engine(&spec.name)),
+                spec,
+                link: None,
+            }),
+        }
+    }
+
+    /// Connects to every host at once; each host's outcome is in the result.
+    pub async fn connect_all(&self, file: &HostsFile) -> HostSet {
+        let results = futures_util::future::join_all(
+            file.hosts
+                .iter()
+                .map(|spec| self.connect(spec.clone(), &file.ssh)),
+        )
+        .await;
+        let mut set = HostSet {
+            hosts: Vec::new(),
+            lost: Vec::new(),
+        };
+        for (spec, r) in file.hosts.iter().zip(results) {
+            match r {
+                Ok(h) => set.hosts.push(h),
+                Err(e) => set.lost.push(LostHost {
+                    name: spec.name.clone(),
+                    reason: format!("{e:#}"),
+                }),
+            }
+        }
+        set
+    }
+
+    /// This machine's own engine, where images are built: `DOCKER_HOST` (unix:// or
+    /// tcp://) if set, else /var/run/docker.sock. Any other `DOCKER_HOST` is refused.
+    pub async fn builder(&self) -> anyhow::Result<Host> {
+        let endpoint = match std::env::var("DOCKER_HOST") {
+            Ok(v) if !v.is_empty() => {
+                let tls = std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty());
+                Endpoint::parse_docker_host(&v, tls).map_err(bad_input)?
+            }
+            _ => Endpoint::Unix("/var/run/docker.sock".into()),
+        };
+        let spec = HostSpec {
+            name: "this-machine".into(),
+            docker_socket: endpoint.to_string(),
+            role: Role::Worker,
+            ..crate::hosts::local_default().hosts.remove(0)
+        };
+        match self {
+            Connector::Docker => {
+                let engine = DockerEngine::connect(&endpoint).await.map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot reach this machine's Docker Engine at {endpoint}: {e}. Is dockerd running, and may this user use it? (DOCKER_HOST picks another engine)"
+                    )
+                })?;
+                Ok(Host {
+                    spec,
+                    engine: Arc::new(engine),
+                    link: None,
+                })
+            }
+            Connector::Sim(_) => self.connect(spec, &Default::default()).await,
+        }
+    }
+}
+
+impl Host {
+    /// Connects to the host's engine (over SSH for a remote host) and negotiates the API
+    /// version (the engine may be older than the client). An unreachable host is a
+    /// failure (exit 1) naming the host and the socket.
+    pub async fn connect(spec: HostSpec, ssh: &crate::hosts::SshSettings) -> anyhow::Result<Host> {
+        let link = match spec.is_remote() {
+            true => Some(Link::open(&spec, ssh).await?),
+            false => None,
+        };
+        let endpoint = match &link {
+            Some(l) => Endpoint::Unix(l.docker_socket().display().to_string()),
+            None => Endpoint::Unix(spec.docker_socket.clone()),
+        };
+        let via = match &spec.ssh {
+            Some(d) => format!("{} over SSH ({d})", spec.docker_socket),
+            None => endpoint.to_string(),
+        };
+        let engine = DockerEngine::connect(&endpoint).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the Docker Engine of host `{}` at {via}: {e}. Is dockerd running, and may this user use the socket? Fix the host's `docker_socket` in hosts.toml if the socket is elsewhere",
+                spec.name
+            )
+        })?;
+        Ok(Host {
+            spec,
+            engine: Arc::new(engine),
+            link,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub fn is_manager(&self) -> bool {
+        self.spec.role == Role::Manager
+    }
+
+    /// The SSH link of a remote host.
+    pub fn link(&self) -> Option<&Arc<Link>> {
+        self.link.as_ref()
+    }
+
+    /// Runs `script` with `sh -c` on the host (over SSH, or here for the local host).
+    pub async fn exec(&self, script: &str, stdin: &[u8]) -> anyhow::Result<Output> {
+        if let Some(link) = &self.link {
+            return link.exec(script, stdin).await;
+        }
+        use tokio::io::AsyncWriteExt;
+        let mut child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("running sh")?;
+        if let Some(mut input) = child.stdin.take() {
+            input.write_all(stdin).await?;
+        }
+        Ok(child.wait_with_output().await?.into())
+    }
+
+    /// Writes `bytes` to `path` on the host (creating its directory), as root where the
+    /// SSH user is not root (`sudo -n`).
+    pub async fn install_file(&self, path: &str, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+        let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or(".");
+        let q = crate::engine::ssh::shell_quote;
+        let script = format!(
+            "s=; [ \"$(id -u)\" = 0 ] || s='sudo -n'; $s mkdir -p {d} && $s sh -c {inner}",
+            d = q(dir),
+            inner = q(&format!(
+                "cat > {p}.tmp && chmod {mode:o} {p}.tmp && mv {p}.tmp {p}",
+                p = q(path)
+            )),
+        );
+        let out = self.exec(&script, bytes).await?;
+        if out.status != 0 {
+            anyhow::bail!(
+                "writing {path} on host `{}` failed (exit {}): {}. The SSH user needs root or passwordless sudo",
+                self.name(),
+                out.status,
+                out.stderr.trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// An address on this machine that reaches `127.0.0.1:port` on the host.
+    pub async fn forward_tcp(&self, port: u16) -> anyhow::Result<SocketAddr> {
+        match &self.link {
+            Some(link) => link.forward_tcp(port).await,
+            None => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
+        }
+    }
+}
+
+/// The manager host (hosts.toml has exactly one); an error if it is not among `hosts`
+/// (it could not be reached).
+pub fn manager(hosts: &[Host]) -> anyhow::Result<&Host> {
+    hosts.iter().find(|h| h.is_manager()).ok_or_else(|| {
+        anyhow::anyhow!(
+            "the swarm manager is not among the reachable hosts; it runs the coordinator and the network. Bring it back (`launcher hosts check`) and re-run the command"
+        )
+    })
+}

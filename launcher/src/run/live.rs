@@ -1,0 +1,113 @@
+//! A run as it is now: its manifest, its hosts (connected), and the engines' view of its
+//! containers, found by their `io.cmesh.run` label. Every command after `spawn` starts
+//! from this.
+//!
+//! Hosts that cannot be reached are kept as values ([`LiveRun::lost`]), with the reason:
+//! a command decides what a lost host means for it.
+
+use crate::engine::host::{Connector, Host, LostHost};
+use crate::engine::ContainerState;
+use crate::run::dir::{RunDir, RunManifest};
+use std::collections::HashMap;
+
+pub struct LiveRun {
+    pub manifest: RunManifest,
+    /// The reachable hosts.
+    pub hosts: Vec<Host>,
+    /// Hosts that could not be reached (at connect, or at the last refresh).
+    pub lost: Vec<LostHost>,
+    /// Container name → (index into `hosts`, state).
+    pub states: HashMap<String, (usize, ContainerState)>,
+}
+
+impl LiveRun {
+    /// Reads the manifest, connects to its hosts and lists the run's containers.
+    pub async fn load(run: &RunDir) -> anyhow::Result<LiveRun> {
+        LiveRun::load_with(&Connector::Docker, run).await
+    }
+
+    /// [`LiveRun::load`] on the hosts `connector` reaches.
+    pub async fn load_with(connector: &Connector, run: &RunDir) -> anyhow::Result<LiveRun> {
+        let manifest = run.read_manifest()?;
+        let set = connector.connect_all(&manifest.hosts_file()).await;
+        let mut live = LiveRun {
+            manifest,
+            hosts: set.hosts,
+            lost: set.lost,
+            states: HashMap::new(),
+        };
+        live.refresh().await;
+        Ok(live)
+    }
+
+    /// Lists the run's containers again; a host that fails to answer joins
+    /// [`LiveRun::lost`] (and its containers leave `states`).
+    pub async fn refresh(&mut self) {
+        let run = self.manifest.run_id.clone();
+        let lists = futures_util::future::join_all(
+            self.hosts
+                .iter()
+                .map(|h| crate::run::containers::existing(h, &run)),
+        )
+        .await;
+        self.states.clear();
+        for (i, list) in lists.into_iter().enumerate() {
+            match list {
+                Ok(list) => {
+                    for (name, state) in list {
+                        self.states.insert(name, (i, state));
+                    }
+                }
+                Err(e) => self.mark_lost(i, &e.to_string()),
+            }
+        }
+    }
+
+    /// Records that host `i` stopped answering.
+    pub fn mark_lost(&mut self, i: usize, reason: &str) {
+        let name = self.hosts[i].name().to_owned();
+        if !self.lost.iter().any(|l| l.name == name) {
+            self.lost.push(LostHost {
+                reason: format!("host `{name}` stopped answering: {reason}"),
+                name,
+            });
+        }
+    }
+
+    /// True if host `name` is lost.
+    pub fn is_lost(&self, name: &str) -> bool {
+        self.lost.iter().any(|l| l.name == name)
+    }
+
+    /// Fails (exit 1) if any host is lost, naming each with its reason.
+    pub fn require_all_hosts(&self) -> anyhow::Result<()> {
+        crate::engine::host::HostSet {
+            hosts: Vec::new(),
+            lost: self.lost.clone(),
+        }
+        .require_all()
+        .map(|_| ())
+    }
+
+    /// The index in [`LiveRun::hosts`] of host `name`.
+    pub fn host_index(&self, name: &str) -> Option<usize> {
+        self.hosts.iter().position(|h| h.name() == name)
+    }
+
+    /// Every container the engines have for the run, as (name, host index), sorted by
+    /// name.
+    pub fn containers(&self) -> Vec<(String, usize)> {
+        let mut names: Vec<(String, usize)> = self
+            .states
+            .iter()
+            .map(|(n, (h, _))| (n.clone(), *h))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// True if the container has finished (or does not exist).
+    pub fn is_done(&self, name: &str) -> bool {
+        self.states.get(name).is_none_or(|(_, s)| s.is_finished())
+    }
+}

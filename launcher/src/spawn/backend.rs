@@ -1,0 +1,149 @@
+//! The peers' backend for a run: checked from the flags before any engine is asked,
+//! and against the peer image's `io.cmesh.backends` label before anything is created.
+
+use crate::engine::host::Host;
+use crate::error::bad_input;
+use std::path::Path;
+
+/// The peers' sync backend, its secret, and the peer image that has it.
+#[derive(Clone, Debug, Default)]
+pub struct BackendChoice {
+    /// `mesh` (built in) or another backend the peer image declares.
+    pub name: String,
+    /// The secret file's bytes, read once (never logged).
+    pub secret: Option<Vec<u8>>,
+    /// A peer image to run instead of the workspace's.
+    pub peer_image: Option<String>,
+}
+
+/// The label a peer image lists its backends in (comma-separated).
+pub const BACKENDS_LABEL: &str = "io.cmesh.backends";
+
+impl BackendChoice {
+    /// Checks the flags without an engine: a secret file, when given, must be readable
+    /// and not empty; a backend other than `mesh` needs a peer image built with it.
+    pub fn new(
+        name: &str,
+        secret_file: Option<&Path>,
+        peer_image: Option<&str>,
+    ) -> anyhow::Result<BackendChoice> {
+        let secret = match secret_file {
+            None => None,
+            Some(path) => {
+                let bytes = std::fs::read(path).map_err(|e| {
+                    bad_input(format!(
+                        "--secret-file {}: cannot read it: {e}",
+                        path.display()
+                    ))
+                })?;
+                if bytes.iter().all(u8::is_ascii_whitespace) {
+                    return Err(bad_input(format!(
+                        "--secret-file {} is empty; it must hold what the {name} backend needs (docs/ditto.md for ditto)",
+                        path.display()
+                    )));
+                }
+                Some(bytes)
+            }
+        };
+        if name != "mesh" && secret.is_none() {
+            return Err(bad_input(format!(
+                "--backend {name} needs --secret-file F (for ditto: license_token and database_id, docs/ditto.md)"
+            )));
+        }
+        if name == "mesh" && secret.is_some() {
+            return Err(bad_input(
+                "--secret-file is for a backend that needs one (e.g. --backend ditto); the mesh backend takes none",
+            ));
+        }
+        if name != "mesh" && peer_image.is_none() {
+            return Err(bad_input(format!(
+                "the peer image built from this workspace has only the mesh backend, not `{name}`. Build a peer image with it (for ditto: docker build -f images/peer-ditto/Dockerfile -t cmesh-peer-ditto . on a machine with the vendor's library, docs/ditto.md) and pass --peer-image cmesh-peer-ditto"
+            )));
+        }
+        Ok(BackendChoice {
+            name: name.to_owned(),
+            secret,
+            peer_image: peer_image.map(str::to_owned),
+        })
+    }
+}
+
+/// The backends a peer image declares in its [`BACKENDS_LABEL`].
+pub fn image_backends(labels: Option<&std::collections::HashMap<String, String>>) -> Vec<String> {
+    labels
+        .and_then(|l| l.get(BACKENDS_LABEL))
+        .map(|v| v.split(',').map(|b| b.trim().to_owned()).collect())
+        .unwrap_or_else(|| vec!["mesh".to_owned()])
+}
+
+/// Checks that `image` (on this machine's engine) has the backend; returns its
+/// reference. Bad input otherwise, before anything is created.
+pub async fn chosen_peer_image(
+    builder: &Host,
+    image: &str,
+    backend: &str,
+) -> anyhow::Result<crate::run::dir::ImageRef> {
+    let info = builder.engine.inspect_image(image).await.map_err(|e| {
+        bad_input(format!(
+            "--peer-image {image}: not on this machine's Docker Engine ({e}); build or load it first"
+        ))
+    })?;
+    let has = image_backends(Some(&info.labels));
+    if !has.iter().any(|b| b == backend) {
+        return Err(bad_input(format!(
+            "--peer-image {image} was built without the `{backend}` backend (its {BACKENDS_LABEL} label says: {}). Build the image for it: for ditto, docker build -f images/peer-ditto/Dockerfile -t cmesh-peer-ditto . (docs/ditto.md)",
+            has.join(",")
+        )));
+    }
+    Ok(crate::run::dir::ImageRef {
+        tag: image.to_owned(),
+        id: info.id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backend_choice_is_checked_before_any_engine_is_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("ditto.secret");
+        std::fs::write(&secret, "license_token = t\ndatabase_id = d\n").unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "  \n").unwrap();
+        let ok = BackendChoice::new("ditto", Some(&secret), Some("cmesh-peer-ditto")).unwrap();
+        assert_eq!(ok.secret.as_deref().map(<[u8]>::len), Some(34));
+        assert!(BackendChoice::new("mesh", None, None).is_ok());
+        let err = |name: &str, secret: Option<&Path>, image: Option<&str>| {
+            let e = BackendChoice::new(name, secret, image).unwrap_err();
+            assert_eq!(crate::error::exit_code(&e), 2);
+            e.to_string()
+        };
+        assert!(err("ditto", None, Some("x")).contains("needs --secret-file"));
+        assert!(err("ditto", Some(&empty), Some("x")).contains("is empty"));
+        assert!(err("ditto", Some(&dir.path().join("none")), Some("x")).contains("cannot read it"));
+        assert!(err("mesh", Some(&secret), None).contains("takes none"));
+        let e = err("ditto", Some(&secret), None);
+        assert!(
+            e.contains("only the mesh backend") && e.contains("images/peer-ditto"),
+            "{e}"
+        );
+        // The secret's content never shows in an error.
+        assert!(!err("ditto", Some(&secret), None).contains("license_token = t"));
+    }
+
+    #[test]
+    fn images_declare_backends() {
+        let labels = std::collections::HashMap::from([(
+            BACKENDS_LABEL.to_owned(),
+            "mesh, ditto".to_owned(),
+        )]);
+        assert_eq!(image_backends(Some(&labels)), vec!["mesh", "ditto"]);
+        assert_eq!(
+            image_backends(None),
+            vec!["mesh"],
+            "unlabelled: the built-in one"
+        );
+    }
+}

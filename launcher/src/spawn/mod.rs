@@ -1,0 +1,396 @@
+//! `launcher spawn`: from a plan and a hosts file to a running mesh.
+//!
+//! [`spawn`] is a sequence of named stages:
+//!
+//! 1. [`precheck`]: everything that needs no engine (run id, plan, subnet size,
+//!    placement); bad input changes nothing;
+//! 2. connect: this machine's engine (the image builder) and every host; the peer image's
+//!    backend is checked before anything is created;
+//! 3. [`open_run`]: the run directory (new, or an existing one with its manifest);
+//! 4. images: built on this machine's engine ([`crate::engine::images`]), then put on
+//!    every host ([`crate::engine::distribute`]);
+//! 5. swarm, clock offsets and the run's overlay network ([`crate::engine::network`]);
+//! 6. the manifest, written before any container exists;
+//! 7. [`crate::run::volumes`] on every host: reports, and secrets seeded with the token;
+//! 8. the coordinator on the manager, then the peers, a bounded number at a time per host
+//!    ([`crate::tasks`]).
+//!
+//! Re-running `spawn` for an existing run id reuses its manifest and creates only what is
+//! missing: containers that exist are left alone (or started, if created but never
+//! started). So an interrupted spawn is repaired by running it again.
+
+pub mod backend;
+
+use crate::engine::distribute::{self, Transport};
+use crate::engine::host::{self, Connector, Host};
+use crate::engine::{images, network, swarm};
+use crate::error::bad_input;
+use crate::hosts::HostsFile;
+use crate::placement::place;
+use crate::results::clock;
+use crate::run::containers::{self, coordinator_args, peer_args, ContainerPlan};
+use crate::run::dir::{Images, NetworkInfo, Placement, RunDir, RunManifest, MANIFEST_SCHEMA};
+use crate::run::labels;
+use crate::run::names::{coordinator_name, network_name};
+use crate::tasks;
+pub use backend::{image_backends, BackendChoice, BACKENDS_LABEL};
+use cmesh_common::plan::PlanSpec;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// What `spawn` needs, resolved from flags, files and environment.
+#[derive(Clone, Debug)]
+pub struct SpawnRequest {
+    pub runs_dir: PathBuf,
+    pub hosts: HostsFile,
+    /// Place peers only on hosts with these labels (`name` matches the host's name).
+    pub host_filter: Vec<(String, String)>,
+    pub transport: Transport,
+    pub spec: PlanSpec,
+    pub run_id: Option<String>,
+    pub subnet: Option<network::Subnet>,
+    /// Containers started at once per host.
+    pub concurrency: usize,
+    pub peer_memory_bytes: i64,
+    pub bin_dir: PathBuf,
+    pub base_image: Option<String>,
+    pub backend: BackendChoice,
+}
+
+/// What spawn did (`--json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Spawned {
+    pub run_id: String,
+    pub dir: PathBuf,
+    pub network: String,
+    pub subnet: String,
+    pub peers: usize,
+    /// Host → peers placed there.
+    pub placement: BTreeMap<String, usize>,
+    /// Peers that existed already (a re-run).
+    pub already_existed: usize,
+    pub started: usize,
+    pub image_transport: String,
+    pub seconds: f64,
+}
+
+/// The checks that need no engine: run id, subnet size, capacity.
+pub fn precheck(req: &SpawnRequest) -> anyhow::Result<()> {
+    if let Some(id) = &req.run_id {
+        crate::run::dir::validate_run_id(id)?;
+    }
+    req.spec.validate().map_err(|e| bad_input(e.to_string()))?;
+    req.spec.checked_faults().map_err(bad_input)?;
+    let n = req.hosts.hosts.len();
+    match req.subnet {
+        Some(s) => network::check_fits(s, req.spec.peers, n)?,
+        None => {
+            network::prefix_for(req.spec.peers, n)?;
+        }
+    }
+    place("x", req.spec.peers, &req.hosts.hosts, &req.host_filter)?;
+    Ok(())
+}
+
+/// An existing run named by the request, with its manifest.
+fn previous(req: &SpawnRequest) -> anyhow::Result<Option<(RunManifest, RunDir)>> {
+    match &req.run_id {
+        Some(id) => match RunDir::open(&req.runs_dir, Some(id)) {
+            Ok(dir) => Ok(Some((dir.read_manifest()?, dir))),
+            Err(_) => Ok(None),
+        },
+        None => Ok(None),
+    }
+}
+
+/// The run's directory and plan: an existing run keeps its own (hosts, placement, plan,
+/// images), whatever the flags say now.
+fn open_run(
+    req: &SpawnRequest,
+    previous: Option<&(RunManifest, RunDir)>,
+) -> anyhow::Result<(RunDir, PlanSpec)> {
+    Ok(match previous {
+        Some((m, dir)) => {
+            tracing::info!(
+                "spawn: run {} exists; creating only what is missing",
+                m.run_id
+            );
+            (dir.clone(), m.spec.clone())
+        }
+        None => {
+            let id = req
+                .run_id
+                .clone()
+                .unwrap_or_else(crate::run::dir::new_run_id);
+            (RunDir::create(&req.runs_dir, &id)?, req.spec.clone())
+        }
+    })
+}
+
+/// The run's images on this machine's engine: a re-run keeps the run's images, so every
+/// peer runs the same build.
+async fn build_images(
+    req: &SpawnRequest,
+    builder: &Host,
+    previous: Option<&RunManifest>,
+    chosen_peer: Option<crate::run::dir::ImageRef>,
+) -> anyhow::Result<Images> {
+    if let Some(m) = previous {
+        if images::present(builder, &m.images).await {
+            return Ok(m.images.clone());
+        }
+    }
+    let mut built = images::ensure_all(builder, &req.bin_dir, req.base_image.as_deref()).await?;
+    if let Some(peer) = chosen_peer {
+        built.peer = peer;
+    }
+    Ok(built)
+}
+
+/// The run's overlay network on the manager, sized for the run (or the run's own subnet
+/// on a re-run): its id and subnet.
+async fn ensure_network(
+    run: &RunDir,
+    manager: &Host,
+    hint: Option<network::Subnet>,
+    peers: usize,
+    hosts: usize,
+) -> anyhow::Result<(String, network::Subnet)> {
+    let subnet = match hint {
+        Some(s) => s,
+        None => {
+            let prefix = network::prefix_for(peers, hosts)?;
+            network::pick_subnet(&run.id, prefix, &network::taken_subnets(manager).await?)?
+        }
+    };
+    network::ensure_network(manager, &run.id, subnet).await
+}
+
+/// Starts the coordinator on the manager (if it is not there yet).
+async fn start_coordinator(
+    manager: &Host,
+    run: &RunDir,
+    spec: &PlanSpec,
+    images: &Images,
+    net: &str,
+    states: &std::collections::HashMap<String, crate::engine::ContainerState>,
+) -> anyhow::Result<()> {
+    let coordinator = ContainerPlan {
+        name: coordinator_name(&run.id),
+        role: labels::ROLE_COORDINATOR,
+        index: 0,
+        image: images.coordinator.tag.clone(),
+        args: coordinator_args(&run.id, spec),
+        memory: 1 << 30,
+        publish: true,
+    };
+    containers::ensure(
+        manager,
+        &run.id,
+        net,
+        &coordinator,
+        states.get(&coordinator.name).copied(),
+    )
+    .await
+}
+
+/// Spawns (or completes) a run on real Docker Engines.
+pub async fn spawn(req: SpawnRequest) -> anyhow::Result<Spawned> {
+    spawn_with(&Connector::Docker, req).await
+}
+
+/// Spawns (or completes) a run on the hosts `connector` reaches.
+pub async fn spawn_with(connector: &Connector, req: SpawnRequest) -> anyhow::Result<Spawned> {
+    let started_at = std::time::Instant::now();
+    precheck(&req)?;
+    let previous = previous(&req)?;
+    let hosts_file = match &previous {
+        Some((m, _)) => m.hosts_file(),
+        None => req.hosts.clone(),
+    };
+    let (builder, hosts) = tokio::join!(connector.builder(), connector.connect_all(&hosts_file));
+    let (builder, hosts) = (builder?, hosts.require_all()?);
+    // A peer image of the user's must have the backend: checked before anything exists.
+    let chosen_peer = match &req.backend.peer_image {
+        Some(image) => Some(backend::chosen_peer_image(&builder, image, &req.backend.name).await?),
+        None => None,
+    };
+    let manager = host::manager(&hosts)?.clone();
+    let (run, spec) = open_run(&req, previous.as_ref())?;
+    let previous_manifest = previous.as_ref().map(|(m, _)| m);
+
+    let images = build_images(&req, &builder, previous_manifest, chosen_peer).await?;
+    swarm::ensure(&hosts).await?;
+    let transport_used = distribute::distribute(&builder, &hosts, &images, req.transport).await?;
+    let offsets = clock::measure_all(&hosts).await?;
+    let hint = match previous_manifest {
+        Some(m) => network::Subnet::parse(&m.network.subnet).ok(),
+        None => req.subnet,
+    };
+    let (network_id, subnet) =
+        ensure_network(&run, &manager, hint, spec.peers, hosts.len()).await?;
+    let net_name = network_name(&run.id);
+    tracing::info!("network: {net_name} {subnet}");
+
+    let token = run.token()?;
+    // A re-run keeps the run's backend and placement, whatever the flags say.
+    let backend = previous_manifest
+        .map(|m| m.backend.clone())
+        .unwrap_or_else(|| req.backend.name.clone());
+    let placements = match previous_manifest {
+        Some(m) => m.peers.clone(),
+        None => place(&run.id, spec.peers, &hosts_file.hosts, &req.host_filter)?,
+    };
+    let manifest = RunManifest {
+        schema: MANIFEST_SCHEMA.into(),
+        schema_version: 1,
+        run_id: run.id.clone(),
+        created_at: match previous_manifest {
+            Some(m) => m.created_at.clone(),
+            None => humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        },
+        hosts: hosts_file.hosts.clone(),
+        ssh: hosts_file.ssh.clone(),
+        clock_offsets_ms: match previous_manifest {
+            Some(m) if !m.clock_offsets_ms.is_empty() => m.clock_offsets_ms.clone(),
+            _ => hosts
+                .iter()
+                .zip(&offsets)
+                .map(|(h, o)| (h.name().to_owned(), (o.offset_ms * 1000.0).round() / 1000.0))
+                .collect(),
+        },
+        image_transport: transport_used.clone(),
+        backend: backend.clone(),
+        network: NetworkInfo {
+            name: net_name.clone(),
+            id: network_id,
+            subnet: subnet.to_string(),
+        },
+        images: images.clone(),
+        spec: spec.clone(),
+        coordinator: Placement {
+            name: coordinator_name(&run.id),
+            host: manager.name().to_owned(),
+            index: 0,
+        },
+        peers: placements.clone(),
+    };
+    run.write_manifest(&manifest)?;
+    let mut placement: BTreeMap<String, usize> = BTreeMap::new();
+    for p in &placements {
+        *placement.entry(p.host.clone()).or_default() += 1;
+    }
+    let spread: Vec<String> = placement.iter().map(|(h, n)| format!("{h} {n}")).collect();
+    tracing::info!("placement: {}", spread.join(", "));
+
+    let seeded = futures_util::future::join_all(hosts.iter().map(|h| {
+        crate::run::volumes::ensure(
+            h,
+            &run.id,
+            &images.peer.tag,
+            &token,
+            req.backend.secret.as_deref(),
+        )
+    }))
+    .await;
+    seeded.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    let mut states = std::collections::HashMap::new();
+    for (h, list) in hosts.iter().zip(
+        futures_util::future::join_all(hosts.iter().map(|h| containers::existing(h, &run.id)))
+            .await,
+    ) {
+        states.extend(list.map_err(|e| {
+            anyhow::Error::new(e).context(format!("listing containers on host {}", h.name()))
+        })?);
+    }
+    start_coordinator(&manager, &run, &spec, &images, &net_name, &states).await?;
+
+    let todo: Vec<Placement> = placements
+        .into_iter()
+        .filter(|p| {
+            !matches!(states.get(&p.name), Some(s) if *s != crate::engine::ContainerState::Created)
+        })
+        .collect();
+    let already_existed = spec.peers - todo.len();
+    if already_existed > 0 {
+        tracing::info!("spawn: {already_existed} peers already exist");
+    }
+    // Bounded per host: each engine gets at most `concurrency` requests at once.
+    let index: BTreeMap<&str, usize> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.name(), i))
+        .collect();
+    let items: Vec<(usize, Placement)> = todo
+        .into_iter()
+        .map(|p| (index.get(p.host.as_str()).copied().unwrap_or(0), p))
+        .collect();
+    let started = items.len();
+    let results = tasks::for_each_on_hosts("spawn", items, req.concurrency, |h, p: Placement| {
+        let plan = ContainerPlan {
+            args: peer_args(&run.id, &p.name, &p.host, &backend),
+            name: p.name.clone(),
+            role: labels::ROLE_PEER,
+            index: p.index,
+            image: images.peer.tag.clone(),
+            memory: req.peer_memory_bytes,
+            publish: false,
+        };
+        let (host, run_id, net, state) =
+            (&hosts[h], &run.id, &net_name, states.get(&p.name).copied());
+        async move { containers::ensure(host, run_id, net, &plan, state).await }
+    })
+    .await;
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|((_, p), r)| {
+            r.as_ref()
+                .err()
+                .map(|e| format!("  {} on host {}: {e:#}", p.name, p.host))
+        })
+        .collect();
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "{} of {} peers could not be started:\n{}\nRe-run `launcher spawn --run-id {}` to create what is missing",
+            failed.len(),
+            spec.peers,
+            failed.join("\n"),
+            run.id
+        );
+    }
+    tracing::info!(
+        "spawn: run {} has {} peers on {} host(s) and a coordinator on {}",
+        run.id,
+        spec.peers,
+        hosts.len(),
+        net_name
+    );
+    if let Ok((_, faults)) = spec.checked_faults() {
+        let outside: Vec<String> = faults
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.action.is_docker())
+            .map(|(i, f)| format!("plan#{} {}", i + 1, f.action.name()))
+            .collect();
+        if !outside.is_empty() {
+            tracing::warn!(
+                "spawn: the plan's {} are done through the Docker API by `launcher wait --run {}` (or `launcher run`), at their times: keep one running",
+                outside.join(", "),
+                run.id
+            );
+        }
+    }
+    Ok(Spawned {
+        run_id: run.id.clone(),
+        dir: run.path.clone(),
+        network: net_name,
+        subnet: subnet.to_string(),
+        peers: spec.peers,
+        placement,
+        already_existed,
+        started,
+        image_transport: transport_used,
+        seconds: started_at.elapsed().as_secs_f64(),
+    })
+}

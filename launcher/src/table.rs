@@ -1,0 +1,52 @@
+//! Tables for people: on a terminal ([`new`]) and in Markdown ([`markdown`]), through
+//! comfy-table, with every cell escaped for the format.
+
+use comfy_table::{presets, ContentArrangement, Table};
+
+/// A plain table for the terminal with these column headers.
+pub fn new<const N: usize>(headers: [&str; N]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(headers.to_vec());
+    t
+}
+
+/// A cell's text made safe for a Markdown table: `|` escaped, line breaks as spaces.
+pub fn markdown_cell(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace(['\n', '\r'], " ")
+}
+
+/// A Markdown table with these headers and rows (cells escaped).
+pub fn markdown<const N: usize>(headers: [&str; N], rows: &[Vec<String>]) -> String {
+    let mut t = Table::new();
+    t.load_preset(presets::ASCII_MARKDOWN)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(headers.iter().map(|h| markdown_cell(h)).collect::<Vec<_>>());
+    for r in rows {
+        t.add_row(r.iter().map(|c| markdown_cell(c)).collect::<Vec<_>>());
+    }
+    format!("{t}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_escapes_pipes_and_line_breaks() {
+        let md = markdown(
+            ["peer", "reason"],
+            &[vec!["r-peer-0001".into(), "exit 1 | OOM\nkilled".into()]],
+        );
+        assert!(md.contains(r"exit 1 \| OOM killed"), "{md}");
+        let lines: Vec<&str> = md.lines().collect();
+        assert_eq!(lines.len(), 3, "{md}");
+        assert!(lines[1].starts_with("|-"), "{md}");
+        // Every row has the header's number of unescaped separators.
+        let bars = |l: &str| l.replace(r"\|", "").matches('|').count();
+        assert_eq!(bars(lines[0]), bars(lines[2]));
+    }
+}
