@@ -15,6 +15,7 @@
 //! - [`results`]: extract, analyze (faults, latency over time, resync, availability) and
 //!   clock offsets;
 //! - [`hosts`] and [`plan_file`]: the input files (hosts.toml, configs/*.toml);
+//! - [`simlab`]: a simulated lab, to run the commands without Docker;
 //! - [`tasks`]: the one bounded-concurrency runner with progress; [`table`]: tables;
 //!   [`logging`]: messages and verbosity; [`error`]: exit codes.
 
@@ -29,6 +30,7 @@ pub mod placement;
 pub mod plan_file;
 pub mod results;
 pub mod run;
+pub mod simlab;
 pub mod spawn;
 pub mod table;
 pub mod tasks;

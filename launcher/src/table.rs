@@ -31,6 +31,25 @@ pub fn markdown<const N: usize>(headers: [&str; N], rows: &[Vec<String>]) -> Str
     format!("{t}\n")
 }
 
+/// `text` with every run of spaces folded to one: Markdown tables compared by content,
+/// whatever their column alignment.
+pub fn squash(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut last_space = false;
+    for c in text.chars() {
+        if c == ' ' {
+            if !last_space {
+                out.push(c);
+            }
+            last_space = true;
+        } else {
+            out.push(c);
+            last_space = false;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,7 +60,10 @@ mod tests {
             ["peer", "reason"],
             &[vec!["r-peer-0001".into(), "exit 1 | OOM\nkilled".into()]],
         );
-        assert!(md.contains(r"exit 1 \| OOM killed"), "{md}");
+        assert!(
+            squash(&md).contains(r"| r-peer-0001 | exit 1 \| OOM killed |"),
+            "{md}"
+        );
         let lines: Vec<&str> = md.lines().collect();
         assert_eq!(lines.len(), 3, "{md}");
         assert!(lines[1].starts_with("|-"), "{md}");

@@ -131,6 +131,7 @@ fn a_peer_killed_mid_run_is_extracted_with_its_logs_and_a_partial_report() {
             "complete",
             "--run-id",
             &id,
+            "--json",
         ],
     );
     assert_eq!(
@@ -139,6 +140,10 @@ fn a_peer_killed_mid_run_is_extracted_with_its_logs_and_a_partial_report() {
         "spawn failed:\n{}",
         text(&out.stderr)
     );
+    let spawned: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(spawned["run_id"], id.as_str());
+    assert_eq!(spawned["peers"], 4);
+    assert_eq!(spawned["placement"]["local"], 4);
     // Mid-run: every peer is writing, as the coordinator sees it.
     wait_until(
         "all 4 peers running",
@@ -159,7 +164,7 @@ fn a_peer_killed_mid_run_is_extracted_with_its_logs_and_a_partial_report() {
         .unwrap();
     assert!(kill.success());
 
-    let waited = launcher(runs.path(), &["wait", "--run", &id]);
+    let waited = launcher(runs.path(), &["wait", "--run", &id, "--json"]);
     let stderr = text(&waited.stderr);
     assert_eq!(
         waited.status.code(),
@@ -170,8 +175,18 @@ fn a_peer_killed_mid_run_is_extracted_with_its_logs_and_a_partial_report() {
         stderr.contains(&victim) && stderr.contains("killed"),
         "{stderr}"
     );
+    let ended: Value = serde_json::from_slice(&waited.stdout).unwrap();
+    let peers = ended["peers"].as_array().unwrap();
+    assert_eq!(peers.len(), 4);
+    let victim_ended = peers.iter().find(|p| p["name"] == victim.as_str()).unwrap();
+    assert_eq!(victim_ended["exit_code"], 137, "{victim_ended}");
+    assert_eq!(
+        peers.iter().filter(|p| p["exit_code"] == 0).count(),
+        3,
+        "{ended}"
+    );
 
-    let extracted = launcher(runs.path(), &["extract", "--run", &id]);
+    let extracted = launcher(runs.path(), &["extract", "--run", &id, "--json"]);
     let stderr = text(&extracted.stderr);
     assert_eq!(
         extracted.status.code(),
@@ -179,6 +194,8 @@ fn a_peer_killed_mid_run_is_extracted_with_its_logs_and_a_partial_report() {
         "extract collects what exists:\n{stderr}"
     );
     assert!(stderr.contains("5 of 5 containers extracted"), "{stderr}");
+    let printed: Value = serde_json::from_slice(&extracted.stdout).unwrap();
+    assert_eq!(printed["containers"].as_array().unwrap().len(), 5);
     assert!(
         stderr.contains(&format!("{victim}: report Partial")),
         "the missing report is named:\n{stderr}"
@@ -243,9 +260,26 @@ fn a_peer_killed_mid_run_is_extracted_with_its_logs_and_a_partial_report() {
     let unknown = launcher(runs.path(), &["logs", "--run", &id, "peer-9999"]);
     assert_eq!(unknown.status.code(), Some(2));
 
-    let down = launcher(runs.path(), &["down", "--run", &id]);
+    let down = launcher(runs.path(), &["down", "--run", &id, "--json"]);
     assert_eq!(down.status.code(), Some(0), "{}", text(&down.stderr));
+    let removed: Value = serde_json::from_slice(&down.stdout).unwrap();
+    assert_eq!(removed["containers"], 5);
+    assert_eq!(removed["network"], format!("cmesh-{id}").as_str());
     assert_eq!(docker_objects(&id), (0, 0));
+
+    // ls lists the run from its files, analysed and failed.
+    let listed = launcher(runs.path(), &["ls", "--json"]);
+    assert_eq!(listed.status.code(), Some(0), "{}", text(&listed.stderr));
+    let rows: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["run_id"] == id.as_str())
+        .unwrap();
+    assert_eq!(row["stage"], "analyzed", "{row}");
+    assert_eq!(row["ok"], false, "{row}");
+    assert_eq!(row["peers"], 4, "{row}");
 }
 
 fn sha256_file(path: &Path) -> String {
@@ -432,11 +466,7 @@ fn bad_input_exits_2_before_anything_is_created() {
         ),
         (
             vec!["spawn", "--peers", "2", "--graph", "star"],
-            "unknown graph `star`".into(),
-        ),
-        (
-            vec!["spawn", "--hosts", u, "--peers", "2"],
-            "cannot reach the Docker Engine of host `lab1` at /tmp/cmesh-no-such.sock".into(),
+            "invalid value 'star' for '--graph <GRAPH>'".into(),
         ),
     ];
     for (mut args, expected) in cases {
@@ -459,6 +489,24 @@ fn bad_input_exits_2_before_anything_is_created() {
             "{args:?}: bad input must not create containers or networks"
         );
     }
+    // A host that cannot be reached is a failure (exit 1), not bad input, and nothing
+    // is created either.
+    let out = launcher(
+        &runs,
+        &["spawn", "--hosts", u, "--peers", "2", "--run-id", &id],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach the Docker Engine of host `lab1` at /tmp/cmesh-no-such.sock"),
+        "{stderr}"
+    );
+    assert!(
+        !runs.exists(),
+        "a lost host must not create {}",
+        runs.display()
+    );
+    assert_eq!(docker_objects(&id), (0, 0));
     // Unknown run ids: with no runs at all, and with another run present.
     let out = launcher(&runs, &["status", "--run", "nope"]);
     assert_eq!(out.status.code(), Some(2));

@@ -221,7 +221,7 @@ where
         }
         loop {
             let next = steps.peek().map(|Reverse((at, _, _))| *at);
-            let wake = crate::run::unix_ms_to_instant(next.unwrap_or(u64::MAX / 4));
+            let wake = crate::time::unix_ms_to_instant(next.unwrap_or(u64::MAX / 4));
             tokio::select! {
                 _ = tokio::time::sleep_until(wake), if next.is_some() => {}
                 f = added.recv() => {

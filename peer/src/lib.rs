@@ -8,6 +8,7 @@
 //! - [`netdev`]: bytes in and out per interface per window;
 //! - [`faults`], [`shaping`]: the plan's faults, carried out on this container;
 //! - [`events`]: the `events.jsonl` log;
+//! - [`time`]: Unix times on the tokio clock;
 //! - [`cli`]: the flags.
 
 pub mod backend;
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod netdev;
 pub mod run;
 pub mod shaping;
+pub mod time;
 
 use anyhow::Context;
 use cmesh_common::report::PeerReport;

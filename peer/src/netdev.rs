@@ -65,7 +65,7 @@ impl Sampler {
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             let mut series = BTreeMap::new();
-            let mut at = crate::run::unix_ms_to_instant(start_unix_ms);
+            let mut at = crate::time::unix_ms_to_instant(start_unix_ms);
             tokio::time::sleep_until(at).await;
             let mut before = read();
             let mut windows = 0;

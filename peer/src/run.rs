@@ -105,18 +105,6 @@ pub async fn announce_done(cfg: &PeerConfig) -> Result<(), ClientError> {
         .await
 }
 
-/// The tokio instant of a Unix time in ms (a past time maps into the past, or now).
-pub(crate) fn unix_ms_to_instant(unix_ms: u64) -> Instant {
-    let now_unix = cmesh_common::unix_millis();
-    let now = Instant::now();
-    if unix_ms >= now_unix {
-        now + Duration::from_millis(unix_ms - now_unix)
-    } else {
-        now.checked_sub(Duration::from_millis(now_unix - unix_ms))
-            .unwrap_or(now)
-    }
-}
-
 async fn lifecycle(
     cfg: &PeerConfig,
     listener: TcpListener,
@@ -256,7 +244,7 @@ async fn follow_plan(
     let moved = Mutex::new(Vec::<AppliedFault>::new());
     let netdev =
         crate::netdev::Sampler::start(plan.start_at_unix_ms, Duration::from_millis(window_ms));
-    tokio::time::sleep_until(unix_ms_to_instant(plan.start_at_unix_ms)).await;
+    tokio::time::sleep_until(crate::time::unix_ms_to_instant(plan.start_at_unix_ms)).await;
     if rejoined {
         // Learn from the neighbours how far this peer had written before it writes
         // again (the mesh backend takes the highest from their hellos): all of them, or
@@ -466,7 +454,7 @@ async fn follow_mobility(
         }
     }
     for (at, i, epoch) in steps {
-        tokio::time::sleep_until(unix_ms_to_instant(at)).await;
+        tokio::time::sleep_until(crate::time::unix_ms_to_instant(at)).await;
         let neighbours = plan.redrawn(i, epoch).neighbours(me);
         backend.set_neighbours(&neighbours);
         let now = cmesh_common::unix_millis();
@@ -512,7 +500,7 @@ async fn write_records<B: SyncBackend>(
         ..Availability::default()
     };
     let spec = &plan.spec;
-    let end = unix_ms_to_instant(plan.start_at_unix_ms + spec.duration_ms);
+    let end = crate::time::unix_ms_to_instant(plan.start_at_unix_ms + spec.duration_ms);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(spec.seed ^ ((me as u64 + 1) << 32));
     let mut produced = 0;
     let mut writes = 0u64;

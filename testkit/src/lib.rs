@@ -355,3 +355,60 @@ pub fn run_plan_json(runs: &Path, plan: &Path, id: &str) -> (serde_json::Value, 
     let summary = serde_json::from_slice(&out.stdout).expect("summary.json on stdout");
     (summary, stderr)
 }
+
+/// True if `CONFIG` is `y` or `m` in this kernel's config (/proc/config.gz, or
+/// /boot/config-RELEASE), or `module` is loaded or can be loaded.
+fn kernel_config_has(config: &str, module: &str) -> bool {
+    if Path::new("/sys/module").join(module).is_dir() {
+        return true;
+    }
+    let script = format!(
+        "(zcat /proc/config.gz || cat /boot/config-$(uname -r)) 2>/dev/null | grep -q '^{config}=[ym]' || modprobe -n {module} 2>/dev/null"
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Whether this machine's kernel can shape with netem, found by trying it: a netem qdisc
+/// on the loopback of a throwaway network namespace. Where a namespace cannot be made
+/// (no privilege), the kernel's config decides. Independent of the launcher's own probe,
+/// so tests can check the launcher's choice on any kernel.
+pub fn kernel_offers_netem() -> bool {
+    let tried = Command::new("unshare")
+        .args([
+            "-n",
+            "sh",
+            "-c",
+            "ip link set lo up && tc qdisc add dev lo root netem delay 1ms",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let control = Command::new("unshare")
+        .args(["-n", "sh", "-c", "ip link set lo up && tc qdisc add dev lo root tbf rate 1mbit burst 32kbit latency 400ms"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    match (tried, control) {
+        (Ok(t), Ok(c)) if c.success() => t.success(),
+        _ => kernel_config_has("CONFIG_NET_SCH_NETEM", "sch_netem"),
+    }
+}
+
+/// Whether this machine's kernel has IPVS (the swarm routing mesh needs it).
+pub fn kernel_offers_ipvs() -> bool {
+    kernel_config_has("CONFIG_IP_VS", "ip_vs")
+}
+
+/// The shaping path a peer on this machine takes for an action whose no-netem path is
+/// `without_netem` (`nfqueue` for delay, `iptables` for loss).
+pub fn expected_shaping_path(without_netem: &str) -> &str {
+    if kernel_offers_netem() {
+        "netem"
+    } else {
+        without_netem
+    }
+}

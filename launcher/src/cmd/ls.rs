@@ -78,9 +78,17 @@ fn row(base: &Path, id: &str) -> RunRow {
     if extract::read_index(&run).is_some() {
         row.stage = RunStage::Extracted;
     }
-    let summary = std::fs::read_to_string(run.analysis_dir().join("summary.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<Summary>(&t).ok());
+    let path = run.analysis_dir().join("summary.json");
+    let summary = match std::fs::read_to_string(&path) {
+        Err(_) => None,
+        Ok(text) => match serde_json::from_str::<Summary>(&text) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                row.error = Some(format!("{} is unreadable: {e}", path.display()));
+                None
+            }
+        },
+    };
     if let Some(s) = summary {
         row.stage = RunStage::Analyzed;
         row.ok = Some(s.ok);

@@ -1,8 +1,8 @@
 //! `launcher status`: the run's containers by state, from Docker, and the peers by
 //! state, from the coordinator's status API.
 
+use crate::engine::labels;
 use crate::run::dir::RunDir;
-use crate::run::labels;
 use crate::run::live::LiveRun;
 use crate::run::names::COORDINATOR_PORT;
 use cmesh_common::protocol::StatusReport;
@@ -200,6 +200,7 @@ mod tests {
             unreachable_hosts: vec![crate::engine::host::LostHost {
                 name: "lab-3".into(),
                 reason: "ssh: connection timed out".into(),
+                bad_input: false,
             }],
             coordinator: None,
             coordinator_error: Some("the coordinator is not running".into()),

@@ -6,10 +6,10 @@
 //! and its peers end as `unreachable` while the others are still waited for.
 
 use crate::engine::host::Connector;
+use crate::engine::labels;
 use crate::engine::retry::retry;
 use crate::engine::{ContainerEvent, ContainerState, EngineError, EventKind};
 use crate::run::dir::RunDir;
-use crate::run::labels;
 use crate::run::live::LiveRun;
 use crate::tasks;
 use futures_util::stream::{BoxStream, SelectAll};

@@ -12,8 +12,8 @@
 //! Image ids are content hashes, so every host ends up with the very same images.
 
 use crate::engine::host::Host;
+use crate::engine::images::{ImageRef, Images};
 use crate::engine::retry::retry;
-use crate::run::dir::{ImageRef, Images};
 use anyhow::Context;
 use futures_util::StreamExt;
 use std::time::Instant;

@@ -33,6 +33,10 @@ pub struct Host {
 pub struct LostHost {
     pub name: String,
     pub reason: String,
+    /// The hosts file is at fault (a wrong host key, a refused key, a bad destination),
+    /// not the host.
+    #[serde(skip)]
+    pub bad_input: bool,
 }
 
 /// What connecting to every host of a hosts file gave.
@@ -105,6 +109,7 @@ impl Connector {
                 Err(e) => set.lost.push(LostHost {
                     name: spec.name.clone(),
                     reason: format!("{e:#}"),
+                    bad_input: crate::error::exit_code(&e) == cmesh_common::exit::BAD_INPUT,
                 }),
             }
         }
@@ -231,6 +236,21 @@ impl Host {
             );
         }
         Ok(())
+    }
+
+    /// Creates (or finds) volume `name` with one label `key=value`.
+    pub async fn ensure_volume(
+        &self,
+        name: &str,
+        (key, value): (&str, &str),
+    ) -> anyhow::Result<()> {
+        let spec = crate::engine::VolumeSpec {
+            name: name.to_owned(),
+            labels: [(key.to_owned(), value.to_owned())].into(),
+        };
+        crate::engine::retry::retry(|| self.engine.create_volume(&spec))
+            .await
+            .with_context(|| format!("creating volume {name} on host {}", self.name()))
     }
 
     /// An address on this machine that reaches `127.0.0.1:port` on the host.

@@ -12,9 +12,9 @@
 use crate::engine::host::Host;
 use crate::engine::retry::retry;
 use crate::error::bad_input;
-use crate::run::dir::{ImageRef, Images};
 use anyhow::Context;
 use futures_util::TryStreamExt;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +25,23 @@ const PEER_DOCKERFILE: &str = include_str!("../../../images/peer/Dockerfile");
 const COORDINATOR_DOCKERFILE: &str = include_str!("../../../images/coordinator/Dockerfile");
 const DEBIAN_IMAGE: &str = "debian:bookworm-slim";
 const DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
+
+/// An image, by tag and id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRef {
+    /// `name:tag`.
+    pub tag: String,
+    /// The image id (`sha256:…`).
+    pub id: String,
+}
+
+/// The images of a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Images {
+    pub base: ImageRef,
+    pub peer: ImageRef,
+    pub coordinator: ImageRef,
+}
 
 /// How the base image was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,9 +15,12 @@
 //!
 //! Around it: [`host::Host`] (a hosts.toml entry with its engine and SSH link), and what
 //! is built on the seam for every engine: [`swarm`], [`network`], [`images`],
-//! [`registry`], [`distribute`] (images to every host), [`lab`] (Docker hosts in
-//! containers) and [`hostcheck`]. Transient errors are retried in one place,
-//! [`retry::retry`].
+//! [`registry`], [`distribute`] (images to every host), [`scratch`] containers for volume
+//! I/O, the [`labels`] that find cmesh's objects, [`lab`] (Docker hosts in containers)
+//! and [`hostcheck`]. Transient errors are retried in one place, [`retry::retry`].
+//!
+//! Nothing here knows about runs: the run's names, containers and volumes are
+//! [`crate::run`]'s, built on this.
 
 pub mod distribute;
 pub mod docker;
@@ -25,9 +28,11 @@ pub mod host;
 pub mod hostcheck;
 pub mod images;
 pub mod lab;
+pub mod labels;
 pub mod network;
 pub mod registry;
 pub mod retry;
+pub mod scratch;
 pub mod sim;
 pub mod ssh;
 pub mod swarm;

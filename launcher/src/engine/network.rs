@@ -1,4 +1,4 @@
-//! The run's overlay network.
+//! Overlay networks: sized for a run, on a free subnet, created idempotently.
 //!
 //! The network is attachable (plain containers join it) and its subnet is sized for the
 //! run: peers + coordinator + one address per host + network, gateway and broadcast, in
@@ -121,21 +121,20 @@ pub async fn taken_subnets(host: &Host) -> anyhow::Result<Vec<Subnet>> {
         .collect())
 }
 
-pub use crate::run::names::network_name;
-
-/// Creates the run's attachable overlay network if it does not exist; returns its id and
-/// subnet.
+/// Creates attachable overlay network `name` with `labels` on the manager if it does not
+/// exist; returns its id and subnet (an existing network keeps its own).
 pub async fn ensure_network(
     manager: &Host,
-    run: &str,
+    name: &str,
+    labels: BTreeMap<String, String>,
     subnet: Subnet,
 ) -> anyhow::Result<(String, Subnet)> {
-    let name = network_name(run);
+    let name = name.to_owned();
     let spec = NetworkSpec {
         name: name.clone(),
         driver: NetworkDriver::AttachableOverlay,
         subnet: subnet.to_string(),
-        labels: BTreeMap::from([(crate::run::labels::RUN.to_owned(), run.to_owned())]),
+        labels,
     };
     // A network created by a spawn that raced this one (409) is found on the next pass.
     for _ in 0..2 {

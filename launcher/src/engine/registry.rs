@@ -14,11 +14,11 @@
 //! CA certificate re-installed.
 
 use crate::engine::host::Host;
+use crate::engine::images::ImageRef;
+use crate::engine::labels;
 use crate::engine::retry::retry;
+use crate::engine::scratch::with_scratch;
 use crate::engine::{images, ContainerSpec, ContainerState, Publish, RestartPolicy};
-use crate::run::dir::ImageRef;
-use crate::run::labels;
-use crate::run::scratch::with_scratch;
 use anyhow::Context;
 use futures_util::TryStreamExt;
 use std::collections::BTreeMap;
@@ -173,7 +173,9 @@ async fn create(
     let image = registry_image(builder, manager, base).await?;
     let certs = make_certs(addr)?;
     for volume in [CERTS_VOLUME, DATA_VOLUME] {
-        crate::run::volumes::create(manager, volume, (labels::ROLE, "registry")).await?;
+        manager
+            .ensure_volume(volume, (labels::ROLE, "registry"))
+            .await?;
     }
     let tar = images::tar_context(&[
         ("config.yml", CONFIG.as_bytes(), 0o444),

@@ -7,9 +7,9 @@
 //! tokio's: under a paused clock (`#[tokio::test(start_paused = true)]`) a 10,000-peer
 //! run takes seconds of real time and is deterministic.
 //!
-//! Containers "run" for the time a [`Behaviour`] gives them and then exit with its code;
-//! a started peer writes its report into the volume mounted at `/reports`, as a real peer
-//! does. Image distribution is not modelled: every host has every image the builder has
+//! Containers "run" for the time a [`Behaviour`] gives them and then exit with its code,
+//! writing a report file first where the behaviour says (on one of the container's
+//! volumes, as a real peer writes to the run's reports volume: [`crate::simlab`]). Image distribution is not modelled: every host has every image the builder has
 //! (bench/spawn measures distribution on real engines).
 //!
 //! Faults: [`Cluster::vanish_at`] (a host stops answering at a time: every request then
@@ -100,8 +100,13 @@ impl Model {
 pub enum Behaviour {
     /// Runs until killed or removed.
     Forever,
-    /// Exits after this long with this code; a peer writes its report first.
-    Exit { after: Duration, code: i64 },
+    /// Exits after this long with this code. If `report` names a file (a path inside the
+    /// container, on one of its volumes), it writes a small report there first.
+    Exit {
+        after: Duration,
+        code: i64,
+        report: Option<String>,
+    },
 }
 
 /// Chooses each container's behaviour from its name and labels.
@@ -146,6 +151,8 @@ struct ClusterInner {
     nodes: Mutex<BTreeMap<String, NodeLabels>>,
     rng: Mutex<u64>,
     clock_offsets: Mutex<BTreeMap<String, i64>>,
+    /// When the last container exited on its own.
+    last_exit: Mutex<Option<Instant>>,
 }
 
 /// Simulated hosts sharing one swarm and one image store.
@@ -170,6 +177,7 @@ impl Cluster {
                 nodes: Mutex::new(BTreeMap::new()),
                 rng: Mutex::new(0x9e37_79b9_7f4a_7c15),
                 clock_offsets: Mutex::new(BTreeMap::new()),
+                last_exit: Mutex::new(None),
             }),
         }
     }
@@ -178,7 +186,11 @@ impl Cluster {
     pub fn exiting_after(model: Model, after: Duration) -> Cluster {
         Cluster::new(
             model,
-            Arc::new(move |_, _| Behaviour::Exit { after, code: 0 }),
+            Arc::new(move |_, _| Behaviour::Exit {
+                after,
+                code: 0,
+                report: None,
+            }),
         )
     }
 
@@ -191,7 +203,8 @@ impl Cluster {
                     name: name.to_owned(),
                     state: Mutex::new(HostState::default()),
                     slots: Semaphore::new(self.inner.model.parallelism.max(1)),
-                    events: broadcast::channel(65_536).0,
+                    // A reader that falls this far behind gets `Lagged` and lists again.
+                    events: broadcast::channel(4096).0,
                     vanish_at: Mutex::new(None),
                 })
             })
@@ -262,6 +275,16 @@ impl Cluster {
             .map(|(busy, _)| *busy / slots)
             .max()
             .unwrap_or_default()
+    }
+
+    /// When the last container exited on its own (its behaviour's time), if any has.
+    pub fn last_exit(&self) -> Option<Instant> {
+        *lock(&self.inner.last_exit)
+    }
+
+    /// The model's slots per host.
+    pub fn parallelism(&self) -> usize {
+        self.inner.model.parallelism.max(1)
     }
 
     /// Every container on host `name`, with its state.
@@ -378,19 +401,23 @@ impl SimEngine {
         c.generation += 1;
         let behaviour = (self.cluster.inner.behaviour)(name, &c.spec.labels);
         let generation = c.generation;
-        let writes_report = c
-            .spec
-            .labels
-            .get(crate::run::labels::ROLE)
-            .map(String::as_str)
-            == Some(crate::run::labels::ROLE_PEER);
-        let reports = c
-            .spec
-            .binds
-            .iter()
-            .find_map(|b| b.strip_suffix(":/reports").map(str::to_owned));
+        // The report's volume and the path inside it, from the container's binds.
+        let report_at = |path: &str| {
+            c.spec.binds.iter().find_map(|b| {
+                let mut parts = b.split(':');
+                let (volume, mount) = (parts.next()?, parts.next()?);
+                let rest = path.strip_prefix(mount)?.strip_prefix('/')?;
+                Some((volume.to_owned(), rest.to_owned()))
+            })
+        };
         self.emit(name, EventKind::Start);
-        if let Behaviour::Exit { after, code } = behaviour {
+        if let Behaviour::Exit {
+            after,
+            code,
+            report,
+        } = behaviour
+        {
+            let report = report.as_deref().and_then(report_at);
             let (engine, name) = (self.clone(), name.to_owned());
             tokio::spawn(async move {
                 tokio::time::sleep(after).await;
@@ -398,15 +425,13 @@ impl SimEngine {
                     return;
                 }
                 let mut state = lock(&engine.host.state);
-                if writes_report {
-                    if let Some(volume) = &reports {
-                        let report = format!("{{\"peer\":\"{name}\",\"simulated\":true}}");
-                        state
-                            .volumes
-                            .entry(volume.clone())
-                            .or_default()
-                            .insert(format!("{name}/report.json"), Bytes::from(report));
-                    }
+                if let Some((volume, path)) = report {
+                    let body = format!("{{\"peer\":\"{name}\",\"simulated\":true}}");
+                    state
+                        .volumes
+                        .entry(volume)
+                        .or_default()
+                        .insert(path, Bytes::from(body));
                 }
                 let Some(c) = state.containers.get_mut(&name) else {
                     return;
@@ -417,6 +442,7 @@ impl SimEngine {
                 c.state = ContainerState::Exited;
                 c.exit_code = Some(code);
                 drop(state);
+                *lock(&engine.cluster.inner.last_exit) = Some(Instant::now());
                 engine.emit(&name, EventKind::Die);
             });
         }
@@ -1008,83 +1034,6 @@ impl Engine for SimEngine {
     }
 }
 
-/// A simulated lab, ready to spawn on: a cluster of `hosts` hosts (the first the
-/// manager), their hosts file, and stand-in peer and coordinator binaries for the image
-/// stage (the cluster already has the base image).
-pub struct SimLab {
-    pub cluster: Cluster,
-    pub hosts: crate::hosts::HostsFile,
-    /// Holds the stand-in binaries.
-    pub bin_dir: tempfile::TempDir,
-}
-
-impl SimLab {
-    /// `hosts` simulated hosts of `capacity` peers each, on `cluster`.
-    pub fn new(cluster: Cluster, hosts: usize, capacity: usize) -> anyhow::Result<SimLab> {
-        cluster.add_image(&crate::engine::images::base_tag());
-        let template = crate::hosts::local_default().hosts.remove(0);
-        let specs = (1..=hosts)
-            .map(|i| crate::hosts::HostSpec {
-                name: format!("sim-{i}"),
-                role: if i == 1 {
-                    crate::hosts::Role::Manager
-                } else {
-                    crate::hosts::Role::Worker
-                },
-                capacity,
-                advertise_addr: Some(format!("10.250.{}.{}", i / 250, i % 250 + 1)),
-                ..template.clone()
-            })
-            .collect();
-        let bin_dir = tempfile::tempdir()?;
-        for binary in ["peer", "coordinator"] {
-            std::fs::write(bin_dir.path().join(binary), format!("simulated {binary}"))?;
-        }
-        Ok(SimLab {
-            cluster,
-            hosts: crate::hosts::HostsFile {
-                hosts: specs,
-                ssh: Default::default(),
-            },
-            bin_dir,
-        })
-    }
-
-    /// The connector that reaches this lab's hosts.
-    pub fn connector(&self) -> crate::engine::host::Connector {
-        crate::engine::host::Connector::Sim(self.cluster.clone())
-    }
-
-    /// A spawn request for `peers` peers, run `run_id`, runs kept under `runs_dir`.
-    pub fn request(
-        &self,
-        runs_dir: &std::path::Path,
-        run_id: &str,
-        peers: usize,
-    ) -> crate::spawn::SpawnRequest {
-        crate::spawn::SpawnRequest {
-            runs_dir: runs_dir.to_owned(),
-            hosts: self.hosts.clone(),
-            host_filter: Vec::new(),
-            transport: crate::engine::distribute::Transport::Registry,
-            spec: cmesh_common::plan::PlanSpec {
-                peers,
-                ..Default::default()
-            },
-            run_id: Some(run_id.to_owned()),
-            subnet: None,
-            concurrency: 16,
-            peer_memory_bytes: 128 << 20,
-            bin_dir: self.bin_dir.path().to_owned(),
-            base_image: None,
-            backend: crate::spawn::BackendChoice {
-                name: "mesh".into(),
-                ..Default::default()
-            },
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1133,6 +1082,7 @@ mod tests {
             Arc::new(|name: &str, _: &BTreeMap<String, String>| Behaviour::Exit {
                 after: Duration::from_secs(if name == "slow" { 20 } else { 5 }),
                 code: if name == "slow" { 3 } else { 0 },
+                report: None,
             }),
         );
         cluster.add_image("img:1");

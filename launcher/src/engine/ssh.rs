@@ -100,11 +100,18 @@ fn connect_error(spec: &HostSpec, e: openssh::Error) -> anyhow::Error {
     } else {
         "Check that the host is up and that `ssh` works by hand with the same key and known_hosts"
     };
-    bad_input(format!(
+    let message = format!(
         "host `{}` ({dest}) is unreachable over SSH: {}. {advice}",
         spec.name,
         detail.trim().trim_end_matches('.')
-    ))
+    );
+    // A wrong key or known_hosts is the input's fault (exit 2); a host that does not
+    // answer is a failure (exit 1).
+    if host_key || detail.contains("Permission denied") {
+        bad_input(message)
+    } else {
+        anyhow::anyhow!(message)
+    }
 }
 
 impl Link {

@@ -154,7 +154,7 @@ async fn label_node(manager: &Host, h: &Host) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("inspecting the swarm node of host `{}`", h.name()))?;
         let mut want = node.labels.clone();
-        want.insert(crate::run::labels::HOST.to_owned(), h.name().to_owned());
+        want.insert(crate::engine::labels::HOST.to_owned(), h.name().to_owned());
         for (k, v) in &h.spec.labels {
             want.insert(k.clone(), v.clone());
         }

@@ -285,44 +285,72 @@ fn ms(us: u64) -> String {
     format!("{:.2} ms", us as f64 / 1000.0)
 }
 
-/// The summary as Markdown (also what `analyze` prints).
+/// The summary as Markdown (also what `analyze` prints). Every table goes through
+/// [`crate::table::markdown`], which escapes what a cell holds.
 pub fn to_markdown(s: &Summary) -> String {
+    use crate::table::markdown;
     let l = &s.message_latency;
-    let mut out = format!(
-        "# Run {}\n\n| | |\n|---|---|\n| result | {} |\n| peers expected | {} |\n| peers reported | {} |\n| peers failed | {} |\n| peers killed on purpose | {} |\n| coverage | {:.4} ({} of {} origin→reader pairs) |\n| records produced / received | {} / {} |\n| duplicates / missed | {} / {} |\n| bytes sent / received | {} / {} |\n\n## Latency (all peers, merged)\n\n| count | min | p50 | p90 | p99 | max | mean |\n|---|---|---|---|---|---|---|\n| {} | {} | {} | {} | {} | {} | {:.2} ms |\n",
-        s.run_id,
-        if s.ok { "ok" } else { "FAILED" },
-        s.peers_expected,
-        s.peers_reported,
-        s.peers_failed.len(),
-        s.peers_killed.len(),
-        s.coverage,
-        s.pairs_delivered,
-        s.pairs_expected,
-        s.totals.records_produced,
-        s.totals.records_received,
-        s.totals.records_duplicate,
-        s.totals.records_missed,
-        s.totals.bytes_sent,
-        s.totals.bytes_received,
-        l.count,
-        ms(l.min_us),
-        ms(l.p50_us),
-        ms(l.p90_us),
-        ms(l.p99_us),
-        ms(l.max_us),
-        l.mean_us / 1000.0
-    );
+    let mut out = format!("# Run {}\n\n", s.run_id);
+    let overview = [
+        ("result", (if s.ok { "ok" } else { "FAILED" }).to_owned()),
+        ("peers expected", s.peers_expected.to_string()),
+        ("peers reported", s.peers_reported.to_string()),
+        ("peers failed", s.peers_failed.len().to_string()),
+        ("peers killed on purpose", s.peers_killed.len().to_string()),
+        (
+            "coverage",
+            format!(
+                "{:.4} ({} of {} origin→reader pairs)",
+                s.coverage, s.pairs_delivered, s.pairs_expected
+            ),
+        ),
+        (
+            "records produced / received",
+            format!(
+                "{} / {}",
+                s.totals.records_produced, s.totals.records_received
+            ),
+        ),
+        (
+            "duplicates / missed",
+            format!(
+                "{} / {}",
+                s.totals.records_duplicate, s.totals.records_missed
+            ),
+        ),
+        (
+            "bytes sent / received",
+            format!("{} / {}", s.totals.bytes_sent, s.totals.bytes_received),
+        ),
+    ];
+    let rows: Vec<Vec<String>> = overview
+        .into_iter()
+        .map(|(k, v)| vec![k.to_owned(), v])
+        .collect();
+    out.push_str(&markdown(["", ""], &rows));
+    out.push_str("\n## Latency (all peers, merged)\n\n");
+    out.push_str(&markdown(
+        ["count", "min", "p50", "p90", "p99", "max", "mean"],
+        &[vec![
+            l.count.to_string(),
+            ms(l.min_us),
+            ms(l.p50_us),
+            ms(l.p90_us),
+            ms(l.p99_us),
+            ms(l.max_us),
+            format!("{:.2} ms", l.mean_us / 1000.0),
+        ]],
+    ));
     if !s.latency_by_host_pair.is_empty() {
         out.push_str(&format!(
-            "\n## Latency by host pair ({})\n\n| origin host | reader host | correction | count | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|---|---|\n",
+            "\n## Latency by host pair ({})\n\n",
             if s.clock_corrected {
                 "corrected for the hosts' clock offsets"
             } else {
                 "not corrected"
             }
         ));
-        let rows = s
+        let rows: Vec<Vec<String>> = s
             .latency_by_host_pair
             .iter()
             .map(|p| {
@@ -342,18 +370,33 @@ pub fn to_markdown(s: &Summary) -> String {
                 s.cross_host_latency
                     .as_ref()
                     .map(|l| ("(across hosts)", "", None, l)),
-            );
-        for (o, r, c, l) in rows {
-            out.push_str(&format!(
-                "| {o} | {r} | {} | {} | {} | {} | {} | {} |\n",
-                c.map(|c| format!("{c:+.3} ms")).unwrap_or_default(),
-                l.count,
-                ms(l.p50_us),
-                ms(l.p90_us),
-                ms(l.p99_us),
-                ms(l.max_us)
-            ));
-        }
+            )
+            .map(|(o, r, c, l)| {
+                vec![
+                    o.to_owned(),
+                    r.to_owned(),
+                    c.map(|c| format!("{c:+.3} ms")).unwrap_or_default(),
+                    l.count.to_string(),
+                    ms(l.p50_us),
+                    ms(l.p90_us),
+                    ms(l.p99_us),
+                    ms(l.max_us),
+                ]
+            })
+            .collect();
+        out.push_str(&markdown(
+            [
+                "origin host",
+                "reader host",
+                "correction",
+                "count",
+                "p50",
+                "p90",
+                "p99",
+                "max",
+            ],
+            &rows,
+        ));
     }
     if s.totals.full_resend_bytes > 0 {
         out.push_str(&format!(
@@ -364,38 +407,53 @@ pub fn to_markdown(s: &Summary) -> String {
         ));
     }
     out.push_str(&crate::results::impairment::to_markdown(&s.impairment));
+    let pairs = |list: &[FailedPeer]| -> Vec<Vec<String>> {
+        list.iter()
+            .map(|f| vec![f.peer.clone(), f.reason.clone()])
+            .collect()
+    };
     if !s.peers_failed.is_empty() {
-        out.push_str("\n## Failed peers\n\n| peer | reason |\n|---|---|\n");
-        for f in &s.peers_failed {
-            out.push_str(&format!(
-                "| {} | {} |\n",
-                f.peer,
-                f.reason.replace('|', "/")
-            ));
-        }
+        out.push_str("\n## Failed peers\n\n");
+        out.push_str(&markdown(["peer", "reason"], &pairs(&s.peers_failed)));
     }
     if !s.peers_killed.is_empty() {
-        out.push_str("\n## Killed on purpose\n\n| peer | by |\n|---|---|\n");
-        for k in &s.peers_killed {
-            out.push_str(&format!("| {} | {} |\n", k.peer, k.reason));
-        }
+        out.push_str("\n## Killed on purpose\n\n");
+        out.push_str(&markdown(["peer", "by"], &pairs(&s.peers_killed)));
     }
-    out.push_str("\n## Peers\n\n| peer | outcome | produced | received | origins | p50 | p99 | max | bytes sent | bytes received |\n|---|---|---|---|---|---|---|---|---|---|\n");
-    for p in &s.per_peer {
-        out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            p.peer,
-            p.outcome,
-            p.records_produced,
-            p.records_received,
-            p.distinct_origins,
-            ms(p.p50_us),
-            ms(p.p99_us),
-            ms(p.max_us),
-            p.bytes_sent,
-            p.bytes_received
-        ));
-    }
+    out.push_str("\n## Peers\n\n");
+    let rows: Vec<Vec<String>> = s
+        .per_peer
+        .iter()
+        .map(|p| {
+            vec![
+                p.peer.clone(),
+                p.outcome.to_string(),
+                p.records_produced.to_string(),
+                p.records_received.to_string(),
+                p.distinct_origins.to_string(),
+                ms(p.p50_us),
+                ms(p.p99_us),
+                ms(p.max_us),
+                p.bytes_sent.to_string(),
+                p.bytes_received.to_string(),
+            ]
+        })
+        .collect();
+    out.push_str(&markdown(
+        [
+            "peer",
+            "outcome",
+            "produced",
+            "received",
+            "origins",
+            "p50",
+            "p99",
+            "max",
+            "bytes sent",
+            "bytes received",
+        ],
+        &rows,
+    ));
     out
 }
 
@@ -416,7 +474,7 @@ pub fn analyze(run: &RunDir) -> anyhow::Result<Summary> {
     for entry in index
         .containers
         .iter()
-        .filter(|c| c.role == crate::run::labels::ROLE_PEER)
+        .filter(|c| c.role == crate::engine::labels::ROLE_PEER)
     {
         if entry.report != ReportState::Complete {
             missing.insert(
@@ -516,7 +574,8 @@ mod tests {
         assert!((299..=301).contains(&s.message_latency.p50_us));
         let md = to_markdown(&s);
         assert!(
-            md.contains("FAILED") && md.contains("| c | container killed (exit 137) |"),
+            crate::table::squash(&md).contains("FAILED")
+                && crate::table::squash(&md).contains("| c | container killed (exit 137) |"),
             "{md}"
         );
     }
@@ -551,8 +610,8 @@ mod tests {
         assert_eq!(s.impairment.faults[0].id, "plan#1");
         let md = to_markdown(&s);
         assert!(
-            md.contains("## Killed on purpose")
-                && md.contains("| c | killed on purpose (plan#1) |"),
+            crate::table::squash(&md).contains("## Killed on purpose")
+                && crate::table::squash(&md).contains("| c | killed on purpose (plan#1) |"),
             "{md}"
         );
     }
@@ -631,6 +690,9 @@ mod tests {
         assert_eq!(s.message_latency.count, 4);
         assert!(s.message_latency.max_us <= 1_005);
         let md = to_markdown(&s);
-        assert!(md.contains("| x | y | +5.000 ms | 1 |"), "{md}");
+        assert!(
+            crate::table::squash(&md).contains("| x | y | +5.000 ms | 1 |"),
+            "{md}"
+        );
     }
 }

@@ -23,13 +23,13 @@
 
 use crate::cmd::wait;
 use crate::engine::host::{Connector, Host};
+use crate::engine::labels;
 use crate::engine::retry::retry;
+use crate::engine::scratch::with_scratch;
 use crate::engine::{ContainerState, Engine, LogOptions};
 use crate::run::dir::RunDir;
-use crate::run::labels;
 use crate::run::live::LiveRun;
 use crate::run::names::{report_dir, reports_volume, REPORTS_DIR};
-use crate::run::scratch::with_scratch;
 use crate::tasks;
 use anyhow::Context;
 use cmesh_common::fsutil::write_atomic;
@@ -252,31 +252,29 @@ fn already_extracted(dir: &Path) -> Option<ContainerEntry> {
         .filter(|e| e.state != ContainerState::Running && verify(dir, e))
 }
 
-async fn extract_one(
-    host: &Host,
-    run: &RunDir,
-    name: &str,
-    prefetched: Option<SharedArchive>,
-) -> anyhow::Result<(ContainerEntry, bool)> {
+/// What the first pass learned of a container: its state, and the files written so far.
+#[derive(Clone)]
+struct Observed {
+    name: String,
+    dir: PathBuf,
+    role: String,
+    index: u32,
+    state: ContainerState,
+    exit_code: Option<i64>,
+    oom_killed: bool,
+    files: BTreeMap<String, FileEntry>,
+}
+
+/// The first pass: the container's state (`inspect.json`) and logs (`logs.txt.gz`).
+async fn observe(host: &Host, run: &RunDir, name: &str) -> anyhow::Result<Observed> {
     let dir = container_dir(run, host.name(), name);
-    if let Some(entry) = already_extracted(&dir) {
-        return Ok((entry, false));
-    }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let where_ = format!("container {name} on host {}", host.name());
     let info = retry(|| host.engine.inspect_container(name))
         .await
         .with_context(|| format!("inspecting {where_}"))?;
-    let role = info.labels.get(labels::ROLE).cloned().unwrap_or_default();
-    let index = info
-        .labels
-        .get(labels::INDEX)
-        .and_then(|i| i.parse().ok())
-        .unwrap_or(0);
-    let status = info.state();
-    let (exit_code, oom) = (info.exit_code, info.oom_killed);
+    let state = info.state();
     let mut files = BTreeMap::new();
-
     let inspect = serde_json::json!({
         "name": name,
         "id": info.id,
@@ -284,9 +282,9 @@ async fn extract_one(
         "host": host.name(),
         "labels": info.labels,
         "state": {
-            "status": status,
-            "exit_code": exit_code,
-            "oom_killed": oom,
+            "status": state,
+            "exit_code": info.exit_code,
+            "oom_killed": info.oom_killed,
             "error": info.error,
             "started_at": info.started_at,
             "finished_at": info.finished_at,
@@ -314,18 +312,47 @@ async fn extract_one(
         logs.extend_from_slice(chunk.as_ref());
     }
     save(&dir, "logs.txt.gz", gzip(logs).await?, &mut files).await?;
+    Ok(Observed {
+        name: name.to_owned(),
+        dir,
+        role: info.labels.get(labels::ROLE).cloned().unwrap_or_default(),
+        index: info
+            .labels
+            .get(labels::INDEX)
+            .and_then(|i| i.parse().ok())
+            .unwrap_or(0),
+        state,
+        exit_code: info.exit_code,
+        oom_killed: info.oom_killed,
+        files,
+    })
+}
 
+/// The second pass: the container's report (`report.tar.gz`), from its host's archive
+/// or, when that did not have it, from the container itself; then `meta.json`, last.
+async fn finish(
+    host: &Host,
+    o: Observed,
+    prefetched: Option<SharedArchive>,
+) -> anyhow::Result<ContainerEntry> {
+    let Observed {
+        name,
+        dir,
+        role,
+        index,
+        state,
+        exit_code,
+        oom_killed,
+        mut files,
+    } = o;
     let (archive, download_error) = match prefetched {
         Some(bytes) => (bytes.as_ref().clone(), None),
         // Not in the volume's archive: ask the container itself.
-        None => match download(host.engine.as_ref(), name, &report_dir(name)).await {
-            (bytes, None) => (
-                tasks::cpu(move || split_reports(&bytes))
-                    .await?
-                    .remove(name)
-                    .unwrap_or_default(),
-                None,
-            ),
+        None => match download(host.engine.as_ref(), &name, &report_dir(&name)).await {
+            (bytes, None) => {
+                let mut split = tasks::cpu(move || split_reports(&bytes)).await?;
+                (split.remove(&name).unwrap_or_default(), None)
+            }
             (_, error) => (Vec::new(), error),
         },
     };
@@ -336,13 +363,6 @@ async fn extract_one(
             Some(format!("cannot fetch its report directory: {e}")),
         ),
         None => {
-            save(
-                &dir,
-                "report.tar.gz",
-                gzip(archive.clone()).await?,
-                &mut files,
-            )
-            .await?;
             let has = tar::Archive::new(archive.as_slice())
                 .entries()
                 .map(|mut es| {
@@ -353,6 +373,7 @@ async fn extract_one(
                     })
                 })
                 .unwrap_or(false);
+            save(&dir, "report.tar.gz", gzip(archive).await?, &mut files).await?;
             if has {
                 (ReportState::Complete, None)
             } else {
@@ -367,13 +388,13 @@ async fn extract_one(
         }
     };
     let ended = wait::Ended {
-        name: name.to_owned(),
+        name: name.clone(),
         exit_code,
-        oom_killed: oom,
+        oom_killed,
         killed_by: None,
         unreachable: None,
     };
-    if status == ContainerState::Running {
+    if state == ContainerState::Running {
         reason = Some(format!(
             "{}still running when extracted; run `launcher wait`, then extract again",
             reason.map(|r| format!("{r}; ")).unwrap_or_default()
@@ -385,19 +406,19 @@ async fn extract_one(
         });
     }
     let entry = ContainerEntry {
-        name: name.to_owned(),
+        name,
         host: host.name().to_owned(),
         role,
         index,
-        state: status,
+        state,
         exit_code,
-        oom_killed: oom,
+        oom_killed,
         report,
         reason,
         files,
     };
     crate::run::dir::write_json(&dir.join("meta.json"), &entry)?;
-    Ok((entry, true))
+    Ok(entry)
 }
 
 /// The outcome of an extract.
@@ -422,59 +443,95 @@ pub async fn extract_with(
 ) -> anyhow::Result<Extracted> {
     let live = LiveRun::load_with(connector, run).await?;
     let (manifest, hosts, states) = (&live.manifest, &live.hosts, &live.states);
-    let names = live.containers();
-    // Reports of the containers that need fetching, one archive per host, every host at
-    // once.
-    let fetches = hosts.iter().enumerate().map(|(h, host)| {
-        let todo: Vec<String> = names
-            .iter()
-            .filter(|(n, hh)| {
-                *hh == h && already_extracted(&container_dir(run, host.name(), n)).is_none()
-            })
-            .map(|(n, _)| n.clone())
-            .collect();
-        async move {
-            if todo.is_empty() {
+    // What was extracted before and still verifies is not fetched again: checked once
+    // per container, off the async threads (it hashes every file).
+    let dirs: Vec<(String, usize, PathBuf)> = live
+        .containers()
+        .into_iter()
+        .map(|(n, h)| {
+            let dir = container_dir(run, hosts[h].name(), &n);
+            (n, h, dir)
+        })
+        .collect();
+    let checked = tasks::cpu(move || {
+        Ok(dirs
+            .into_iter()
+            .map(|(n, h, dir)| (n, h, already_extracted(&dir)))
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    let mut containers = Vec::new();
+    let mut todo: Vec<(usize, String)> = Vec::new();
+    for (name, h, done) in checked {
+        match done {
+            Some(entry) => containers.push(entry),
+            None => todo.push((h, name)),
+        }
+    }
+    let verified = containers.len();
+    // Each host's reports come in one archive; fetched while the first pass reads every
+    // container's state and logs, so the engines are kept busy with both.
+    let per_host_names: Vec<Vec<String>> = (0..hosts.len())
+        .map(|h| {
+            todo.iter()
+                .filter(|(hh, _)| *hh == h)
+                .map(|(_, n)| n.clone())
+                .collect()
+        })
+        .collect();
+    let fetches = hosts
+        .iter()
+        .zip(per_host_names)
+        .map(|(host, names)| async move {
+            if names.is_empty() {
                 return Ok(HashMap::new());
             }
-            fetch_reports(host, &run.id, &manifest.images.peer.tag, &todo).await
-        }
+            fetch_reports(host, &run.id, &manifest.images.peer.tag, &names).await
+        });
+    let first_pass = tasks::for_each_on_hosts("extract", todo, per_host, |h, name: String| {
+        let host = &hosts[h];
+        async move { observe(host, run, &name).await }
     });
+    let (fetched_archives, observed) =
+        tokio::join!(futures_util::future::join_all(fetches), first_pass);
     let mut prefetched: HashMap<String, SharedArchive> = HashMap::new();
-    for fetched in futures_util::future::join_all(fetches).await {
+    for fetched in fetched_archives {
         match fetched {
             Ok(map) => prefetched.extend(map.into_iter().map(|(k, v)| (k, std::sync::Arc::new(v)))),
             // Each container then falls back to its own archive.
             Err(e) => tracing::warn!("extract: {e:#}; fetching reports one by one"),
         }
     }
-    let items: Vec<(usize, (String, Option<SharedArchive>))> = names
-        .into_iter()
-        .map(|(n, h)| {
-            let pre = prefetched.remove(&n);
-            (h, (n, pre))
-        })
-        .collect();
-    let results = tasks::for_each_on_hosts("extract", items, per_host, |h, (name, pre)| {
-        let host = &hosts[h];
-        async move { extract_one(host, run, &name, pre).await }
-    })
-    .await;
-    let mut containers = Vec::new();
     let mut errors = BTreeMap::new();
-    let (mut fetched, mut verified) = (0, 0);
-    for ((_, (name, _)), r) in results {
+    let mut second: Vec<(usize, (Observed, Option<SharedArchive>))> = Vec::new();
+    for ((h, name), r) in observed {
         match r {
-            Ok((entry, was_fetched)) => {
-                if was_fetched {
-                    fetched += 1
-                } else {
-                    verified += 1
-                }
-                containers.push(entry)
+            Ok(o) => {
+                let pre = prefetched.remove(&name);
+                second.push((h, (o, pre)));
             }
             Err(e) => {
                 errors.insert(name, format!("{e:#}"));
+            }
+        }
+    }
+    let finished = tasks::for_each_on_hosts("reports", second, per_host, |h, (o, pre)| {
+        let host = &hosts[h];
+        async move {
+            let name = o.name.clone();
+            finish(host, o, pre).await.map_err(|e| e.context(name))
+        }
+    })
+    .await;
+    let mut fetched = 0;
+    for ((_, (o, _)), r) in finished {
+        match r {
+            Ok(entry) => {
+                fetched += 1;
+                containers.push(entry);
+            }
+            Err(e) => {
+                errors.insert(o.name, format!("{e:#}"));
             }
         }
     }

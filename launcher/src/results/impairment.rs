@@ -250,26 +250,43 @@ fn ms(us: u64) -> String {
 
 /// The impairment sections of `summary.md`.
 pub fn to_markdown(i: &Impairment) -> String {
+    use crate::table::markdown;
     let mut out = String::new();
     if !i.faults.is_empty() {
-        out.push_str("\n## Faults\n\nTimes are from the common start.\n\n| fault | action | peers | applied | lifted | how | errors |\n|---|---|---|---|---|---|---|\n");
-        for f in &i.faults {
-            out.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} |\n",
-                f.id,
-                f.action,
-                f.peers,
-                secs(f.applied_at_ms),
-                secs(f.lifted_at_ms),
-                f.paths.join(", "),
-                f.errors
-            ));
-        }
+        out.push_str("\n## Faults\n\nTimes are from the common start.\n\n");
+        let rows: Vec<Vec<String>> = i
+            .faults
+            .iter()
+            .map(|f| {
+                vec![
+                    f.id.clone(),
+                    f.action.clone(),
+                    f.peers.to_string(),
+                    secs(f.applied_at_ms),
+                    secs(f.lifted_at_ms),
+                    f.paths.join(", "),
+                    f.errors.to_string(),
+                ]
+            })
+            .collect();
+        out.push_str(&markdown(
+            [
+                "fault", "action", "peers", "applied", "lifted", "how", "errors",
+            ],
+            &rows,
+        ));
     }
     if let Some(r) = &i.resync {
-        out.push_str(&format!(
-            "\n## Resync after heals\n\n| heals | peers | p50 | max | never caught up |\n|---|---|---|---|---|\n| {} | {} | {} ms | {} ms | {} |\n",
-            r.heals, r.peers, r.p50_ms, r.max_ms, r.unfinished
+        out.push_str("\n## Resync after heals\n\n");
+        out.push_str(&markdown(
+            ["heals", "peers", "p50", "max", "never caught up"],
+            &[vec![
+                r.heals.to_string(),
+                r.peers.to_string(),
+                format!("{} ms", r.p50_ms),
+                format!("{} ms", r.max_ms),
+                r.unfinished.to_string(),
+            ]],
         ));
     }
     if let Some(a) = &i.availability {
@@ -280,22 +297,38 @@ pub fn to_markdown(i: &Impairment) -> String {
     }
     if !i.windows.is_empty() {
         out.push_str(&format!(
-            "\n## Over time ({} s windows)\n\nLatency is by the window a record was written in; received and bytes by when they happened.\n\n| from | written→received | p50 ms | p99 ms | max ms | received | KiB in | KiB out |\n|---|---|---|---|---|---|---|---|\n",
+            "\n## Over time ({} s windows)\n\nLatency is by the window a record was written in; received and bytes by when they happened.\n\n",
             i.window_ms as f64 / 1000.0
         ));
-        for w in &i.windows {
-            out.push_str(&format!(
-                "| {:.0} s | {} | {} | {} | {} | {} | {:.1} | {:.1} |\n",
-                w.start_ms as f64 / 1000.0,
-                w.count,
-                ms(w.p50_us),
-                ms(w.p99_us),
-                ms(w.max_us),
-                w.received,
-                w.rx_bytes as f64 / 1024.0,
-                w.tx_bytes as f64 / 1024.0
-            ));
-        }
+        let rows: Vec<Vec<String>> = i
+            .windows
+            .iter()
+            .map(|w| {
+                vec![
+                    format!("{:.0} s", w.start_ms as f64 / 1000.0),
+                    w.count.to_string(),
+                    ms(w.p50_us),
+                    ms(w.p99_us),
+                    ms(w.max_us),
+                    w.received.to_string(),
+                    format!("{:.1}", w.rx_bytes as f64 / 1024.0),
+                    format!("{:.1}", w.tx_bytes as f64 / 1024.0),
+                ]
+            })
+            .collect();
+        out.push_str(&markdown(
+            [
+                "from",
+                "written→received",
+                "p50 ms",
+                "p99 ms",
+                "max ms",
+                "received",
+                "KiB in",
+                "KiB out",
+            ],
+            &rows,
+        ));
     }
     out
 }
@@ -410,7 +443,7 @@ mod tests {
             "## Availability",
             "## Over time",
         ] {
-            assert!(md.contains(part), "{part} in\n{md}");
+            assert!(crate::table::squash(&md).contains(part), "{part} in\n{md}");
         }
     }
 

@@ -6,9 +6,9 @@
 //! interrupted spawn is completed by running it again.
 
 use crate::engine::host::Host;
+use crate::engine::labels;
 use crate::engine::retry::retry;
 use crate::engine::{ContainerSpec, ContainerState, EngineError, Publish, RestartPolicy};
-use crate::run::labels;
 use crate::run::names::{
     coordinator_name, report_dir, reports_volume, secret_path, secrets_volume, COORDINATOR_PORT,
     PEER_PORT, REPORTS_DIR, TOKEN_DIR,

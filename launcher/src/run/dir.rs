@@ -10,6 +10,7 @@
 //!
 //! `runs/latest` holds the id of the newest run, the default for `--run`.
 
+pub use crate::engine::images::{ImageRef, Images};
 use crate::error::bad_input;
 use anyhow::Context;
 use cmesh_common::fsutil::write_atomic;
@@ -52,21 +53,6 @@ pub struct NetworkInfo {
     pub name: String,
     pub id: String,
     pub subnet: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImageRef {
-    /// `name:tag`.
-    pub tag: String,
-    /// The image id (`sha256:…`).
-    pub id: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Images {
-    pub base: ImageRef,
-    pub peer: ImageRef,
-    pub coordinator: ImageRef,
 }
 
 fn mesh() -> String {

@@ -70,6 +70,7 @@ impl LiveRun {
             self.lost.push(LostHost {
                 reason: format!("host `{name}` stopped answering: {reason}"),
                 name,
+                bad_input: false,
             });
         }
     }

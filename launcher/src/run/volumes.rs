@@ -4,24 +4,11 @@
 
 use crate::engine::host::Host;
 use crate::engine::images::tar_context;
+use crate::engine::labels;
 use crate::engine::retry::retry;
-use crate::engine::VolumeSpec;
-use crate::run::labels;
+use crate::engine::scratch::with_scratch;
 use crate::run::names::{reports_volume, secrets_volume, TOKEN_DIR};
-use crate::run::scratch::with_scratch;
 use anyhow::Context;
-use std::collections::BTreeMap;
-
-/// Creates (or finds) volume `volume` on `host` with one label `key=value`.
-pub async fn create(host: &Host, volume: &str, (key, value): (&str, &str)) -> anyhow::Result<()> {
-    let spec = VolumeSpec {
-        name: volume.to_owned(),
-        labels: BTreeMap::from([(key.to_owned(), value.to_owned())]),
-    };
-    retry(|| host.engine.create_volume(&spec))
-        .await
-        .with_context(|| format!("creating volume {volume} on host {}", host.name()))
-}
 
 /// Creates the run's reports and secrets volumes on `host` and writes the token (and the
 /// backend's secret) into the secrets volume: through a container that is created with
@@ -35,7 +22,7 @@ pub async fn ensure(
     secret: Option<&[u8]>,
 ) -> anyhow::Result<()> {
     for volume in [reports_volume(run), secrets_volume(run)] {
-        create(host, &volume, (labels::RUN, run)).await?;
+        host.ensure_volume(&volume, (labels::RUN, run)).await?;
     }
     let volume = secrets_volume(run);
     let seed = format!("{run}-secrets");

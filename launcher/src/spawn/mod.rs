@@ -23,6 +23,7 @@ pub mod backend;
 
 use crate::engine::distribute::{self, Transport};
 use crate::engine::host::{self, Connector, Host};
+use crate::engine::labels;
 use crate::engine::{images, network, swarm};
 use crate::error::bad_input;
 use crate::hosts::HostsFile;
@@ -30,7 +31,6 @@ use crate::placement::place;
 use crate::results::clock;
 use crate::run::containers::{self, coordinator_args, peer_args, ContainerPlan};
 use crate::run::dir::{Images, NetworkInfo, Placement, RunDir, RunManifest, MANIFEST_SCHEMA};
-use crate::run::labels;
 use crate::run::names::{coordinator_name, network_name};
 use crate::tasks;
 pub use backend::{image_backends, BackendChoice, BACKENDS_LABEL};
@@ -164,7 +164,8 @@ async fn ensure_network(
             network::pick_subnet(&run.id, prefix, &network::taken_subnets(manager).await?)?
         }
     };
-    network::ensure_network(manager, &run.id, subnet).await
+    let labels = BTreeMap::from([(labels::RUN.to_owned(), run.id.clone())]);
+    network::ensure_network(manager, &network_name(&run.id), labels, subnet).await
 }
 
 /// Starts the coordinator on the manager (if it is not there yet).
