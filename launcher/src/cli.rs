@@ -253,13 +253,13 @@ pub enum ChaosKind {
     Restart,
 }
 
-impl ChaosKind {
-    /// The action's name in plans and the coordinator's API.
-    pub fn name(self) -> String {
-        self.to_possible_value()
-            .map(|v| v.get_name().to_owned())
-            .unwrap_or_default()
-    }
+/// A value's name on the command line (also its name in plans and the coordinator's
+/// API).
+pub fn value_name(value: impl ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default()
 }
 
 /// The peers' sync backend.
@@ -430,7 +430,7 @@ pub fn spawn_request(runs_dir: &Path, a: &SpawnArgs) -> anyhow::Result<spawn::Sp
     let flags = plan_file::PlanFile {
         peers: a.peers,
         duration: a.duration.clone(),
-        graph: a.graph.map(|g| g.name().to_owned()),
+        graph: a.graph.map(value_name),
         degree: a.degree,
         write_interval: a.write_interval.clone(),
         payload_bytes: a.payload_bytes,
@@ -465,7 +465,7 @@ pub fn spawn_request(runs_dir: &Path, a: &SpawnArgs) -> anyhow::Result<spawn::Sp
         bin_dir: images::bin_dir(a.images.bin_dir.as_deref()),
         base_image: a.images.base_image.clone(),
         backend: spawn::BackendChoice::new(
-            &format!("{:?}", a.backend).to_lowercase(),
+            &value_name(a.backend),
             a.secret_file.as_deref(),
             a.peer_image.as_deref(),
         )?,
@@ -571,7 +571,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Chaos(a) => {
             let order = crate::faults::chaos::ChaosOrder {
-                action: a.action.name(),
+                action: value_name(a.action),
                 peers: a.peers,
                 random: a.random,
                 seed: a.seed,

@@ -167,8 +167,11 @@ fn yes() -> bool {
 fn default_connect_timeout() -> String {
     "10s".into()
 }
+/// Where a local Docker Engine's socket is by default.
+pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
+
 fn default_socket() -> String {
-    "/var/run/docker.sock".into()
+    DEFAULT_SOCKET.into()
 }
 fn default_role() -> Role {
     Role::Manager

@@ -3,12 +3,16 @@
 
 use comfy_table::{presets, ContentArrangement, Table};
 
-/// A plain table for the terminal with these column headers.
+/// A plain table for the terminal with these column headers: no borders, columns two
+/// spaces apart.
 pub fn new<const N: usize>(headers: [&str; N]) -> Table {
     let mut t = Table::new();
     t.load_preset(presets::NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(headers.to_vec());
+    for column in t.column_iter_mut() {
+        column.set_padding((0, 2));
+    }
     t
 }
 
@@ -53,6 +57,17 @@ pub fn squash(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn terminal_tables_align_columns_without_borders() {
+        let mut t = new(["host", "state"]);
+        t.add_row(vec!["lab-1", "running"]);
+        t.add_row(vec!["b", "lost"]);
+        let text = t.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("host   state"), "{text}");
+        assert!(lines[2].starts_with("b      lost"), "{text}");
+    }
 
     #[test]
     fn markdown_escapes_pipes_and_line_breaks() {

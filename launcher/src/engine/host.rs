@@ -15,7 +15,7 @@ use crate::engine::sim;
 use crate::engine::ssh::{Link, Output};
 use crate::engine::Engine;
 use crate::error::bad_input;
-use crate::hosts::{HostSpec, HostsFile, Role};
+use crate::hosts::{HostSpec, HostsFile, Role, DEFAULT_SOCKET};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +26,15 @@ pub struct Host {
     pub spec: HostSpec,
     pub engine: Arc<dyn Engine>,
     link: Option<Arc<Link>>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("name", &self.spec.name)
+            .field("remote", &self.spec.is_remote())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A host that could not be reached, and why.
@@ -48,20 +57,25 @@ pub struct HostSet {
 }
 
 impl HostSet {
-    /// Every host, or an error (exit 1: a lost host is a failure, not bad input) that
-    /// names each lost one with its reason.
+    /// Every host, or an error that names each lost one with its reason: exit 1 (a lost
+    /// host is a failure), or 2 where the hosts file is at fault for one of them.
     pub fn require_all(self) -> anyhow::Result<Vec<Host>> {
-        match self.lost.len() {
-            0 => Ok(self.hosts),
-            1 => anyhow::bail!("{}", self.lost[0].reason),
+        let message = match self.lost.len() {
+            0 => return Ok(self.hosts),
+            1 => self.lost[0].reason.clone(),
             n => {
                 let all: Vec<String> = self
                     .lost
                     .iter()
                     .map(|l| format!("  {}", l.reason))
                     .collect();
-                anyhow::bail!("{n} hosts cannot be reached:\n{}", all.join("\n"))
+                format!("{n} hosts cannot be reached:\n{}", all.join("\n"))
             }
+        };
+        if self.lost.iter().any(|l| l.bad_input) {
+            Err(bad_input(message))
+        } else {
+            Err(anyhow::anyhow!(message))
         }
     }
 }
@@ -119,13 +133,7 @@ impl Connector {
     /// This machine's own engine, where images are built: `DOCKER_HOST` (unix:// or
     /// tcp://) if set, else /var/run/docker.sock. Any other `DOCKER_HOST` is refused.
     pub async fn builder(&self) -> anyhow::Result<Host> {
-        let endpoint = match std::env::var("DOCKER_HOST") {
-            Ok(v) if !v.is_empty() => {
-                let tls = std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty());
-                Endpoint::parse_docker_host(&v, tls).map_err(bad_input)?
-            }
-            _ => Endpoint::Unix("/var/run/docker.sock".into()),
-        };
+        let endpoint = local_endpoint("this-machine", DEFAULT_SOCKET)?;
         let spec = HostSpec {
             name: "this-machine".into(),
             docker_socket: endpoint.to_string(),
@@ -150,6 +158,41 @@ impl Connector {
     }
 }
 
+/// `DOCKER_HOST`, if set: unix:// or tcp://; anything else is bad input.
+fn docker_host() -> anyhow::Result<Option<Endpoint>> {
+    match std::env::var("DOCKER_HOST") {
+        Ok(v) if !v.is_empty() => {
+            let tls = std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty());
+            Ok(Some(
+                Endpoint::parse_docker_host(&v, tls).map_err(bad_input)?,
+            ))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// This machine's engine for local host `name`, whose hosts.toml entry names `socket`:
+/// `DOCKER_HOST` when set, which must then agree with a socket other than the default;
+/// else `socket`.
+fn local_endpoint(name: &str, socket: &str) -> anyhow::Result<Endpoint> {
+    choose_local_endpoint(name, socket, docker_host()?)
+}
+
+fn choose_local_endpoint(
+    name: &str,
+    socket: &str,
+    docker_host: Option<Endpoint>,
+) -> anyhow::Result<Endpoint> {
+    match docker_host {
+        None => Ok(Endpoint::Unix(socket.to_owned())),
+        Some(Endpoint::Unix(path)) if path == socket => Ok(Endpoint::Unix(path)),
+        Some(e) if socket == DEFAULT_SOCKET => Ok(e),
+        Some(e) => Err(bad_input(format!(
+            "host `{name}` in hosts.toml names the Docker socket {socket}, but DOCKER_HOST names {e}: make them agree, or unset DOCKER_HOST"
+        ))),
+    }
+}
+
 impl Host {
     /// Connects to the host's engine (over SSH for a remote host) and negotiates the API
     /// version (the engine may be older than the client). An unreachable host is a
@@ -161,7 +204,7 @@ impl Host {
         };
         let endpoint = match &link {
             Some(l) => Endpoint::Unix(l.docker_socket().display().to_string()),
-            None => Endpoint::Unix(spec.docker_socket.clone()),
+            None => local_endpoint(&spec.name, &spec.docker_socket)?,
         };
         let via = match &spec.ssh {
             Some(d) => format!("{} over SSH ({d})", spec.docker_socket),
@@ -270,4 +313,55 @@ pub fn manager(hosts: &[Host]) -> anyhow::Result<&Host> {
             "the swarm manager is not among the reachable hosts; it runs the coordinator and the network. Bring it back (`launcher hosts check`) and re-run the command"
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lost(name: &str, bad_input: bool) -> LostHost {
+        LostHost {
+            name: name.into(),
+            reason: format!("host `{name}` is gone"),
+            bad_input,
+        }
+    }
+
+    #[test]
+    fn a_lost_host_is_a_failure_and_a_bad_hosts_file_is_bad_input() {
+        let set = |lost| HostSet {
+            hosts: Vec::new(),
+            lost,
+        };
+        assert!(set(vec![]).require_all().unwrap().is_empty());
+        let e = set(vec![lost("a", false)]).require_all().unwrap_err();
+        assert_eq!(crate::error::exit_code(&e), 1);
+        let e = set(vec![lost("a", false), lost("b", true)])
+            .require_all()
+            .unwrap_err();
+        assert_eq!(crate::error::exit_code(&e), 2);
+        assert!(e.to_string().contains("2 hosts cannot be reached"), "{e}");
+        assert!(e.to_string().contains("host `b` is gone"), "{e}");
+    }
+
+    #[test]
+    fn docker_host_picks_the_local_engine_and_a_conflict_is_refused() {
+        let tcp = Endpoint::Tcp("tcp://10.0.0.2:2375".into());
+        assert_eq!(
+            choose_local_endpoint("local", DEFAULT_SOCKET, None).unwrap(),
+            Endpoint::Unix(DEFAULT_SOCKET.into())
+        );
+        assert_eq!(
+            choose_local_endpoint("local", DEFAULT_SOCKET, Some(tcp.clone())).unwrap(),
+            tcp
+        );
+        let same = Endpoint::Unix("/run/other.sock".into());
+        assert_eq!(
+            choose_local_endpoint("local", "/run/other.sock", Some(same.clone())).unwrap(),
+            same
+        );
+        let e = choose_local_endpoint("local", "/run/other.sock", Some(tcp)).unwrap_err();
+        assert_eq!(crate::error::exit_code(&e), 2);
+        assert!(e.to_string().contains("make them agree"), "{e}");
+    }
 }

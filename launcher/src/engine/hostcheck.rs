@@ -235,30 +235,11 @@ pub fn render(rows: &[Row]) -> String {
             ]
         })
         .collect();
-    let widths: Vec<usize> = (0..header.len())
-        .map(|c| {
-            cells
-                .iter()
-                .map(|row| row[c].len())
-                .chain([header[c].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |row: Vec<String>| {
-        row.iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_owned()
-            + "\n"
-    };
-    let mut out = line(header.iter().map(|s| s.to_string()).collect());
+    let mut table = crate::table::new(header);
     for row in cells {
-        out.push_str(&line(row));
+        table.add_row(row);
     }
+    let mut out = format!("{table}\n");
     for r in rows.iter().filter(|r| !r.usable()) {
         out.push_str(&format!(
             "\n{}: {}\n",

@@ -133,6 +133,22 @@ struct HostState {
     requests: u64,
 }
 
+impl HostState {
+    fn container(&self, name: &str) -> Result<&SimContainer, EngineError> {
+        self.containers.get(name).ok_or_else(|| no_container(name))
+    }
+
+    fn container_mut(&mut self, name: &str) -> Result<&mut SimContainer, EngineError> {
+        self.containers
+            .get_mut(name)
+            .ok_or_else(|| no_container(name))
+    }
+}
+
+fn no_container(name: &str) -> EngineError {
+    EngineError::NotFound(format!("No such container: {name}"))
+}
+
 struct SimHost {
     name: String,
     state: Mutex<HostState>,
@@ -374,10 +390,6 @@ impl SimEngine {
         apply(&mut state)
     }
 
-    fn no_container(name: &str) -> EngineError {
-        EngineError::NotFound(format!("No such container: {name}"))
-    }
-
     fn emit(&self, name: &str, kind: EventKind) {
         let _ = self.host.events.send(ContainerEvent {
             name: name.to_owned(),
@@ -387,10 +399,7 @@ impl SimEngine {
 
     /// Marks `name` started and schedules its exit.
     fn started(&self, state: &mut HostState, name: &str) -> Result<(), EngineError> {
-        let c = state
-            .containers
-            .get_mut(name)
-            .ok_or_else(|| Self::no_container(name))?;
+        let c = state.container_mut(name)?;
         if c.state == ContainerState::Running || c.state == ContainerState::Paused {
             return Err(EngineError::NotModified(format!(
                 "{name} is already started"
@@ -452,10 +461,7 @@ impl SimEngine {
     /// A tar of the files under `path` in the container's volumes, named as Docker's
     /// archive API names them (the last part of `path` first).
     fn archive(state: &HostState, name: &str, path: &str) -> Result<Vec<u8>, EngineError> {
-        let c = state
-            .containers
-            .get(name)
-            .ok_or_else(|| Self::no_container(name))?;
+        let c = state.container(name)?;
         let (volume, mount) = c
             .spec
             .binds
@@ -585,10 +591,7 @@ impl Engine for SimEngine {
 
     async fn inspect_container(&self, name: &str) -> Result<ContainerInfo, EngineError> {
         self.serve(self.model().inspect, |s| {
-            let c = s
-                .containers
-                .get(name)
-                .ok_or_else(|| Self::no_container(name))?;
+            let c = s.container(name)?;
             Ok(ContainerInfo {
                 name: name.to_owned(),
                 id: c.id.clone(),
@@ -620,10 +623,7 @@ impl Engine for SimEngine {
     async fn kill_container(&self, name: &str) -> Result<(), EngineError> {
         let died = self
             .serve(self.model().signal, |s| {
-                let c = s
-                    .containers
-                    .get_mut(name)
-                    .ok_or_else(|| Self::no_container(name))?;
+                let c = s.container_mut(name)?;
                 if c.state != ContainerState::Running {
                     return Err(EngineError::Conflict(format!(
                         "Container {name} is not running"
@@ -642,10 +642,7 @@ impl Engine for SimEngine {
 
     async fn pause_container(&self, name: &str) -> Result<(), EngineError> {
         self.serve(self.model().signal, |s| {
-            let c = s
-                .containers
-                .get_mut(name)
-                .ok_or_else(|| Self::no_container(name))?;
+            let c = s.container_mut(name)?;
             match c.state {
                 ContainerState::Running => {
                     c.state = ContainerState::Paused;
@@ -664,10 +661,7 @@ impl Engine for SimEngine {
 
     async fn unpause_container(&self, name: &str) -> Result<(), EngineError> {
         self.serve(self.model().signal, |s| {
-            let c = s
-                .containers
-                .get_mut(name)
-                .ok_or_else(|| Self::no_container(name))?;
+            let c = s.container_mut(name)?;
             if c.state != ContainerState::Paused {
                 return Err(EngineError::Conflict(format!(
                     "Container {name} is not paused"
@@ -682,10 +676,9 @@ impl Engine for SimEngine {
     async fn remove_container(&self, name: &str) -> Result<(), EngineError> {
         let removed = self
             .serve(self.model().remove, |s| {
-                s.containers
-                    .remove(name)
-                    .map(|_| ())
-                    .ok_or_else(|| Self::no_container(name))
+                s.container(name)?;
+                s.containers.remove(name);
+                Ok(())
             })
             .await;
         if removed.is_ok() {
@@ -714,10 +707,7 @@ impl Engine for SimEngine {
 
     async fn upload(&self, name: &str, path: &str, tar: Bytes) -> Result<(), EngineError> {
         self.serve(self.model().archive, |s| {
-            let c = s
-                .containers
-                .get(name)
-                .ok_or_else(|| Self::no_container(name))?;
+            let c = s.container(name)?;
             let volume = c
                 .spec
                 .binds
@@ -757,10 +747,8 @@ impl Engine for SimEngine {
             let cost = engine.model().logs;
             engine
                 .serve(cost, |s| {
-                    s.containers
-                        .get(&name)
+                    s.container(&name)
                         .map(|_| Bytes::from(format!("{name}: simulated\n")))
-                        .ok_or_else(|| Self::no_container(&name))
                 })
                 .await
         })

@@ -137,9 +137,11 @@ pub async fn ensure(hosts: &[Host]) -> anyhow::Result<()> {
     for r in futures_util::future::join_all(joins).await {
         r?;
     }
-    for h in hosts {
-        label_node(manager, h).await?;
-    }
+    // Every node at once: each has its own version, so the updates do not conflict.
+    futures_util::future::join_all(hosts.iter().map(|h| label_node(manager, h)))
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<Vec<()>>>()?;
     Ok(())
 }
 

@@ -572,10 +572,9 @@ mod tests {
         assert_eq!(s.message_latency.count, 100);
         assert_eq!(s.message_latency.min_us, 100);
         assert!((299..=301).contains(&s.message_latency.p50_us));
-        let md = to_markdown(&s);
+        let md = crate::table::squash(&to_markdown(&s));
         assert!(
-            crate::table::squash(&md).contains("FAILED")
-                && crate::table::squash(&md).contains("| c | container killed (exit 137) |"),
+            md.contains("FAILED") && md.contains("| c | container killed (exit 137) |"),
             "{md}"
         );
     }
@@ -608,10 +607,10 @@ mod tests {
         assert_eq!(s.peers_killed[0].peer, "c");
         assert_eq!(s.peers_killed[0].reason, "killed on purpose (plan#1)");
         assert_eq!(s.impairment.faults[0].id, "plan#1");
-        let md = to_markdown(&s);
+        let md = crate::table::squash(&to_markdown(&s));
         assert!(
-            crate::table::squash(&md).contains("## Killed on purpose")
-                && crate::table::squash(&md).contains("| c | killed on purpose (plan#1) |"),
+            md.contains("## Killed on purpose")
+                && md.contains("| c | killed on purpose (plan#1) |"),
             "{md}"
         );
     }
