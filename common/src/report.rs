@@ -39,6 +39,13 @@ pub struct PeerReport {
     pub outcome: Outcome,
     #[serde(default)]
     pub error: Option<String>,
+    /// A checkpoint written while the peer ran (`checkpoint.json`), not its final
+    /// report: it holds what was measured up to [`PeerReport::checkpoint_unix_ms`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
+    /// When a checkpoint was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_unix_ms: Option<u64>,
     pub started_at_unix_ms: u64,
     pub finished_at_unix_ms: u64,
     /// When writing started and stopped, if it did.
@@ -234,6 +241,8 @@ impl PeerReport {
             backend: backend.to_owned(),
             outcome: Outcome::Ok,
             error: None,
+            partial: false,
+            checkpoint_unix_ms: None,
             started_at_unix_ms,
             finished_at_unix_ms: started_at_unix_ms,
             writing: None,

@@ -554,7 +554,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             if json {
                 print_json(&x.index)?;
             }
-            Ok(if x.index.errors.is_empty() { 0 } else { 1 })
+            Ok(
+                if x.index.errors.is_empty() && x.index.unreachable.is_empty() {
+                    0
+                } else {
+                    1
+                },
+            )
         }
         Command::Analyze { dir, json } => {
             let run = match dir {
@@ -600,7 +606,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             if json {
                 print_json(&removed)?;
             }
-            Ok(0)
+            Ok(if removed.remaining.is_empty() { 0 } else { 1 })
         }
         Command::Run(a) => run_all(runs, a).await,
         Command::Hosts(HostsCommand::Check { hosts, peers, json }) => {
@@ -695,7 +701,7 @@ async fn run_all(runs: &Path, a: RunArgs) -> anyhow::Result<i32> {
     if !a.keep {
         if waited.is_err() {
             tracing::warn!("run {}: containers kept, since some were still running; `launcher status`, then `launcher down --force` when done with them", run.id);
-        } else if !x.index.errors.is_empty() {
+        } else if !x.index.errors.is_empty() || !x.index.unreachable.is_empty() {
             tracing::warn!("run {}: containers kept, since some could not be extracted; `launcher extract` then `launcher down`", run.id);
         } else {
             down::down(&run, false, 16).await?;

@@ -111,7 +111,7 @@ fn run_10_peers_end_to_end() {
 }
 
 #[test]
-fn a_peer_killed_mid_run_is_extracted_with_its_logs_and_a_partial_report() {
+fn a_peer_killed_mid_run_is_extracted_with_its_logs_and_its_last_checkpoint() {
     images_built();
     let runs = tempfile::tempdir().unwrap();
     let id = run_id("kill");
@@ -157,6 +157,22 @@ fn a_peer_killed_mid_run_is_extracted_with_its_logs_and_a_partial_report() {
     )
     .unwrap();
     let victim = format!("{id}-peer-0002");
+    // It checkpoints every 5 s while it writes: wait for the first one.
+    let checkpoint = format!("/reports/{victim}/checkpoint.json");
+    wait_until(
+        "the victim's first checkpoint",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || {
+            Command::new("docker")
+                .args(["exec", &victim, "test", "-s", &checkpoint])
+                .status()
+                .ok()?
+                .success()
+                .then_some(())
+        },
+    )
+    .unwrap();
     let kill = Command::new("docker")
         .args(["kill", &victim])
         .stdout(Stdio::null())
@@ -197,7 +213,7 @@ fn a_peer_killed_mid_run_is_extracted_with_its_logs_and_a_partial_report() {
     let printed: Value = serde_json::from_slice(&extracted.stdout).unwrap();
     assert_eq!(printed["containers"].as_array().unwrap().len(), 5);
     assert!(
-        stderr.contains(&format!("{victim}: report Partial")),
+        stderr.contains(&format!("{victim}: report Checkpoint")),
         "the missing report is named:\n{stderr}"
     );
     let index = read_json(&runs.path().join(&id).join("extract/extract.json"));
@@ -209,8 +225,8 @@ fn a_peer_killed_mid_run_is_extracted_with_its_logs_and_a_partial_report() {
         .unwrap()
         .clone();
     assert_eq!(
-        entry["report"], "partial",
-        "events.jsonl was written, report.json never was"
+        entry["report"], "checkpoint",
+        "checkpoint.json was written, report.json never was"
     );
     assert!(
         entry["reason"]
@@ -239,12 +255,20 @@ fn a_peer_killed_mid_run_is_extracted_with_its_logs_and_a_partial_report() {
         "a failed peer fails the analysis"
     );
     let summary: Value = serde_json::from_slice(&analyzed.stdout).unwrap();
-    assert_eq!(summary["peers_reported"], 3);
-    assert!(summary["peers_failed"]
+    // The victim's measurements up to its checkpoint count; it is listed as lost.
+    assert_eq!(summary["peers_reported"], 4, "{summary}");
+    let lost = summary["peers_lost"].as_array().unwrap();
+    assert_eq!(lost.len(), 1, "{summary}");
+    assert_eq!(lost[0]["peer"], victim.as_str());
+    assert!(lost[0]["checkpoint_unix_ms"].as_u64().unwrap() > 0);
+    let row = summary["per_peer"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|f| f["peer"] == victim.as_str()));
+        .find(|p| p["peer"] == victim.as_str())
+        .unwrap();
+    assert_eq!(row["outcome"], "lost", "{row}");
+    assert!(row["records_produced"].as_u64().unwrap() > 0, "{row}");
 
     // Logs: one container plain, all of them prefixed with their names.
     let one = launcher(runs.path(), &["logs", "--run", &id, "coordinator"]);

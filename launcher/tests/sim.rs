@@ -190,14 +190,24 @@ async fn a_host_lost_during_extract_loses_only_its_own_containers() {
         .filter(|p| p.host == "sim-2")
         .map(|p| &p.name)
         .collect();
+    // Every container on sim-2 is listed as unreachable, with the reason; nothing is an
+    // error of its own.
     for name in &on_lost {
-        let e = x.index.errors.get(*name).map(String::as_str).unwrap_or("");
-        assert!(
-            e.contains("sim-2") && e.contains("unreachable"),
-            "{name}: {e}"
-        );
+        let e = x
+            .index
+            .unreachable
+            .get(*name)
+            .map(String::as_str)
+            .unwrap_or("");
+        assert!(e.contains("sim-2") && e.contains("gone"), "{name}: {e}");
     }
-    assert_eq!(x.index.errors.len(), on_lost.len(), "{:?}", x.index.errors);
+    assert_eq!(
+        x.index.unreachable.len(),
+        on_lost.len(),
+        "{:?}",
+        x.index.unreachable
+    );
+    assert!(x.index.errors.is_empty(), "{:?}", x.index.errors);
     for c in &x.index.containers {
         if c.host != "sim-2" && c.role == "peer" {
             assert_eq!(c.report, ReportState::Complete, "{}", c.name);
@@ -217,6 +227,11 @@ async fn a_host_lost_during_extract_loses_only_its_own_containers() {
     lab.cluster.restore("sim-2");
     let again = extract::extract_with(&connector, &run, 16).await.unwrap();
     assert!(again.index.errors.is_empty(), "{:?}", again.index.errors);
+    assert!(
+        again.index.unreachable.is_empty(),
+        "{:?}",
+        again.index.unreachable
+    );
     assert_eq!(again.index.containers.len(), 31);
 }
 
@@ -276,4 +291,49 @@ async fn chaos_kills_pauses_and_restarts_containers_on_their_hosts() {
     .await;
     assert!(failed["stranger"].contains("not in the run"), "{failed:?}");
     assert!(failed[&names[5]].contains("unreachable"), "{failed:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn down_removes_what_it_can_reach_and_a_later_down_finishes() {
+    let lab = lab(3, 5);
+    let runs = tempfile::tempdir().unwrap();
+    let connector = lab.connector();
+    spawn::spawn_with(&connector, lab.request(runs.path(), "sim6", 12))
+        .await
+        .unwrap();
+    let run = RunDir::open(runs.path(), Some("sim6")).unwrap();
+    wait::wait_with(&connector, &run, Duration::from_secs(600))
+        .await
+        .unwrap();
+    extract::extract_with(&connector, &run, 16).await.unwrap();
+    lab.cluster.vanish_at("sim-3", tokio::time::Instant::now());
+    let removed = down::down_with(&connector, &run, false, 16).await.unwrap();
+    assert_eq!(removed.remaining.len(), 1, "{:?}", removed.remaining);
+    let left = &removed.remaining[0];
+    assert_eq!(left.host, "sim-3");
+    assert_eq!(
+        left.objects.iter().filter(|o| o.contains("-peer-")).count(),
+        4,
+        "{left:?}"
+    );
+    assert!(
+        left.objects.iter().any(|o| o.ends_with("-reports")),
+        "{left:?}"
+    );
+    assert!(left.reason.contains("sim-3"), "{}", left.reason);
+    for host in ["sim-1", "sim-2"] {
+        assert!(lab.cluster.containers(host).is_empty(), "{host}");
+        assert!(lab.cluster.volumes(host).is_empty(), "{host}");
+    }
+    assert!(
+        lab.cluster.networks("sim-1").is_empty(),
+        "the manager answered"
+    );
+    // The host comes back: the same command finishes the job.
+    lab.cluster.restore("sim-3");
+    let again = down::down_with(&connector, &run, false, 16).await.unwrap();
+    assert!(again.remaining.is_empty(), "{:?}", again.remaining);
+    assert_eq!(again.containers, 4);
+    assert!(lab.cluster.containers("sim-3").is_empty());
+    assert!(lab.cluster.volumes("sim-3").is_empty());
 }

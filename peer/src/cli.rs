@@ -44,6 +44,10 @@ pub struct Args {
     /// Keep retrying an unreachable coordinator this long before failing.
     #[arg(long, value_parser = parse::duration, default_value = "60s")]
     pub coordinator_timeout: Duration,
+    /// How often to checkpoint what was measured so far into `checkpoint.json` (a
+    /// report marked partial), so a peer that dies leaves its data; 0s: never.
+    #[arg(long, value_parser = parse::duration, default_value = "5s")]
+    pub checkpoint_interval: Duration,
     /// Memory for the window of recent records, over all origins (bytes).
     #[arg(long, default_value_t = 2 << 20)]
     pub window_bytes: usize,

@@ -7,11 +7,13 @@
 //! - [`metrics`]: latency (HDR histogram), delivery counts, time windows and resync;
 //! - [`netdev`]: bytes in and out per interface per window;
 //! - [`faults`], [`shaping`]: the plan's faults, carried out on this container;
+//! - [`checkpoint`]: what was measured so far, every few seconds, in `checkpoint.json`;
 //! - [`events`]: the `events.jsonl` log;
 //! - [`time`]: Unix times on the tokio clock;
 //! - [`cli`]: the flags.
 
 pub mod backend;
+pub mod checkpoint;
 pub mod cli;
 pub mod client;
 pub mod events;

@@ -67,6 +67,7 @@ fn main_code(args: Args) -> i32 {
             host: args.host.clone(),
             token,
             coordinator_timeout: args.coordinator_timeout,
+            checkpoint_interval: args.checkpoint_interval,
             window_bytes: args.window_bytes,
             backend: args.backend.clone(),
             secret_file: args.secret_file.clone(),

@@ -27,6 +27,7 @@ use cmesh_common::report::{
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -46,6 +47,8 @@ pub struct PeerConfig {
     pub token: String,
     /// How long to keep trying an unreachable coordinator before failing.
     pub coordinator_timeout: Duration,
+    /// How often to write `checkpoint.json` while writing records (zero: never).
+    pub checkpoint_interval: Duration,
     /// Memory budget for the record window, over all origins.
     pub window_bytes: usize,
     /// The sync backend: `mesh` (built in) or `ditto` (with the feature).
@@ -260,12 +263,45 @@ async fn follow_plan(
     }
     move_to(client, state, PeerState::Running, patience).await?;
     let start_unix = cmesh_common::unix_millis();
+    let produced_so_far = Arc::new(AtomicU64::new(0));
+    // From now on a peer that dies leaves what it measured: stopped (dropped) before
+    // the final report.
+    let checkpoints = crate::checkpoint::Checkpointer::start(
+        cfg.checkpoint_interval,
+        cfg.state_dir.join(crate::checkpoint::FILE),
+        {
+            let mut base = report.clone();
+            base.writing = Some(WritingWindow {
+                start_unix_ms: start_unix,
+                end_unix_ms: start_unix,
+            });
+            base
+        },
+        {
+            let (metrics, names, produced) =
+                (metrics.clone(), names.clone(), produced_so_far.clone());
+            let me = me.index;
+            move |report: &mut PeerReport| {
+                report.records_produced = produced.load(Ordering::Relaxed);
+                let metrics = metrics.lock().unwrap_or_else(|e| e.into_inner());
+                fill_from_metrics(report, &metrics, &names, me, None);
+                report.resync = metrics.resyncs(false);
+                report.time_series = Some(TimeSeries {
+                    start_unix_ms: plan.start_at_unix_ms,
+                    window_ms,
+                    latency: metrics.window_latency(),
+                    received: metrics.received_per_window(),
+                    interfaces: Default::default(),
+                });
+            }
+        },
+    );
     events.log(
         "writing",
         json!({"connected": backend.connected(), "of": neighbours.len()}),
     );
     let (produced, availability) = {
-        let writing = write_records(&backend, &plan, me.index, events);
+        let writing = write_records(&backend, &plan, me.index, events, &produced_so_far);
         tokio::pin!(writing);
         tokio::select! {
             done = &mut writing => done,
@@ -313,26 +349,11 @@ async fn follow_plan(
     let stats = backend.stop().await;
     let interfaces = netdev.finish().await;
 
+    drop(checkpoints);
     let metrics = metrics.lock().unwrap_or_else(|e| e.into_inner());
-    report.records_received = metrics.received().iter().sum();
-    report.records_duplicate = metrics.duplicates();
+    fill_from_metrics(report, &metrics, &names, me.index, Some(&written.values));
     report.records_missed = stats.records_missed;
     report.caught_up = caught_up;
-    report.origins = names
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i as u32 != me.index)
-        .map(|(i, name)| {
-            (
-                name.clone(),
-                OriginStats {
-                    received: metrics.received()[i],
-                    produced: written.values.get(name).copied(),
-                },
-            )
-        })
-        .collect();
-    report.distinct_origins = report.origins.values().filter(|o| o.received > 0).count();
     report.neighbours = stats
         .neighbours
         .into_iter()
@@ -351,6 +372,44 @@ async fn follow_plan(
         received: metrics.received_per_window(),
         interfaces,
     });
+    events.log(
+        "report",
+        json!({
+            "received": report.records_received,
+            "distinct_origins": report.distinct_origins,
+            "p50_us": report.message_latency.summary.p50_us,
+        }),
+    );
+    Ok(())
+}
+
+/// What the metrics say, into `report`: deliveries, duplicates, per-origin counts, and
+/// latency overall and per origin host. `produced` (per origin, from the `written`
+/// barrier) is known only at the end; a checkpoint has none.
+fn fill_from_metrics(
+    report: &mut PeerReport,
+    metrics: &Metrics,
+    names: &[String],
+    me: u32,
+    produced: Option<&std::collections::BTreeMap<String, u64>>,
+) {
+    report.records_received = metrics.received().iter().sum();
+    report.records_duplicate = metrics.duplicates();
+    report.origins = names
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i as u32 != me)
+        .map(|(i, name)| {
+            (
+                name.clone(),
+                OriginStats {
+                    received: metrics.received()[i],
+                    produced: produced.and_then(|p| p.get(name).copied()),
+                },
+            )
+        })
+        .collect();
+    report.distinct_origins = report.origins.values().filter(|o| o.received > 0).count();
     report.message_latency = LatencyReport {
         summary: metrics.latency().summary(),
         negative_samples: metrics.negative_samples(),
@@ -370,15 +429,6 @@ async fn follow_plan(
             (h.host.clone(), r)
         })
         .collect();
-    events.log(
-        "report",
-        json!({
-            "received": report.records_received,
-            "distinct_origins": report.distinct_origins,
-            "p50_us": report.message_latency.summary.p50_us,
-        }),
-    );
-    Ok(())
 }
 
 async fn move_to(
@@ -493,6 +543,7 @@ async fn write_records<B: SyncBackend>(
     plan: &ExecutionPlan,
     me: u32,
     events: &EventLog,
+    produced_so_far: &AtomicU64,
 ) -> (u64, Availability) {
     let deadline = Duration::from_millis(PROBE_DEADLINE_MS);
     let mut probes = Availability {
@@ -513,6 +564,7 @@ async fn write_records<B: SyncBackend>(
         }
         tokio::time::sleep_until(next).await;
         produced = backend.write(Bytes::from(vec![(writes % 251) as u8; spec.payload_bytes]));
+        produced_so_far.store(produced, Ordering::Relaxed);
         probes.write_probes += 1;
         probes.write_ok += u64::from(next.elapsed() <= deadline);
         let _ = backend.progress();

@@ -183,10 +183,15 @@ impl Mesh {
     /// Starts a coordinator with `--peers n` plus `extra` flags, then `n` peers
     /// (`peer-0001`...). Output goes under `dir`.
     pub fn start(dir: &Path, n: usize, extra: &[&str]) -> Result<Mesh> {
+        Mesh::start_with(dir, n, extra, &[])
+    }
+
+    /// [`Mesh::start`], with `peer_extra` flags for every peer.
+    pub fn start_with(dir: &Path, n: usize, extra: &[&str], peer_extra: &[&str]) -> Result<Mesh> {
         let mut mesh = Mesh::coordinator_only(dir, n, extra)?;
         for i in 1..=n {
             let name = format!("peer-{i:04}");
-            let child = mesh.spawn_peer(&name, &[])?;
+            let child = mesh.spawn_peer(&name, peer_extra)?;
             mesh.peers.push((name, child));
         }
         Ok(mesh)

@@ -2,7 +2,9 @@
 //!
 //! Runs, in one go, a baseline (1 peer, no neighbours) and the target case (11 peers in a
 //! complete graph: 10 neighbours each), both writing 1 record/s of 256 bytes, and samples
-//! every peer's RSS from /proc while it runs. Prints peak RSS per case and the ratio.
+//! every peer's RSS from /proc while it runs. Prints peak RSS per case and the ratio. A
+//! third case is the target case without checkpoints (`--checkpoint-interval 0s`): what
+//! the checkpoint every 5 s costs.
 //!
 //! cargo run --release -p cmesh-bench --bin peer-memory [-- --duration 30s]
 
@@ -24,10 +26,10 @@ struct Case {
     peak_kib: Vec<f64>,
 }
 
-fn run_case(peers: usize, duration: Duration) -> Result<Case> {
+fn run_case(peers: usize, duration: Duration, peer_extra: &[&str]) -> Result<Case> {
     let dir = tempfile::tempdir()?;
     let secs = format!("{}s", duration.as_secs());
-    let mut mesh = Mesh::start(
+    let mut mesh = Mesh::start_with(
         dir.path(),
         peers,
         &[
@@ -40,6 +42,7 @@ fn run_case(peers: usize, duration: Duration) -> Result<Case> {
             "--linger",
             "0s",
         ],
+        peer_extra,
     )?;
     let pids: Vec<u32> = mesh.peers.iter().map(|(_, c)| c.id()).collect();
     let mut peak = vec![0u64; peers];
@@ -87,11 +90,14 @@ fn main() -> Result<()> {
         humantime_secs(args.duration),
         machine()
     );
-    let mut baseline = run_case(1, args.duration)?;
-    let mut target = run_case(11, args.duration)?;
+    let mut baseline = run_case(1, args.duration, &[])?;
+    let mut target = run_case(11, args.duration, &[])?;
+    let mut unchecked = run_case(11, args.duration, &["--checkpoint-interval", "0s"])?;
     let base = median(&mut baseline.peak_kib) / 1024.0;
     let max = target.peak_kib.iter().cloned().fold(0.0, f64::max) / 1024.0;
     let med = median(&mut target.peak_kib) / 1024.0;
+    let max_unchecked = unchecked.peak_kib.iter().cloned().fold(0.0, f64::max) / 1024.0;
+    let med_unchecked = median(&mut unchecked.peak_kib) / 1024.0;
     println!();
     println!("| case | peers | peak RSS, median | peak RSS, max |");
     println!("|---|---|---|---|");
@@ -103,8 +109,16 @@ fn main() -> Result<()> {
         "| 10 neighbours | {} | {med:.2} MiB | {max:.2} MiB |",
         target.peers
     );
+    println!(
+        "| 10 neighbours, no checkpoints | {} | {med_unchecked:.2} MiB | {max_unchecked:.2} MiB |",
+        unchecked.peers
+    );
     println!();
     println!("ratio (10 neighbours, max / baseline): {:.2}x", max / base);
+    println!(
+        "checkpoints every 5 s (max with / max without): {:.2}x",
+        max / max_unchecked
+    );
     println!(
         "target: at most 8 MiB with 10 neighbours: {}",
         if max <= 8.0 { "met" } else { "NOT met" }

@@ -4,8 +4,11 @@
 //! removing a container loses its report. Every host's containers are removed at once, a
 //! bounded number at a time per host. Scratch containers an interrupted command left
 //! behind carry the run's label, so they go too.
+//!
+//! A host that cannot be reached keeps what is on it: `down` removes everything else,
+//! lists what remains and where (exit 1), and a later `down` finishes the job.
 
-use crate::engine::host::Connector;
+use crate::engine::host::{Connector, Host};
 use crate::engine::retry::retry;
 use crate::engine::EngineError;
 use crate::error::bad_input;
@@ -24,6 +27,17 @@ pub struct Removed {
     pub containers: usize,
     pub network: String,
     pub volumes: Vec<String>,
+    /// What could not be removed because its host could not be reached.
+    pub remaining: Vec<Remaining>,
+}
+
+/// Objects left on a host that could not be reached.
+#[derive(Clone, Debug, Serialize)]
+pub struct Remaining {
+    pub host: String,
+    /// Containers, the network, volumes: by name.
+    pub objects: Vec<String>,
+    pub reason: String,
 }
 
 /// Gone already is as good as removed.
@@ -47,7 +61,6 @@ pub async fn down_with(
     per_host: usize,
 ) -> anyhow::Result<Removed> {
     let live = LiveRun::load_with(connector, run).await?;
-    live.require_all_hosts()?;
     let (hosts, states) = (&live.hosts, &live.states);
     if !force {
         let extracted: std::collections::BTreeSet<String> = extract::read_index(run)
@@ -112,12 +125,15 @@ pub async fn down_with(
             failed.join("\n")
         );
     }
-    let manager = crate::engine::host::manager(hosts)?;
     let network = network_name(&run.id);
-    gone_is_fine(retry(|| manager.engine.remove_network(&network)).await)
-        .with_context(|| format!("removing network {network} on host `{}`", manager.name()))?;
+    // The overlay lives on the manager; it goes once the manager can be reached.
+    let reachable: Vec<Host> = live.reachable().cloned().collect();
+    if let Ok(manager) = crate::engine::host::manager(&reachable) {
+        gone_is_fine(retry(|| manager.engine.remove_network(&network)).await)
+            .with_context(|| format!("removing network {network} on host `{}`", manager.name()))?;
+    }
     let volumes = vec![reports_volume(&run.id), secrets_volume(&run.id)];
-    let removals = hosts.iter().map(|h| {
+    let removals = reachable.iter().map(|h| {
         let volumes = &volumes;
         async move {
             for volume in volumes {
@@ -131,14 +147,54 @@ pub async fn down_with(
         .await
         .into_iter()
         .collect::<anyhow::Result<Vec<()>>>()?;
+    let remaining: Vec<Remaining> = live
+        .lost
+        .iter()
+        .map(|l| {
+            let m = &live.manifest;
+            let mut objects: Vec<String> = m
+                .peers
+                .iter()
+                .chain(std::iter::once(&m.coordinator))
+                .filter(|p| p.host == l.name)
+                .map(|p| p.name.clone())
+                .collect();
+            if m.coordinator.host == l.name {
+                objects.push(network.clone());
+            }
+            objects.extend(volumes.iter().cloned());
+            Remaining {
+                host: l.name.clone(),
+                objects,
+                reason: l.reason.clone(),
+            }
+        })
+        .collect();
     tracing::info!(
-        "down: removed {count} containers, network {network} and volumes {}",
+        "down: removed {count} containers{} and volumes {} on the hosts that answered",
+        if remaining.iter().any(|r| r.objects.contains(&network)) {
+            String::new()
+        } else {
+            format!(", network {network}")
+        },
         volumes.join(", ")
     );
+    for r in &remaining {
+        tracing::warn!(
+            "down: host `{}` could not be reached; {} objects of the run remain there ({}{}). Run `launcher down --run {}` again when it is back. {}",
+            r.host,
+            r.objects.len(),
+            r.objects.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+            if r.objects.len() > 3 { ", …" } else { "" },
+            run.id,
+            r.reason
+        );
+    }
     Ok(Removed {
         run_id: run.id.clone(),
         containers: count,
         network,
         volumes,
+        remaining,
     })
 }

@@ -29,6 +29,15 @@ pub struct FailedPeer {
     pub reason: String,
 }
 
+/// A peer that stopped after a checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostPeer {
+    pub peer: String,
+    /// When its last checkpoint was taken.
+    pub checkpoint_unix_ms: u64,
+    pub reason: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PeerRow {
     pub peer: String,
@@ -70,6 +79,14 @@ pub struct Summary {
     /// failures, and without reports.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers_killed: Vec<FailedPeer>,
+    /// Peers that stopped without a final report but left a checkpoint: their data up
+    /// to the checkpoint is counted; they are not `ok`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers_lost: Vec<LostPeer>,
+    /// Peers whose host could not be reached at extract: nothing of theirs is counted
+    /// (extract again when the host is back).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers_unreachable: Vec<FailedPeer>,
     pub coverage: f64,
     pub pairs_delivered: u64,
     pub pairs_expected: u64,
@@ -123,6 +140,7 @@ pub fn summarize(
     let mut delivered = 0u64;
     let killed_on_purpose = crate::faults::chaos::killed(chaos);
     let mut killed = Vec::new();
+    let mut lost = Vec::new();
     for name in peers {
         if let (None, Some(id)) = (reports.get(name), killed_on_purpose.get(name)) {
             killed.push(FailedPeer {
@@ -141,7 +159,13 @@ pub fn summarize(
             });
             continue;
         };
-        if r.outcome != Outcome::Ok {
+        if r.partial {
+            lost.push(LostPeer {
+                peer: name.clone(),
+                checkpoint_unix_ms: r.checkpoint_unix_ms.unwrap_or(r.finished_at_unix_ms),
+                reason: "stopped without a final report; counted up to its last checkpoint".into(),
+            });
+        } else if r.outcome != Outcome::Ok {
             failed.push(FailedPeer {
                 peer: name.clone(),
                 reason: r.error.clone().unwrap_or_else(|| "failed".into()),
@@ -172,9 +196,10 @@ pub fn summarize(
         let s = &r.message_latency.summary;
         per_peer.push(PeerRow {
             peer: name.clone(),
-            outcome: match r.outcome {
-                Outcome::Ok => "ok".into(),
-                Outcome::Failed => "failed".into(),
+            outcome: match (r.partial, r.outcome) {
+                (true, _) => "lost".into(),
+                (false, Outcome::Ok) => "ok".into(),
+                (false, Outcome::Failed) => "failed".into(),
             },
             records_produced: r.records_produced,
             records_received: r.records_received,
@@ -214,11 +239,13 @@ pub fn summarize(
         schema: SUMMARY_SCHEMA.into(),
         schema_version: 1,
         run_id: run_id.into(),
-        ok: failed.is_empty() && reports.len() + killed.len() == peers.len(),
+        ok: failed.is_empty() && lost.is_empty() && reports.len() + killed.len() == peers.len(),
         peers_expected: peers.len(),
         peers_reported: peers.iter().filter(|p| reports.contains_key(*p)).count(),
         peers_failed: failed,
         peers_killed: killed,
+        peers_lost: lost,
+        peers_unreachable: Vec::new(),
         coverage: if expected_pairs == 0 {
             1.0
         } else {
@@ -297,6 +324,11 @@ pub fn to_markdown(s: &Summary) -> String {
         ("peers reported", s.peers_reported.to_string()),
         ("peers failed", s.peers_failed.len().to_string()),
         ("peers killed on purpose", s.peers_killed.len().to_string()),
+        (
+            "peers lost (checkpoint only)",
+            s.peers_lost.len().to_string(),
+        ),
+        ("peers unreachable", s.peers_unreachable.len().to_string()),
         (
             "coverage",
             format!(
@@ -416,6 +448,27 @@ pub fn to_markdown(s: &Summary) -> String {
         out.push_str("\n## Failed peers\n\n");
         out.push_str(&markdown(["peer", "reason"], &pairs(&s.peers_failed)));
     }
+    if !s.peers_lost.is_empty() {
+        out.push_str("\n## Lost peers (counted up to their last checkpoint)\n\n");
+        let rows: Vec<Vec<String>> = s
+            .peers_lost
+            .iter()
+            .map(|l| {
+                let at =
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(l.checkpoint_unix_ms);
+                vec![
+                    l.peer.clone(),
+                    humantime::format_rfc3339_millis(at).to_string(),
+                    l.reason.clone(),
+                ]
+            })
+            .collect();
+        out.push_str(&markdown(["peer", "last checkpoint", "why"], &rows));
+    }
+    if !s.peers_unreachable.is_empty() {
+        out.push_str("\n## Unreachable peers (their host could not be reached)\n\n");
+        out.push_str(&markdown(["peer", "reason"], &pairs(&s.peers_unreachable)));
+    }
     if !s.peers_killed.is_empty() {
         out.push_str("\n## Killed on purpose\n\n");
         out.push_str(&markdown(["peer", "by"], &pairs(&s.peers_killed)));
@@ -476,7 +529,10 @@ pub fn analyze(run: &RunDir) -> anyhow::Result<Summary> {
         .iter()
         .filter(|c| c.role == crate::engine::labels::ROLE_PEER)
     {
-        if entry.report != ReportState::Complete {
+        if !matches!(
+            entry.report,
+            ReportState::Complete | ReportState::Checkpoint
+        ) {
             missing.insert(
                 entry.name.clone(),
                 entry
@@ -498,7 +554,7 @@ pub fn analyze(run: &RunDir) -> anyhow::Result<Summary> {
             }
         }
     }
-    let summary = summarize(
+    let mut summary = summarize(
         &run.id,
         &peers,
         &reports,
@@ -506,6 +562,19 @@ pub fn analyze(run: &RunDir) -> anyhow::Result<Summary> {
         &manifest.clock_offsets_ms,
         &crate::faults::chaos::read(run),
     );
+    // Peers on a host that could not be reached are not failures of their own.
+    summary
+        .peers_failed
+        .retain(|f| !index.unreachable.contains_key(&f.peer));
+    summary.peers_unreachable = peers
+        .iter()
+        .filter_map(|p| {
+            index.unreachable.get(p).map(|reason| FailedPeer {
+                peer: p.clone(),
+                reason: reason.clone(),
+            })
+        })
+        .collect();
     std::fs::create_dir_all(run.analysis_dir())?;
     write_atomic(
         &run.analysis_dir().join("summary.json"),
@@ -613,6 +682,36 @@ mod tests {
                 && md.contains("| c | killed on purpose (plan#1) |"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn a_peer_with_only_a_checkpoint_is_lost_and_its_data_counts() {
+        let peers: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        let mut reports = BTreeMap::new();
+        reports.insert("a".into(), report("a", &["b"], &[100, 200]));
+        let mut b = report("b", &["a"], &[300]);
+        b.partial = true;
+        b.checkpoint_unix_ms = Some(1_764_000_000_000);
+        b.outcome = Outcome::Failed;
+        reports.insert("b".into(), b);
+        let s = summarize(
+            "r",
+            &peers,
+            &reports,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            &[],
+        );
+        assert!(!s.ok, "a lost peer is not ok");
+        assert!(s.peers_failed.is_empty(), "{:?}", s.peers_failed);
+        assert_eq!(s.peers_lost.len(), 1);
+        assert_eq!(s.peers_lost[0].peer, "b");
+        assert_eq!(s.peers_lost[0].checkpoint_unix_ms, 1_764_000_000_000);
+        assert_eq!(s.message_latency.count, 3, "the checkpoint's samples count");
+        assert_eq!(s.per_peer[1].outcome, "lost");
+        let md = crate::table::squash(&to_markdown(&s));
+        assert!(md.contains("## Lost peers"), "{md}");
+        assert!(md.contains("| b | 2025-11-24T16:00:00.000Z |"), "{md}");
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub struct FileEntry {
 pub enum ReportState {
     /// The report directory holds the report file.
     Complete,
+    /// The report directory has no final report, but the peer's last checkpoint
+    /// (`checkpoint.json`): what it measured until it stopped.
+    Checkpoint,
     /// The report directory exists but the report file is not in it.
     Partial,
     /// The report directory could not be fetched.
@@ -91,6 +94,10 @@ pub struct ExtractIndex {
     pub containers: Vec<ContainerEntry>,
     /// Containers that could not be extracted at all, with the error.
     pub errors: BTreeMap<String, String>,
+    /// Containers whose host could not be reached, with the reason: extract them again
+    /// when the host is back.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unreachable: BTreeMap<String, String>,
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -238,6 +245,23 @@ fn report_file(role: &str) -> &'static str {
     }
 }
 
+/// A peer's checkpoint in its report directory, read when it has no final report.
+const CHECKPOINT_FILE: &str = "report/checkpoint.json";
+
+/// True if `archive` (a container's report directory) has the file `wanted`.
+fn archive_has(archive: &[u8], wanted: &str) -> bool {
+    tar::Archive::new(archive)
+        .entries()
+        .map(|mut es| {
+            es.any(|e| {
+                e.ok()
+                    .and_then(|e| e.path().ok().map(|p| p.to_string_lossy() == wanted))
+                    .unwrap_or(false)
+            })
+        })
+        .unwrap_or(false)
+}
+
 /// The container directory for `name` on `host`.
 pub fn container_dir(run: &RunDir, host: &str, name: &str) -> PathBuf {
     run.extract_dir().join(host).join(name)
@@ -363,19 +387,16 @@ async fn finish(
             Some(format!("cannot fetch its report directory: {e}")),
         ),
         None => {
-            let has = tar::Archive::new(archive.as_slice())
-                .entries()
-                .map(|mut es| {
-                    es.any(|e| {
-                        e.ok()
-                            .and_then(|e| e.path().ok().map(|p| p.to_string_lossy() == wanted))
-                            .unwrap_or(false)
-                    })
-                })
-                .unwrap_or(false);
+            let has = archive_has(&archive, wanted);
+            let checkpoint = !has && archive_has(&archive, CHECKPOINT_FILE);
             save(&dir, "report.tar.gz", gzip(archive).await?, &mut files).await?;
             if has {
                 (ReportState::Complete, None)
+            } else if checkpoint {
+                (
+                    ReportState::Checkpoint,
+                    Some("no final report; its last checkpoint holds what it measured".into()),
+                )
             } else {
                 (
                     ReportState::Partial,
@@ -503,6 +524,19 @@ pub async fn extract_with(
         }
     }
     let mut errors = BTreeMap::new();
+    let mut unreachable = BTreeMap::new();
+    // A container whose host stopped answering is unreachable, not an error of its own.
+    let mut failed = |name: String, e: anyhow::Error| {
+        let lost = e.chain().any(|c| {
+            c.downcast_ref::<crate::engine::EngineError>()
+                .is_some_and(crate::engine::EngineError::is_unreachable)
+        });
+        if lost {
+            unreachable.insert(name, format!("{e:#}"));
+        } else {
+            errors.insert(name, format!("{e:#}"));
+        }
+    };
     let mut second: Vec<(usize, (Observed, Option<SharedArchive>))> = Vec::new();
     for ((h, name), r) in observed {
         match r {
@@ -510,9 +544,7 @@ pub async fn extract_with(
                 let pre = prefetched.remove(&name);
                 second.push((h, (o, pre)));
             }
-            Err(e) => {
-                errors.insert(name, format!("{e:#}"));
-            }
+            Err(e) => failed(name, e),
         }
     }
     let finished = tasks::for_each_on_hosts("reports", second, per_host, |h, (o, pre)| {
@@ -530,9 +562,7 @@ pub async fn extract_with(
                 fetched += 1;
                 containers.push(entry);
             }
-            Err(e) => {
-                errors.insert(o.name, format!("{e:#}"));
-            }
+            Err(e) => failed(o.name, e),
         }
     }
     // Containers in the manifest that Docker no longer has.
@@ -541,14 +571,19 @@ pub async fn extract_with(
         .iter()
         .chain(std::iter::once(&manifest.coordinator))
     {
-        if states.contains_key(&p.name) || errors.contains_key(&p.name) {
+        if states.contains_key(&p.name)
+            || errors.contains_key(&p.name)
+            || unreachable.contains_key(&p.name)
+        {
             continue;
         }
-        let why = match live.lost.iter().find(|l| l.name == p.host) {
-            Some(l) => format!("unreachable: {}", l.reason),
-            None => "no such container on its host (removed?)".into(),
+        match live.lost.iter().find(|l| l.name == p.host) {
+            Some(l) => unreachable.insert(p.name.clone(), l.reason.clone()),
+            None => errors.insert(
+                p.name.clone(),
+                "no such container on its host (removed?)".into(),
+            ),
         };
-        errors.insert(p.name.clone(), why);
     }
     containers.sort_by(|a, b| a.name.cmp(&b.name));
     let index = ExtractIndex {
@@ -558,6 +593,7 @@ pub async fn extract_with(
         extracted_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         containers,
         errors,
+        unreachable,
     };
     std::fs::create_dir_all(run.extract_dir())?;
     crate::run::dir::write_json(&run.extract_dir().join("extract.json"), &index)?;
@@ -579,7 +615,7 @@ pub fn print_summary(x: &Extracted) {
     tracing::info!(
         "extract: {} of {} containers extracted ({} fetched, {} already extracted and verified); {} complete reports",
         i.containers.len(),
-        i.containers.len() + i.errors.len(),
+        i.containers.len() + i.errors.len() + i.unreachable.len(),
         x.fetched,
         x.verified,
         complete
@@ -597,7 +633,12 @@ pub fn print_summary(x: &Extracted) {
         );
     }
     for (name, e) in &i.errors {
-        tracing::info!("  {name}: not extracted: {e}");
+        tracing::warn!("{name}: not extracted: {e}");
+    }
+    for (name, e) in &i.unreachable {
+        tracing::warn!(
+            "{name}: unreachable, not extracted (run extract again when its host is back): {e}"
+        );
     }
 }
 
@@ -613,7 +654,10 @@ pub fn read_report_file(run: &RunDir, entry: &ContainerEntry) -> anyhow::Result<
     let file =
         std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    let wanted = report_file(&entry.role);
+    let wanted = match entry.report {
+        ReportState::Checkpoint => CHECKPOINT_FILE,
+        _ => report_file(&entry.role),
+    };
     for e in archive.entries()? {
         let mut e = e?;
         if e.path()?.to_string_lossy() == wanted {

@@ -75,6 +75,11 @@ impl LiveRun {
         }
     }
 
+    /// The hosts that are not lost.
+    pub fn reachable(&self) -> impl Iterator<Item = &Host> {
+        self.hosts.iter().filter(|h| !self.is_lost(h.name()))
+    }
+
     /// True if host `name` is lost.
     pub fn is_lost(&self, name: &str) -> bool {
         self.lost.iter().any(|l| l.name == name)
