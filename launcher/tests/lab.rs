@@ -408,3 +408,179 @@ fn lab_and_hosts_commands_refuse_bad_input() {
         dir,
     );
 }
+
+/// `docker exec` into container `inner` on lab host `i`; true if it exited 0.
+fn exec_in(lab: &Lab, i: usize, inner: &str, args: &[&str]) -> bool {
+    Command::new("docker")
+        .args(["exec", &lab.container(i), "docker", "exec", inner])
+        .args(args)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_stopped_host_stops_nothing_else_and_its_checkpoints_come_back() {
+    let lab = Lab::up("lost", 3);
+    let runs = tempfile::tempdir().unwrap();
+    let id = format!("t{}-lost", std::process::id() % 100_000);
+    let hosts = lab.hosts_file.to_str().unwrap();
+    let out = launcher(
+        runs.path(),
+        &[
+            "spawn",
+            "--hosts",
+            hosts,
+            "--peers",
+            "15",
+            "--duration",
+            "40s",
+            "--run-id",
+            &id,
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let spawned: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(spawned["placement"]["lab-3"], 5, "{spawned}");
+    let manifest = read_json(&runs.path().join(&id).join("manifest.json"));
+    let on_3: Vec<String> = manifest["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["host"] == "lab-3")
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    // Every peer writing, and lab-3's first peer checkpointed: then stop lab-3.
+    cmesh_testkit::wait_until(
+        "15 peers running and a checkpoint on lab-3",
+        Duration::from_secs(180),
+        Duration::from_millis(500),
+        || {
+            let s = launcher(runs.path(), &["status", "--json", "--run", &id]);
+            let v: Value = serde_json::from_slice(&s.stdout).ok()?;
+            let path = format!("/reports/{}/checkpoint.json", on_3[0]);
+            (v["coordinator"]["counts"]["running"] == 15
+                && exec_in(&lab, 3, &on_3[0], &["test", "-s", &path]))
+            .then_some(())
+        },
+    )
+    .unwrap();
+    let stop = Command::new("docker")
+        .args(["stop", "-t", "1", &lab.container(3)])
+        .output()
+        .unwrap();
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
+
+    // status: the lost host with ssh's reason, the others as usual; exit 1.
+    let s = launcher(runs.path(), &["status", "--json", "--run", &id]);
+    assert_eq!(s.status.code(), Some(1), "{}", text(&s.stderr));
+    let status: Value = serde_json::from_slice(&s.stdout).unwrap();
+    let lost = status["unreachable_hosts"].as_array().unwrap();
+    assert_eq!(lost.len(), 1, "{status}");
+    assert_eq!(lost[0]["name"], "lab-3");
+    assert!(
+        lost[0]["reason"].as_str().unwrap().contains("lab-3"),
+        "{status}"
+    );
+    assert_eq!(status["hosts"]["lab-1"]["placed"], 5, "{status}");
+
+    // wait: ends when the other hosts' peers are done; lab-3's are unreachable; exit 1.
+    let w = launcher(runs.path(), &["wait", "--json", "--run", &id]);
+    assert_eq!(w.status.code(), Some(1), "{}", text(&w.stderr));
+    let waited: Value = serde_json::from_slice(&w.stdout).unwrap();
+    for p in waited["peers"].as_array().unwrap() {
+        let name = p["name"].as_str().unwrap().to_owned();
+        if on_3.contains(&name) {
+            assert!(p["unreachable"].is_string(), "{p}");
+        } else {
+            assert_eq!(p["exit_code"], 0, "the other hosts' peers finish: {p}");
+        }
+    }
+
+    // extract: everything reachable, lab-3's containers listed as unreachable; exit 1.
+    let x = launcher(runs.path(), &["extract", "--json", "--run", &id]);
+    assert_eq!(x.status.code(), Some(1), "{}", text(&x.stderr));
+    let index: Value = serde_json::from_slice(&x.stdout).unwrap();
+    for name in &on_3 {
+        assert!(index["unreachable"][name].is_string(), "{name}: {index}");
+    }
+    let extracted = index["containers"].as_array().unwrap();
+    assert_eq!(extracted.len(), 11, "10 peers and the coordinator");
+    assert!(
+        extracted.iter().all(|c| c["report"] == "complete"),
+        "{index}"
+    );
+
+    // analyze: on what was extracted; lab-3's peers unreachable; exit 1.
+    let dir = runs.path().join(&id);
+    let a = launcher(runs.path(), &["analyze", dir.to_str().unwrap(), "--json"]);
+    assert_eq!(a.status.code(), Some(1), "{}", text(&a.stderr));
+    let summary: Value = serde_json::from_slice(&a.stdout).unwrap();
+    assert_eq!(summary["peers_reported"], 10, "{summary}");
+    assert_eq!(summary["peers_unreachable"].as_array().unwrap().len(), 5);
+
+    // down: removes what it reaches, says what remains on lab-3; exit 1.
+    let d = launcher(runs.path(), &["down", "--json", "--run", &id]);
+    assert_eq!(d.status.code(), Some(1), "{}", text(&d.stderr));
+    let removed: Value =
+        serde_json::from_slice(&d.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&d.stderr)));
+    assert_eq!(removed["containers"], 11, "{removed}");
+    assert_eq!(removed["remaining"][0]["host"], "lab-3", "{removed}");
+    let of_run = format!("label=io.cmesh.run={id}");
+    for i in [1, 2] {
+        let left = lab.docker_in(i, &["ps", "-aq", "--filter", &of_run]);
+        assert_eq!(left.trim(), "", "lab host {i}");
+    }
+
+    // lab-3 comes back: extract fetches what survived, the checkpoints included.
+    let start = Command::new("docker")
+        .args(["start", &lab.container(3)])
+        .output()
+        .unwrap();
+    assert!(start.status.success(), "{}", text(&start.stderr));
+        let last = std::cell::RefCell::new(String::new());
+    cmesh_testkit::wait_until(
+        "extract with lab-3 back",
+        Duration::from_secs(180),
+        Duration::from_secs(2),
+        || {
+            let x = launcher(runs.path(), &["extract", "--run", &id]);
+            *last.borrow_mut() = text(&x.stderr);
+            (x.status.code() == Some(0)).then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}; the last extract said:\n{}", last.borrow()));
+    let index = read_json(&dir.join("extract/extract.json"));
+    assert!(index.get("unreachable").is_none(), "{index}");
+    for name in &on_3 {
+        let c = index["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name.as_str())
+            .unwrap();
+        assert_eq!(c["report"], "checkpoint", "{c}");
+    }
+    let a = launcher(runs.path(), &["analyze", dir.to_str().unwrap(), "--json"]);
+    let summary: Value = serde_json::from_slice(&a.stdout).unwrap();
+    assert_eq!(summary["peers_reported"], 15, "{summary}");
+    assert!(summary.get("peers_unreachable").is_none(), "{summary}");
+    let lost = summary["peers_lost"].as_array().unwrap();
+    assert_eq!(lost.len(), 5, "{summary}");
+    for row in summary["per_peer"].as_array().unwrap() {
+        if on_3.contains(&row["peer"].as_str().unwrap().to_owned()) {
+            assert_eq!(row["outcome"], "lost", "{row}");
+            assert!(row["records_produced"].as_u64().unwrap() > 0, "{row}");
+        }
+    }
+    // A later down finishes the job.
+    let d = launcher(runs.path(), &["down", "--run", &id]);
+    assert_eq!(d.status.code(), Some(0), "{}", text(&d.stderr));
+    for i in 1..=3 {
+        let left = lab.docker_in(i, &["ps", "-aq", "--filter", &of_run]);
+        assert_eq!(left.trim(), "", "lab host {i}");
+        let volumes = lab.docker_in(i, &["volume", "ls", "-q", "--filter", &of_run]);
+        assert_eq!(volumes.trim(), "", "volumes on lab host {i}");
+    }
+}

@@ -128,9 +128,23 @@ pub async fn down_with(
     let network = network_name(&run.id);
     // The overlay lives on the manager; it goes once the manager can be reached.
     let reachable: Vec<Host> = live.reachable().cloned().collect();
+    // With a host lost, the overlay may still have its containers attached: the manager
+    // refuses (409) until they are gone, and the network remains for a later down.
+    let mut network_kept = None;
     if let Ok(manager) = crate::engine::host::manager(&reachable) {
-        gone_is_fine(retry(|| manager.engine.remove_network(&network)).await)
-            .with_context(|| format!("removing network {network} on host `{}`", manager.name()))?;
+        match gone_is_fine(retry(|| manager.engine.remove_network(&network)).await) {
+            Ok(()) => {}
+            // 409 or 403 ("has active endpoints"), whatever the engine's version says.
+            Err(why) if !live.lost.is_empty() => {
+                network_kept = Some((manager.name().to_owned(), why.to_string()));
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "removing network {network} on host `{}`",
+                    manager.name()
+                )))
+            }
+        }
     }
     let volumes = vec![reports_volume(&run.id), secrets_volume(&run.id)];
     let removals = reachable.iter().map(|h| {
@@ -147,7 +161,7 @@ pub async fn down_with(
         .await
         .into_iter()
         .collect::<anyhow::Result<Vec<()>>>()?;
-    let remaining: Vec<Remaining> = live
+    let mut remaining: Vec<Remaining> = live
         .lost
         .iter()
         .map(|l| {
@@ -170,6 +184,13 @@ pub async fn down_with(
             }
         })
         .collect();
+    if let Some((host, why)) = network_kept {
+        remaining.push(Remaining {
+            host,
+            objects: vec![network.clone()],
+            reason: format!("the network still has containers of a lost host attached: {why}"),
+        });
+    }
     tracing::info!(
         "down: removed {count} containers{} and volumes {} on the hosts that answered",
         if remaining.iter().any(|r| r.objects.contains(&network)) {

@@ -565,25 +565,44 @@ pub async fn extract_with(
             Err(e) => failed(o.name, e),
         }
     }
-    // Containers in the manifest that Docker no longer has.
-    for p in manifest
+    // Containers in the manifest that no engine listed: removed (by a `down` while a
+    // host was lost) or on a host that cannot be reached. What was extracted of them
+    // before and still verifies stays in the index.
+    let gone: Vec<(String, String, PathBuf)> = manifest
         .peers
         .iter()
         .chain(std::iter::once(&manifest.coordinator))
-    {
-        if states.contains_key(&p.name)
-            || errors.contains_key(&p.name)
-            || unreachable.contains_key(&p.name)
-        {
-            continue;
+        .filter(|p| {
+            !states.contains_key(&p.name)
+                && !errors.contains_key(&p.name)
+                && !unreachable.contains_key(&p.name)
+        })
+        .map(|p| {
+            let dir = container_dir(run, &p.host, &p.name);
+            (p.name.clone(), p.host.clone(), dir)
+        })
+        .collect();
+    let gone = tasks::cpu(move || {
+        Ok(gone
+            .into_iter()
+            .map(|(n, h, dir)| (n, h, already_extracted(&dir)))
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    let mut verified = verified;
+    for (name, host, before) in gone {
+        match (before, live.lost.iter().find(|l| l.name == host)) {
+            (Some(entry), _) => {
+                verified += 1;
+                containers.push(entry);
+            }
+            (None, Some(l)) => {
+                unreachable.insert(name, l.reason.clone());
+            }
+            (None, None) => {
+                errors.insert(name, "no such container on its host (removed?)".into());
+            }
         }
-        match live.lost.iter().find(|l| l.name == p.host) {
-            Some(l) => unreachable.insert(p.name.clone(), l.reason.clone()),
-            None => errors.insert(
-                p.name.clone(),
-                "no such container on its host (removed?)".into(),
-            ),
-        };
     }
     containers.sort_by(|a, b| a.name.cmp(&b.name));
     let index = ExtractIndex {
