@@ -539,7 +539,7 @@ fn a_stopped_host_stops_nothing_else_and_its_checkpoints_come_back() {
         .output()
         .unwrap();
     assert!(start.status.success(), "{}", text(&start.stderr));
-        let last = std::cell::RefCell::new(String::new());
+    let last = std::cell::RefCell::new(String::new());
     cmesh_testkit::wait_until(
         "extract with lab-3 back",
         Duration::from_secs(180),

@@ -305,7 +305,7 @@ async fn down_removes_what_it_can_reach_and_a_later_down_finishes() {
     wait::wait_with(&connector, &run, Duration::from_secs(600))
         .await
         .unwrap();
-        lab.cluster.vanish_at("sim-3", tokio::time::Instant::now());
+    lab.cluster.vanish_at("sim-3", tokio::time::Instant::now());
     let x = extract::extract_with(&connector, &run, 16).await.unwrap();
     assert_eq!(x.index.unreachable.len(), 4, "{:?}", x.index.unreachable);
     let removed = down::down_with(&connector, &run, false, 16).await.unwrap();
@@ -330,7 +330,7 @@ async fn down_removes_what_it_can_reach_and_a_later_down_finishes() {
         lab.cluster.networks("sim-1").is_empty(),
         "the manager answered"
     );
-        // The host comes back: extract fetches what survived there and keeps what it had
+    // The host comes back: extract fetches what survived there and keeps what it had
     // of the containers down removed; the same down finishes the job.
     lab.cluster.restore("sim-3");
     let x = extract::extract_with(&connector, &run, 16).await.unwrap();
