@@ -23,6 +23,15 @@ pub enum Outcome {
     Failed,
 }
 
+/// At most this many windows of latency by write time; longer runs get wider windows.
+pub const MAX_WINDOWS: u64 = 300;
+
+/// The time-series window width for a run of `duration_ms`: 1 s, or wider (whole
+/// seconds) so that the run fits in [`MAX_WINDOWS`].
+pub fn window_ms(duration_ms: u64) -> u64 {
+    duration_ms.div_ceil(MAX_WINDOWS).div_ceil(1000).max(1) * 1000
+}
+
 /// What a peer measured, written to `<output>/report.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PeerReport {

@@ -3,14 +3,7 @@
 use cmesh_common::histogram::LatencyHistogram;
 use cmesh_common::report::{Resync, WindowLatency};
 
-/// At most this many windows of latency by write time; longer runs get wider windows.
-pub const MAX_WINDOWS: u64 = 300;
-
-/// The window width for a run of `duration_ms`: 1 s, or wider (whole seconds) so that
-/// the run fits in [`MAX_WINDOWS`].
-pub fn window_ms(duration_ms: u64) -> u64 {
-    duration_ms.div_ceil(MAX_WINDOWS).div_ceil(1000).max(1) * 1000
-}
+pub use cmesh_common::report::{window_ms, MAX_WINDOWS};
 
 /// Latency by write-time window and deliveries by arrival window.
 #[derive(Debug)]

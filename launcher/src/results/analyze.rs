@@ -14,6 +14,7 @@
 
 use crate::results::extract::{self, ReportState};
 use crate::results::impairment::Impairment;
+use crate::results::validate;
 use crate::run::dir::RunDir;
 use cmesh_common::fsutil::write_atomic;
 use cmesh_common::histogram::{LatencyHistogram, LatencySummary};
@@ -87,6 +88,10 @@ pub struct Summary {
     /// (extract again when the host is back).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers_unreachable: Vec<FailedPeer>,
+    /// Peers whose report could not be read or does not fit the plan (docs:
+    /// `results::validate`): nothing of it is counted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers_invalid: Vec<FailedPeer>,
     pub coverage: f64,
     pub pairs_delivered: u64,
     pub pairs_expected: u64,
@@ -246,6 +251,7 @@ pub fn summarize(
         peers_killed: killed,
         peers_lost: lost,
         peers_unreachable: Vec::new(),
+        peers_invalid: Vec::new(),
         coverage: if expected_pairs == 0 {
             1.0
         } else {
@@ -329,6 +335,10 @@ pub fn to_markdown(s: &Summary) -> String {
             s.peers_lost.len().to_string(),
         ),
         ("peers unreachable", s.peers_unreachable.len().to_string()),
+        (
+            "peers with an invalid report",
+            s.peers_invalid.len().to_string(),
+        ),
         (
             "coverage",
             format!(
@@ -465,6 +475,10 @@ pub fn to_markdown(s: &Summary) -> String {
             .collect();
         out.push_str(&markdown(["peer", "last checkpoint", "why"], &rows));
     }
+    if !s.peers_invalid.is_empty() {
+        out.push_str("\n## Invalid reports (not counted)\n\n");
+        out.push_str(&markdown(["peer", "reason"], &pairs(&s.peers_invalid)));
+    }
     if !s.peers_unreachable.is_empty() {
         out.push_str("\n## Unreachable peers (their host could not be reached)\n\n");
         out.push_str(&markdown(["peer", "reason"], &pairs(&s.peers_unreachable)));
@@ -524,6 +538,7 @@ pub fn analyze(run: &RunDir) -> anyhow::Result<Summary> {
     let peers: Vec<String> = manifest.peers.iter().map(|p| p.name.clone()).collect();
     let mut reports = BTreeMap::new();
     let mut missing: BTreeMap<String, String> = index.errors.clone();
+    let mut invalid: BTreeMap<String, String> = BTreeMap::new();
     for entry in index
         .containers
         .iter()
@@ -550,10 +565,25 @@ pub fn analyze(run: &RunDir) -> anyhow::Result<Summary> {
                 reports.insert(entry.name.clone(), r);
             }
             Err(e) => {
-                missing.insert(entry.name.clone(), format!("unreadable report: {e:#}"));
+                invalid.insert(entry.name.clone(), format!("unreadable report: {e:#}"));
             }
         }
     }
+    // Every report is checked against the plan before anything of it is merged.
+    let mut bounds = validate::Bounds::of(&manifest.spec, manifest.hosts.len());
+    let mut starts: Vec<u64> = reports
+        .values()
+        .filter_map(|r| r.time_series.as_ref().map(|s| s.start_unix_ms))
+        .collect();
+    starts.sort_unstable();
+    bounds.start_unix_ms = starts.get(starts.len() / 2).copied();
+    reports.retain(|name, r| match validate::check(r, &bounds) {
+        Ok(()) => true,
+        Err(why) => {
+            invalid.insert(name.clone(), format!("invalid report: {why}"));
+            false
+        }
+    });
     let mut summary = summarize(
         &run.id,
         &peers,
@@ -562,10 +592,15 @@ pub fn analyze(run: &RunDir) -> anyhow::Result<Summary> {
         &manifest.clock_offsets_ms,
         &crate::faults::chaos::read(run),
     );
-    // Peers on a host that could not be reached are not failures of their own.
+    // Peers on a host that could not be reached, and peers with an invalid report, are
+    // listed as such, not as failures.
     summary
         .peers_failed
-        .retain(|f| !index.unreachable.contains_key(&f.peer));
+        .retain(|f| !index.unreachable.contains_key(&f.peer) && !invalid.contains_key(&f.peer));
+    summary.peers_invalid = invalid
+        .into_iter()
+        .map(|(peer, reason)| FailedPeer { peer, reason })
+        .collect();
     summary.peers_unreachable = peers
         .iter()
         .filter_map(|p| {

@@ -678,10 +678,19 @@ pub fn read_report_file(run: &RunDir, entry: &ContainerEntry) -> anyhow::Result<
         _ => report_file(&entry.role),
     };
     for e in archive.entries()? {
-        let mut e = e?;
+        let e = e?;
         if e.path()?.to_string_lossy() == wanted {
-            let mut out = Vec::new();
-            std::io::Read::read_to_end(&mut e, &mut out)?;
+            // Bounded by the header, before anything is read.
+            let size = e.header().size()?;
+            let cap = crate::results::validate::MAX_REPORT_BYTES;
+            if size > cap {
+                anyhow::bail!(
+                    "{wanted} is {size} bytes, over the {} MiB a report may have",
+                    cap >> 20
+                );
+            }
+            let mut out = Vec::with_capacity(size as usize);
+            std::io::Read::read_to_end(&mut std::io::Read::take(e, cap), &mut out)?;
             return Ok(out);
         }
     }

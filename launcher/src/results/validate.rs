@@ -1,0 +1,210 @@
+//! A peer's report is checked against the run's plan before anything of it is merged.
+//!
+//! Reports come from containers that run the software under test: a bug or a hostile
+//! peer can write anything. A report that does not fit the plan (a window width other
+//! than the plan's, window indices or series past the run's end, a time series that
+//! starts far from everyone else's, histograms that do not decode, more entries than the
+//! run can produce, a file over [`MAX_REPORT_BYTES`]) marks that one peer `invalid`, with
+//! the reason, and the rest of the run is analysed. What the merge allocates is then
+//! bounded by the plan, not by what a report claims.
+
+use cmesh_common::histogram::LatencyHistogram;
+use cmesh_common::plan::PlanSpec;
+use cmesh_common::report::{window_ms, PeerReport};
+
+/// The largest report file analyze reads. A peer's final report is a few hundred KiB at
+/// 300 windows; a larger one is not a report.
+pub const MAX_REPORT_BYTES: u64 = 64 << 20;
+
+/// Windows a report may have beyond the plan's duration (a late write, a slow catch-up).
+const SLACK_WINDOWS: u64 = 2;
+
+/// Entries of a list a report may have (faults, resyncs, interfaces) beyond what a run
+/// can produce; generous, but bounded.
+const MAX_ENTRIES: usize = 10_000;
+
+/// What a report may hold in this run.
+#[derive(Clone, Debug)]
+pub struct Bounds {
+    pub window_ms: u64,
+    pub windows: u64,
+    pub peers: usize,
+    pub hosts: usize,
+    /// The time series' common start (the median over the run's reports), if known.
+    pub start_unix_ms: Option<u64>,
+    pub duration_ms: u64,
+}
+
+impl Bounds {
+    /// The bounds of a run of `spec` over `hosts` hosts.
+    pub fn of(spec: &PlanSpec, hosts: usize) -> Bounds {
+        let window = window_ms(spec.duration_ms);
+        Bounds {
+            window_ms: window,
+            windows: spec.duration_ms.div_ceil(window) + SLACK_WINDOWS,
+            peers: spec.peers,
+            hosts,
+            start_unix_ms: None,
+            duration_ms: spec.duration_ms,
+        }
+    }
+}
+
+fn decodes(what: &str, encoded: &str) -> Result<(), String> {
+    LatencyHistogram::decode(encoded)
+        .map(|_| ())
+        .map_err(|e| format!("{what}: {e}"))
+}
+
+/// Ok if `r` fits `b`; the first reason it does not, otherwise.
+pub fn check(r: &PeerReport, b: &Bounds) -> Result<(), String> {
+    if r.origins.len() > b.peers {
+        return Err(format!(
+            "{} origins in a run of {} peers",
+            r.origins.len(),
+            b.peers
+        ));
+    }
+    if r.latency_by_origin_host.len() > b.hosts.max(1) {
+        return Err(format!(
+            "latency from {} origin hosts in a run on {} hosts",
+            r.latency_by_origin_host.len(),
+            b.hosts
+        ));
+    }
+    for (what, n) in [
+        ("faults", r.faults.len()),
+        ("resyncs", r.resync.len()),
+        ("neighbours", r.neighbours.len()),
+    ] {
+        if n > MAX_ENTRIES {
+            return Err(format!("{n} {what}, more than a run can have"));
+        }
+    }
+    decodes("message_latency.histogram", &r.message_latency.histogram)?;
+    for (host, l) in &r.latency_by_origin_host {
+        decodes(&format!("latency from host {host}"), &l.histogram)?;
+        if let Some(n) = &l.negative_histogram {
+            decodes(&format!("negative latency from host {host}"), n)?;
+        }
+    }
+    let Some(s) = &r.time_series else {
+        return Ok(());
+    };
+    if s.window_ms != b.window_ms {
+        return Err(format!(
+            "time series windows of {} ms; the plan's are {} ms",
+            s.window_ms, b.window_ms
+        ));
+    }
+    if let Some(start) = b.start_unix_ms {
+        if s.start_unix_ms.abs_diff(start) > b.duration_ms {
+            return Err(format!(
+                "time series starts {} ms away from the run's other reports",
+                s.start_unix_ms.abs_diff(start)
+            ));
+        }
+    }
+    if let Some(w) = s.latency.iter().find(|w| u64::from(w.window) >= b.windows) {
+        return Err(format!(
+            "latency window {} past the run's {} windows",
+            w.window, b.windows
+        ));
+    }
+    if s.latency.len() as u64 > b.windows || s.received.len() as u64 > b.windows {
+        return Err(format!(
+            "time series longer than the run's {} windows",
+            b.windows
+        ));
+    }
+    if s.interfaces.len() > MAX_ENTRIES {
+        return Err(format!("{} interfaces", s.interfaces.len()));
+    }
+    for (name, i) in &s.interfaces {
+        if i.rx_bytes.len() as u64 > b.windows || i.tx_bytes.len() as u64 > b.windows {
+            return Err(format!(
+                "interface {name}: a series longer than the run's {} windows",
+                b.windows
+            ));
+        }
+    }
+    for w in &s.latency {
+        decodes(&format!("latency window {}", w.window), &w.histogram)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cmesh_common::report::{TimeSeries, WindowLatency};
+
+    fn bounds() -> Bounds {
+        let spec = PlanSpec {
+            peers: 3,
+            duration_ms: 30_000,
+            ..Default::default()
+        };
+        Bounds {
+            start_unix_ms: Some(1_000_000),
+            ..Bounds::of(&spec, 1)
+        }
+    }
+
+    fn good() -> PeerReport {
+        let mut r = PeerReport::new("p", "mesh", 0);
+        let mut h = LatencyHistogram::new();
+        h.record(500);
+        r.message_latency.histogram = h.encode();
+        r.time_series = Some(TimeSeries {
+            start_unix_ms: 1_000_000,
+            window_ms: 1_000,
+            latency: vec![WindowLatency {
+                window: 3,
+                count: 1,
+                p50_us: 500,
+                p99_us: 500,
+                max_us: 500,
+                histogram: h.encode(),
+            }],
+            received: vec![0, 1],
+            interfaces: Default::default(),
+        });
+        r
+    }
+
+    #[test]
+    fn a_report_that_fits_the_plan_passes() {
+        assert_eq!(check(&good(), &bounds()), Ok(()));
+        assert_eq!(bounds().windows, 32);
+    }
+
+    fn series(r: &mut PeerReport) -> &mut TimeSeries {
+        r.time_series.as_mut().unwrap()
+    }
+
+    #[test]
+    fn what_does_not_fit_the_plan_is_named() {
+        let b = bounds();
+        let bad = |f: &dyn Fn(&mut PeerReport)| {
+            let mut r = good();
+            f(&mut r);
+            check(&r, &b).unwrap_err()
+        };
+        assert!(bad(&|r| series(r).window_ms = 0).contains("windows of 0 ms"));
+        assert!(bad(&|r| series(r).latency[0].window = u32::MAX).contains("past the run's"));
+        assert!(bad(&|r| series(r).received = vec![1; 100_000]).contains("longer than"));
+        assert!(bad(&|r| series(r).start_unix_ms = u64::MAX).contains("away from"));
+        assert!(
+            bad(&|r| series(r).latency[0].histogram = "not base64!".into())
+                .contains("latency window 3")
+        );
+        assert!(bad(&|r| r.message_latency.histogram = "AAAA".into()).contains("message_latency"));
+        assert!(bad(&|r| {
+            for i in 0..10 {
+                r.origins.insert(format!("o{i}"), Default::default());
+            }
+        })
+        .contains("10 origins"));
+    }
+}
