@@ -480,8 +480,43 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs a command; the caller maps errors to exit codes.
+/// Runs a command; the caller maps errors to exit codes. A SIGINT or SIGTERM stops it
+/// where it is (`wait`, `chaos` and `run` first undo their pauses).
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let handles_signals = matches!(
+        cli.command,
+        Command::Wait { .. } | Command::Chaos(_) | Command::Run(_) | Command::Logs { .. }
+    );
+    if handles_signals {
+        return dispatch(cli).await;
+    }
+    let name = cli_name(&cli.command);
+    crate::tasks::until_interrupted(name, dispatch(cli)).await
+}
+
+/// The command's name, for messages.
+fn cli_name(c: &Command) -> &'static str {
+    match c {
+        Command::Images(_) => "images",
+        Command::Spawn { .. } => "spawn",
+        Command::Ls { .. } => "ls",
+        Command::Status { .. } => "status",
+        Command::Logs { .. } => "logs",
+        Command::Wait { .. } => "wait",
+        Command::Extract { .. } => "extract",
+        Command::Analyze { .. } => "analyze",
+        Command::Chaos(_) => "chaos",
+        Command::Down { .. } => "down",
+        Command::Run(_) => "run",
+        Command::Hosts(_) => "hosts check",
+        Command::Swarm(_) => "swarm",
+        Command::Lab(_) => "lab",
+        Command::Completions { .. } => "completions",
+        Command::Man => "man",
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let runs = cli.runs_dir.as_path();
     match cli.command {
         Command::Images(ImagesCommand::Build { hosts, images: i }) => {
@@ -673,7 +708,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
 
 /// `launcher run`: spawn, wait, extract, analyze, down.
 async fn run_all(runs: &Path, a: RunArgs) -> anyhow::Result<i32> {
-    let spawned = spawn::spawn(spawn_request(runs, &a.spawn)?).await?;
+    let request = spawn_request(runs, &a.spawn)?;
+    let spawned = crate::tasks::until_interrupted("spawn", spawn::spawn(request)).await?;
     let run = RunDir::open(runs, Some(&spawned.run_id))?;
     // The run's own plan: a re-used run id keeps its manifest, whatever the flags say.
     let spec = run.read_manifest()?.spec;
@@ -689,7 +725,7 @@ async fn run_all(runs: &Path, a: RunArgs) -> anyhow::Result<i32> {
     if let Err(e) = &waited {
         tracing::warn!("wait: {e:#}");
     }
-    let x = extract::extract(&run, 16).await?;
+    let x = crate::tasks::until_interrupted("extract", extract::extract(&run, 16)).await?;
     extract::print_summary(&x);
     let summary = analyze::analyze(&run)?;
     if a.json {

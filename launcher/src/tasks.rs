@@ -128,6 +128,35 @@ where
         .collect()
 }
 
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM, with the signal's name. Never, if
+/// the signals cannot be listened for.
+pub async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+/// Runs `work` unless a SIGINT or SIGTERM comes first; then it is dropped where it was
+/// (every write it made is atomic, and every command can be re-run), and the error says
+/// so and what to do.
+pub async fn until_interrupted<T>(
+    what: &str,
+    work: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::select! {
+        r = work => r,
+        signal = interrupted() => Err(anyhow::anyhow!(
+            "{what} interrupted ({signal}): stopped where it was, nothing half-written. `launcher status` shows the run as it is; run the same command again to finish"
+        )),
+    }
+}
+
 /// Runs CPU-bound `work` on the blocking pool, off the async threads.
 pub async fn cpu<R: Send + 'static>(
     work: impl FnOnce() -> anyhow::Result<R> + Send + 'static,

@@ -596,3 +596,113 @@ fn spawn_again_creates_only_what_is_missing() {
     let after = read_json(&runs.path().join(&id).join("manifest.json"));
     assert_eq!(after, manifest, "the manifest is unchanged by a re-run");
 }
+
+/// Volumes Docker has for a run.
+fn docker_volumes(id: &str) -> usize {
+    let out = Command::new("docker")
+        .args([
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("label=io.cmesh.run={id}"),
+        ])
+        .output()
+        .expect("docker CLI");
+    text(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count()
+}
+
+/// Starts the launcher with `args`, waits until `ready` holds, sends SIGINT, and returns
+/// its exit code and stderr.
+fn interrupt(runs: &Path, args: &[&str], ready: impl Fn() -> bool) -> (Option<i32>, String) {
+    let mut child = Command::new(binary("launcher"))
+        .arg("--runs-dir")
+        .arg(runs)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(
+        "the command part-way",
+        Duration::from_secs(180),
+        Duration::from_millis(10),
+        || ready().then_some(()),
+    )
+    .unwrap();
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = cmesh_testkit::wait_child(&mut child, Duration::from_secs(60)).unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status.code(), stderr)
+}
+
+#[test]
+fn interrupted_spawn_and_extract_finish_when_run_again_and_down_leaves_nothing() {
+    images_built();
+    let runs = tempfile::tempdir().unwrap();
+    let id = run_id("sigint");
+    let _cleanup = Cleanup {
+        runs: runs.path().into(),
+        id: id.clone(),
+    };
+    let spawn = [
+        "spawn",
+        "--peers",
+        "30",
+        "--duration",
+        "10s",
+        "--run-id",
+        &id,
+        "--concurrency",
+        "2",
+    ];
+    // SIGINT once a few peers exist: spawn stops where it was and says how to finish.
+    let (code, stderr) = interrupt(runs.path(), &spawn, || docker_objects(&id).0 >= 6);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("spawn interrupted (SIGINT)"), "{stderr}");
+    assert!(stderr.contains("run the same command again"), "{stderr}");
+    let part = docker_objects(&id).0;
+    assert!(
+        part < 31,
+        "interrupted part-way, yet {part} containers exist"
+    );
+    let again = launcher(runs.path(), &spawn);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    assert_eq!(docker_objects(&id).0, 31, "the re-run completed the run");
+    let waited = launcher(runs.path(), &["wait", "--run", &id]);
+    assert_eq!(waited.status.code(), Some(0), "{}", text(&waited.stderr));
+
+    // SIGINT once extract has read its first container: it stops, and a re-run completes.
+    let extract_dir = runs.path().join(&id).join("extract");
+    let first = || {
+        walk(&extract_dir)
+            .iter()
+            .any(|p| p.file_name().is_some_and(|n| n == "inspect.json"))
+    };
+    let (code, stderr) = interrupt(
+        runs.path(),
+        &["extract", "--run", &id, "--concurrency", "1"],
+        first,
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("extract interrupted (SIGINT)"), "{stderr}");
+    let x = launcher(runs.path(), &["extract", "--run", &id, "--json"]);
+    assert_eq!(x.status.code(), Some(0), "{}", text(&x.stderr));
+    let index: Value = serde_json::from_slice(&x.stdout).unwrap();
+    assert_eq!(index["containers"].as_array().unwrap().len(), 31);
+    assert!(index["errors"].as_object().unwrap().is_empty(), "{index}");
+
+    // down leaves nothing of the run: containers (scratch ones too), network, volumes.
+    let down = launcher(runs.path(), &["down", "--run", &id]);
+    assert_eq!(down.status.code(), Some(0), "{}", text(&down.stderr));
+    assert_eq!(docker_objects(&id), (0, 0));
+    assert_eq!(docker_volumes(&id), 0);
+}

@@ -285,7 +285,7 @@ async fn follow_plan(
                 report.records_produced = produced.load(Ordering::Relaxed);
                 let metrics = metrics.lock().unwrap_or_else(|e| e.into_inner());
                 fill_from_metrics(report, &metrics, &names, me, None);
-                report.resync = metrics.resyncs(false);
+                // Resyncs are judged at the end (caught up or not): not in a checkpoint.
                 report.time_series = Some(TimeSeries {
                     start_unix_ms: plan.start_at_unix_ms,
                     window_ms,

@@ -37,8 +37,9 @@ pub async fn status(run: &RunDir) -> anyhow::Result<Status> {
     let live = LiveRun::load(run).await?;
     let (manifest, hosts, states) = (&live.manifest, &live.hosts, &live.states);
     let mut containers: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
-    for (name, (_, state)) in states {
-        let role = if *name == manifest.coordinator.name {
+    for (name, _) in live.containers() {
+        let state = states[&name].1;
+        let role = if name == manifest.coordinator.name {
             labels::ROLE_COORDINATOR
         } else {
             labels::ROLE_PEER

@@ -136,6 +136,8 @@ pub async fn wait_with(
     let mut coordinator_gone_at: Option<Instant> = None;
     let finished =
         |live: &LiveRun, name: &str, host: &str| live.is_lost(host) || live.is_done(name);
+    let interrupt = tasks::interrupted();
+    tokio::pin!(interrupt);
     loop {
         let exited = manifest
             .peers
@@ -213,7 +215,21 @@ pub async fn wait_with(
                 }
                 None => {}
             },
-            _ = tokio::time::sleep(pause) => {}
+                        _ = tokio::time::sleep(pause) => {}
+            signal = &mut interrupt => {
+                bar.finish_and_clear();
+                let released = match &mut planned {
+                    Some(p) => {
+                        p.release(run, &manifest, &live.hosts).await;
+                        "; the containers its plan had paused were unpaused"
+                    }
+                    None => "",
+                };
+                anyhow::bail!(
+                    "wait interrupted ({signal}){released}. The peers go on running; `launcher wait --run {}` again to wait for them (and to carry out the plan's kills and pauses still due)",
+                    manifest.run_id
+                );
+            }
         }
     }
     bar.finish_and_clear();

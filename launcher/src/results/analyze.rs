@@ -147,11 +147,17 @@ pub fn summarize(
     let mut killed = Vec::new();
     let mut lost = Vec::new();
     for name in peers {
-        if let (None, Some(id)) = (reports.get(name), killed_on_purpose.get(name)) {
-            killed.push(FailedPeer {
-                peer: name.clone(),
-                reason: format!("killed on purpose ({id})"),
-            });
+        let killed_by = killed_on_purpose.get(name);
+        // Killed on purpose: not a failure; what it checkpointed before still counts.
+        if let Some(id) = killed_by {
+            if reports.get(name).is_none_or(|r| r.partial) {
+                killed.push(FailedPeer {
+                    peer: name.clone(),
+                    reason: format!("killed on purpose ({id})"),
+                });
+            }
+        }
+        if reports.get(name).is_none() && killed_by.is_some() {
             continue;
         }
         let Some(r) = reports.get(name) else {
@@ -164,7 +170,9 @@ pub fn summarize(
             });
             continue;
         };
-        if r.partial {
+        if r.partial && killed_by.is_some() {
+            // Listed under peers_killed above.
+        } else if r.partial {
             lost.push(LostPeer {
                 peer: name.clone(),
                 checkpoint_unix_ms: r.checkpoint_unix_ms.unwrap_or(r.finished_at_unix_ms),
@@ -202,6 +210,7 @@ pub fn summarize(
         per_peer.push(PeerRow {
             peer: name.clone(),
             outcome: match (r.partial, r.outcome) {
+                (true, _) if killed_by.is_some() => "killed".into(),
                 (true, _) => "lost".into(),
                 (false, Outcome::Ok) => "ok".into(),
                 (false, Outcome::Failed) => "failed".into(),
@@ -244,7 +253,11 @@ pub fn summarize(
         schema: SUMMARY_SCHEMA.into(),
         schema_version: 1,
         run_id: run_id.into(),
-        ok: failed.is_empty() && lost.is_empty() && reports.len() + killed.len() == peers.len(),
+        ok: failed.is_empty()
+            && lost.is_empty()
+            && peers
+                .iter()
+                .all(|p| reports.contains_key(p) || killed_on_purpose.contains_key(p)),
         peers_expected: peers.len(),
         peers_reported: peers.iter().filter(|p| reports.contains_key(*p)).count(),
         peers_failed: failed,
@@ -747,6 +760,39 @@ mod tests {
         let md = crate::table::squash(&to_markdown(&s));
         assert!(md.contains("## Lost peers"), "{md}");
         assert!(md.contains("| b | 2025-11-24T16:00:00.000Z |"), "{md}");
+    }
+
+    #[test]
+    fn a_peer_killed_on_purpose_with_a_checkpoint_is_killed_and_its_data_counts() {
+        let peers: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        let mut reports = BTreeMap::new();
+        reports.insert("a".into(), report("a", &["b"], &[100]));
+        let mut b = report("b", &["a"], &[300, 400]);
+        b.partial = true;
+        b.checkpoint_unix_ms = Some(5);
+        reports.insert("b".into(), b);
+        let kill: crate::faults::chaos::ChaosRecord = serde_json::from_value(serde_json::json!({
+            "action": {
+                "seq": 1, "id": "chaos#1", "at_unix_ms": 5,
+                "fault": {"at_ms": 0, "for_ms": null, "peers": "all", "to": null, "action": "kill"},
+                "groups": {}, "seed": 1, "peers": ["b"]
+            },
+            "by": "docker"
+        }))
+        .unwrap();
+        let s = summarize(
+            "r",
+            &peers,
+            &reports,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            &[kill],
+        );
+        assert!(s.ok, "{s:?}");
+        assert!(s.peers_lost.is_empty() && s.peers_failed.is_empty());
+        assert_eq!(s.peers_killed[0].peer, "b");
+        assert_eq!(s.message_latency.count, 3, "the checkpoint's samples count");
+        assert_eq!(s.per_peer[1].outcome, "killed");
     }
 
     #[test]

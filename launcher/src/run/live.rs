@@ -100,13 +100,16 @@ impl LiveRun {
         self.hosts.iter().position(|h| h.name() == name)
     }
 
-    /// Every container the engines have for the run, as (name, host index), sorted by
-    /// name.
+    /// The run's peers and coordinator that the engines have, as (name, host index),
+    /// sorted by name. (Scratch containers an interrupted command left behind carry the
+    /// run's label too; they are in `states`, for `down`, not here.)
     pub fn containers(&self) -> Vec<(String, usize)> {
-        let mut names: Vec<(String, usize)> = self
-            .states
+        let m = &self.manifest;
+        let mut names: Vec<(String, usize)> = m
+            .peers
             .iter()
-            .map(|(n, (h, _))| (n.clone(), *h))
+            .chain(std::iter::once(&m.coordinator))
+            .filter_map(|p| self.states.get(&p.name).map(|(h, _)| (p.name.clone(), *h)))
             .collect();
         names.sort();
         names

@@ -123,7 +123,12 @@ fn open_run(
                 .run_id
                 .clone()
                 .unwrap_or_else(crate::run::dir::new_run_id);
-            (RunDir::create(&req.runs_dir, &id)?, req.spec.clone())
+            let dir = RunDir::create(&req.runs_dir, &id)?;
+            tracing::info!(
+                "spawn: run {id} in {} (an interrupted spawn is finished by `launcher spawn --run-id {id}`)",
+                dir.path.display()
+            );
+            (dir, req.spec.clone())
         }
     })
 }
