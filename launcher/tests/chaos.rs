@@ -226,7 +226,7 @@ fn a_plans_kills_and_pauses_are_carried_out_at_their_times() {
     let id = format!("t{}-churn", std::process::id() % 100_000);
     let (summary, stderr) = run_plan_json(&runs, &plan, &id);
     assert!(stderr.contains("2 killed on purpose"), "{stderr}");
-        assert_eq!(summary["peers_killed"].as_array().unwrap().len(), 2);
+    assert_eq!(summary["peers_killed"].as_array().unwrap().len(), 2);
     // 10 final reports, and the checkpoints the 2 killed peers left: their data counts.
     assert_eq!(summary["peers_reported"], 12);
     let killed_rows = summary["per_peer"]
