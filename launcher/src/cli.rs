@@ -397,6 +397,10 @@ pub struct SpawnArgs {
     /// this machine's engine; spawn puts it on the hosts).
     #[arg(long)]
     pub peer_image: Option<String>,
+    /// When some hosts do not answer, place the peers on the others (the manager must
+    /// answer) and record the ones left out in the manifest. Without it, spawn refuses.
+    #[arg(long)]
+    pub allow_missing_hosts: bool,
     #[command(flatten)]
     pub images: ImageArgs,
 }
@@ -469,6 +473,7 @@ pub fn spawn_request(runs_dir: &Path, a: &SpawnArgs) -> anyhow::Result<spawn::Sp
             a.secret_file.as_deref(),
             a.peer_image.as_deref(),
         )?,
+        allow_missing_hosts: a.allow_missing_hosts,
     };
     spawn::precheck(&req)?;
     Ok(req)

@@ -112,6 +112,7 @@ impl SimLab {
                 name: "mesh".into(),
                 ..Default::default()
             },
+            allow_missing_hosts: false,
         }
     }
 }

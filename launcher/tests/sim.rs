@@ -344,3 +344,50 @@ async fn down_removes_what_it_can_reach_and_a_later_down_finishes() {
     assert!(lab.cluster.containers("sim-3").is_empty());
     assert!(lab.cluster.volumes("sim-3").is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn spawn_refuses_a_missing_host_or_leaves_it_out_when_allowed() {
+    let lab = lab(3, 5);
+    let runs = tempfile::tempdir().unwrap();
+    let connector = lab.connector();
+    lab.cluster.vanish_at("sim-3", tokio::time::Instant::now());
+    let e = spawn::spawn_with(&connector, lab.request(runs.path(), "sim7", 12))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        cmesh_launcher::error::exit_code(&e),
+        1,
+        "a lost host is a failure"
+    );
+    assert!(format!("{e:#}").contains("sim-3"), "{e:#}");
+    assert!(
+        RunDir::open(runs.path(), Some("sim7")).is_err(),
+        "nothing created"
+    );
+    assert!(lab.cluster.containers("sim-1").is_empty());
+
+    let mut req = lab.request(runs.path(), "sim7", 12);
+    req.allow_missing_hosts = true;
+    let spawned = spawn::spawn_with(&connector, req).await.unwrap();
+    assert_eq!(spawned.peers, 12);
+    assert_eq!(
+        spawned.placement.keys().cloned().collect::<Vec<_>>(),
+        vec!["sim-1", "sim-2"]
+    );
+    let manifest = RunDir::open(runs.path(), Some("sim7"))
+        .unwrap()
+        .read_manifest()
+        .unwrap();
+    assert_eq!(manifest.hosts.len(), 2);
+    assert_eq!(manifest.hosts_missing_at_spawn.len(), 1);
+    assert_eq!(manifest.hosts_missing_at_spawn[0].name, "sim-3");
+    // The run goes on without it: wait sees no lost host.
+    let waited = wait::wait_with(
+        &connector,
+        &RunDir::open(runs.path(), Some("sim7")).unwrap(),
+        Duration::from_secs(600),
+    )
+    .await
+    .unwrap();
+    assert!(waited.failed().is_empty() && waited.lost_hosts.is_empty());
+}

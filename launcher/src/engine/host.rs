@@ -38,7 +38,7 @@ impl std::fmt::Debug for Host {
 }
 
 /// A host that could not be reached, and why.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LostHost {
     pub name: String,
     pub reason: String,
@@ -97,11 +97,18 @@ impl Connector {
     ) -> anyhow::Result<Host> {
         match self {
             Connector::Docker => Host::connect(spec, ssh).await,
-            Connector::Sim(cluster) => Ok(Host {
-                engine: Arc::new(cluster.engine(&spec.name)),
-                spec,
-                link: None,
-            }),
+            Connector::Sim(cluster) => {
+                // Like a real connect, it fails for a host that does not answer.
+                let engine = cluster.engine(&spec.name);
+                engine.version().await.map_err(|e| {
+                    anyhow::anyhow!("cannot reach the engine of host `{}`: {e}", spec.name)
+                })?;
+                Ok(Host {
+                    engine: Arc::new(engine),
+                    spec,
+                    link: None,
+                })
+            }
         }
     }
 

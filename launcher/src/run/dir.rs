@@ -46,6 +46,10 @@ pub struct RunManifest {
     pub spec: PlanSpec,
     pub coordinator: Placement,
     pub peers: Vec<Placement>,
+    /// Hosts of the hosts file that could not be reached at spawn and were left out
+    /// (`spawn --allow-missing-hosts`), with the reason. `hosts` lists only the others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts_missing_at_spawn: Vec<crate::engine::host::LostHost>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

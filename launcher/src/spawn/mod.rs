@@ -56,6 +56,9 @@ pub struct SpawnRequest {
     pub bin_dir: PathBuf,
     pub base_image: Option<String>,
     pub backend: BackendChoice,
+    /// Place the peers on the hosts that answer when some do not (the manager must);
+    /// the manifest records the ones left out. Without it, spawn refuses (exit 1).
+    pub allow_missing_hosts: bool,
 }
 
 /// What spawn did (`--json`).
@@ -215,8 +218,32 @@ pub async fn spawn_with(connector: &Connector, req: SpawnRequest) -> anyhow::Res
         Some((m, _)) => m.hosts_file(),
         None => req.hosts.clone(),
     };
-    let (builder, hosts) = tokio::join!(connector.builder(), connector.connect_all(&hosts_file));
-    let (builder, hosts) = (builder?, hosts.require_all()?);
+    let (builder, set) = tokio::join!(connector.builder(), connector.connect_all(&hosts_file));
+    let builder = builder?;
+    let leave_out = req.allow_missing_hosts
+        && previous.is_none()
+        && !set.lost.is_empty()
+        && set.lost.iter().all(|l| !l.bad_input);
+    let (hosts, missing) = if leave_out {
+        for l in &set.lost {
+            tracing::warn!(
+                "spawn: leaving out host `{}` (--allow-missing-hosts): {}",
+                l.name,
+                l.reason
+            );
+        }
+        (set.hosts, set.lost)
+    } else {
+        (set.require_all()?, Vec::new())
+    };
+    let hosts_file = HostsFile {
+        hosts: hosts_file
+            .hosts
+            .into_iter()
+            .filter(|h| !missing.iter().any(|m| m.name == h.name))
+            .collect(),
+        ssh: hosts_file.ssh,
+    };
     // A peer image of the user's must have the backend: checked before anything exists.
     let chosen_peer = match &req.backend.peer_image {
         Some(image) => Some(backend::chosen_peer_image(&builder, image, &req.backend.name).await?),
@@ -281,6 +308,10 @@ pub async fn spawn_with(connector: &Connector, req: SpawnRequest) -> anyhow::Res
             index: 0,
         },
         peers: placements.clone(),
+        hosts_missing_at_spawn: match previous_manifest {
+            Some(m) => m.hosts_missing_at_spawn.clone(),
+            None => missing,
+        },
     };
     run.write_manifest(&manifest)?;
     let mut placement: BTreeMap<String, usize> = BTreeMap::new();
