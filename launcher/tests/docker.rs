@@ -27,22 +27,25 @@ impl Drop for Cleanup {
     }
 }
 
+/// How many objects `docker OBJECT ls -q` lists with the run's label (`ps -a` for
+/// containers).
+fn count_of_run(id: &str, list: &[&str]) -> usize {
+    let out = Command::new("docker")
+        .args(list)
+        .args(["-q", "--filter", &format!("label=io.cmesh.run={id}")])
+        .output()
+        .expect("docker CLI");
+    text(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count()
+}
+
 /// Containers (any state) and networks Docker has for a run.
 fn docker_objects(id: &str) -> (usize, usize) {
-    let label = format!("label=io.cmesh.run={id}");
-    let count = |args: &[&str]| {
-        let out = Command::new("docker")
-            .args(args)
-            .output()
-            .expect("docker CLI");
-        text(&out.stdout)
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .count()
-    };
     (
-        count(&["ps", "-aq", "--filter", &label]),
-        count(&["network", "ls", "-q", "--filter", &label]),
+        count_of_run(id, &["ps", "-a"]),
+        count_of_run(id, &["network", "ls"]),
     )
 }
 
@@ -599,20 +602,7 @@ fn spawn_again_creates_only_what_is_missing() {
 
 /// Volumes Docker has for a run.
 fn docker_volumes(id: &str) -> usize {
-    let out = Command::new("docker")
-        .args([
-            "volume",
-            "ls",
-            "-q",
-            "--filter",
-            &format!("label=io.cmesh.run={id}"),
-        ])
-        .output()
-        .expect("docker CLI");
-    text(&out.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .count()
+    count_of_run(id, &["volume", "ls"])
 }
 
 /// Starts the launcher with `args`, waits until `ready` holds, sends SIGINT, and returns

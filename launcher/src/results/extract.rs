@@ -262,6 +262,23 @@ fn archive_has(archive: &[u8], wanted: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// [`already_extracted`] for each `(name, key, dir)`, off the async threads (it hashes
+/// every file).
+async fn check_extracted<K: Send + 'static>(
+    items: Vec<(String, K, PathBuf)>,
+) -> anyhow::Result<Vec<(String, K, Option<ContainerEntry>)>> {
+    tasks::cpu(move || {
+        Ok(items
+            .into_iter()
+            .map(|(n, k, dir)| {
+                let before = already_extracted(&dir);
+                (n, k, before)
+            })
+            .collect())
+    })
+    .await
+}
+
 /// The container directory for `name` on `host`.
 pub fn container_dir(run: &RunDir, host: &str, name: &str) -> PathBuf {
     run.extract_dir().join(host).join(name)
@@ -474,13 +491,7 @@ pub async fn extract_with(
             (n, h, dir)
         })
         .collect();
-    let checked = tasks::cpu(move || {
-        Ok(dirs
-            .into_iter()
-            .map(|(n, h, dir)| (n, h, already_extracted(&dir)))
-            .collect::<Vec<_>>())
-    })
-    .await?;
+    let checked = check_extracted(dirs).await?;
     let mut containers = Vec::new();
     let mut todo: Vec<(usize, String)> = Vec::new();
     for (name, h, done) in checked {
@@ -582,13 +593,7 @@ pub async fn extract_with(
             (p.name.clone(), p.host.clone(), dir)
         })
         .collect();
-    let gone = tasks::cpu(move || {
-        Ok(gone
-            .into_iter()
-            .map(|(n, h, dir)| (n, h, already_extracted(&dir)))
-            .collect::<Vec<_>>())
-    })
-    .await?;
+    let gone = check_extracted(gone).await?;
     let mut verified = verified;
     for (name, host, before) in gone {
         match (before, live.lost.iter().find(|l| l.name == host)) {
