@@ -4,7 +4,7 @@
 //! - [`cli`]: the commands and their flags; [`cmd`]: the smaller commands (status, logs,
 //!   wait, down, ls);
 //! - [`engine`]: the only code that talks to a container engine: the [`engine::Engine`]
-//!   seam, bollard behind it ([`engine::docker`]) and a simulated engine
+//!   seam, the Docker client behind it ([`engine::docker`]) and a simulated engine
 //!   ([`engine::sim`]); hosts, SSH, swarm, networks, images, the registry, image
 //!   distribution, host checks, the local lab;
 //! - [`spawn`]: from a plan to a running mesh, in named stages; [`placement`]: which peer

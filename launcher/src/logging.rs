@@ -2,7 +2,7 @@
 //! progress bars ([`crate::tasks::LogWriter`]).
 //!
 //! `-q` shows warnings and errors only, the default adds progress messages (info), `-v`
-//! adds debug and `-vv` trace. `RUST_LOG` (e.g. `RUST_LOG=cmesh_launcher=debug,bollard=debug`)
+//! adds debug and `-vv` trace. `RUST_LOG` (e.g. `RUST_LOG=debug`)
 //! overrides both. Plain messages print as they are; warnings and errors get a
 //! `warning:` or `error:` prefix, so output reads like a CLI's, not a server's log.
 
