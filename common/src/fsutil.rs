@@ -13,7 +13,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         _ => Path::new("."),
     };
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    // A fixed name: a write killed part-way leaves this file, and the next write of the
+    // same file replaces it (a per-process name would pile up).
+    let tmp = dir.join(format!(".{name}.tmp"));
     let written = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -51,6 +53,11 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("report.json")]);
+        // A temporary file a killed writer left is replaced by the next write.
+        std::fs::write(dir.path().join(".report.json.tmp"), b"half").unwrap();
+        write_atomic(&path, b"again").unwrap();
+        assert!(!dir.path().join(".report.json.tmp").exists());
+        assert_eq!(std::fs::read(&path).unwrap(), b"again");
         let e = write_atomic(&dir.path().join("no/such/dir/x"), b"x").unwrap_err();
         assert!(e.to_string().contains("no/such/dir/x"), "{e}");
     }
