@@ -8,6 +8,7 @@
 //! - [`graph`]: the connection graphs a plan can use, generated deterministically from a seed.
 //! - [`protocol`]: the coordinator's HTTP/JSON API messages, and the peer lifecycle states.
 //! - [`report`]: the versioned per-peer report schema (`report.json`).
+//! - [`clock`]: clock offsets from NTP-style exchanges, as bounded intervals.
 //! - [`histogram`]: latency histograms that serialize for exact merging across peers.
 //! - [`token`]: the per-run token: reading it from a file, comparing it safely.
 //! - [`exit`]: the exit codes every cmesh program uses.
@@ -17,6 +18,7 @@
 //! Everything that crosses a process boundary carries a schema version, so a launcher can
 //! refuse (rather than misread) a report written by a newer peer.
 
+pub mod clock;
 pub mod exit;
 pub mod faults;
 pub mod fsutil;

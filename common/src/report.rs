@@ -86,6 +86,11 @@ pub struct PeerReport {
     /// The Docker host this peer ran on, if the launcher said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// This peer's clock against the coordinator's, measured in-band at the start and at
+    /// the end of its run (see [`crate::clock`]). `analyze` corrects cross-host latency
+    /// with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_sync: Option<crate::clock::ClockSync>,
     /// `message_latency` split by the Docker host of the record's origin (present when
     /// the plan knows hosts). Not corrected for clock offsets: `analyze` does that.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -126,6 +131,11 @@ pub struct TimeSeries {
     pub window_ms: u64,
     /// Latency of the records written in each window (windows with none are left out).
     pub latency: Vec<WindowLatency>,
+    /// `latency` split by the Docker host of the record's origin, with the negative
+    /// samples kept (present when the plan spans hosts), so that `analyze` can correct
+    /// each window for the clock offsets.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub latency_by_origin_host: BTreeMap<String, Vec<WindowLatency>>,
     /// Records first received in each window, by arrival time.
     pub received: Vec<u64>,
     /// Bytes received and sent per window, per network interface (loopback left out).
@@ -142,6 +152,10 @@ pub struct WindowLatency {
     pub p99_us: u64,
     pub max_us: u64,
     pub histogram: String,
+    /// Magnitudes of the negative samples (writer's clock ahead), same encoding; only in
+    /// [`TimeSeries::latency_by_origin_host`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub negative_histogram: Option<String>,
 }
 
 /// An interface's traffic per window.
@@ -270,6 +284,7 @@ impl PeerReport {
                 ..LatencyReport::default()
             },
             host: None,
+            clock_sync: None,
             latency_by_origin_host: BTreeMap::new(),
             faults: Vec::new(),
             resync: Vec::new(),

@@ -124,6 +124,28 @@ fn wrong_token_gets_401_and_changes_nothing() {
         );
         assert_eq!(status["phase"], "registering");
         assert_eq!(status["counts"]["init"], 0);
+        // The clock needs the token too, and reads between our before and after.
+        let clock = format!("{base}/v1/clock");
+        assert_eq!(http.get(&clock).send().await.unwrap().status(), 401);
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as u64;
+        let reading: serde_json::Value = http
+            .get(&clock)
+            .header("x-cmesh-token", "right-token")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let after = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as u64;
+        let at = reading["unix_us"].as_u64().unwrap();
+        assert!(before <= at && at <= after, "{before} <= {at} <= {after}");
         // The right token works, and /healthz needs none.
         let r = http
             .post(format!("{base}/v1/register"))

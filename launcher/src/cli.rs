@@ -5,7 +5,7 @@ use crate::engine::distribute::Transport;
 use crate::engine::host::Connector;
 use crate::engine::{hostcheck, images, lab, network, swarm};
 use crate::error::bad_input;
-use crate::results::{analyze, extract};
+use crate::results::{analyze, archive, extract};
 use crate::run::dir::RunDir;
 use crate::{hosts, plan_file, spawn};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
@@ -114,6 +114,8 @@ pub enum Command {
         /// Containers extracted at once on each host.
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+        #[command(flatten)]
+        caps: CapsArgs,
         /// Print extract.json's index on stdout.
         #[arg(long)]
         json: bool,
@@ -409,6 +411,8 @@ pub struct SpawnArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub spawn: SpawnArgs,
+    #[command(flatten)]
+    pub caps: CapsArgs,
     /// Print summary.json on stdout (progress stays on stderr).
     #[arg(long)]
     pub json: bool,
@@ -418,6 +422,28 @@ pub struct RunArgs {
     /// Give up waiting for the peers after this long [default: from the plan].
     #[arg(long, value_parser = parse::duration)]
     pub timeout: Option<Duration>,
+}
+
+/// What extract may write: what a container's report directory holds beyond these is
+/// cut (a file keeps its first bytes) or left out, and the container is marked
+/// `truncated` in extract.json with the reason.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CapsArgs {
+    /// Largest file extract keeps from a report directory (MiB).
+    #[arg(long, value_name = "MIB", default_value_t = archive::DEFAULT_FILE_MIB, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_file_mib: u64,
+    /// Most extract keeps from one container's report directory (MiB).
+    #[arg(long, value_name = "MIB", default_value_t = archive::DEFAULT_CONTAINER_MIB, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_container_mib: u64,
+    /// Most extract keeps from one host's reports (MiB).
+    #[arg(long, value_name = "MIB", default_value_t = archive::DEFAULT_HOST_MIB, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_host_mib: u64,
+}
+
+impl CapsArgs {
+    pub fn caps(&self) -> archive::Caps {
+        archive::Caps::mib(self.max_file_mib, self.max_container_mib, self.max_host_mib)
+    }
 }
 
 fn load_hosts(flag: Option<&Path>) -> anyhow::Result<hosts::HostsFile> {
@@ -586,10 +612,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Extract {
             run,
             concurrency,
+            caps,
             json,
         } => {
-            let x =
-                extract::extract(&RunDir::open(runs, run.as_deref())?, concurrency.max(1)).await?;
+            let run = RunDir::open(runs, run.as_deref())?;
+            let x = extract::extract(&run, concurrency.max(1), caps.caps()).await?;
             extract::print_summary(&x);
             if json {
                 print_json(&x.index)?;
@@ -730,7 +757,8 @@ async fn run_all(runs: &Path, a: RunArgs) -> anyhow::Result<i32> {
     if let Err(e) = &waited {
         tracing::warn!("wait: {e:#}");
     }
-    let x = crate::tasks::until_interrupted("extract", extract::extract(&run, 16)).await?;
+    let x = crate::tasks::until_interrupted("extract", extract::extract(&run, 16, a.caps.caps()))
+        .await?;
     extract::print_summary(&x);
     let summary = analyze::analyze(&run)?;
     if a.json {

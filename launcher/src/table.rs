@@ -24,11 +24,11 @@ pub fn markdown_cell(text: &str) -> String {
 }
 
 /// A Markdown table with these headers and rows (cells escaped).
-pub fn markdown<const N: usize>(headers: [&str; N], rows: &[Vec<String>]) -> String {
+pub fn markdown<'a>(headers: impl IntoIterator<Item = &'a str>, rows: &[Vec<String>]) -> String {
     let mut t = Table::new();
     t.load_preset(presets::ASCII_MARKDOWN)
         .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(headers.iter().map(|h| markdown_cell(h)).collect::<Vec<_>>());
+        .set_header(headers.into_iter().map(markdown_cell).collect::<Vec<_>>());
     for r in rows {
         t.add_row(r.iter().map(|c| markdown_cell(c)).collect::<Vec<_>>());
     }

@@ -166,11 +166,113 @@ pub async fn cpu<R: Send + 'static>(
         .map_err(|e| anyhow::anyhow!("a background task failed: {e}"))?
 }
 
+/// Runs `work` on a thread of its own with a blocking [`std::io::Read`] of `stream`,
+/// which this task feeds a few chunks ahead (what is in flight is bounded, whatever the
+/// stream holds): a large download is processed as it arrives, off the async threads,
+/// never held whole. Not on tokio's blocking pool: a task there holds a paused test
+/// clock still, and the stream may need that clock to move (the simulated engine).
+/// When `work` stops early, the rest of the stream is not read; when this future is
+/// dropped, `work` sees the stream end.
+pub async fn on_thread_reading<R: Send + 'static>(
+    stream: crate::engine::ByteStream,
+    work: impl FnOnce(&mut dyn std::io::Read) -> anyhow::Result<R> + Send + 'static,
+) -> anyhow::Result<R> {
+    use futures_util::StreamExt;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("cmesh-stream".into())
+        .spawn(move || {
+            let mut reader = ChannelReader {
+                rx,
+                chunk: bytes::Bytes::new(),
+            };
+            let _ = done_tx.send(work(&mut reader));
+        })
+        .map_err(|e| anyhow::anyhow!("cannot start a thread: {e}"))?;
+    let mut stream = stream;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(std::io::Error::other);
+        if tx.send(chunk).await.is_err() {
+            break; // `work` is done with it.
+        }
+    }
+    drop(tx);
+    done_rx
+        .await
+        .map_err(|_| anyhow::anyhow!("a background thread failed"))?
+}
+
+/// The blocking side of [`on_thread_reading`].
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    chunk: bytes::Bytes,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.chunk = chunk?,
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.chunk.len());
+        out[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
     use std::sync::Arc;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_is_read_on_a_thread_as_it_arrives_even_on_a_paused_clock() {
+        use futures_util::StreamExt;
+        // Each chunk comes after a sleep: the paused clock must keep moving while the
+        // thread waits for it.
+        let chunks = futures_util::stream::iter(0..5u8)
+            .then(|i| async move {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                Ok(bytes::Bytes::from(vec![i; 3]))
+            })
+            .boxed();
+        let all = on_thread_reading(chunks, |r| {
+            let mut v = Vec::new();
+            r.read_to_end(&mut v)?;
+            Ok(v)
+        })
+        .await
+        .unwrap();
+        assert_eq!(all, [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]);
+        // An error in the stream reaches the reader; stopping early is fine.
+        let broken = futures_util::stream::iter([
+            Ok(bytes::Bytes::from_static(b"ab")),
+            Err(crate::engine::EngineError::Unreachable("gone".into())),
+        ])
+        .boxed();
+        let err = on_thread_reading(broken, |r| {
+            let mut v = Vec::new();
+            r.read_to_end(&mut v)?;
+            Ok(v)
+        })
+        .await
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("gone"), "{err:#}");
+        let endless =
+            futures_util::stream::repeat_with(|| Ok(bytes::Bytes::from_static(b"x"))).boxed();
+        let first = on_thread_reading(endless, |r| {
+            let mut b = [0u8; 1];
+            r.read_exact(&mut b)?;
+            Ok(b[0])
+        })
+        .await
+        .unwrap();
+        assert_eq!(first, b'x');
+    }
 
     #[tokio::test]
     async fn every_item_gets_an_outcome_and_concurrency_is_bounded() {

@@ -32,9 +32,11 @@ fn good(name: &str) -> PeerReport {
             p99_us: 900,
             max_us: 900,
             histogram: histogram(),
+            negative_histogram: None,
         }],
         received: vec![0, 2],
         interfaces: Default::default(),
+        latency_by_origin_host: Default::default(),
     });
     r
 }

@@ -133,6 +133,37 @@ fn run_30_peers_across_3_hosts(transport: &str, keep: bool) -> Lab {
     let pairs = summary["latency_by_host_pair"].as_array().unwrap();
     assert_eq!(pairs.len(), 9, "3 × 3 host pairs");
 
+    // The clocks, measured in-band by the peers. The lab hosts share one kernel, so
+    // every host's true offset is 0: each estimate is within ±0.2 ms of it, and its
+    // stated uncertainty holds it.
+    let clock = &summary["clock"];
+    assert_eq!(clock["source"], "in_band", "{clock}");
+    let hosts = clock["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 3, "{clock}");
+    for h in hosts {
+        let offset = h["offset_us"].as_i64().unwrap();
+        let u = h["uncertainty_us"].as_i64().unwrap();
+        assert!(offset.abs() <= 200, "host offset beyond ±0.2 ms: {h}");
+        assert!(offset.abs() <= u, "the stated uncertainty must hold 0: {h}");
+    }
+    let peers: u64 = hosts.iter().map(|h| h["peers"].as_u64().unwrap()).sum();
+    assert_eq!(peers, 30, "every peer's estimate counted: {clock}");
+    // Corrected cross-host latencies: no sample below minus its pair's uncertainty.
+    assert_eq!(clock["negative_beyond_uncertainty"], 0, "{clock}");
+    for p in pairs
+        .iter()
+        .filter(|p| p["origin_host"] != p["reader_host"])
+    {
+        assert_eq!(p["negative_beyond_uncertainty"], 0, "{p}");
+        assert!(p["uncertainty_us"].as_u64().is_some(), "{p}");
+    }
+    let md = std::fs::read_to_string(dir.join("analysis/summary.md")).unwrap();
+    let across = md
+        .lines()
+        .find(|l| l.contains("(across hosts)"))
+        .unwrap_or("");
+    assert!(md.contains("## Clocks") && across.contains("± "), "{md}");
+
     // extract: every container's archives under its own host's directory.
     let index = read_json(&dir.join("extract/extract.json"));
     let containers = index["containers"].as_array().unwrap();

@@ -6,6 +6,7 @@ use cmesh_launcher::cmd::{down, wait};
 use cmesh_launcher::engine::sim::{Behaviour, Cluster, Model};
 use cmesh_launcher::engine::ContainerState;
 use cmesh_launcher::faults::containers::{on_containers, Op};
+use cmesh_launcher::results::archive::Caps;
 use cmesh_launcher::results::extract::{self, ReportState};
 use cmesh_launcher::run::dir::RunDir;
 use cmesh_launcher::run::live::LiveRun;
@@ -53,7 +54,9 @@ async fn a_run_goes_from_spawn_to_down_with_peers_exiting_in_any_order() {
     assert!(waited.failed().is_empty(), "{:?}", waited.failed());
     assert!(waited.lost_hosts.is_empty());
 
-    let x = extract::extract_with(&connector, &run, 16).await.unwrap();
+    let x = extract::extract_with(&connector, &run, 16, Caps::default())
+        .await
+        .unwrap();
     assert!(x.index.errors.is_empty(), "{:?}", x.index.errors);
     assert_eq!(x.index.containers.len(), 31);
     let complete = x
@@ -64,7 +67,9 @@ async fn a_run_goes_from_spawn_to_down_with_peers_exiting_in_any_order() {
         .count();
     assert_eq!(complete, 30, "every peer's report came out");
     // A second extract verifies instead of fetching again.
-    let again = extract::extract_with(&connector, &run, 16).await.unwrap();
+    let again = extract::extract_with(&connector, &run, 16, Caps::default())
+        .await
+        .unwrap();
     assert_eq!((again.fetched, again.verified), (0, 31));
 
     let removed = down::down_with(&connector, &run, false, 16).await.unwrap();
@@ -182,7 +187,9 @@ async fn a_host_lost_during_extract_loses_only_its_own_containers() {
         "sim-2",
         tokio::time::Instant::now() + Duration::from_millis(6),
     );
-    let x = extract::extract_with(&connector, &run, 16).await.unwrap();
+    let x = extract::extract_with(&connector, &run, 16, Caps::default())
+        .await
+        .unwrap();
     let manifest = run.read_manifest().unwrap();
     let on_lost: Vec<&String> = manifest
         .peers
@@ -225,7 +232,9 @@ async fn a_host_lost_during_extract_loses_only_its_own_containers() {
     );
     // Back again: a second extract completes the job.
     lab.cluster.restore("sim-2");
-    let again = extract::extract_with(&connector, &run, 16).await.unwrap();
+    let again = extract::extract_with(&connector, &run, 16, Caps::default())
+        .await
+        .unwrap();
     assert!(again.index.errors.is_empty(), "{:?}", again.index.errors);
     assert!(
         again.index.unreachable.is_empty(),
@@ -306,7 +315,9 @@ async fn down_removes_what_it_can_reach_and_a_later_down_finishes() {
         .await
         .unwrap();
     lab.cluster.vanish_at("sim-3", tokio::time::Instant::now());
-    let x = extract::extract_with(&connector, &run, 16).await.unwrap();
+    let x = extract::extract_with(&connector, &run, 16, Caps::default())
+        .await
+        .unwrap();
     assert_eq!(x.index.unreachable.len(), 4, "{:?}", x.index.unreachable);
     let removed = down::down_with(&connector, &run, false, 16).await.unwrap();
     assert_eq!(removed.remaining.len(), 1, "{:?}", removed.remaining);
@@ -333,7 +344,9 @@ async fn down_removes_what_it_can_reach_and_a_later_down_finishes() {
     // The host comes back: extract fetches what survived there and keeps what it had
     // of the containers down removed; the same down finishes the job.
     lab.cluster.restore("sim-3");
-    let x = extract::extract_with(&connector, &run, 16).await.unwrap();
+    let x = extract::extract_with(&connector, &run, 16, Caps::default())
+        .await
+        .unwrap();
     assert!(x.index.errors.is_empty(), "{:?}", x.index.errors);
     assert!(x.index.unreachable.is_empty(), "{:?}", x.index.unreachable);
     assert_eq!(x.index.containers.len(), 13);

@@ -48,6 +48,10 @@ pub struct Args {
     /// report marked partial), so a peer that dies leaves its data; 0s: never.
     #[arg(long, value_parser = parse::duration, default_value = "5s")]
     pub checkpoint_interval: Duration,
+    /// Clock exchanges with the coordinator at the start and at the end of the run (the
+    /// offset is what they all agree on; more samples, a tighter bound); 0: none.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub clock_samples: u32,
     /// Memory for the window of recent records, over all origins (bytes).
     #[arg(long, default_value_t = 2 << 20)]
     pub window_bytes: usize,

@@ -4,6 +4,7 @@
 //! - [`backend`]: the [`backend::SyncBackend`] trait and the built-in `mesh` backend, a
 //!   replicated record log flooded over TCP with delta sync on reconnect;
 //! - [`client`]: the coordinator API client, with retry and backoff;
+//! - [`clock`]: this peer's clock against the coordinator's, from NTP-style exchanges;
 //! - [`metrics`]: latency (HDR histogram), delivery counts, time windows and resync;
 //! - [`netdev`]: bytes in and out per interface per window;
 //! - [`faults`], [`shaping`]: the plan's faults, carried out on this container;
@@ -16,6 +17,7 @@ pub mod backend;
 pub mod checkpoint;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod events;
 pub mod faults;
 pub mod metrics;

@@ -68,6 +68,7 @@ fn main_code(args: Args) -> i32 {
             token,
             coordinator_timeout: args.coordinator_timeout,
             checkpoint_interval: args.checkpoint_interval,
+            clock_samples: args.clock_samples,
             window_bytes: args.window_bytes,
             backend: args.backend.clone(),
             secret_file: args.secret_file.clone(),

@@ -2,16 +2,55 @@
 
 use cmesh_common::histogram::LatencyHistogram;
 use cmesh_common::report::{Resync, WindowLatency};
+use std::collections::BTreeMap;
 
 pub use cmesh_common::report::{window_ms, MAX_WINDOWS};
+
+/// One window's latency from one origin host: coarse histograms, made at the first
+/// sample (and at the first negative one).
+#[derive(Debug)]
+struct WindowHist {
+    latency: LatencyHistogram,
+    /// Magnitudes of the negative samples (writer's clock ahead).
+    negative: Option<LatencyHistogram>,
+}
+
+impl WindowHist {
+    fn new() -> Self {
+        WindowHist {
+            latency: LatencyHistogram::coarse(),
+            negative: None,
+        }
+    }
+
+    fn record(&mut self, written_at_us: u64, now_us: u64) {
+        match now_us.checked_sub(written_at_us) {
+            Some(l) => self.latency.record(l),
+            None => self
+                .negative
+                .get_or_insert_with(LatencyHistogram::coarse)
+                .record(written_at_us - now_us),
+        }
+    }
+
+    /// Negative samples count as 1 µs, as in the merged latency.
+    fn merged_into(&self, out: &mut LatencyHistogram) {
+        out.merge(&self.latency);
+        if let Some(n) = &self.negative {
+            out.record_n(1, n.count());
+        }
+    }
+}
 
 /// Latency by write-time window and deliveries by arrival window.
 #[derive(Debug)]
 struct Series {
     start_us: u64,
     window_us: u64,
-    /// Coarse histograms, made at a window's first sample.
-    latency: Vec<Option<LatencyHistogram>>,
+    windows: usize,
+    /// Per origin host (one list when the plan has a single host, or none known), per
+    /// window.
+    latency: Vec<Vec<Option<WindowHist>>>,
     received: Vec<u64>,
 }
 
@@ -30,6 +69,23 @@ struct Heal {
     at_us: u64,
     last_arrival_us: Option<u64>,
     records: u64,
+}
+
+fn window_row(
+    window: usize,
+    h: &LatencyHistogram,
+    negative: Option<&LatencyHistogram>,
+) -> WindowLatency {
+    let s = h.summary();
+    WindowLatency {
+        window: window as u32,
+        count: s.count + negative.map_or(0, LatencyHistogram::count),
+        p50_us: s.p50_us,
+        p99_us: s.p99_us,
+        max_us: s.max_us,
+        histogram: h.encode(),
+        negative_histogram: negative.map(LatencyHistogram::encode),
+    }
 }
 
 /// Latency of records from one origin host.
@@ -83,7 +139,8 @@ impl Metrics {
         self.series = Some(Series {
             start_us: start_unix_ms * 1000,
             window_us: window_ms.max(1) * 1000,
-            latency: (0..windows).map(|_| None).collect(),
+            windows,
+            latency: Vec::new(),
             received: vec![0; windows * 2],
         });
         self
@@ -115,26 +172,46 @@ impl Metrics {
             .collect()
     }
 
-    /// Latency per write-time window (windows without samples left out).
+    /// Latency per write-time window, over all origins (windows without samples left
+    /// out).
     pub fn window_latency(&self) -> Vec<WindowLatency> {
         let Some(series) = &self.series else {
             return Vec::new();
         };
+        (0..series.windows)
+            .filter_map(|w| {
+                let mut merged: Option<LatencyHistogram> = None;
+                for h in series.latency.iter().filter_map(|slot| slot[w].as_ref()) {
+                    h.merged_into(merged.get_or_insert_with(LatencyHistogram::coarse));
+                }
+                merged.map(|h| window_row(w, &h, None))
+            })
+            .collect()
+    }
+
+    /// Latency per write-time window by origin host, negative samples kept apart;
+    /// empty unless the plan spans hosts.
+    pub fn window_latency_by_host(&self) -> BTreeMap<String, Vec<WindowLatency>> {
+        let Some(series) = &self.series else {
+            return BTreeMap::new();
+        };
+        if self.by_host.len() < 2 {
+            return BTreeMap::new();
+        }
         series
             .latency
             .iter()
             .enumerate()
-            .filter_map(|(i, h)| {
-                let h = h.as_ref()?;
-                let s = h.summary();
-                Some(WindowLatency {
-                    window: i as u32,
-                    count: s.count,
-                    p50_us: s.p50_us,
-                    p99_us: s.p99_us,
-                    max_us: s.max_us,
-                    histogram: h.encode(),
-                })
+            .map(|(slot, windows)| {
+                let rows = windows
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(w, h)| {
+                        let h = h.as_ref()?;
+                        Some(window_row(w, &h.latency, h.negative.as_ref()))
+                    })
+                    .collect();
+                (self.by_host[slot].host.clone(), rows)
             })
             .collect()
     }
@@ -197,14 +274,25 @@ impl Metrics {
                 h.last_arrival_us = h.last_arrival_us.max(Some(now_us));
             }
         }
+        // Windows are split by origin host only when there is more than one.
+        let slot = match self.by_host.len() {
+            0 | 1 => 0,
+            _ => self.origin_host.get(origin as usize).copied().unwrap_or(0),
+        };
         if let Some(series) = &mut self.series {
             if let Some(w) = series.window(now_us, series.received.len()) {
                 series.received[w] += 1;
             }
-            if let Some(w) = series.window(written_at_us, series.latency.len()) {
-                series.latency[w]
-                    .get_or_insert_with(LatencyHistogram::coarse)
-                    .record(now_us.saturating_sub(written_at_us));
+            if let Some(w) = series.window(written_at_us, series.windows) {
+                let slots = self.by_host.len().max(1);
+                if series.latency.len() < slots {
+                    series
+                        .latency
+                        .resize_with(slots, || (0..series.windows).map(|_| None).collect());
+                }
+                series.latency[slot][w]
+                    .get_or_insert_with(WindowHist::new)
+                    .record(written_at_us, now_us);
             }
         }
         let by_host = self
@@ -341,5 +429,40 @@ mod tests {
         assert_eq!(negative.count(), 1);
         assert!((999..=1_001).contains(&negative.summary().max_us));
         assert_eq!(m.latency().count(), 3);
+    }
+
+    #[test]
+    fn windows_split_by_origin_host_when_the_plan_spans_hosts() {
+        let hosts = [Some("a".to_owned()), Some("b".to_owned())];
+        let mut m = Metrics::new(0, 2)
+            .with_origin_hosts(&hosts)
+            .with_windows(0, 1_000, 3);
+        m.on_new_record(1, 100_000, 300_000); // from b, window 0, 200 ms
+        m.on_new_record(1, 1_500_000, 1_000_000); // from b, window 1, -500 ms
+        let by = m.window_latency_by_host();
+        assert_eq!(by.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert!(by["a"].is_empty());
+        let b = &by["b"];
+        assert_eq!(
+            b.iter().map(|w| (w.window, w.count)).collect::<Vec<_>>(),
+            [(0, 1), (1, 1)]
+        );
+        let neg = LatencyHistogram::decode(b[1].negative_histogram.as_ref().unwrap()).unwrap();
+        assert!((450_000..=550_000).contains(&neg.summary().max_us));
+        // The merged windows count the negative sample as 1 µs, as before.
+        let merged = m.window_latency();
+        assert_eq!(
+            merged
+                .iter()
+                .map(|w| (w.window, w.count))
+                .collect::<Vec<_>>(),
+            [(0, 1), (1, 1)]
+        );
+        assert_eq!(merged[1].max_us, 1);
+        // One host: no split.
+        let one = Metrics::new(0, 2)
+            .with_origin_hosts(&[Some("a".to_owned()), Some("a".to_owned())])
+            .with_windows(0, 1_000, 3);
+        assert!(one.window_latency_by_host().is_empty());
     }
 }

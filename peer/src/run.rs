@@ -17,6 +17,7 @@ use crate::client::{ClientError, CoordinatorClient};
 use crate::events::EventLog;
 use crate::metrics::Metrics;
 use bytes::Bytes;
+use cmesh_common::clock::ClockSync;
 use cmesh_common::histogram::LatencyHistogram;
 use cmesh_common::plan::ExecutionPlan;
 use cmesh_common::protocol::PeerState;
@@ -49,6 +50,8 @@ pub struct PeerConfig {
     pub coordinator_timeout: Duration,
     /// How often to write `checkpoint.json` while writing records (zero: never).
     pub checkpoint_interval: Duration,
+    /// Clock exchanges at the start and at the end ([`crate::clock`]).
+    pub clock_samples: u32,
     /// Memory budget for the record window, over all origins.
     pub window_bytes: usize,
     /// The sync backend: `mesh` (built in) or `ditto` (with the feature).
@@ -247,7 +250,23 @@ async fn follow_plan(
     let moved = Mutex::new(Vec::<AppliedFault>::new());
     let netdev =
         crate::netdev::Sampler::start(plan.start_at_unix_ms, Duration::from_millis(window_ms));
-    tokio::time::sleep_until(crate::time::unix_ms_to_instant(plan.start_at_unix_ms)).await;
+    let start_at = crate::time::unix_ms_to_instant(plan.start_at_unix_ms);
+    // The clock, while everyone waits for the start (and before the first checkpoint).
+    if cfg.clock_samples > 0 {
+        // Done by the start if there is time; a peer that comes late (or rejoins)
+        // takes its series first and starts writing after it.
+        let now = Instant::now();
+        let budget = now + crate::clock::budget(cfg.clock_samples);
+        let deadline = if start_at > now + Duration::from_millis(20) {
+            budget.min(start_at - Duration::from_millis(5))
+        } else {
+            budget
+        };
+        let start = crate::clock::measure(client, cfg.clock_samples, deadline).await;
+        events.log("clock", json!({"at": "start", "estimate": start}));
+        report.clock_sync = start.map(|start| ClockSync { start, end: None });
+    }
+    tokio::time::sleep_until(start_at).await;
     if rejoined {
         // Learn from the neighbours how far this peer had written before it writes
         // again (the mesh backend takes the highest from their hellos): all of them, or
@@ -290,6 +309,7 @@ async fn follow_plan(
                     start_unix_ms: plan.start_at_unix_ms,
                     window_ms,
                     latency: metrics.window_latency(),
+                    latency_by_origin_host: metrics.window_latency_by_host(),
                     received: metrics.received_per_window(),
                     interfaces: Default::default(),
                 });
@@ -346,6 +366,17 @@ async fn follow_plan(
             json!({"barrier": "synced", "arrived": synced.arrived, "expected": synced.expected}),
         );
     }
+    // The clock again, now that the host is quiet: with the start's, the drift.
+    if cfg.clock_samples > 0 {
+        let deadline = Instant::now() + crate::clock::budget(cfg.clock_samples);
+        let end = crate::clock::measure(client, cfg.clock_samples, deadline).await;
+        events.log("clock", json!({"at": "end", "estimate": end}));
+        report.clock_sync = match (report.clock_sync.take(), end) {
+            (Some(sync), end) => Some(ClockSync { end, ..sync }),
+            (None, Some(start)) => Some(ClockSync { start, end: None }),
+            (None, None) => None,
+        };
+    }
     let stats = backend.stop().await;
     let interfaces = netdev.finish().await;
 
@@ -369,6 +400,7 @@ async fn follow_plan(
         start_unix_ms: plan.start_at_unix_ms,
         window_ms,
         latency: metrics.window_latency(),
+        latency_by_origin_host: metrics.window_latency_by_host(),
         received: metrics.received_per_window(),
         interfaces,
     });

@@ -1,6 +1,7 @@
 //! 20 peers and a coordinator as processes on loopback, one test per graph shape. Every
 //! peer must hear from all 19 others (multi-hop for the tree and the ring), with sane
-//! latency figures, and exit 0.
+//! latency figures, a clock estimate whose interval holds the true offset (0 here), and
+//! exit 0.
 
 use cmesh_testkit::Mesh;
 use std::time::Duration;
@@ -65,6 +66,19 @@ fn run_mesh(graph: &str) {
             "one latency sample per received record"
         );
         assert!(!l["histogram"].as_str().unwrap().is_empty());
+        // One machine, one clock: the true offset is 0, and every estimate's interval
+        // must hold it.
+        for at in ["start", "end"] {
+            let e = &r["clock_sync"][at];
+            let (offset, u) = (
+                e["clock_offset_us"].as_i64().unwrap_or(i64::MAX),
+                e["clock_uncertainty_us"].as_i64().unwrap_or(0),
+            );
+            assert!(
+                offset.abs() <= u && e["samples"].as_u64() > Some(0),
+                "{graph}: {name}: clock at the {at}: {e}"
+            );
+        }
         let events = std::fs::read_to_string(dir.path().join(name).join("events.jsonl")).unwrap();
         for event in ["registered", "plan", "writing", "report", "done"] {
             assert!(

@@ -116,7 +116,7 @@ async fn bench(args: &Args) -> anyhow::Result<Vec<Phase>> {
     });
 
     let (t0, before) = (Instant::now(), cluster.busy());
-    let x = extract::extract_with(&connector, &run, args.per_host).await?;
+    let x = extract::extract_with(&connector, &run, args.per_host, Default::default()).await?;
     anyhow::ensure!(
         x.index.errors.is_empty(),
         "extract: {:?}",

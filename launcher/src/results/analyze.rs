@@ -5,13 +5,15 @@
 //!   reader received at least one record from the origin;
 //! - latency percentiles from the peers' HDR histograms added together (exact); on a
 //!   multi-host run, each (origin host, reader host) pair is first corrected for the two
-//!   hosts' clock offsets measured at spawn ([`crate::clock`]), and latency is also given
-//!   per host pair, within hosts and across hosts;
+//!   hosts' clock offsets, measured in-band by the peers ([`crate::results::clock`]),
+//!   and latency is also given per host pair, within hosts and across hosts, each
+//!   cross-host figure with the uncertainty of its correction;
 //! - a per-peer table and totals of records and bytes.
 //!
 //! Writes `analysis/summary.json` (documented in docs/report-format.md) and
 //! `analysis/summary.md`.
 
+use crate::results::clock::{shift, ClockModel, ClockSource, Correction, HostClock, Shifted};
 use crate::results::extract::{self, ReportState};
 use crate::results::impairment::Impairment;
 use crate::results::validate;
@@ -101,6 +103,9 @@ pub struct Summary {
     /// True when the latencies were corrected per host pair for the hosts' clock offsets.
     #[serde(default)]
     pub clock_corrected: bool,
+    /// The hosts' clocks the correction used, and how good it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<ClockSummary>,
     /// Latency of records between peers on the same host (multi-host runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub same_host_latency: Option<LatencySummary>,
@@ -122,9 +127,39 @@ pub struct Summary {
 pub struct HostPairLatency {
     pub origin_host: String,
     pub reader_host: String,
-    /// Subtracted from every sample: reader's clock offset minus origin's, ms.
+    /// Subtracted from every sample: reader's clock offset minus origin's at the middle
+    /// of the run, ms.
     pub correction_ms: f64,
+    /// The correction is good to this many µs (the two hosts' uncertainties, plus their
+    /// drift apart over half the run); absent when it is not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncertainty_us: Option<u64>,
+    /// Corrected samples below 0 (counted as 1 µs), and of those, below minus the
+    /// uncertainty: more than a few of these means the correction is wrong.
+    #[serde(default)]
+    pub negative_samples: u64,
+    #[serde(default)]
+    pub negative_beyond_uncertainty: u64,
     pub latency: LatencySummary,
+}
+
+/// The clocks behind the correction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClockSummary {
+    pub source: ClockSource,
+    pub hosts: Vec<HostClock>,
+    /// The largest uncertainty of a cross-host pair's correction, µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_host_uncertainty_us: Option<u64>,
+    /// Corrected cross-host samples below minus their pair's uncertainty.
+    pub negative_beyond_uncertainty: u64,
+}
+
+/// What one host pair's samples came to after correction.
+#[derive(Debug)]
+struct PairLatency {
+    correction: Correction,
+    shifted: Shifted,
 }
 
 /// Merges the reports of `peers` (expected names) into a summary. `reports` holds what
@@ -134,11 +169,11 @@ pub fn summarize(
     peers: &[String],
     reports: &BTreeMap<String, PeerReport>,
     missing: &BTreeMap<String, String>,
-    clock_offsets_ms: &BTreeMap<String, f64>,
+    clock: Option<&ClockModel>,
     chaos: &[crate::faults::chaos::ChaosRecord],
 ) -> Summary {
     let mut latency = LatencyHistogram::new();
-    let by_pair = host_pairs(reports, clock_offsets_ms);
+    let by_pair = host_pairs(reports, clock);
     let mut totals = Totals::default();
     let mut failed = Vec::new();
     let mut per_peer = Vec::new();
@@ -231,7 +266,8 @@ pub fn summarize(
     let (mut same, mut cross) = (LatencyHistogram::new(), LatencyHistogram::new());
     if let Some(by_pair) = &by_pair {
         let mut corrected = LatencyHistogram::new();
-        for ((origin, reader), (correction_ms, h)) in by_pair {
+        for ((origin, reader), p) in by_pair {
+            let h = &p.shifted.hist;
             corrected.merge(h);
             if origin == reader {
                 &mut same
@@ -242,13 +278,23 @@ pub fn summarize(
             pairs.push(HostPairLatency {
                 origin_host: origin.clone(),
                 reader_host: reader.clone(),
-                correction_ms: *correction_ms,
+                correction_ms: p.correction.shift_us as f64 / 1000.0,
+                uncertainty_us: p.correction.uncertainty_us,
+                negative_samples: p.shifted.negative,
+                negative_beyond_uncertainty: p.shifted.beyond_uncertainty,
                 latency: h.summary(),
             });
         }
         latency = corrected;
     }
     let multi_host = pairs.iter().any(|p| p.origin_host != p.reader_host);
+    let cross_pairs = || pairs.iter().filter(|p| p.origin_host != p.reader_host);
+    let clock_summary = clock.filter(|_| multi_host).map(|m| ClockSummary {
+        source: m.source,
+        hosts: m.hosts.clone(),
+        cross_host_uncertainty_us: cross_pairs().filter_map(|p| p.uncertainty_us).max(),
+        negative_beyond_uncertainty: cross_pairs().map(|p| p.negative_beyond_uncertainty).sum(),
+    });
     Summary {
         schema: SUMMARY_SCHEMA.into(),
         schema_version: 1,
@@ -273,7 +319,8 @@ pub fn summarize(
         pairs_delivered: delivered,
         pairs_expected: expected_pairs,
         message_latency: latency.summary(),
-        clock_corrected: by_pair.is_some() && multi_host,
+        clock_corrected: by_pair.is_some() && multi_host && clock.is_some(),
+        clock: clock_summary,
         same_host_latency: (multi_host && same.count() > 0).then(|| same.summary()),
         cross_host_latency: multi_host.then(|| cross.summary()),
         latency_by_host_pair: if multi_host { pairs } else { Vec::new() },
@@ -282,17 +329,21 @@ pub fn summarize(
         impairment: crate::results::impairment::merge(
             reports,
             &crate::faults::chaos::external_actions(chaos),
+            clock,
         ),
     }
 }
 
-/// Per (origin host, reader host): the correction applied (ms) and the corrected
-/// histogram. `None` unless every report splits its latency by origin host.
-#[allow(clippy::type_complexity)]
+/// Per (origin host, reader host): the correction applied and the corrected samples.
+/// `None` unless every report splits its latency by origin host.
+///
+/// One correction per pair, at the middle of the writing (the median over the
+/// reports); its uncertainty grows by what the two hosts drift apart over half the
+/// writing. The time series are corrected per window ([`crate::results::impairment`]).
 fn host_pairs(
     reports: &BTreeMap<String, PeerReport>,
-    offsets: &BTreeMap<String, f64>,
-) -> Option<BTreeMap<(String, String), (f64, LatencyHistogram)>> {
+    clock: Option<&ClockModel>,
+) -> Option<BTreeMap<(String, String), PairLatency>> {
     if reports.is_empty()
         || reports
             .values()
@@ -300,7 +351,23 @@ fn host_pairs(
     {
         return None;
     }
-    let mut out: BTreeMap<(String, String), (f64, LatencyHistogram)> = BTreeMap::new();
+    let mut mids: Vec<(u64, u64)> = reports
+        .values()
+        .filter_map(|r| r.writing.as_ref())
+        .map(|w| {
+            (
+                w.start_unix_ms / 2 + w.end_unix_ms / 2,
+                w.end_unix_ms.saturating_sub(w.start_unix_ms),
+            )
+        })
+        .collect();
+    mids.sort_unstable();
+    let (mid_ms, span_ms) = mids.get(mids.len() / 2).copied().unwrap_or((0, 0));
+    let none = Correction {
+        shift_us: 0,
+        uncertainty_us: None,
+    };
+    let mut out: BTreeMap<(String, String), PairLatency> = BTreeMap::new();
     for r in reports.values() {
         let reader = r.host.clone().unwrap_or_default();
         for (origin, l) in &r.latency_by_origin_host {
@@ -309,22 +376,73 @@ fn host_pairs(
                 Some(n) => Some(LatencyHistogram::decode(n).ok()?),
                 None => None,
             };
-            let correction_ms = match (offsets.get(&reader), offsets.get(origin)) {
-                (Some(r), Some(o)) => r - o,
-                _ => 0.0,
-            };
-            let fixed = crate::results::clock::shift(
-                &h,
-                neg.as_ref(),
-                (correction_ms * 1000.0).round() as i64,
-            );
-            out.entry((origin.clone(), reader.clone()))
-                .or_insert_with(|| (correction_ms, LatencyHistogram::new()))
-                .1
-                .merge(&fixed);
+            let pair = out
+                .entry((origin.clone(), reader.clone()))
+                .or_insert_with(|| {
+                    let correction = clock
+                        .and_then(|m| {
+                            let mut c = m.correction(origin, &reader, mid_ms)?;
+                            let drift = m.drift_error_us(origin, &reader, span_ms / 2);
+                            c.uncertainty_us = c.uncertainty_us.map(|u| u + drift);
+                            Some(c)
+                        })
+                        .unwrap_or(none);
+                    PairLatency {
+                        correction,
+                        shifted: Shifted::default(),
+                    }
+                });
+            let fixed = shift(&h, neg.as_ref(), pair.correction);
+            pair.shifted.hist.merge(&fixed.hist);
+            pair.shifted.negative += fixed.negative;
+            pair.shifted.beyond_uncertainty += fixed.beyond_uncertainty;
         }
     }
     Some(out)
+}
+
+/// The clocks section: each host's offset, its uncertainty and drift, and the
+/// engine-`/info` cross-check.
+fn clock_markdown(c: &ClockSummary) -> String {
+    let mut out = match c.source {
+        ClockSource::InBand => "\n## Clocks (each host against the coordinator's, from the peers' exchanges)\n\n".to_owned(),
+        ClockSource::EngineInfo => "\n## Clocks (each host against the launcher's, from the engines' /info at spawn; no uncertainty known)\n\n".to_owned(),
+    };
+    let signed = |us: i64| format!("{:+.3} ms", us as f64 / 1000.0);
+    let rows: Vec<Vec<String>> = c
+        .hosts
+        .iter()
+        .map(|h| {
+            vec![
+                h.host.clone(),
+                signed(h.offset_us),
+                h.uncertainty_us
+                    .map_or_else(|| "unknown".into(), |u| format!("± {}", ms(u))),
+                h.drift_ppm
+                    .map_or_else(String::new, |d| format!("{d:+.1} ppm")),
+                format!("{} of {}", h.agreeing, h.peers),
+                h.engine_info_offset_us.map_or_else(String::new, signed),
+            ]
+        })
+        .collect();
+    out.push_str(&crate::table::markdown(
+        [
+            "host",
+            "offset",
+            "uncertainty",
+            "drift",
+            "peers agreeing",
+            "engine /info (cross-check)",
+        ],
+        &rows,
+    ));
+    if c.negative_beyond_uncertainty > 0 {
+        out.push_str(&format!(
+            "\n**Warning:** {} corrected cross-host samples are below minus their uncertainty: the clock estimates are off (a clock stepped during the run?). Treat cross-host latency with care.\n",
+            c.negative_beyond_uncertainty
+        ));
+    }
+    out
 }
 
 fn ms(us: u64) -> String {
@@ -383,7 +501,15 @@ pub fn to_markdown(s: &Summary) -> String {
         .map(|(k, v)| vec![k.to_owned(), v])
         .collect();
     out.push_str(&markdown(["", ""], &rows));
-    out.push_str("\n## Latency (all peers, merged)\n\n");
+    let cross_u = s.clock.as_ref().and_then(|c| c.cross_host_uncertainty_us);
+    out.push_str(&match (s.clock_corrected, cross_u) {
+        (true, Some(u)) => format!(
+            "\n## Latency (all peers, merged; cross-host samples corrected for clock offsets, ± {})\n\n",
+            ms(u)
+        ),
+        (true, None) => "\n## Latency (all peers, merged; cross-host samples corrected for clock offsets, uncertainty unknown)\n\n".to_owned(),
+        _ => "\n## Latency (all peers, merged)\n\n".to_owned(),
+    });
     out.push_str(&markdown(
         ["count", "min", "p50", "p90", "p99", "max", "mean"],
         &[vec![
@@ -409,28 +535,34 @@ pub fn to_markdown(s: &Summary) -> String {
             .latency_by_host_pair
             .iter()
             .map(|p| {
+                let u = match (p.origin_host == p.reader_host, p.uncertainty_us) {
+                    (true, _) => "0 (one clock)".to_owned(),
+                    (false, Some(u)) => format!("± {}", ms(u)),
+                    (false, None) => "unknown".to_owned(),
+                };
                 (
                     p.origin_host.as_str(),
                     p.reader_host.as_str(),
                     Some(p.correction_ms),
+                    u,
                     &p.latency,
                 )
             })
             .chain(
                 s.same_host_latency
                     .as_ref()
-                    .map(|l| ("(same host)", "", None, l)),
+                    .map(|l| ("(same host)", "", None, "0 (one clock)".to_owned(), l)),
             )
-            .chain(
-                s.cross_host_latency
-                    .as_ref()
-                    .map(|l| ("(across hosts)", "", None, l)),
-            )
-            .map(|(o, r, c, l)| {
+            .chain(s.cross_host_latency.as_ref().map(|l| {
+                let u = cross_u.map_or_else(|| "unknown".to_owned(), |u| format!("± {}", ms(u)));
+                ("(across hosts)", "", None, u, l)
+            }))
+            .map(|(o, r, c, u, l)| {
                 vec![
                     o.to_owned(),
                     r.to_owned(),
                     c.map(|c| format!("{c:+.3} ms")).unwrap_or_default(),
+                    u,
                     l.count.to_string(),
                     ms(l.p50_us),
                     ms(l.p90_us),
@@ -444,6 +576,7 @@ pub fn to_markdown(s: &Summary) -> String {
                 "origin host",
                 "reader host",
                 "correction",
+                "uncertainty",
                 "count",
                 "p50",
                 "p90",
@@ -452,6 +585,9 @@ pub fn to_markdown(s: &Summary) -> String {
             ],
             &rows,
         ));
+    }
+    if let Some(c) = &s.clock {
+        out.push_str(&clock_markdown(c));
     }
     if s.totals.full_resend_bytes > 0 {
         out.push_str(&format!(
@@ -597,12 +733,21 @@ pub fn analyze(run: &RunDir) -> anyhow::Result<Summary> {
             false
         }
     });
+    // In-band offsets when the reports have them (the engines' /info offsets beside
+    // them as a cross-check), else the /info ones.
+    let clock = match ClockModel::from_reports(&reports) {
+        Some(mut m) => {
+            m.cross_check(&manifest.clock_offsets_ms, &manifest.coordinator.host);
+            Some(m)
+        }
+        None => ClockModel::from_engine_info(&manifest.clock_offsets_ms),
+    };
     let mut summary = summarize(
         &run.id,
         &peers,
         &reports,
         &missing,
-        &manifest.clock_offsets_ms,
+        clock.as_ref(),
         &crate::faults::chaos::read(run),
     );
     // Peers on a host that could not be reached, and peers with an invalid report, are
@@ -673,7 +818,7 @@ mod tests {
         reports.insert("b".into(), report("b", &["a"], &[300; 98]));
         let missing =
             BTreeMap::from([("c".to_string(), "container killed (exit 137)".to_string())]);
-        let s = summarize("r", &peers, &reports, &missing, &BTreeMap::new(), &[]);
+        let s = summarize("r", &peers, &reports, &missing, None, &[]);
         assert_eq!((s.peers_expected, s.peers_reported), (3, 2));
         assert!(!s.ok);
         assert_eq!(
@@ -711,14 +856,7 @@ mod tests {
             "by": "docker"
         }))
         .unwrap();
-        let s = summarize(
-            "r",
-            &peers,
-            &reports,
-            &BTreeMap::new(),
-            &BTreeMap::new(),
-            &[kill],
-        );
+        let s = summarize("r", &peers, &reports, &BTreeMap::new(), None, &[kill]);
         assert!(s.ok, "{s:?}");
         assert!(s.peers_failed.is_empty());
         assert_eq!(s.peers_killed[0].peer, "c");
@@ -742,14 +880,7 @@ mod tests {
         b.checkpoint_unix_ms = Some(1_764_000_000_000);
         b.outcome = Outcome::Failed;
         reports.insert("b".into(), b);
-        let s = summarize(
-            "r",
-            &peers,
-            &reports,
-            &BTreeMap::new(),
-            &BTreeMap::new(),
-            &[],
-        );
+        let s = summarize("r", &peers, &reports, &BTreeMap::new(), None, &[]);
         assert!(!s.ok, "a lost peer is not ok");
         assert!(s.peers_failed.is_empty(), "{:?}", s.peers_failed);
         assert_eq!(s.peers_lost.len(), 1);
@@ -780,14 +911,7 @@ mod tests {
             "by": "docker"
         }))
         .unwrap();
-        let s = summarize(
-            "r",
-            &peers,
-            &reports,
-            &BTreeMap::new(),
-            &BTreeMap::new(),
-            &[kill],
-        );
+        let s = summarize("r", &peers, &reports, &BTreeMap::new(), None, &[kill]);
         assert!(s.ok, "{s:?}");
         assert!(s.peers_lost.is_empty() && s.peers_failed.is_empty());
         assert_eq!(s.peers_killed[0].peer, "b");
@@ -801,14 +925,7 @@ mod tests {
         let mut reports = BTreeMap::new();
         reports.insert("a".into(), report("a", &["b"], &[5]));
         reports.insert("b".into(), report("b", &["a"], &[7]));
-        let s = summarize(
-            "r",
-            &peers,
-            &reports,
-            &BTreeMap::new(),
-            &BTreeMap::new(),
-            &[],
-        );
+        let s = summarize("r", &peers, &reports, &BTreeMap::new(), None, &[]);
         assert!(s.ok);
         assert_eq!(s.coverage, 1.0);
         assert!(!s.clock_corrected && s.cross_host_latency.is_none());
@@ -849,8 +966,10 @@ mod tests {
         split(&mut b, "y", &[("y", &[1_000]), ("x", &[6_000])]);
         let reports = BTreeMap::from([("a".to_string(), a), ("b".to_string(), b)]);
         let offsets = BTreeMap::from([("x".to_string(), 10.0), ("y".to_string(), 15.0)]);
-        let s = summarize("r", &peers, &reports, &BTreeMap::new(), &offsets, &[]);
+        let clock = ClockModel::from_engine_info(&offsets);
+        let s = summarize("r", &peers, &reports, &BTreeMap::new(), clock.as_ref(), &[]);
         assert!(s.clock_corrected);
+        assert_eq!(s.clock.as_ref().unwrap().source, ClockSource::EngineInfo);
         let xy = s
             .latency_by_host_pair
             .iter()
@@ -870,8 +989,120 @@ mod tests {
         assert!(s.message_latency.max_us <= 1_005);
         let md = to_markdown(&s);
         assert!(
-            crate::table::squash(&md).contains("| x | y | +5.000 ms | 1 |"),
+            crate::table::squash(&md).contains("| x | y | +5.000 ms | unknown | 1 |"),
             "{md}"
         );
+    }
+
+    /// A peer whose clock exchanges put it at `offset_us` ± `u` at the start
+    /// (t = 1 s) and the end (t = 11 s), and whose windows (1 s, from t = 0) hold
+    /// `windows[i]` = (origin host, signed samples) in window i.
+    fn in_band(r: &mut PeerReport, (offset_us, u): (i64, u64), windows: &[(&str, &[i64])]) {
+        use cmesh_common::clock::{ClockEstimate, ClockSync};
+        use cmesh_common::report::{TimeSeries, WindowLatency};
+        let est = |at| ClockEstimate {
+            at_unix_ms: at,
+            clock_offset_us: offset_us,
+            clock_uncertainty_us: u,
+            samples: 32,
+            agreeing: 32,
+            min_rtt_us: 2 * u,
+        };
+        r.clock_sync = Some(ClockSync {
+            start: est(1_000),
+            end: Some(est(11_000)),
+        });
+        r.writing = Some(cmesh_common::report::WritingWindow {
+            start_unix_ms: 1_000,
+            end_unix_ms: 11_000,
+        });
+        let mut by_host: BTreeMap<String, Vec<WindowLatency>> = BTreeMap::new();
+        for (i, (origin, values)) in windows.iter().enumerate() {
+            let (mut h, mut neg) = (LatencyHistogram::coarse(), LatencyHistogram::coarse());
+            for &v in *values {
+                if v >= 0 {
+                    h.record(v as u64)
+                } else {
+                    neg.record(-v as u64)
+                }
+            }
+            by_host
+                .entry(origin.to_string())
+                .or_default()
+                .push(WindowLatency {
+                    window: i as u32,
+                    count: values.len() as u64,
+                    histogram: h.encode(),
+                    negative_histogram: (neg.count() > 0).then(|| neg.encode()),
+                    ..WindowLatency::default()
+                });
+        }
+        r.time_series = Some(TimeSeries {
+            start_unix_ms: 0,
+            window_ms: 1_000,
+            latency_by_origin_host: by_host,
+            ..TimeSeries::default()
+        });
+    }
+
+    #[test]
+    fn in_band_offsets_correct_pairs_and_windows_with_their_uncertainty() {
+        // y is 5 ms ahead of x (the coordinator's clock is x's), each known to ±0.1 ms.
+        // True latency 1 ms: x→y reads 6 ms, y→x reads -4 ms.
+        let peers: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        let mut a = report("a", &["b"], &[1_000, 1]);
+        let mut b = report("b", &["a"], &[1_000, 6_000]);
+        split(&mut a, "x", &[("x", &[1_000]), ("y", &[-4_000])]);
+        split(&mut b, "y", &[("y", &[1_000]), ("x", &[6_000, 4_800])]);
+        in_band(&mut a, (0, 100), &[("x", &[1_000]), ("y", &[-4_000])]);
+        in_band(&mut b, (5_000, 100), &[("y", &[1_000]), ("x", &[6_000])]);
+        let reports = BTreeMap::from([("a".to_string(), a), ("b".to_string(), b)]);
+        let clock = ClockModel::from_reports(&reports).unwrap();
+        let s = summarize("r", &peers, &reports, &BTreeMap::new(), Some(&clock), &[]);
+        assert!(s.clock_corrected);
+        let c = s.clock.as_ref().unwrap();
+        assert_eq!(c.source, ClockSource::InBand);
+        assert_eq!(c.cross_host_uncertainty_us, Some(200));
+        let xy = s
+            .latency_by_host_pair
+            .iter()
+            .find(|p| p.origin_host == "x" && p.reader_host == "y")
+            .unwrap();
+        assert_eq!((xy.correction_ms, xy.uncertainty_us), (5.0, Some(200)));
+        // 4.8 ms - 5 ms = -0.2 ms: negative, but within the uncertainty.
+        assert_eq!(
+            (xy.negative_samples, xy.negative_beyond_uncertainty),
+            (1, 0)
+        );
+        assert_eq!(c.negative_beyond_uncertainty, 0);
+        // Windows: corrected per origin host, with the uncertainty beside them.
+        let w = &s.impairment.windows;
+        assert!(s.impairment.time_series_clock_corrected);
+        assert!((995..=1_100).contains(&w[1].max_us), "{:?}", w[1]);
+        assert_eq!(w[1].uncertainty_us, Some(200));
+        assert_eq!(w[0].uncertainty_us, None, "same host only");
+        let md = crate::table::squash(&to_markdown(&s));
+        assert!(md.contains("| x | y | +5.000 ms | ± 0.20 ms |"), "{md}");
+        assert!(md.contains("| (across hosts) | | | ± 0.20 ms |"), "{md}");
+        assert!(md.contains("± 0.200"), "{md}");
+        assert!(md.contains("## Clocks"), "{md}");
+        assert!(!md.contains("Warning"), "{md}");
+    }
+
+    #[test]
+    fn samples_far_below_zero_after_correction_are_a_warning() {
+        let peers: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        let mut a = report("a", &["b"], &[1_000]);
+        let mut b = report("b", &["a"], &[1_000]);
+        split(&mut a, "x", &[("x", &[1_000]), ("y", &[1_000])]);
+        split(&mut b, "y", &[("y", &[1_000]), ("x", &[1_000])]);
+        // The estimates claim y is 5 ms ahead, ± 0.1 ms: but the samples say otherwise.
+        in_band(&mut a, (0, 100), &[]);
+        in_band(&mut b, (5_000, 100), &[]);
+        let reports = BTreeMap::from([("a".to_string(), a), ("b".to_string(), b)]);
+        let clock = ClockModel::from_reports(&reports).unwrap();
+        let s = summarize("r", &peers, &reports, &BTreeMap::new(), Some(&clock), &[]);
+        assert_eq!(s.clock.as_ref().unwrap().negative_beyond_uncertainty, 1);
+        assert!(to_markdown(&s).contains("**Warning:** 1 corrected cross-host samples"));
     }
 }

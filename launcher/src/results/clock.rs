@@ -2,14 +2,32 @@
 //!
 //! A record's latency is the reader's clock at arrival minus the writer's clock at write.
 //! Across hosts that includes the difference of their clocks: `measured = true +
-//! offset(reader) - offset(writer)`. `spawn` measures each host's offset against the
-//! launcher's clock (the engine's `SystemTime` in `GET /info`, the sample with the
-//! shortest round trip of several, taken at its midpoint) and stores it in the manifest;
-//! `analyze` subtracts the difference per host pair.
+//! offset(reader) - offset(writer)`.
+//!
+//! The offsets come in-band: every peer measures its clock against the coordinator's at
+//! the start and at the end of its run (NTP-style exchanges, each an interval that must
+//! hold the true offset; see [`cmesh_common::clock`]). The peers of one host share its
+//! clock, so [`ClockModel::from_reports`] combines their intervals the same way (the
+//! interval most of them agree on): a host's offset, a stated uncertainty (half that
+//! interval), and, from start to end, its drift. `analyze` subtracts
+//! `offset(reader) - offset(origin)` from every sample: per host pair at the middle of
+//! the run, and per time window at the window's middle. Peers on the same host get no
+//! correction at all. A corrected sample below zero is counted, and one below minus the
+//! pair's uncertainty means the offsets are wrong; summary.md says so.
+//!
+//! The older estimate stays as a cross-check: at spawn, the launcher reads each engine's
+//! `SystemTime` in `GET /info` (the sample with the shortest round trip of several, at
+//! its midpoint) and stores it in the manifest. Over SSH its error is about half a
+//! round trip of the tunnel (2.5 ms was seen in a lab whose true offset is 0), so it is
+//! used for correction only when the reports carry no in-band estimate.
 
 use crate::engine::host::Host;
 use anyhow::Context;
+use cmesh_common::clock::{agree, ClockEstimate, Interval};
 use cmesh_common::histogram::LatencyHistogram;
+use cmesh_common::report::PeerReport;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::UNIX_EPOCH;
 
 /// Samples per host; the one with the shortest round trip is kept.
@@ -90,15 +108,233 @@ pub async fn measure_all(hosts: &[Host]) -> anyhow::Result<Vec<Offset>> {
         .collect()
 }
 
+/// Where a run's clock offsets came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockSource {
+    /// The peers' exchanges with the coordinator, combined per host.
+    InBand,
+    /// The engines' `SystemTime` read by the launcher at spawn (no stated uncertainty).
+    EngineInfo,
+}
+
+/// One host's clock against the reference (the coordinator's, or for
+/// [`ClockSource::EngineInfo`] the launcher's).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostClock {
+    pub host: String,
+    /// Host clock minus reference, µs, at the start of the run.
+    pub offset_us: i64,
+    /// The true offset is within this many µs (in-band only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncertainty_us: Option<u64>,
+    /// How fast the offset changed from the start to the end of the run, µs per s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_ppm: Option<f64>,
+    /// Peers whose estimates were combined, and how many agree on the interval kept.
+    pub peers: usize,
+    pub agreeing: usize,
+    /// The engine-`/info` estimate, relative to the coordinator's host (a cross-check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_info_offset_us: Option<i64>,
+}
+
+/// A host's offset as a line through its start and end estimates.
+#[derive(Clone, Debug, PartialEq)]
+struct HostLine {
+    start_ms: u64,
+    start: Interval,
+    end: Option<(u64, Interval)>,
+}
+
+impl HostLine {
+    /// Offset and uncertainty at `t_ms` (held constant outside the two estimates).
+    fn at(&self, t_ms: u64) -> (i64, u64) {
+        let Some((end_ms, end)) = self.end.filter(|(e, _)| *e > self.start_ms) else {
+            return (self.start.offset_us(), self.start.uncertainty_us());
+        };
+        let f = (t_ms.clamp(self.start_ms, end_ms) - self.start_ms) as f64
+            / (end_ms - self.start_ms) as f64;
+        let (a, b) = (self.start.offset_us() as f64, end.offset_us() as f64);
+        (
+            (a + (b - a) * f).round() as i64,
+            self.start.uncertainty_us().max(end.uncertainty_us()),
+        )
+    }
+
+    fn drift_ppm(&self) -> Option<f64> {
+        let (end_ms, end) = self.end.filter(|(e, _)| *e > self.start_ms)?;
+        Some(
+            (end.offset_us() - self.start.offset_us()) as f64
+                / ((end_ms - self.start_ms) as f64 / 1000.0),
+        )
+    }
+}
+
+/// Every host's clock in a run, for correcting latency.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClockModel {
+    pub source: ClockSource,
+    lines: BTreeMap<String, HostLine>,
+    pub hosts: Vec<HostClock>,
+}
+
+/// A correction for one (origin host, reader host) pair at one time: subtract
+/// `shift_us`; good to `uncertainty_us` (when known).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Correction {
+    pub shift_us: i64,
+    pub uncertainty_us: Option<u64>,
+}
+
+impl ClockModel {
+    /// The in-band model: per host, the interval its peers' estimates agree on, at the
+    /// start and at the end. `None` if no report has an estimate.
+    pub fn from_reports(reports: &BTreeMap<String, PeerReport>) -> Option<ClockModel> {
+        type Series<'a> = (Vec<&'a ClockEstimate>, Vec<&'a ClockEstimate>);
+        let mut by_host: BTreeMap<&str, Series> = BTreeMap::new();
+        for r in reports.values() {
+            let (Some(host), Some(sync)) = (r.host.as_deref(), r.clock_sync.as_ref()) else {
+                continue;
+            };
+            let e = by_host.entry(host).or_default();
+            e.0.push(&sync.start);
+            e.1.extend(sync.end.as_ref());
+        }
+        if by_host.is_empty() {
+            return None;
+        }
+        let combine = |list: &[&ClockEstimate]| -> Option<(u64, Interval, usize)> {
+            let intervals: Vec<Interval> = list.iter().map(|e| e.interval()).collect();
+            let (best, n) = agree(&intervals)?;
+            let mut at: Vec<u64> = list.iter().map(|e| e.at_unix_ms).collect();
+            at.sort_unstable();
+            Some((at[at.len() / 2], best, n))
+        };
+        let mut lines = BTreeMap::new();
+        let mut hosts = Vec::new();
+        for (host, (starts, ends)) in by_host {
+            let Some((start_ms, start, agreeing)) = combine(&starts) else {
+                continue;
+            };
+            let line = HostLine {
+                start_ms,
+                start,
+                end: combine(&ends).map(|(at, i, _)| (at, i)),
+            };
+            hosts.push(HostClock {
+                host: host.to_owned(),
+                offset_us: start.offset_us(),
+                uncertainty_us: Some(line.at(start_ms).1),
+                drift_ppm: line.drift_ppm(),
+                peers: starts.len(),
+                agreeing,
+                engine_info_offset_us: None,
+            });
+            lines.insert(host.to_owned(), line);
+        }
+        Some(ClockModel {
+            source: ClockSource::InBand,
+            lines,
+            hosts,
+        })
+    }
+
+    /// The spawn-time model from the manifest's engine-`/info` offsets (ms), constant,
+    /// without uncertainty. `None` when there are none.
+    pub fn from_engine_info(offsets_ms: &BTreeMap<String, f64>) -> Option<ClockModel> {
+        if offsets_ms.is_empty() {
+            return None;
+        }
+        let mut lines = BTreeMap::new();
+        let mut hosts = Vec::new();
+        for (host, ms) in offsets_ms {
+            let us = (ms * 1000.0).round() as i64;
+            lines.insert(
+                host.clone(),
+                HostLine {
+                    start_ms: 0,
+                    start: Interval::around(us, 0),
+                    end: None,
+                },
+            );
+            hosts.push(HostClock {
+                host: host.clone(),
+                offset_us: us,
+                uncertainty_us: None,
+                drift_ppm: None,
+                peers: 0,
+                agreeing: 0,
+                engine_info_offset_us: Some(us),
+            });
+        }
+        Some(ClockModel {
+            source: ClockSource::EngineInfo,
+            lines,
+            hosts,
+        })
+    }
+
+    /// Notes the engine-`/info` offsets beside the in-band ones, made relative to
+    /// `reference_host` (the coordinator's), as the in-band ones are.
+    pub fn cross_check(&mut self, offsets_ms: &BTreeMap<String, f64>, reference_host: &str) {
+        let base = offsets_ms.get(reference_host).copied().unwrap_or(0.0);
+        for h in &mut self.hosts {
+            h.engine_info_offset_us = offsets_ms
+                .get(&h.host)
+                .map(|ms| ((ms - base) * 1000.0).round() as i64);
+        }
+    }
+
+    /// The correction for records written on `origin` and read on `reader` around
+    /// `t_ms`: none for the same host (one clock), `None` when a host is unknown.
+    pub fn correction(&self, origin: &str, reader: &str, t_ms: u64) -> Option<Correction> {
+        if origin == reader {
+            return Some(Correction {
+                shift_us: 0,
+                uncertainty_us: Some(0),
+            });
+        }
+        let (o, ou) = self.lines.get(origin)?.at(t_ms);
+        let (r, ru) = self.lines.get(reader)?.at(t_ms);
+        Some(Correction {
+            shift_us: r - o,
+            uncertainty_us: (self.source == ClockSource::InBand).then_some(ou + ru),
+        })
+    }
+
+    /// How far the offsets of `origin` and `reader` drift apart over `span_ms`, µs: what
+    /// a single correction over that span may be off by, beyond the uncertainty.
+    pub fn drift_error_us(&self, origin: &str, reader: &str, span_ms: u64) -> u64 {
+        let ppm = |h: &str| {
+            self.lines
+                .get(h)
+                .and_then(HostLine::drift_ppm)
+                .unwrap_or(0.0)
+        };
+        ((ppm(reader) - ppm(origin)).abs() * span_ms as f64 / 1000.0).ceil() as u64
+    }
+}
+
+/// A histogram after correction, with the samples the correction made negative.
+#[derive(Debug, Default)]
+pub struct Shifted {
+    /// Corrected samples; those below 1 µs count as 1 µs.
+    pub hist: LatencyHistogram,
+    /// Corrected samples below 0, and below minus the correction's uncertainty.
+    pub negative: u64,
+    pub beyond_uncertainty: u64,
+}
+
 /// Corrects a host pair's samples: every positive sample `v` of `hist` and every
-/// negative one `-m` (`m` in `negative`) becomes `v - shift_us` (or `-m - shift_us`);
-/// results below 1 µs become 1 µs.
+/// negative one `-m` (`m` in `negative`) becomes `v - c.shift_us` (or `-m - c.shift_us`);
+/// results below 1 µs become 1 µs, and are counted.
 pub fn shift(
     hist: &LatencyHistogram,
     negative: Option<&LatencyHistogram>,
-    shift_us: i64,
-) -> LatencyHistogram {
-    let mut out = LatencyHistogram::new();
+    c: Correction,
+) -> Shifted {
+    let mut out = Shifted::default();
     let signed = hist
         .recorded()
         .into_iter()
@@ -111,7 +347,14 @@ pub fn shift(
                 .map(|(m, c)| (-(m as i64), c)),
         );
     for (value, count) in signed {
-        out.record_n((value - shift_us).max(1) as u64, count);
+        let v = value.saturating_sub(c.shift_us);
+        if v < 0 {
+            out.negative += count;
+            if c.uncertainty_us.is_some_and(|u| v.unsigned_abs() > u) {
+                out.beyond_uncertainty += count;
+            }
+        }
+        out.hist.record_n(v.max(1) as u64, count);
     }
     out
 }
@@ -135,24 +378,100 @@ mod tests {
         assert!(parse_rfc3339_micros("yesterday").is_none());
     }
 
+    fn by(shift_us: i64) -> Correction {
+        Correction {
+            shift_us,
+            uncertainty_us: Some(100),
+        }
+    }
+
     #[test]
-    fn shifting_corrects_a_histogram() {
+    fn shifting_corrects_a_histogram_and_counts_what_turns_negative() {
         let mut h = LatencyHistogram::new();
         h.record(10_000);
         h.record(20_000);
         h.record(500);
-        let s = shift(&h, None, 5_000);
-        assert_eq!(s.count(), 3);
-        assert_eq!(s.summary().min_us, 1, "500 - 5000 clamps to 1");
-        let max = s.summary().max_us;
+        let s = shift(&h, None, by(5_000));
+        assert_eq!(s.hist.count(), 3);
+        assert_eq!(s.hist.summary().min_us, 1, "500 - 5000 clamps to 1");
+        assert_eq!((s.negative, s.beyond_uncertainty), (1, 1));
+        let max = s.hist.summary().max_us;
         assert!((14_990..=15_020).contains(&max), "{max}");
-        let back = shift(&h, None, -1_000);
-        assert!(back.summary().min_us >= 1_499);
+        let back = shift(&h, None, by(-1_000));
+        assert!(back.hist.summary().min_us >= 1_499);
+        assert_eq!(back.negative, 0);
         // A sample of -4 ms (writer 5 ms ahead), corrected by -5 ms, is 1 ms.
         let mut neg = LatencyHistogram::new();
         neg.record(4_000);
-        let fixed = shift(&LatencyHistogram::new(), Some(&neg), -5_000);
-        assert_eq!(fixed.count(), 1);
-        assert!((995..=1_005).contains(&fixed.summary().max_us));
+        let fixed = shift(&LatencyHistogram::new(), Some(&neg), by(-5_000));
+        assert_eq!(fixed.hist.count(), 1);
+        assert!((995..=1_005).contains(&fixed.hist.summary().max_us));
+        // Within the uncertainty: negative, but not beyond.
+        let mut small = LatencyHistogram::new();
+        small.record(950);
+        let s = shift(&small, None, by(1_000));
+        assert_eq!((s.negative, s.beyond_uncertainty), (1, 0));
+    }
+
+    fn report(host: &str, start: (u64, i64, u64), end: Option<(u64, i64, u64)>) -> PeerReport {
+        let est = |(at, off, u): (u64, i64, u64)| ClockEstimate {
+            at_unix_ms: at,
+            clock_offset_us: off,
+            clock_uncertainty_us: u,
+            samples: 32,
+            agreeing: 32,
+            min_rtt_us: 2 * u,
+        };
+        let mut r = PeerReport::new("p", "mesh", 0);
+        r.host = Some(host.into());
+        r.clock_sync = Some(cmesh_common::clock::ClockSync {
+            start: est(start),
+            end: end.map(est),
+        });
+        r
+    }
+
+    #[test]
+    fn a_hosts_peers_are_combined_and_drift_is_interpolated() {
+        let reports = BTreeMap::from([
+            // Host a: 1 ms ahead, two peers whose intervals intersect in [950, 1050].
+            ("a1".to_string(), report("a", (1_000, 1_000, 100), None)),
+            ("a2".to_string(), report("a", (1_000, 950, 100), None)),
+            // Host b: 0 at the start, +10 ms 10 s later (1000 ppm).
+            (
+                "b1".to_string(),
+                report("b", (1_000, 0, 20), Some((11_000, 10_000, 40))),
+            ),
+        ]);
+        let m = ClockModel::from_reports(&reports).unwrap();
+        assert_eq!(m.source, ClockSource::InBand);
+        let a = &m.hosts[0];
+        assert_eq!(
+            (a.host.as_str(), a.offset_us, a.uncertainty_us),
+            ("a", 975, Some(75))
+        );
+        assert_eq!((a.peers, a.agreeing), (2, 2));
+        let b = &m.hosts[1];
+        assert_eq!(b.drift_ppm, Some(1_000.0));
+        // Read on b, written on a, halfway: b is +5 ms, a +0.975 ms.
+        let c = m.correction("a", "b", 6_000).unwrap();
+        assert_eq!(c.shift_us, 5_000 - 975);
+        assert_eq!(c.uncertainty_us, Some(75 + 40));
+        assert_eq!(m.correction("a", "a", 6_000).unwrap().shift_us, 0);
+        assert!(m.correction("a", "z", 0).is_none());
+        assert_eq!(m.drift_error_us("a", "b", 2_000), 2_000);
+        let mut m = m;
+        m.cross_check(&BTreeMap::from([("a".into(), 3.0), ("b".into(), 1.0)]), "b");
+        assert_eq!(m.hosts[0].engine_info_offset_us, Some(2_000));
+    }
+
+    #[test]
+    fn engine_info_offsets_are_the_fallback_without_uncertainty() {
+        assert!(ClockModel::from_reports(&BTreeMap::new()).is_none());
+        let m =
+            ClockModel::from_engine_info(&BTreeMap::from([("x".into(), 10.0), ("y".into(), 15.0)]))
+                .unwrap();
+        let c = m.correction("x", "y", 0).unwrap();
+        assert_eq!((c.shift_us, c.uncertainty_us), (5_000, None));
     }
 }

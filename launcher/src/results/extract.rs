@@ -16,6 +16,11 @@
 //! host instead of one per container (what `docker cp` costs). A container whose report
 //! is not in the volume is asked for its own.
 //!
+//! The archive is streamed, never held: [`crate::results::archive`] splits it into the
+//! containers' `report.tar.gz` files as it arrives, under byte caps per file, per
+//! container and per host ([`Caps`]). A container over a cap is extracted up to it and
+//! marked `truncated` in its entry, with what was cut and why.
+//!
 //! Files are written to a temporary name and renamed. A container whose `meta.json`
 //! exists, that had already exited, and whose files still match their sha256 is not
 //! fetched again: an interrupted extract is completed by running it again.
@@ -27,19 +32,17 @@ use crate::engine::labels;
 use crate::engine::retry::retry;
 use crate::engine::scratch::with_scratch;
 use crate::engine::{ContainerState, Engine, LogOptions};
+use crate::results::archive::{self, Caps, Split};
 use crate::run::dir::RunDir;
 use crate::run::live::LiveRun;
 use crate::run::names::{report_dir, reports_volume, REPORTS_DIR};
 use crate::tasks;
 use anyhow::Context;
 use cmesh_common::fsutil::write_atomic;
-use flate2::write::GzEncoder;
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub const EXTRACT_SCHEMA: &str = "cmesh.extract-index";
@@ -80,6 +83,9 @@ pub struct ContainerEntry {
     pub report: ReportState,
     /// Why the report is partial or missing, or why the container failed.
     pub reason: Option<String>,
+    /// What of its report directory was cut or left out by extract's byte caps, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<String>,
     /// Relative to the container's directory.
     pub files: BTreeMap<String, FileEntry>,
 }
@@ -104,16 +110,6 @@ fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Gzips `bytes` off the async threads.
-async fn gzip(bytes: Vec<u8>) -> anyhow::Result<Vec<u8>> {
-    tasks::cpu(move || {
-        let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        enc.write_all(&bytes)?;
-        Ok(enc.finish()?)
-    })
-    .await
-}
-
 /// Writes `bytes` to `dir/name` (atomically and durably) and records its checksum, off
 /// the async threads.
 async fn save(
@@ -135,105 +131,61 @@ async fn save(
     Ok(())
 }
 
-/// True if every file of `entry` exists in `dir` with its recorded checksum.
+/// True if every file of `entry` exists in `dir` with its recorded size and checksum
+/// (hashed as a stream: files may be large).
 pub fn verify(dir: &Path, entry: &ContainerEntry) -> bool {
     entry.files.iter().all(|(name, f)| {
-        std::fs::read(dir.join(name))
-            .map(|b| b.len() as u64 == f.bytes && sha256(&b) == f.sha256)
-            .unwrap_or(false)
+        let hashed = std::fs::File::open(dir.join(name)).and_then(|mut file| {
+            let mut hash = Sha256::new();
+            let n = std::io::copy(&mut file, &mut hash)?;
+            Ok((n, hex::encode(hash.finalize())))
+        });
+        matches!(hashed, Ok((n, h)) if n == f.bytes && h == f.sha256)
     })
 }
 
-/// Downloads the archive of `path` in container `name`: the bytes so far, and the error
-/// that stopped it, if any.
-async fn download(engine: &dyn Engine, name: &str, path: &str) -> (Vec<u8>, Option<String>) {
-    let mut archive = Vec::new();
-    let mut download = engine.download(name, path);
-    while let Some(chunk) = download.next().await {
-        match chunk {
-            Ok(bytes) => archive.extend_from_slice(&bytes),
-            Err(e) => return (archive, Some(e.to_string())),
-        }
-    }
-    (archive, None)
+/// Streams the archive of `path` in container `name` into `dirs`' containers'
+/// `report.tar.gz` files ([`archive::split_to_disk`]), off the async threads.
+async fn stream_reports(
+    engine: &dyn Engine,
+    name: &str,
+    path: &str,
+    caps: Caps,
+    dirs: HashMap<String, PathBuf>,
+) -> anyhow::Result<BTreeMap<String, Split>> {
+    tasks::on_thread_reading(engine.download(name, path), move |reader| {
+        archive::split_to_disk(reader, caps, |n| dirs.get(n).cloned())
+    })
+    .await
 }
 
-/// A container's report archive, fetched ahead in a batch.
-type SharedArchive = std::sync::Arc<Vec<u8>>;
-
-/// Fetches the reports of `names` (all on `host`) in one archive: through a helper
-/// container that mounts the run's reports volume read-only and is never started.
-/// Returns, per container that has a report directory, a tar of it laid out as
-/// `report/...`. An empty map if the host has no reports volume.
+/// Fetches the reports of `names` (all on `host`; `dirs` gives each one's directory) in
+/// one archive, through a helper container that mounts the run's reports volume
+/// read-only and is never started, streamed into each container's `report.tar.gz`.
+/// Empty if the host has no reports volume.
 async fn fetch_reports(
     host: &Host,
     run: &str,
     image: &str,
-    names: &[String],
-) -> anyhow::Result<HashMap<String, Vec<u8>>> {
+    dirs: HashMap<String, PathBuf>,
+    caps: Caps,
+) -> anyhow::Result<BTreeMap<String, Split>> {
     let volume = reports_volume(run);
     if !retry(|| host.engine.volume_exists(&volume))
         .await
         .unwrap_or(false)
     {
-        return Ok(HashMap::new());
+        return Ok(BTreeMap::new());
     }
     let helper = format!("{run}-extract");
     let binds = vec![format!("{volume}:{REPORTS_DIR}:ro")];
     let labels = [(labels::RUN, run)];
-    let fetched = with_scratch(host, &helper, image, binds, &labels, || async {
-        let (archive, error) = download(host.engine.as_ref(), &helper, REPORTS_DIR).await;
-        if let Some(e) = error {
-            anyhow::bail!(
-                "fetching reports through {helper} on host {}: {e}",
-                host.name()
-            );
-        }
-        tasks::cpu(move || split_reports(&archive)).await
+    with_scratch(host, &helper, image, binds, &labels, || async {
+        stream_reports(host.engine.as_ref(), &helper, REPORTS_DIR, caps, dirs)
+            .await
+            .with_context(|| format!("fetching reports through {helper} on host {}", host.name()))
     })
-    .await;
-    let mut all = fetched?;
-    all.retain(|name, _| names.contains(name));
-    Ok(all)
-}
-
-/// Splits an archive of `reports/<container>/...` (the reports volume) or of
-/// `<container>/...` (one container's report directory) into one archive per container,
-/// with paths `report/...`.
-pub fn split_reports(archive: &[u8]) -> anyhow::Result<HashMap<String, Vec<u8>>> {
-    let mut builders: HashMap<String, tar::Builder<Vec<u8>>> = HashMap::new();
-    let mut reader = tar::Archive::new(archive);
-    for entry in reader.entries()? {
-        let mut entry = entry?;
-        let path = entry.path()?.into_owned();
-        let mut parts = path
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned());
-        let name = match parts.next() {
-            Some(top) if top == "reports" => parts.next(),
-            other => other,
-        };
-        let Some(name) = name else {
-            continue;
-        };
-        let rest: Vec<String> = parts.collect();
-        let new_path = if rest.is_empty() {
-            "report/".to_owned()
-        } else {
-            format!("report/{}", rest.join("/"))
-        };
-        let mut header = entry.header().clone();
-        let mut data = Vec::new();
-        std::io::Read::read_to_end(&mut entry, &mut data)?;
-        builders
-            .entry(name)
-            .or_insert_with(|| tar::Builder::new(Vec::new()))
-            .append_data(&mut header, new_path, data.as_slice())?;
-    }
-    builders
-        .into_iter()
-        .map(|(name, b)| Ok((name, b.into_inner()?)))
-        .collect()
+    .await
 }
 
 /// The file in the report directory that proves a container finished its report.
@@ -247,20 +199,6 @@ fn report_file(role: &str) -> &'static str {
 
 /// A peer's checkpoint in its report directory, read when it has no final report.
 const CHECKPOINT_FILE: &str = "report/checkpoint.json";
-
-/// True if `archive` (a container's report directory) has the file `wanted`.
-fn archive_has(archive: &[u8], wanted: &str) -> bool {
-    tar::Archive::new(archive)
-        .entries()
-        .map(|mut es| {
-            es.any(|e| {
-                e.ok()
-                    .and_then(|e| e.path().ok().map(|p| p.to_string_lossy() == wanted))
-                    .unwrap_or(false)
-            })
-        })
-        .unwrap_or(false)
-}
 
 /// [`already_extracted`] for each `(name, key, dir)`, off the async threads (it hashes
 /// every file).
@@ -304,10 +242,12 @@ struct Observed {
     exit_code: Option<i64>,
     oom_killed: bool,
     files: BTreeMap<String, FileEntry>,
+    /// The logs were cut at the file cap.
+    truncated: Option<String>,
 }
 
 /// The first pass: the container's state (`inspect.json`) and logs (`logs.txt.gz`).
-async fn observe(host: &Host, run: &RunDir, name: &str) -> anyhow::Result<Observed> {
+async fn observe(host: &Host, run: &RunDir, name: &str, caps: Caps) -> anyhow::Result<Observed> {
     let dir = container_dir(run, host.name(), name);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let where_ = format!("container {name} on host {}", host.name());
@@ -340,19 +280,27 @@ async fn observe(host: &Host, run: &RunDir, name: &str) -> anyhow::Result<Observ
     )
     .await?;
 
-    let mut logs = Vec::new();
-    let mut stream = host.engine.logs(
+    // Streamed to disk, up to the file cap.
+    let stream = host.engine.logs(
         name,
         LogOptions {
             follow: false,
             timestamps: true,
         },
     );
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.with_context(|| format!("reading the logs of {where_}"))?;
-        logs.extend_from_slice(chunk.as_ref());
-    }
-    save(&dir, "logs.txt.gz", gzip(logs).await?, &mut files).await?;
+    let path = dir.join("logs.txt.gz");
+    let (entry, cut) = tasks::on_thread_reading(stream, move |reader| {
+        archive::gzip_to_disk(reader, &path, caps.file)
+    })
+    .await
+    .with_context(|| format!("reading the logs of {where_}"))?;
+    files.insert("logs.txt.gz".into(), entry);
+    let truncated = cut.then(|| {
+        format!(
+            "its logs are longer than the {} MiB cap of a file (--max-file-mib): kept the first",
+            caps.file >> 20
+        )
+    });
     Ok(Observed {
         name: name.to_owned(),
         dir,
@@ -366,6 +314,7 @@ async fn observe(host: &Host, run: &RunDir, name: &str) -> anyhow::Result<Observ
         exit_code: info.exit_code,
         oom_killed: info.oom_killed,
         files,
+        truncated,
     })
 }
 
@@ -374,7 +323,8 @@ async fn observe(host: &Host, run: &RunDir, name: &str) -> anyhow::Result<Observ
 async fn finish(
     host: &Host,
     o: Observed,
-    prefetched: Option<SharedArchive>,
+    prefetched: Option<Split>,
+    caps: Caps,
 ) -> anyhow::Result<ContainerEntry> {
     let Observed {
         name,
@@ -385,28 +335,37 @@ async fn finish(
         exit_code,
         oom_killed,
         mut files,
+        truncated: logs_cut,
     } = o;
-    let (archive, download_error) = match prefetched {
-        Some(bytes) => (bytes.as_ref().clone(), None),
+    let fetched = match prefetched {
+        Some(split) => Ok(Some(split)),
         // Not in the volume's archive: ask the container itself.
-        None => match download(host.engine.as_ref(), &name, &report_dir(&name)).await {
-            (bytes, None) => {
-                let mut split = tasks::cpu(move || split_reports(&bytes)).await?;
-                (split.remove(&name).unwrap_or_default(), None)
-            }
-            (_, error) => (Vec::new(), error),
-        },
+        None => {
+            let dirs = HashMap::from([(name.clone(), dir.clone())]);
+            stream_reports(host.engine.as_ref(), &name, &report_dir(&name), caps, dirs)
+                .await
+                .map(|mut m| m.remove(&name))
+        }
     };
     let wanted = report_file(&role);
-    let (report, mut reason) = match download_error {
-        Some(e) => (
+    let mut truncated = logs_cut;
+    let (report, mut reason) = match fetched {
+        Err(e) => (
             ReportState::Missing,
-            Some(format!("cannot fetch its report directory: {e}")),
+            Some(format!("cannot fetch its report directory: {e:#}")),
         ),
-        None => {
-            let has = archive_has(&archive, wanted);
-            let checkpoint = !has && archive_has(&archive, CHECKPOINT_FILE);
-            save(&dir, "report.tar.gz", gzip(archive).await?, &mut files).await?;
+        Ok(None) => (
+            ReportState::Missing,
+            Some("its report directory is empty or absent".into()),
+        ),
+        Ok(Some(split)) => {
+            let has = split.whole.contains(wanted);
+            let checkpoint = !has && split.whole.contains(CHECKPOINT_FILE);
+            files.insert("report.tar.gz".into(), split.file);
+            truncated = match (truncated, split.truncated) {
+                (Some(a), Some(b)) => Some(format!("{b}; {a}")),
+                (a, b) => b.or(a),
+            };
             if has {
                 (ReportState::Complete, None)
             } else if checkpoint {
@@ -453,6 +412,7 @@ async fn finish(
         oom_killed,
         report,
         reason,
+        truncated,
         files,
     };
     crate::run::dir::write_json(&dir.join("meta.json"), &entry)?;
@@ -467,8 +427,8 @@ pub struct Extracted {
 }
 
 /// Extracts every container of the run, from real engines.
-pub async fn extract(run: &RunDir, per_host: usize) -> anyhow::Result<Extracted> {
-    extract_with(&Connector::Docker, run, per_host).await
+pub async fn extract(run: &RunDir, per_host: usize, caps: Caps) -> anyhow::Result<Extracted> {
+    extract_with(&Connector::Docker, run, per_host, caps).await
 }
 
 /// Extracts every container of the run on the hosts `connector` reaches, `per_host` at
@@ -478,6 +438,7 @@ pub async fn extract_with(
     connector: &Connector,
     run: &RunDir,
     per_host: usize,
+    caps: Caps,
 ) -> anyhow::Result<Extracted> {
     let live = LiveRun::load_with(connector, run).await?;
     let (manifest, hosts, states) = (&live.manifest, &live.hosts, &live.states);
@@ -503,33 +464,33 @@ pub async fn extract_with(
     let verified = containers.len();
     // Each host's reports come in one archive; fetched while the first pass reads every
     // container's state and logs, so the engines are kept busy with both.
-    let per_host_names: Vec<Vec<String>> = (0..hosts.len())
+    let per_host_dirs: Vec<HashMap<String, PathBuf>> = (0..hosts.len())
         .map(|h| {
             todo.iter()
                 .filter(|(hh, _)| *hh == h)
-                .map(|(_, n)| n.clone())
+                .map(|(_, n)| (n.clone(), container_dir(run, hosts[h].name(), n)))
                 .collect()
         })
         .collect();
     let fetches = hosts
         .iter()
-        .zip(per_host_names)
-        .map(|(host, names)| async move {
-            if names.is_empty() {
-                return Ok(HashMap::new());
+        .zip(per_host_dirs)
+        .map(|(host, dirs)| async move {
+            if dirs.is_empty() {
+                return Ok(BTreeMap::new());
             }
-            fetch_reports(host, &run.id, &manifest.images.peer.tag, &names).await
+            fetch_reports(host, &run.id, &manifest.images.peer.tag, dirs, caps).await
         });
     let first_pass = tasks::for_each_on_hosts("extract", todo, per_host, |h, name: String| {
         let host = &hosts[h];
-        async move { observe(host, run, &name).await }
+        async move { observe(host, run, &name, caps).await }
     });
     let (fetched_archives, observed) =
         tokio::join!(futures_util::future::join_all(fetches), first_pass);
-    let mut prefetched: HashMap<String, SharedArchive> = HashMap::new();
+    let mut prefetched: BTreeMap<String, Split> = BTreeMap::new();
     for fetched in fetched_archives {
         match fetched {
-            Ok(map) => prefetched.extend(map.into_iter().map(|(k, v)| (k, std::sync::Arc::new(v)))),
+            Ok(map) => prefetched.extend(map),
             // Each container then falls back to its own archive.
             Err(e) => tracing::warn!("extract: {e:#}; fetching reports one by one"),
         }
@@ -538,8 +499,14 @@ pub async fn extract_with(
     let mut unreachable = BTreeMap::new();
     // A container whose host stopped answering is unreachable, not an error of its own.
     let mut failed = |name: String, e: anyhow::Error| {
+        // Streams carry the engine's error inside an I/O error.
         let lost = e.chain().any(|c| {
             c.downcast_ref::<crate::engine::EngineError>()
+                .or_else(|| {
+                    c.downcast_ref::<std::io::Error>()
+                        .and_then(|io| io.get_ref())
+                        .and_then(|inner| inner.downcast_ref())
+                })
                 .is_some_and(crate::engine::EngineError::is_unreachable)
         });
         if lost {
@@ -548,7 +515,7 @@ pub async fn extract_with(
             errors.insert(name, format!("{e:#}"));
         }
     };
-    let mut second: Vec<(usize, (Observed, Option<SharedArchive>))> = Vec::new();
+    let mut second: Vec<(usize, (Observed, Option<Split>))> = Vec::new();
     for ((h, name), r) in observed {
         match r {
             Ok(o) => {
@@ -562,7 +529,9 @@ pub async fn extract_with(
         let host = &hosts[h];
         async move {
             let name = o.name.clone();
-            finish(host, o, pre).await.map_err(|e| e.context(name))
+            finish(host, o, pre, caps)
+                .await
+                .map_err(|e| e.context(name))
         }
     })
     .await;
@@ -706,58 +675,13 @@ pub fn read_report_file(run: &RunDir, entry: &ContainerEntry) -> anyhow::Result<
 mod tests {
     use super::*;
 
-    #[test]
-    fn splits_one_archive_into_per_container_reports() {
-        let mut b = tar::Builder::new(Vec::new());
-        let mut add = |path: &str, data: &[u8]| {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            h.set_cksum();
-            b.append_data(&mut h, path, data).unwrap();
-        };
-        add("reports/r-peer-0001/report.json", b"{1}");
-        add("reports/r-peer-0001/events.jsonl", b"e1");
-        add("reports/r-peer-0002/events.jsonl", b"e2");
-        add("r-peer-0003/report.json", b"{3}");
-        let split = split_reports(&b.into_inner().unwrap()).unwrap();
-        assert_eq!(split.len(), 3);
-        let files = |name: &str| -> Vec<(String, String)> {
-            tar::Archive::new(split[name].as_slice())
-                .entries()
-                .unwrap()
-                .map(|e| {
-                    let mut e = e.unwrap();
-                    let path = e.path().unwrap().display().to_string();
-                    let mut text = String::new();
-                    std::io::Read::read_to_string(&mut e, &mut text).unwrap();
-                    (path, text)
-                })
-                .collect()
-        };
-        assert_eq!(
-            files("r-peer-0001"),
-            vec![
-                ("report/report.json".into(), "{1}".into()),
-                ("report/events.jsonl".into(), "e1".into())
-            ]
-        );
-        assert_eq!(
-            files("r-peer-0002"),
-            vec![("report/events.jsonl".into(), "e2".into())]
-        );
-        assert_eq!(
-            files("r-peer-0003"),
-            vec![("report/report.json".into(), "{3}".into())]
-        );
-    }
-
     #[tokio::test]
     async fn verify_catches_changed_and_missing_files() {
         let dir = tempfile::tempdir().unwrap();
         let mut files = BTreeMap::new();
-        let gz = gzip(b"hello".to_vec()).await.unwrap();
-        save(dir.path(), "a.gz", gz, &mut files).await.unwrap();
+        save(dir.path(), "a.gz", b"hello".to_vec(), &mut files)
+            .await
+            .unwrap();
         let entry = ContainerEntry {
             name: "c".into(),
             host: "h".into(),
@@ -768,6 +692,7 @@ mod tests {
             oom_killed: false,
             report: ReportState::Complete,
             reason: None,
+            truncated: None,
             files,
         };
         assert!(verify(dir.path(), &entry));

@@ -4,9 +4,13 @@
 //!   applied and lifted it (offsets from the common start), how many peers, and errors;
 //! - latency per time window (by the time records were written), merged exactly from
 //!   the peers' per-window histograms, with deliveries and interface bytes per window;
+//!   on a multi-host run each origin host's samples are first corrected for the clock
+//!   offsets at the window's middle ([`crate::results::clock`]), and the window gives
+//!   the uncertainty of its cross-host samples;
 //! - resync latency after heals, over the peers;
 //! - availability: the share of local probes that finished within their deadline.
 
+use crate::results::clock::{self, ClockModel, Correction};
 use cmesh_common::histogram::LatencyHistogram;
 use cmesh_common::report::PeerReport;
 use serde::{Deserialize, Serialize};
@@ -39,6 +43,10 @@ pub struct WindowRow {
     pub p50_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
+    /// The largest uncertainty of the clock corrections of this window's cross-host
+    /// samples, µs (absent: none, or not known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncertainty_us: Option<u64>,
     /// Records first received in this window (by arrival time).
     pub received: u64,
     /// Bytes received and sent by all peers' interfaces in this window.
@@ -81,6 +89,9 @@ pub struct Impairment {
     pub faults: Vec<FaultRow>,
     #[serde(default, rename = "time_series", skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<WindowRow>,
+    /// True when the windows' cross-host samples were corrected for clock offsets.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub time_series_clock_corrected: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resync: Option<ResyncSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,7 +110,11 @@ pub struct ExternalAction {
 }
 
 /// Merges the reports' fault records, time series, resyncs and probes.
-pub fn merge(reports: &BTreeMap<String, PeerReport>, external: &[ExternalAction]) -> Impairment {
+pub fn merge(
+    reports: &BTreeMap<String, PeerReport>,
+    external: &[ExternalAction],
+    clock: Option<&ClockModel>,
+) -> Impairment {
     let series: Vec<_> = reports
         .values()
         .filter_map(|r| r.time_series.as_ref())
@@ -153,6 +168,8 @@ pub fn merge(reports: &BTreeMap<String, PeerReport>, external: &[ExternalAction]
 
     // Windows: latency by index, arrivals and interface bytes by position.
     let mut hists: BTreeMap<u32, LatencyHistogram> = BTreeMap::new();
+    let mut uncertainty: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut corrected = false;
     let mut windows: Vec<WindowRow> = Vec::new();
     let grow = |windows: &mut Vec<WindowRow>, len: usize| {
         while windows.len() < len {
@@ -163,12 +180,51 @@ pub fn merge(reports: &BTreeMap<String, PeerReport>, external: &[ExternalAction]
             });
         }
     };
-    for s in series.iter().filter(|s| s.window_ms == window_ms) {
+    for (reader, s) in reports
+        .values()
+        .filter_map(|r| Some((r.host.as_deref(), r.time_series.as_ref()?)))
+        .filter(|(_, s)| s.window_ms == window_ms)
+    {
         // A peer whose start differs (it should not) is shifted to the common start.
         let shift = ((s.start_unix_ms - start.unwrap_or(0)) / window_ms) as usize;
-        for w in &s.latency {
-            if let Ok(h) = LatencyHistogram::decode(&w.histogram) {
-                hists.entry(w.window + shift as u32).or_default().merge(&h);
+        let by_origin = match (clock, reader) {
+            (Some(m), Some(reader)) if !s.latency_by_origin_host.is_empty() => Some((m, reader)),
+            _ => None,
+        };
+        if let Some((m, reader)) = by_origin {
+            corrected = true;
+            for (origin, rows) in &s.latency_by_origin_host {
+                for w in rows {
+                    let Ok(h) = LatencyHistogram::decode(&w.histogram) else {
+                        continue;
+                    };
+                    let neg = w
+                        .negative_histogram
+                        .as_deref()
+                        .and_then(|n| LatencyHistogram::decode(n).ok());
+                    let middle = s.start_unix_ms + u64::from(w.window) * window_ms + window_ms / 2;
+                    let c = m.correction(origin, reader, middle).unwrap_or(Correction {
+                        shift_us: 0,
+                        uncertainty_us: None,
+                    });
+                    let at = w.window + shift as u32;
+                    if origin != reader {
+                        if let Some(u) = c.uncertainty_us {
+                            let e = uncertainty.entry(at).or_default();
+                            *e = (*e).max(u);
+                        }
+                    }
+                    hists
+                        .entry(at)
+                        .or_default()
+                        .merge(&clock::shift(&h, neg.as_ref(), c).hist);
+                }
+            }
+        } else {
+            for w in &s.latency {
+                if let Ok(h) = LatencyHistogram::decode(&w.histogram) {
+                    hists.entry(w.window + shift as u32).or_default().merge(&h);
+                }
             }
         }
         grow(&mut windows, shift + s.received.len());
@@ -190,6 +246,7 @@ pub fn merge(reports: &BTreeMap<String, PeerReport>, external: &[ExternalAction]
         let s = h.summary();
         let row = &mut windows[*w as usize];
         (row.count, row.p50_us, row.p99_us, row.max_us) = (s.count, s.p50_us, s.p99_us, s.max_us);
+        row.uncertainty_us = uncertainty.get(w).copied();
     }
 
     // Resync.
@@ -234,6 +291,7 @@ pub fn merge(reports: &BTreeMap<String, PeerReport>, external: &[ExternalAction]
         window_ms,
         faults,
         windows,
+        time_series_clock_corrected: corrected,
         resync,
         availability,
     }
@@ -297,38 +355,46 @@ pub fn to_markdown(i: &Impairment) -> String {
     }
     if !i.windows.is_empty() {
         out.push_str(&format!(
-            "\n## Over time ({} s windows)\n\nLatency is by the window a record was written in; received and bytes by when they happened.\n\n",
-            i.window_ms as f64 / 1000.0
+            "\n## Over time ({} s windows)\n\nLatency is by the window a record was written in; received and bytes by when they happened.{}\n\n",
+            i.window_ms as f64 / 1000.0,
+            if i.time_series_clock_corrected {
+                " Cross-host samples are corrected for clock offsets at each window's middle; ± is the largest uncertainty of those corrections."
+            } else {
+                ""
+            }
         ));
+        let with_u = i.windows.iter().any(|w| w.uncertainty_us.is_some());
         let rows: Vec<Vec<String>> = i
             .windows
             .iter()
             .map(|w| {
-                vec![
+                let mut row = vec![
                     format!("{:.0} s", w.start_ms as f64 / 1000.0),
                     w.count.to_string(),
                     ms(w.p50_us),
                     ms(w.p99_us),
                     ms(w.max_us),
+                ];
+                if with_u {
+                    row.push(
+                        w.uncertainty_us
+                            .map_or_else(String::new, |u| format!("± {:.3}", u as f64 / 1000.0)),
+                    );
+                }
+                row.extend([
                     w.received.to_string(),
                     format!("{:.1}", w.rx_bytes as f64 / 1024.0),
                     format!("{:.1}", w.tx_bytes as f64 / 1024.0),
-                ]
+                ]);
+                row
             })
             .collect();
-        out.push_str(&markdown(
-            [
-                "from",
-                "written→received",
-                "p50 ms",
-                "p99 ms",
-                "max ms",
-                "received",
-                "KiB in",
-                "KiB out",
-            ],
-            &rows,
-        ));
+        let mut header = vec!["from", "written→received", "p50 ms", "p99 ms", "max ms"];
+        if with_u {
+            header.push("± ms");
+        }
+        header.extend(["received", "KiB in", "KiB out"]);
+        out.push_str(&markdown(header, &rows));
     }
     out
 }
@@ -377,6 +443,7 @@ mod tests {
             window_ms: 1_000,
             latency: vec![window(0, &[1_000, 2_000]), window(2, &[9_000_000])],
             received: vec![2, 0, 0, 1],
+            latency_by_origin_host: BTreeMap::new(),
             interfaces: BTreeMap::from([(
                 "eth0".to_owned(),
                 InterfaceSeries {
@@ -409,7 +476,7 @@ mod tests {
             at_unix_ms: 35_000,
             until_unix_ms: None,
         }];
-        let i = merge(&reports, &chaos);
+        let i = merge(&reports, &chaos, None);
         assert_eq!(i.start_unix_ms, Some(10_000));
         assert_eq!(i.faults.len(), 2);
         let f = &i.faults[0];
@@ -450,7 +517,7 @@ mod tests {
     #[test]
     fn a_run_without_series_or_faults_adds_nothing() {
         let reports = BTreeMap::from([("a".to_owned(), PeerReport::new("a", "mesh", 0))]);
-        let i = merge(&reports, &[]);
+        let i = merge(&reports, &[], None);
         assert!(i.faults.is_empty() && i.windows.is_empty());
         assert!(i.resync.is_none() && i.availability.is_none());
         assert_eq!(to_markdown(&i), "");

@@ -131,6 +131,36 @@ pub fn check(r: &PeerReport, b: &Bounds) -> Result<(), String> {
     for w in &s.latency {
         decodes(&format!("latency window {}", w.window), &w.histogram)?;
     }
+    if s.latency_by_origin_host.len() > b.hosts.max(1) {
+        return Err(format!(
+            "windows from {} origin hosts in a run on {} hosts",
+            s.latency_by_origin_host.len(),
+            b.hosts
+        ));
+    }
+    for (host, rows) in &s.latency_by_origin_host {
+        if rows.len() as u64 > b.windows {
+            return Err(format!(
+                "windows from host {host}: longer than the run's {} windows",
+                b.windows
+            ));
+        }
+        for w in rows {
+            if u64::from(w.window) >= b.windows {
+                return Err(format!(
+                    "window {} from host {host} past the run's {} windows",
+                    w.window, b.windows
+                ));
+            }
+            decodes(
+                &format!("window {} from host {host}", w.window),
+                &w.histogram,
+            )?;
+            if let Some(n) = &w.negative_histogram {
+                decodes(&format!("negative window {} from host {host}", w.window), n)?;
+            }
+        }
+    }
     Ok(())
 }
 
@@ -166,9 +196,11 @@ mod tests {
                 p99_us: 500,
                 max_us: 500,
                 histogram: h.encode(),
+                negative_histogram: None,
             }],
             received: vec![0, 1],
             interfaces: Default::default(),
+            latency_by_origin_host: Default::default(),
         });
         r
     }
@@ -200,6 +232,27 @@ mod tests {
                 .contains("latency window 3")
         );
         assert!(bad(&|r| r.message_latency.histogram = "AAAA".into()).contains("message_latency"));
+        let by_host = |r: &mut PeerReport, window: u32, negative: &str| {
+            let mut w = series(r).latency[0].clone();
+            w.window = window;
+            w.negative_histogram = Some(negative.into());
+            series(r).latency_by_origin_host.insert("h".into(), vec![w]);
+        };
+        let fine = {
+            let mut r = good();
+            let ok = r.message_latency.histogram.clone();
+            by_host(&mut r, 1, &ok);
+            r
+        };
+        assert_eq!(check(&fine, &b), Ok(()));
+        assert!(bad(&|r| by_host(r, 40, "")).contains("window 40 from host h past"));
+        assert!(bad(&|r| by_host(r, 1, "??")).contains("negative window 1 from host h"));
+        assert!(bad(&|r| {
+            by_host(r, 1, "");
+            let rows = series(r).latency_by_origin_host["h"].clone();
+            series(r).latency_by_origin_host.insert("h2".into(), rows);
+        })
+        .contains("2 origin hosts"));
         assert!(bad(&|r| {
             for i in 0..10 {
                 r.origins.insert(format!("o{i}"), Default::default());
