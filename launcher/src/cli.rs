@@ -108,6 +108,12 @@ pub enum Command {
         json: bool,
     },
     /// Copy every container's report, logs and state into runs/<run>/extract.
+    ///
+    /// Each host's reports come as one archive, streamed to disk and split per container
+    /// as it arrives. What a container wrote beyond the --max-*-mib caps is cut there
+    /// (a file keeps its first bytes) and the container is marked `truncated` in
+    /// extract.json with the reason; extract again with higher caps to get more. Running
+    /// it again skips what was extracted and still verifies.
     Extract {
         #[arg(long)]
         run: Option<String>,

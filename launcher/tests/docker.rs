@@ -696,3 +696,138 @@ fn interrupted_spawn_and_extract_finish_when_run_again_and_down_leaves_nothing()
     assert_eq!(docker_objects(&id), (0, 0));
     assert_eq!(docker_volumes(&id), 0);
 }
+
+/// Runs `launcher ARGS` and samples its peak resident memory (VmHWM) until it exits:
+/// the output and the peak, in bytes.
+fn launcher_with_peak_rss(runs: &Path, args: &[&str]) -> (std::process::Output, u64) {
+    let child = Command::new(binary("launcher"))
+        .arg("--runs-dir")
+        .arg(runs)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    let sampler = std::thread::spawn(move || {
+        let mut peak = 0u64;
+        // The file goes away when the process is reaped; VmHWM only grows until then.
+        while let Ok(text) = std::fs::read_to_string(&status) {
+            let hwm = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+            match hwm {
+                Some(kib) => peak = peak.max(kib * 1024),
+                None => break, // a zombie: done
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        peak
+    });
+    let out = child.wait_with_output().unwrap();
+    (out, sampler.join().unwrap())
+}
+
+#[test]
+fn a_2_gib_file_in_a_report_directory_is_cut_and_extract_memory_stays_bounded() {
+    images_built();
+    let runs = tempfile::tempdir().unwrap();
+    let id = run_id("big");
+    let _cleanup = Cleanup {
+        runs: runs.path().into(),
+        id: id.clone(),
+    };
+    let spawned = launcher(
+        runs.path(),
+        &["spawn", "--peers", "3", "--duration", "8s", "--run-id", &id],
+    );
+    assert_eq!(spawned.status.code(), Some(0), "{}", text(&spawned.stderr));
+    // One peer writes a 2 GiB file into its own report directory while it runs (sparse,
+    // so the disk is spared; the engine's archive still carries all 2 GiB).
+    let victim = format!("{id}-peer-0002");
+    let big = format!("/reports/{victim}/big.bin");
+    wait_until(
+        "the victim's 2 GiB file",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            Command::new("docker")
+                .args(["exec", &victim, "truncate", "-s", "2G", &big])
+                .status()
+                .ok()?
+                .success()
+                .then_some(())
+        },
+    )
+    .unwrap();
+    let waited = launcher(runs.path(), &["wait", "--run", &id]);
+    assert_eq!(waited.status.code(), Some(0), "{}", text(&waited.stderr));
+
+    let (out, peak) = launcher_with_peak_rss(runs.path(), &["extract", "--run", &id, "--json"]);
+    let stderr = text(&out.stderr);
+    eprintln!(
+        "extract of a run with a 2 GiB report file: peak RSS {:.1} MiB",
+        peak as f64 / (1u64 << 20) as f64
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        peak > 0 && peak < 100 << 20,
+        "extract peaked at {peak} bytes"
+    );
+    let index: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let containers = index["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 4, "3 peers and the coordinator");
+    for c in containers {
+        assert_eq!(c["report"], "complete", "{c}");
+        if c["name"] == victim.as_str() {
+            let why = c["truncated"].as_str().unwrap_or_default();
+            assert!(
+                why.contains("report/big.bin is 2147483648 bytes; kept the first 67108864"),
+                "{c}"
+            );
+        } else {
+            assert!(c.get("truncated").is_none(), "{c}");
+        }
+    }
+    assert!(
+        stderr.contains(&victim) && stderr.contains("big.bin"),
+        "{stderr}"
+    );
+    // Higher caps get more: the truncated container is fetched again, the others not.
+    let again = launcher(
+        runs.path(),
+        &["extract", "--run", &id, "--json", "--max-file-mib", "100"],
+    );
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    let index: Value = serde_json::from_slice(&again.stdout).unwrap();
+    let entry = index["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == victim.as_str())
+        .unwrap();
+    let why = entry["truncated"].as_str().unwrap_or_default();
+    assert!(why.contains("kept the first 104857600"), "{entry}");
+    assert!(
+        text(&again.stderr).contains("1 fetched, 3 already extracted"),
+        "{}",
+        text(&again.stderr)
+    );
+    // What was kept is on disk, and the rest of the run analyses as usual.
+    let dir = runs.path().join(&id).join("extract/local").join(&victim);
+    assert!(std::fs::metadata(dir.join("report.tar.gz")).unwrap().len() < 100 << 20);
+    let analyzed = launcher(
+        runs.path(),
+        &["analyze", runs.path().join(&id).to_str().unwrap(), "--json"],
+    );
+    assert_eq!(
+        analyzed.status.code(),
+        Some(0),
+        "{}",
+        text(&analyzed.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&analyzed.stdout).unwrap();
+    assert_eq!(summary["peers_reported"], 3);
+    assert_eq!(summary["ok"], true);
+}

@@ -137,6 +137,7 @@ fn run_30_peers_across_3_hosts(transport: &str, keep: bool) -> Lab {
     // every host's true offset is 0: each estimate is within ±0.2 ms of it, and its
     // stated uncertainty holds it.
     let clock = &summary["clock"];
+    eprintln!("clock ({transport}): {clock}");
     assert_eq!(clock["source"], "in_band", "{clock}");
     let hosts = clock["hosts"].as_array().unwrap();
     assert_eq!(hosts.len(), 3, "{clock}");

@@ -419,7 +419,7 @@ fn clock_markdown(c: &ClockSummary) -> String {
                 h.uncertainty_us
                     .map_or_else(|| "unknown".into(), |u| format!("± {}", ms(u))),
                 h.drift_ppm
-                    .map_or_else(String::new, |d| format!("{d:+.1} ppm")),
+                    .map_or_else(|| "none".to_owned(), |d| format!("{d:+.1} ppm")),
                 format!("{} of {}", h.agreeing, h.peers),
                 h.engine_info_offset_us.map_or_else(String::new, signed),
             ]

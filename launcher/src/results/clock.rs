@@ -8,8 +8,12 @@
 //! the start and at the end of its run (NTP-style exchanges, each an interval that must
 //! hold the true offset; see [`cmesh_common::clock`]). The peers of one host share its
 //! clock, so [`ClockModel::from_reports`] combines their intervals the same way (the
-//! interval most of them agree on): a host's offset, a stated uncertainty (half that
-//! interval), and, from start to end, its drift. `analyze` subtracts
+//! interval most of them agree on), at the start and at the end. When the two intervals
+//! overlap, the offset did not drift beyond what can be measured, and their overlap
+//! bounds it for the whole run; when they are apart, it drifted, along the line through
+//! their middles, good to the wider of the two. (Taking a drift from two overlapping
+//! intervals would turn one slow exchange, a peer starved of CPU for a second, into a
+//! drift of thousands of ppm.) `analyze` subtracts
 //! `offset(reader) - offset(origin)` from every sample: per host pair at the middle of
 //! the run, and per time window at the window's middle. Peers on the same host get no
 //! correction at all. A corrected sample below zero is counted, and one below minus the
@@ -128,7 +132,8 @@ pub struct HostClock {
     /// The true offset is within this many µs (in-band only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uncertainty_us: Option<u64>,
-    /// How fast the offset changed from the start to the end of the run, µs per s.
+    /// How fast the offset changed from the start to the end of the run, µs per s;
+    /// absent when the two estimates overlap (no drift beyond their uncertainty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift_ppm: Option<f64>,
     /// Peers whose estimates were combined, and how many agree on the interval kept.
@@ -139,35 +144,73 @@ pub struct HostClock {
     pub engine_info_offset_us: Option<i64>,
 }
 
-/// A host's offset as a line through its start and end estimates.
+/// A host's offset over the run.
 #[derive(Clone, Debug, PartialEq)]
-struct HostLine {
-    start_ms: u64,
-    start: Interval,
-    end: Option<(u64, Interval)>,
+enum HostLine {
+    /// No drift beyond the uncertainty: the start and end intervals overlap (and their
+    /// overlap holds the offset), or there is one estimate.
+    Constant(Interval),
+    /// The end's interval is apart from the start's: the offset drifted, along the line
+    /// through their middles.
+    Drifting {
+        start_ms: u64,
+        start: Interval,
+        end_ms: u64,
+        end: Interval,
+    },
 }
 
 impl HostLine {
-    /// Offset and uncertainty at `t_ms` (held constant outside the two estimates).
-    fn at(&self, t_ms: u64) -> (i64, u64) {
-        let Some((end_ms, end)) = self.end.filter(|(e, _)| *e > self.start_ms) else {
-            return (self.start.offset_us(), self.start.uncertainty_us());
-        };
-        let f = (t_ms.clamp(self.start_ms, end_ms) - self.start_ms) as f64
-            / (end_ms - self.start_ms) as f64;
-        let (a, b) = (self.start.offset_us() as f64, end.offset_us() as f64);
-        (
-            (a + (b - a) * f).round() as i64,
-            self.start.uncertainty_us().max(end.uncertainty_us()),
-        )
+    fn of(start_ms: u64, start: Interval, end: Option<(u64, Interval)>) -> HostLine {
+        match end {
+            Some((end_ms, end)) if end_ms > start_ms => match agree(&[start, end]) {
+                Some((both, 2)) => HostLine::Constant(both),
+                _ => HostLine::Drifting {
+                    start_ms,
+                    start,
+                    end_ms,
+                    end,
+                },
+            },
+            _ => HostLine::Constant(start),
+        }
     }
 
+    /// Offset and uncertainty at `t_ms` (held at the ends outside them).
+    fn at(&self, t_ms: u64) -> (i64, u64) {
+        match *self {
+            HostLine::Constant(i) => (i.offset_us(), i.uncertainty_us()),
+            HostLine::Drifting {
+                start_ms,
+                start,
+                end_ms,
+                end,
+            } => {
+                let f =
+                    (t_ms.clamp(start_ms, end_ms) - start_ms) as f64 / (end_ms - start_ms) as f64;
+                let (a, b) = (start.offset_us() as f64, end.offset_us() as f64);
+                (
+                    (a + (b - a) * f).round() as i64,
+                    start.uncertainty_us().max(end.uncertainty_us()),
+                )
+            }
+        }
+    }
+
+    /// The drift, when there is one beyond the uncertainty.
     fn drift_ppm(&self) -> Option<f64> {
-        let (end_ms, end) = self.end.filter(|(e, _)| *e > self.start_ms)?;
-        Some(
-            (end.offset_us() - self.start.offset_us()) as f64
-                / ((end_ms - self.start_ms) as f64 / 1000.0),
-        )
+        match *self {
+            HostLine::Constant(_) => None,
+            HostLine::Drifting {
+                start_ms,
+                start,
+                end_ms,
+                end,
+            } => Some(
+                (end.offset_us() - start.offset_us()) as f64
+                    / ((end_ms - start_ms) as f64 / 1000.0),
+            ),
+        }
     }
 }
 
@@ -217,15 +260,12 @@ impl ClockModel {
             let Some((start_ms, start, agreeing)) = combine(&starts) else {
                 continue;
             };
-            let line = HostLine {
-                start_ms,
-                start,
-                end: combine(&ends).map(|(at, i, _)| (at, i)),
-            };
+            let line = HostLine::of(start_ms, start, combine(&ends).map(|(at, i, _)| (at, i)));
+            let (offset_us, uncertainty_us) = line.at(start_ms);
             hosts.push(HostClock {
                 host: host.to_owned(),
-                offset_us: start.offset_us(),
-                uncertainty_us: Some(line.at(start_ms).1),
+                offset_us,
+                uncertainty_us: Some(uncertainty_us),
                 drift_ppm: line.drift_ppm(),
                 peers: starts.len(),
                 agreeing,
@@ -250,14 +290,7 @@ impl ClockModel {
         let mut hosts = Vec::new();
         for (host, ms) in offsets_ms {
             let us = (ms * 1000.0).round() as i64;
-            lines.insert(
-                host.clone(),
-                HostLine {
-                    start_ms: 0,
-                    start: Interval::around(us, 0),
-                    end: None,
-                },
-            );
+            lines.insert(host.clone(), HostLine::Constant(Interval::around(us, 0)));
             hosts.push(HostClock {
                 host: host.clone(),
                 offset_us: us,
@@ -451,6 +484,7 @@ mod tests {
             ("a", 975, Some(75))
         );
         assert_eq!((a.peers, a.agreeing), (2, 2));
+        assert_eq!(a.drift_ppm, None, "one estimate: no drift");
         let b = &m.hosts[1];
         assert_eq!(b.drift_ppm, Some(1_000.0));
         // Read on b, written on a, halfway: b is +5 ms, a +0.975 ms.
@@ -463,6 +497,32 @@ mod tests {
         let mut m = m;
         m.cross_check(&BTreeMap::from([("a".into(), 3.0), ("b".into(), 1.0)]), "b");
         assert_eq!(m.hosts[0].engine_info_offset_us, Some(2_000));
+    }
+
+    #[test]
+    fn overlapping_start_and_end_mean_no_drift_and_a_tighter_bound() {
+        // A starved peer's end estimate: +720 ms ± 821 ms. It holds the start's interval,
+        // so it is no evidence of drift; the overlap is the start's interval.
+        let reports = BTreeMap::from([(
+            "c1".to_string(),
+            report("c", (1_000, -39, 300), Some((21_000, 720_000, 821_000))),
+        )]);
+        let m = ClockModel::from_reports(&reports).unwrap();
+        let c = &m.hosts[0];
+        assert_eq!(
+            (c.offset_us, c.uncertainty_us, c.drift_ppm),
+            (-39, Some(300), None)
+        );
+        // Two overlapping estimates narrow it down.
+        let reports = BTreeMap::from([(
+            "c1".to_string(),
+            report("c", (1_000, 0, 100), Some((21_000, 150, 100))),
+        )]);
+        let c = &ClockModel::from_reports(&reports).unwrap().hosts[0];
+        assert_eq!(
+            (c.offset_us, c.uncertainty_us, c.drift_ppm),
+            (75, Some(25), None)
+        );
     }
 
     #[test]

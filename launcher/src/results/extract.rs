@@ -222,13 +222,14 @@ pub fn container_dir(run: &RunDir, host: &str, name: &str) -> PathBuf {
     run.extract_dir().join(host).join(name)
 }
 
-/// The container's entry, if its `meta.json` says it had exited and its files still
-/// verify: then it need not be fetched again.
+/// The container's entry, if its `meta.json` says it had exited, nothing of it was
+/// cut by the caps (those are fetched again, so higher caps get more), and its files
+/// still verify: then it need not be fetched again.
 fn already_extracted(dir: &Path) -> Option<ContainerEntry> {
     std::fs::read_to_string(dir.join("meta.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<ContainerEntry>(&t).ok())
-        .filter(|e| e.state != ContainerState::Running && verify(dir, e))
+        .filter(|e| e.state != ContainerState::Running && e.truncated.is_none() && verify(dir, e))
 }
 
 /// What the first pass learned of a container: its state, and the files written so far.
@@ -623,6 +624,13 @@ pub fn print_summary(x: &Extracted) {
             c.name,
             c.report,
             c.reason.as_deref().unwrap_or("")
+        );
+    }
+    for c in i.containers.iter().filter(|c| c.truncated.is_some()) {
+        tracing::warn!(
+            "{}: truncated by extract's byte caps: {}",
+            c.name,
+            c.truncated.as_deref().unwrap_or("")
         );
     }
     for (name, e) in &i.errors {

@@ -19,6 +19,10 @@ pub const MAX_REPORT_BYTES: u64 = 64 << 20;
 /// Windows a report may have beyond the plan's duration (a late write, a slow catch-up).
 const SLACK_WINDOWS: u64 = 2;
 
+/// The largest clock offset or uncertainty a report may claim, µs (an hour): clocks
+/// further apart than that are not a lab's, and the sums stay far from overflow.
+const MAX_CLOCK_US: u64 = 3_600_000_000;
+
 /// Entries of a list a report may have (faults, resyncs, interfaces) beyond what a run
 /// can produce; generous, but bounded.
 const MAX_ENTRIES: usize = 10_000;
@@ -79,6 +83,18 @@ pub fn check(r: &PeerReport, b: &Bounds) -> Result<(), String> {
     ] {
         if n > MAX_ENTRIES {
             return Err(format!("{n} {what}, more than a run can have"));
+        }
+    }
+    if let Some(sync) = &r.clock_sync {
+        for e in std::iter::once(&sync.start).chain(sync.end.as_ref()) {
+            if e.clock_offset_us.unsigned_abs() > MAX_CLOCK_US
+                || e.clock_uncertainty_us > MAX_CLOCK_US
+            {
+                return Err(format!(
+                    "a clock estimate of {} µs ± {} µs, more than an hour",
+                    e.clock_offset_us, e.clock_uncertainty_us
+                ));
+            }
         }
     }
     decodes("message_latency.histogram", &r.message_latency.histogram)?;
@@ -232,6 +248,20 @@ mod tests {
                 .contains("latency window 3")
         );
         assert!(bad(&|r| r.message_latency.histogram = "AAAA".into()).contains("message_latency"));
+        assert!(bad(&|r| {
+            r.clock_sync = Some(cmesh_common::clock::ClockSync {
+                start: cmesh_common::clock::ClockEstimate {
+                    at_unix_ms: 0,
+                    clock_offset_us: i64::MIN,
+                    clock_uncertainty_us: 1,
+                    samples: 1,
+                    agreeing: 1,
+                    min_rtt_us: 2,
+                },
+                end: None,
+            })
+        })
+        .contains("more than an hour"));
         let by_host = |r: &mut PeerReport, window: u32, negative: &str| {
             let mut w = series(r).latency[0].clone();
             w.window = window;
