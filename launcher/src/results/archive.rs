@@ -119,17 +119,43 @@ fn commit(gz: GzFile) -> anyhow::Result<FileEntry> {
     Ok(entry)
 }
 
-/// Gzips what `reader` gives into `path` (atomically), at most `cap` bytes of it, as
-/// a stream. Returns the file's entry, and whether there was more than `cap`.
-pub fn gzip_to_disk(
-    mut reader: impl Read,
-    path: &std::path::Path,
-    cap: u64,
-) -> anyhow::Result<(FileEntry, bool)> {
-    let mut gz = gz_file(path)?;
-    std::io::copy(&mut (&mut reader).take(cap), &mut gz)?;
-    let more = reader.read(&mut [0u8; 1])? > 0;
-    Ok((commit(gz)?, more))
+/// A gzipped file written in pieces (a container's logs, as they stream), in place of
+/// `path` once finished, keeping at most `cap` bytes of what it is given.
+pub struct CappedGz {
+    gz: GzFile,
+    left: u64,
+    cut: bool,
+}
+
+impl CappedGz {
+    pub fn create(path: &std::path::Path, cap: u64) -> anyhow::Result<CappedGz> {
+        Ok(CappedGz {
+            gz: gz_file(path)?,
+            left: cap,
+            cut: false,
+        })
+    }
+
+    /// Adds `bytes`, up to the cap.
+    pub fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        let keep = bytes
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        self.gz.write_all(&bytes[..keep])?;
+        self.left -= keep as u64;
+        self.cut |= keep < bytes.len();
+        Ok(())
+    }
+
+    /// True once more than the cap was given: the rest need not be read.
+    pub fn is_full(&self) -> bool {
+        self.cut
+    }
+
+    /// Puts the file in place: its entry, and whether anything was cut.
+    pub fn finish(self) -> anyhow::Result<(FileEntry, bool)> {
+        Ok((commit(self.gz)?, self.cut))
+    }
 }
 
 type Out = tar::Builder<GzFile>;
@@ -412,10 +438,16 @@ mod tests {
     }
 
     #[test]
-    fn gzips_a_stream_up_to_its_cap() {
+    fn gzips_pieces_up_to_its_cap() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("logs.txt.gz");
-        let (entry, more) = gzip_to_disk(&b"0123456789"[..], &path, 4).unwrap();
+        let mut gz = CappedGz::create(&path, 4).unwrap();
+        gz.write(b"012").unwrap();
+        assert!(!gz.is_full());
+        gz.write(b"3456789").unwrap();
+        assert!(gz.is_full());
+        assert!(!path.exists(), "in place only when finished");
+        let (entry, more) = gz.finish().unwrap();
         assert!(more);
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(entry.bytes, bytes.len() as u64);
@@ -424,8 +456,9 @@ mod tests {
             .read_to_string(&mut text)
             .unwrap();
         assert_eq!(text, "0123");
-        let (_, more) = gzip_to_disk(&b"0123"[..], &path, 4).unwrap();
-        assert!(!more, "exactly the cap is not over it");
+        let mut gz = CappedGz::create(&path, 4).unwrap();
+        gz.write(b"0123").unwrap();
+        assert!(!gz.finish().unwrap().1, "exactly the cap is not over it");
     }
 
     #[test]

@@ -39,6 +39,7 @@ use crate::run::names::{report_dir, reports_volume, REPORTS_DIR};
 use crate::tasks;
 use anyhow::Context;
 use cmesh_common::fsutil::write_atomic;
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -188,6 +189,9 @@ async fn fetch_reports(
     .await
 }
 
+/// Logs are gzipped in batches of this many bytes (what is held per container).
+const LOG_BATCH: usize = 256 << 10;
+
 /// The file in the report directory that proves a container finished its report.
 fn report_file(role: &str) -> &'static str {
     if role == labels::ROLE_COORDINATOR {
@@ -281,8 +285,9 @@ async fn observe(host: &Host, run: &RunDir, name: &str, caps: Caps) -> anyhow::R
     )
     .await?;
 
-    // Streamed to disk, up to the file cap.
-    let stream = host.engine.logs(
+    // Streamed to disk up to the file cap, gzipped a batch at a time off the async
+    // threads (most logs are one batch).
+    let mut stream = host.engine.logs(
         name,
         LogOptions {
             follow: false,
@@ -290,11 +295,36 @@ async fn observe(host: &Host, run: &RunDir, name: &str, caps: Caps) -> anyhow::R
         },
     );
     let path = dir.join("logs.txt.gz");
-    let (entry, cut) = tasks::on_thread_reading(stream, move |reader| {
-        archive::gzip_to_disk(reader, &path, caps.file)
-    })
-    .await
-    .with_context(|| format!("reading the logs of {where_}"))?;
+    let mut sink: Option<archive::CappedGz> = None;
+    let mut batch = Vec::new();
+    loop {
+        let next = stream.next().await;
+        let end = next.is_none();
+        if let Some(chunk) = next {
+            let chunk = chunk.with_context(|| format!("reading the logs of {where_}"))?;
+            batch.extend_from_slice(&chunk);
+        }
+        if end || batch.len() >= LOG_BATCH {
+            let (bytes, path) = (std::mem::take(&mut batch), path.clone());
+            let mut gz = sink.take();
+            let gz = tasks::cpu(move || {
+                let mut gz = match gz.take() {
+                    Some(gz) => gz,
+                    None => archive::CappedGz::create(&path, caps.file)?,
+                };
+                gz.write(&bytes)?;
+                Ok(gz)
+            })
+            .await?;
+            let full = gz.is_full();
+            sink = Some(gz);
+            if end || full {
+                break;
+            }
+        }
+    }
+    let sink = sink.expect("written at the end of the stream");
+    let (entry, cut) = tasks::cpu(move || sink.finish()).await?;
     files.insert("logs.txt.gz".into(), entry);
     let truncated = cut.then(|| {
         format!(
