@@ -1,11 +1,15 @@
 //! Clock offsets from NTP-style exchanges, as bounded intervals.
 //!
-//! A peer asks the coordinator for its clock (`GET /v1/clock`): it notes its own clock
-//! before sending (`t1`) and after the answer arrives (`t4`); the answer carries the
-//! coordinator's clock when it handled the request (`t2`). The coordinator read its clock
-//! at some real moment between `t1` and `t4`, so the peer's offset (peer clock minus
-//! coordinator clock) lies in `[t1 − t2, t4 − t2]`: an interval as wide as the round
-//! trip, whatever the network did. Nothing is assumed about symmetric paths.
+//! A peer asks the coordinator for its clock in one UDP datagram ([`request`]) on the
+//! coordinator's API port: it notes its own clock before sending (`t1`) and after the
+//! answer arrives (`t4`); the answer ([`reply`]) carries the coordinator's clock when the
+//! request arrived (`t2`) and when the answer left (`t3`). The coordinator's `t2` came
+//! after `t1` and its `t3` before `t4`, in real time, so the peer's offset (peer clock
+//! minus coordinator clock) lies in `[t1 − t2, t4 − t3]`: an interval as wide as the
+//! round trip less the coordinator's own time, whatever the network did. Nothing is
+//! assumed about symmetric paths. (UDP, not the HTTP API: a request that is parsed,
+//! routed and checked on one side and only read on the other makes the two directions
+//! unequal, and under load that put the middle of the interval 0.4 ms off.)
 //!
 //! Many exchanges give many intervals that all hold the true offset, so the offset lies in
 //! their intersection, which is at most as wide as the one with the shortest round trip
@@ -26,12 +30,13 @@ pub struct Interval {
 
 impl Interval {
     /// The interval one exchange gives: `t1` and `t4` on the peer's clock around the
-    /// request, `t2` the coordinator's clock in between (all µs).
-    pub fn of_exchange(t1_us: i64, t2_us: i64, t4_us: i64) -> Interval {
-        let (t1, t4) = (t1_us.min(t4_us), t1_us.max(t4_us));
+    /// request, `t2` and `t3` the coordinator's clock when it arrived and when the
+    /// answer left (all µs).
+    pub fn of_exchange(t1_us: i64, t2_us: i64, t3_us: i64, t4_us: i64) -> Interval {
+        let (lo, hi) = (t1_us.saturating_sub(t2_us), t4_us.saturating_sub(t3_us));
         Interval {
-            lo_us: t1.saturating_sub(t2_us),
-            hi_us: t4.saturating_sub(t2_us),
+            lo_us: lo.min(hi),
+            hi_us: lo.max(hi),
         }
     }
 
@@ -112,11 +117,12 @@ pub struct ClockEstimate {
 }
 
 impl ClockEstimate {
-    /// Combines exchanges `(t1, t2, t4)` (µs) taken around `at_unix_ms`; `None` for none.
-    pub fn of_exchanges(at_unix_ms: u64, exchanges: &[(i64, i64, i64)]) -> Option<Self> {
+    /// Combines exchanges `(t1, t2, t3, t4)` (µs) taken around `at_unix_ms`; `None` for
+    /// none.
+    pub fn of_exchanges(at_unix_ms: u64, exchanges: &[(i64, i64, i64, i64)]) -> Option<Self> {
         let intervals: Vec<Interval> = exchanges
             .iter()
-            .map(|&(t1, t2, t4)| Interval::of_exchange(t1, t2, t4))
+            .map(|&(t1, t2, t3, t4)| Interval::of_exchange(t1, t2, t3, t4))
             .collect();
         let (best, agreeing) = agree(&intervals)?;
         Some(ClockEstimate {
@@ -127,7 +133,7 @@ impl ClockEstimate {
             agreeing: agreeing as u32,
             min_rtt_us: exchanges
                 .iter()
-                .map(|&(t1, _, t4)| t4.abs_diff(t1))
+                .map(|&(t1, _, _, t4)| t4.abs_diff(t1))
                 .min()
                 .unwrap_or(0),
         })
@@ -136,6 +142,46 @@ impl ClockEstimate {
     pub fn interval(&self) -> Interval {
         Interval::around(self.clock_offset_us, self.clock_uncertainty_us)
     }
+}
+
+/// The first bytes of every clock datagram.
+const MAGIC: [u8; 4] = *b"cmt1";
+
+/// A clock request: the magic and a nonce the answer echoes, padded to the answer's 28
+/// bytes (as NTP does), so that answering cannot amplify traffic.
+pub fn request(nonce: u64) -> [u8; 28] {
+    let mut b = [0u8; 28];
+    b[..4].copy_from_slice(&MAGIC);
+    b[4..12].copy_from_slice(&nonce.to_be_bytes());
+    b
+}
+
+/// The nonce of a clock request; `None` for anything else.
+pub fn parse_request(b: &[u8]) -> Option<u64> {
+    if b.len() != 28 || b[..4] != MAGIC {
+        return None;
+    }
+    Some(u64::from_be_bytes(b[4..12].try_into().ok()?))
+}
+
+/// The answer to request `nonce`: the coordinator's clock when it arrived and when the
+/// answer left, µs since the Unix epoch (28 bytes).
+pub fn reply(nonce: u64, t2_us: u64, t3_us: u64) -> [u8; 28] {
+    let mut b = [0u8; 28];
+    b[..4].copy_from_slice(&MAGIC);
+    b[4..12].copy_from_slice(&nonce.to_be_bytes());
+    b[12..20].copy_from_slice(&t2_us.to_be_bytes());
+    b[20..28].copy_from_slice(&t3_us.to_be_bytes());
+    b
+}
+
+/// `(nonce, t2, t3)` of an answer; `None` for anything else.
+pub fn parse_reply(b: &[u8]) -> Option<(u64, u64, u64)> {
+    if b.len() != 28 || b[..4] != MAGIC {
+        return None;
+    }
+    let word = |i: usize| u64::from_be_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+    Some((word(4), word(12), word(20)))
 }
 
 /// A peer's clock against the coordinator's: at the start of its run and at the end.
@@ -151,11 +197,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_exchange_bounds_the_offset_by_its_round_trip() {
-        // Peer 500 µs ahead; 100 µs out, 300 µs back.
+    fn an_exchange_bounds_the_offset_by_its_round_trip_less_the_servers_time() {
+        // Peer 500 µs ahead; 100 µs out, 50 µs at the coordinator, 300 µs back.
         let (t1, t2) = (1_000_500, 1_000_100);
-        let t4 = t1 + 400;
-        let i = Interval::of_exchange(t1, t2, t4);
+        let (t3, t4) = (t2 + 50, t1 + 450);
+        let i = Interval::of_exchange(t1, t2, t3, t4);
         assert!(i.lo_us <= 500 && 500 <= i.hi_us, "{i:?}");
         assert_eq!(i.uncertainty_us(), 200);
         // The midpoint is off by the asymmetry's half: (100 - 300) / 2.
@@ -163,10 +209,27 @@ mod tests {
     }
 
     #[test]
+    fn datagrams_round_trip_and_anything_else_is_refused() {
+        assert_eq!(parse_request(&request(7)), Some(7));
+        assert_eq!(parse_reply(&reply(7, 10, 20)), Some((7, 10, 20)));
+        assert_eq!(parse_request(b"cmt1"), None);
+        assert_eq!(
+            parse_request(&reply(7, 1, 2)),
+            Some(7),
+            "same shape: the magic and nonce"
+        );
+        assert_eq!(request(7).len(), reply(7, 1, 2).len(), "no amplification");
+        assert_eq!(parse_reply(&request(7)), Some((7, 0, 0)));
+        let mut bad = request(7);
+        bad[0] = b'x';
+        assert_eq!(parse_request(&bad), None);
+    }
+
+    #[test]
     fn intersecting_exchanges_is_tighter_than_the_fastest_one() {
         // True offset 0. A fast request with a slow answer, and the reverse.
-        let a = (0, 10, 200); // 10 out, 190 back: [-10, 190]
-        let b = (1_000, 1_190, 1_200); // 190 out, 10 back: [-190, 10]
+        let a = (0, 10, 10, 200); // 10 out, 190 back: [-10, 190]
+        let b = (1_000, 1_190, 1_190, 1_200); // 190 out, 10 back: [-190, 10]
         let e = ClockEstimate::of_exchanges(1, &[a, b]).unwrap();
         assert_eq!((e.clock_offset_us, e.clock_uncertainty_us), (0, 10));
         assert_eq!((e.samples, e.agreeing, e.min_rtt_us), (2, 2, 200));
@@ -197,7 +260,7 @@ mod tests {
 
     #[test]
     fn extreme_readings_do_not_overflow() {
-        let i = Interval::of_exchange(i64::MAX / 4, -(i64::MAX / 4), i64::MAX / 4);
+        let i = Interval::of_exchange(i64::MAX / 4, -(i64::MAX / 4), i64::MIN, i64::MAX / 4);
         assert!(i.uncertainty_us() >= 1);
         let far = Interval::around(i64::MAX - 1, u64::MAX);
         assert!(agree(&[far, Interval::around(0, 1)]).is_some());

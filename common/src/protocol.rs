@@ -12,9 +12,11 @@
 //! | `POST /v1/barrier/{name}` | [`BarrierArrive`] | long-poll: [`BarrierStatus`] |
 //! | `POST /v1/chaos` | [`ChaosRequest`] | [`ChaosAction`]; `400` bad action, `409` the run is not running |
 //! | `GET /v1/chaos?peer=NAME&after=N` | | long-poll: `200` the [`ChaosAction`]s with `seq > N` (may be empty) |
-//! | `GET /v1/clock` | | [`ClockReading`]: the coordinator's clock, for NTP-style offsets ([`crate::clock`]) |
 //! | `GET /status` | | [`StatusReport`] |
 //! | `GET /healthz` | (no token needed) | `200 ok` |
+//!
+//! On the same port over UDP, the coordinator answers clock requests
+//! ([`crate::clock::request`]), for the peers' clock offsets.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -137,13 +139,6 @@ pub struct RegisterRequest {
     /// correction of cross-host latency).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-}
-
-/// The coordinator's clock when it handled a `GET /v1/clock`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClockReading {
-    /// µs since the Unix epoch.
-    pub unix_us: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -105,6 +105,10 @@ pub struct PeerReport {
     /// Latency, deliveries and interface traffic per time window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_series: Option<TimeSeries>,
+    /// How late the peer's own timers fired (50 ms period) while it ran, µs: its
+    /// scheduling lag. High when its host's CPUs (or its CPU quota) are saturated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduling_lag: Option<LatencyReport>,
     /// Local write and read probes and how many finished within the deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub availability: Option<Availability>,
@@ -140,6 +144,9 @@ pub struct TimeSeries {
     pub received: Vec<u64>,
     /// Bytes received and sent per window, per network interface (loopback left out).
     pub interfaces: BTreeMap<String, InterfaceSeries>,
+    /// The scheduling lag per window (windows without samples left out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scheduling_lag: Vec<WindowLatency>,
 }
 
 /// One window's latency: percentiles plus a coarse histogram (1 significant digit,
@@ -289,6 +296,7 @@ impl PeerReport {
             faults: Vec::new(),
             resync: Vec::new(),
             time_series: None,
+            scheduling_lag: None,
             availability: None,
         }
     }

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cmesh_common::protocol::{
-    BarrierArrive, ChaosAction, ChaosRequest, ClockReading, ErrorBody, Heartbeat, RegisterRequest,
+    BarrierArrive, ChaosAction, ChaosRequest, ErrorBody, Heartbeat, RegisterRequest,
     RegisterResponse, StateChange,
 };
 use cmesh_common::token;
@@ -46,7 +46,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/state", post(change_state))
         .route("/v1/barrier/{name}", post(barrier))
         .route("/v1/chaos", post(chaos).get(chaos_since))
-        .route("/v1/clock", get(clock))
         .route("/status", get(status))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -100,14 +99,6 @@ async fn require_token(
 
 fn now() -> u64 {
     cmesh_common::unix_millis()
-}
-
-/// The clock, read as the handler runs: no lock, nothing else on the way, so the reading
-/// sits inside the peer's round trip as tightly as the server allows.
-async fn clock() -> Json<ClockReading> {
-    Json(ClockReading {
-        unix_us: cmesh_common::unix_micros(),
-    })
 }
 
 async fn register(

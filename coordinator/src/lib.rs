@@ -5,6 +5,7 @@
 //! - [`state`]: the run's state machine (registrations, peer states, plan, barriers),
 //!   synchronous and unit-tested;
 //! - [`api`]: the HTTP/JSON API over it, behind the run token;
+//! - [`clock`]: its clock over UDP on the same port, for the peers' clock offsets;
 //! - [`output`]: the files it leaves in its output directory;
 //! - [`cli`]: its flags.
 //!
@@ -14,6 +15,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod output;
 pub mod state;
 
@@ -84,6 +86,19 @@ pub async fn serve(config: Config, listener: TcpListener) -> anyhow::Result<i32>
         local.to_string().as_bytes(),
     )?;
     tracing::info!(%local, run_id = %config.run_id, peers = spec.peers, "coordinator listening");
+
+    // The clock service, on the same port over UDP. Without it the peers get no
+    // in-band offset, and analyze falls back to the engines' clocks: a warning, not a
+    // failure.
+    let clock_service = match tokio::net::UdpSocket::bind(local).await {
+        Ok(socket) => Some(tokio::spawn(clock::serve(socket))),
+        Err(e) => {
+            tracing::warn!(
+                "cannot serve the clock on udp {local}: {e}; peers will have no clock offsets"
+            );
+            None
+        }
+    };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = {
@@ -189,6 +204,9 @@ pub async fn serve(config: Config, listener: TcpListener) -> anyhow::Result<i32>
         tokio::time::sleep(config.linger).await;
     }
     clock.abort();
+    if let Some(c) = clock_service {
+        c.abort();
+    }
     let _ = stop_tx.send(true);
     drop(shared);
     let _ = server.await;

@@ -124,28 +124,31 @@ fn wrong_token_gets_401_and_changes_nothing() {
         );
         assert_eq!(status["phase"], "registering");
         assert_eq!(status["counts"]["init"], 0);
-        // The clock needs the token too, and reads between our before and after.
-        let clock = format!("{base}/v1/clock");
-        assert_eq!(http.get(&clock).send().await.unwrap().status(), 401);
-        let before = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_micros() as u64;
-        let reading: serde_json::Value = http
-            .get(&clock)
-            .header("x-cmesh-token", "right-token")
-            .send()
+        // The clock, over UDP on the same port: the answer echoes the nonce, and both
+        // of its readings fall between our send and our receive.
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        udp.connect(&addr).await.unwrap();
+        udp.send(b"not a clock request").await.unwrap();
+        let now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_micros() as u64
+        };
+        let before = now();
+        udp.send(&cmesh_common::clock::request(42)).await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(10), udp.recv(&mut buf))
             .await
-            .unwrap()
-            .json()
-            .await
+            .expect("a clock answer (and none for the junk before it)")
             .unwrap();
-        let after = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_micros() as u64;
-        let at = reading["unix_us"].as_u64().unwrap();
-        assert!(before <= at && at <= after, "{before} <= {at} <= {after}");
+        let after = now();
+        let (nonce, t2, t3) = cmesh_common::clock::parse_reply(&buf[..n]).unwrap();
+        assert_eq!(nonce, 42);
+        assert!(
+            before <= t2 && t2 <= t3 && t3 <= after,
+            "{before} {t2} {t3} {after}"
+        );
         // The right token works, and /healthz needs none.
         let r = http
             .post(format!("{base}/v1/register"))

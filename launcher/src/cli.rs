@@ -393,6 +393,11 @@ pub struct SpawnArgs {
     /// Memory limit per peer container, in MiB.
     #[arg(long, default_value_t = 128)]
     pub peer_memory_mib: u64,
+    /// CPU quota per peer container, in CPUs (0.01 to 1024; e.g. 0.25 for a quarter of a
+    /// core) [default: none]. Emulates small devices, and makes CPU saturation
+    /// reproducible on any machine.
+    #[arg(long, value_name = "CPUS", value_parser = parse_cpus)]
+    pub peer_cpus: Option<f64>,
     /// The peers' sync backend; the peer image must have it (its io.cmesh.backends
     /// label).
     #[arg(long, value_enum, default_value_t = BackendKind::Mesh)]
@@ -452,6 +457,18 @@ impl CapsArgs {
     }
 }
 
+/// `--peer-cpus`: a number of CPUs from 0.01 (Docker's smallest quota) to 1024.
+fn parse_cpus(s: &str) -> Result<f64, String> {
+    let cpus: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of CPUs (e.g. 0.25)"))?;
+    if !(0.01..=1024.0).contains(&cpus) {
+        return Err(format!("{s} CPUs: give 0.01 to 1024"));
+    }
+    Ok(cpus)
+}
+
 fn load_hosts(flag: Option<&Path>) -> anyhow::Result<hosts::HostsFile> {
     match flag {
         Some(p) => hosts::load(p),
@@ -498,6 +515,7 @@ pub fn spawn_request(runs_dir: &Path, a: &SpawnArgs) -> anyhow::Result<spawn::Sp
         subnet,
         concurrency: a.concurrency,
         peer_memory_bytes: (a.peer_memory_mib as i64) << 20,
+        peer_nano_cpus: a.peer_cpus.map(|c| (c * 1e9).round() as i64),
         bin_dir: images::bin_dir(a.images.bin_dir.as_deref()),
         base_image: a.images.base_image.clone(),
         backend: spawn::BackendChoice::new(
@@ -783,4 +801,18 @@ async fn run_all(runs: &Path, a: RunArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(if summary.ok && waited.is_ok() { 0 } else { 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_cpus_are_a_bounded_number() {
+        assert_eq!(parse_cpus("0.25"), Ok(0.25));
+        assert_eq!(parse_cpus("2"), Ok(2.0));
+        for bad in ["0", "0.001", "-1", "NaN", "inf", "2000", "a quarter"] {
+            assert!(parse_cpus(bad).is_err(), "{bad}");
+        }
+    }
 }

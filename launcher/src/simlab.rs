@@ -106,6 +106,7 @@ impl SimLab {
             subnet: None,
             concurrency: 16,
             peer_memory_bytes: 128 << 20,
+            peer_nano_cpus: None,
             bin_dir: self.bin_dir.path().to_owned(),
             base_image: None,
             backend: crate::spawn::BackendChoice {

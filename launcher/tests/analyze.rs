@@ -37,6 +37,7 @@ fn good(name: &str) -> PeerReport {
         received: vec![0, 2],
         interfaces: Default::default(),
         latency_by_origin_host: Default::default(),
+        scheduling_lag: Default::default(),
     });
     r
 }

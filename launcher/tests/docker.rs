@@ -132,6 +132,8 @@ fn a_peer_killed_mid_run_is_extracted_with_its_logs_and_its_last_checkpoint() {
             "20s",
             "--graph",
             "complete",
+            "--peer-cpus",
+            "0.5",
             "--run-id",
             &id,
             "--json",
@@ -143,6 +145,16 @@ fn a_peer_killed_mid_run_is_extracted_with_its_logs_and_its_last_checkpoint() {
         "spawn failed:\n{}",
         text(&out.stderr)
     );
+    // --peer-cpus is each peer's CPU quota; the coordinator has none.
+    let quota = |name: &str| {
+        let out = Command::new("docker")
+            .args(["inspect", "-f", "{{.HostConfig.NanoCpus}}", name])
+            .output()
+            .unwrap();
+        text(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(quota(&format!("{id}-peer-0001")), "500000000");
+    assert_eq!(quota(&format!("{id}-coordinator")), "0");
     let spawned: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(spawned["run_id"], id.as_str());
     assert_eq!(spawned["peers"], 4);
@@ -494,6 +506,10 @@ fn bad_input_exits_2_before_anything_is_created() {
         (
             vec!["spawn", "--peers", "2", "--graph", "star"],
             "invalid value 'star' for '--graph <GRAPH>'".into(),
+        ),
+        (
+            vec!["spawn", "--peers", "2", "--peer-cpus", "0"],
+            "0 CPUs: give 0.01 to 1024".into(),
         ),
     ];
     for (mut args, expected) in cases {

@@ -6,8 +6,8 @@
 
 use cmesh_common::plan::ExecutionPlan;
 use cmesh_common::protocol::{
-    BarrierArrive, BarrierStatus, ChaosAction, ClockReading, ErrorBody, Heartbeat, PeerState,
-    RegisterRequest, RegisterResponse, StateChange,
+    BarrierArrive, BarrierStatus, ChaosAction, ErrorBody, Heartbeat, PeerState, RegisterRequest,
+    RegisterResponse, StateChange,
 };
 use cmesh_common::token;
 use reqwest::StatusCode;
@@ -194,27 +194,6 @@ impl CoordinatorClient {
                 addr: self.addr.clone(),
                 waited: Duration::ZERO,
                 last,
-            }),
-        }
-    }
-
-    /// The coordinator's clock, once, without retry: each reading is one sample of a
-    /// clock exchange ([`crate::clock`]), and a failed one is just left out.
-    pub async fn clock(&self) -> Result<ClockReading, ClientError> {
-        let r = self
-            .http
-            .get(format!("{}/v1/clock", self.base))
-            .header(token::HEADER, &self.token)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await;
-        match Self::classify(r).await {
-            Attempt::Done(v) => Ok(v),
-            Attempt::Fail(e) => Err(e),
-            Attempt::Again | Attempt::Retry(_) => Err(ClientError::Unreachable {
-                addr: self.addr.clone(),
-                waited: Duration::ZERO,
-                last: "no clock reading".into(),
             }),
         }
     }

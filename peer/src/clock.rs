@@ -1,43 +1,57 @@
 //! This peer's clock against the coordinator's, from NTP-style exchanges.
 //!
 //! At the start of the run (between Ready and the common start) and at the end (after
-//! the `synced` barrier, when the host is quiet) the peer asks the coordinator for its
-//! clock a number of times, a few ms apart with jitter so that peers do not ask in step.
-//! Every exchange bounds the offset by its round trip; the estimate is what they all
-//! agree on ([`cmesh_common::clock`]). Every exchange is valid, the first one too (its
-//! round trip includes opening the connection, which only widens its bound), and a
-//! failed one is left out. The two estimates go in the report; their difference over
-//! the time between them is the drift.
+//! the `synced` barrier, when the host is quiet) the peer sends the coordinator a number
+//! of clock requests over UDP, on the API's port, a few ms apart with jitter so that
+//! peers do not ask in step. Every exchange bounds the offset by its round trip; the
+//! estimate is what they all agree on ([`cmesh_common::clock`]). A request without an
+//! answer within [`ANSWER_WAIT`] is left out (UDP may drop it), and so is an answer to
+//! an older request. The two estimates go in the report; analyze derives the drift.
 
-use crate::client::CoordinatorClient;
-use cmesh_common::clock::ClockEstimate;
+use cmesh_common::clock::{parse_reply, request, ClockEstimate};
 use rand::{Rng, SeedableRng};
 use std::time::Duration;
+use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
 /// Pause between exchanges: this plus up to as much again, random.
 const SPACING: Duration = Duration::from_millis(2);
 
-/// Up to `samples` exchanges, stopping at `deadline`; `None` if none succeeded.
-pub async fn measure(
-    client: &CoordinatorClient,
-    samples: u32,
-    deadline: Instant,
-) -> Option<ClockEstimate> {
+/// How long one request waits for its answer.
+pub const ANSWER_WAIT: Duration = Duration::from_millis(250);
+
+/// Up to `samples` exchanges with the coordinator at `coordinator` (`HOST:PORT`),
+/// stopping at `deadline`; `None` if none was answered.
+pub async fn measure(coordinator: &str, samples: u32, deadline: Instant) -> Option<ClockEstimate> {
     let at = cmesh_common::unix_millis();
-    let mut exchanges = Vec::with_capacity(samples as usize);
-    let mut attempts = 0;
+    let socket = match connect(coordinator).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("no clock exchanges with {coordinator}: {e}");
+            return None;
+        }
+    };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cmesh_common::unix_micros());
-    // Failed attempts count too, so a coordinator that does not answer ends the series.
-    while attempts < samples && Instant::now() < deadline {
-        attempts += 1;
-        let t1 = cmesh_common::unix_micros() as i64;
-        let reading = tokio::time::timeout_at(deadline, client.clock()).await;
-        let t4 = cmesh_common::unix_micros() as i64;
-        match reading {
-            Ok(Ok(r)) => exchanges.push((t1, r.unix_us as i64, t4)),
-            Ok(Err(e)) => tracing::debug!("a clock exchange failed: {e}"),
-            Err(_) => break,
+    let mut exchanges = Vec::with_capacity(samples as usize);
+    let mut buf = [0u8; 64];
+    for nonce in 0..u64::from(samples) {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let t1 = cmesh_common::unix_micros();
+        if socket.send(&request(nonce)).await.is_err() {
+            continue;
+        }
+        let wait = (Instant::now() + ANSWER_WAIT).min(deadline);
+        // Read until this request's answer, or give up on it.
+        while let Ok(Ok(n)) = tokio::time::timeout_at(wait, socket.recv(&mut buf)).await {
+            let t4 = cmesh_common::unix_micros();
+            if let Some((echo, t2, t3)) = parse_reply(&buf[..n]) {
+                if echo == nonce {
+                    exchanges.push((t1 as i64, t2 as i64, t3 as i64, t4 as i64));
+                    break;
+                }
+            }
         }
         let jitter = rng.random_range(Duration::ZERO..=SPACING);
         tokio::time::sleep(
@@ -48,8 +62,23 @@ pub async fn measure(
     ClockEstimate::of_exchanges(at, &exchanges)
 }
 
+async fn connect(coordinator: &str) -> std::io::Result<UdpSocket> {
+    let addr = tokio::net::lookup_host(coordinator)
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::other("no address"))?;
+    let local = if addr.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    let socket = UdpSocket::bind(local).await?;
+    socket.connect(addr).await?;
+    Ok(socket)
+}
+
 /// The time to give a series of `samples` exchanges when nothing else bounds it: enough
-/// for round trips of a few ms on a busy host.
+/// for round trips of a few ms on a busy host, and one lost answer.
 pub fn budget(samples: u32) -> Duration {
     Duration::from_millis(500) + SPACING * 4 * samples
 }

@@ -7,6 +7,7 @@
 //! - [`clock`]: this peer's clock against the coordinator's, from NTP-style exchanges;
 //! - [`metrics`]: latency (HDR histogram), delivery counts, time windows and resync;
 //! - [`netdev`]: bytes in and out per interface per window;
+//! - [`lag`]: how late its own timers fire, its scheduling lag;
 //! - [`faults`], [`shaping`]: the plan's faults, carried out on this container;
 //! - [`checkpoint`]: what was measured so far, every few seconds, in `checkpoint.json`;
 //! - [`events`]: the `events.jsonl` log;
@@ -20,6 +21,7 @@ pub mod client;
 pub mod clock;
 pub mod events;
 pub mod faults;
+pub mod lag;
 pub mod metrics;
 pub mod netdev;
 pub mod run;

@@ -262,10 +262,16 @@ async fn follow_plan(
         } else {
             budget
         };
-        let start = crate::clock::measure(client, cfg.clock_samples, deadline).await;
+        let start = crate::clock::measure(&cfg.coordinator, cfg.clock_samples, deadline).await;
         events.log("clock", json!({"at": "start", "estimate": start}));
         report.clock_sync = start.map(|start| ClockSync { start, end: None });
     }
+    // From here to the report: how late this peer's own timers fire.
+    let lag = Arc::new(crate::lag::LagSampler::start(
+        plan.start_at_unix_ms,
+        window_ms,
+        plan.spec.duration_ms.div_ceil(window_ms) as usize,
+    ));
     tokio::time::sleep_until(start_at).await;
     if rejoined {
         // Learn from the neighbours how far this peer had written before it writes
@@ -297,14 +303,20 @@ async fn follow_plan(
             base
         },
         {
-            let (metrics, names, produced) =
-                (metrics.clone(), names.clone(), produced_so_far.clone());
+            let (metrics, names, produced, lag) = (
+                metrics.clone(),
+                names.clone(),
+                produced_so_far.clone(),
+                lag.clone(),
+            );
             let me = me.index;
             move |report: &mut PeerReport| {
                 report.records_produced = produced.load(Ordering::Relaxed);
                 let metrics = metrics.lock().unwrap_or_else(|e| e.into_inner());
                 fill_from_metrics(report, &metrics, &names, me, None);
                 // Resyncs are judged at the end (caught up or not): not in a checkpoint.
+                let (lag_all, lag_windows) = lag.snapshot();
+                report.scheduling_lag = Some(lag_all);
                 report.time_series = Some(TimeSeries {
                     start_unix_ms: plan.start_at_unix_ms,
                     window_ms,
@@ -312,6 +324,7 @@ async fn follow_plan(
                     latency_by_origin_host: metrics.window_latency_by_host(),
                     received: metrics.received_per_window(),
                     interfaces: Default::default(),
+                    scheduling_lag: lag_windows,
                 });
             }
         },
@@ -369,7 +382,7 @@ async fn follow_plan(
     // The clock again, now that the host is quiet: with the start's, the drift.
     if cfg.clock_samples > 0 {
         let deadline = Instant::now() + crate::clock::budget(cfg.clock_samples);
-        let end = crate::clock::measure(client, cfg.clock_samples, deadline).await;
+        let end = crate::clock::measure(&cfg.coordinator, cfg.clock_samples, deadline).await;
         events.log("clock", json!({"at": "end", "estimate": end}));
         report.clock_sync = match (report.clock_sync.take(), end) {
             (Some(sync), end) => Some(ClockSync { end, ..sync }),
@@ -396,6 +409,8 @@ async fn follow_plan(
         .collect();
     report.delta_sync = stats.delta_sync;
     report.resync = metrics.resyncs(caught_up);
+    let (lag_all, lag_windows) = lag.snapshot();
+    report.scheduling_lag = Some(lag_all);
     report.time_series = Some(TimeSeries {
         start_unix_ms: plan.start_at_unix_ms,
         window_ms,
@@ -403,6 +418,7 @@ async fn follow_plan(
         latency_by_origin_host: metrics.window_latency_by_host(),
         received: metrics.received_per_window(),
         interfaces,
+        scheduling_lag: lag_windows,
     });
     events.log(
         "report",

@@ -66,6 +66,13 @@ fn run_mesh(graph: &str) {
             "one latency sample per received record"
         );
         assert!(!l["histogram"].as_str().unwrap().is_empty());
+        // Its own scheduling lag, sampled all along, and per window.
+        let lag = &r["scheduling_lag"];
+        assert!(lag["count"].as_u64() > Some(10), "{graph}: {name}: {lag}");
+        assert!(!r["time_series"]["scheduling_lag"]
+            .as_array()
+            .unwrap()
+            .is_empty());
         // One machine, one clock: the true offset is 0, and every estimate's interval
         // must hold it.
         for at in ["start", "end"] {

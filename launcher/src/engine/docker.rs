@@ -177,6 +177,7 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             }),
             memory: spec.memory_bytes,
             memory_swap: spec.memory_bytes,
+            nano_cpus: spec.nano_cpus,
             init: spec.init.then_some(true),
             log_config: spec.capped_logs.then(|| HostConfigLogConfig {
                 typ: Some("json-file".into()),

@@ -216,6 +216,8 @@ pub struct ContainerSpec {
     pub tmpfs: Vec<String>,
     /// Memory limit in bytes (swap the same: none).
     pub memory_bytes: Option<i64>,
+    /// CPU quota in billionths of a CPU (`docker run --cpus`).
+    pub nano_cpus: Option<i64>,
     /// Run an init process as PID 1.
     pub init: bool,
     /// json-file logs capped at 2 × 10 MB.

@@ -328,7 +328,8 @@ async fn observe(host: &Host, run: &RunDir, name: &str, caps: Caps) -> anyhow::R
     files.insert("logs.txt.gz".into(), entry);
     let truncated = cut.then(|| {
         format!(
-            "its logs are longer than the {} MiB cap of a file (--max-file-mib): kept the first",
+            "logs.txt: longer than the {} MiB file cap (--max-file-mib); kept the first {} MiB",
+            caps.file >> 20,
             caps.file >> 20
         )
     });

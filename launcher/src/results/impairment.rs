@@ -444,6 +444,7 @@ mod tests {
             latency: vec![window(0, &[1_000, 2_000]), window(2, &[9_000_000])],
             received: vec![2, 0, 0, 1],
             latency_by_origin_host: BTreeMap::new(),
+            scheduling_lag: Vec::new(),
             interfaces: BTreeMap::from([(
                 "eth0".to_owned(),
                 InterfaceSeries {

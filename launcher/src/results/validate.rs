@@ -98,6 +98,9 @@ pub fn check(r: &PeerReport, b: &Bounds) -> Result<(), String> {
         }
     }
     decodes("message_latency.histogram", &r.message_latency.histogram)?;
+    if let Some(l) = &r.scheduling_lag {
+        decodes("scheduling_lag.histogram", &l.histogram)?;
+    }
     for (host, l) in &r.latency_by_origin_host {
         decodes(&format!("latency from host {host}"), &l.histogram)?;
         if let Some(n) = &l.negative_histogram {
@@ -146,6 +149,21 @@ pub fn check(r: &PeerReport, b: &Bounds) -> Result<(), String> {
     }
     for w in &s.latency {
         decodes(&format!("latency window {}", w.window), &w.histogram)?;
+    }
+    if s.scheduling_lag.len() as u64 > b.windows {
+        return Err(format!(
+            "scheduling lag longer than the run's {} windows",
+            b.windows
+        ));
+    }
+    for w in &s.scheduling_lag {
+        if u64::from(w.window) >= b.windows {
+            return Err(format!(
+                "scheduling lag window {} past the run's {} windows",
+                w.window, b.windows
+            ));
+        }
+        decodes(&format!("scheduling lag window {}", w.window), &w.histogram)?;
     }
     if s.latency_by_origin_host.len() > b.hosts.max(1) {
         return Err(format!(
@@ -217,6 +235,7 @@ mod tests {
             received: vec![0, 1],
             interfaces: Default::default(),
             latency_by_origin_host: Default::default(),
+            scheduling_lag: Default::default(),
         });
         r
     }
@@ -262,6 +281,18 @@ mod tests {
             })
         })
         .contains("more than an hour"));
+        assert!(bad(&|r| {
+            let mut w = series(r).latency[0].clone();
+            w.window = 99;
+            series(r).scheduling_lag = vec![w];
+        })
+        .contains("scheduling lag window 99 past"));
+        assert!(bad(&|r| {
+            let mut l = r.message_latency.clone();
+            l.histogram = "%%".into();
+            r.scheduling_lag = Some(l);
+        })
+        .contains("scheduling_lag.histogram"));
         let by_host = |r: &mut PeerReport, window: u32, negative: &str| {
             let mut w = series(r).latency[0].clone();
             w.window = window;

@@ -25,6 +25,8 @@ pub struct ContainerPlan {
     pub image: String,
     pub args: Vec<String>,
     pub memory: i64,
+    /// CPU quota in billionths of a CPU, if any.
+    pub nano_cpus: Option<i64>,
     /// Publish the coordinator's API on the host's loopback.
     pub publish: bool,
 }
@@ -129,6 +131,7 @@ pub fn spec(run: &str, host: &str, network: &str, c: &ContainerPlan) -> Containe
         network: Some(network.to_owned()),
         cap_add: vec!["NET_ADMIN".into()],
         memory_bytes: Some(c.memory),
+        nano_cpus: c.nano_cpus,
         init: true,
         capped_logs: true,
         publish: if c.publish {
@@ -221,11 +224,13 @@ mod tests {
             image: "img".into(),
             args: peer_args("r", "r-peer-0001", "local", "mesh"),
             memory: 64 << 20,
+            nano_cpus: Some(250_000_000),
             publish: false,
         };
         let s = spec("r", "local", "cmesh-r", &c);
         assert_eq!(s.cap_add, vec!["NET_ADMIN".to_owned()]);
         assert_eq!(s.memory_bytes, Some(64 << 20));
+        assert_eq!(s.nano_cpus, Some(250_000_000));
         assert!(s.capped_logs && s.init && s.publish.is_empty());
         assert_eq!(s.hostname.as_deref(), Some("r-peer-0001"));
         assert_eq!(s.labels[labels::RUN], "r");

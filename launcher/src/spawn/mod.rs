@@ -53,6 +53,8 @@ pub struct SpawnRequest {
     /// Containers started at once per host.
     pub concurrency: usize,
     pub peer_memory_bytes: i64,
+    /// CPU quota per peer container, in billionths of a CPU (`--peer-cpus`).
+    pub peer_nano_cpus: Option<i64>,
     pub bin_dir: PathBuf,
     pub base_image: Option<String>,
     pub backend: BackendChoice,
@@ -192,6 +194,7 @@ async fn start_coordinator(
         image: images.coordinator.tag.clone(),
         args: coordinator_args(&run.id, spec),
         memory: 1 << 30,
+        nano_cpus: None,
         publish: true,
     };
     containers::ensure(
@@ -372,6 +375,7 @@ pub async fn spawn_with(connector: &Connector, req: SpawnRequest) -> anyhow::Res
             index: p.index,
             image: images.peer.tag.clone(),
             memory: req.peer_memory_bytes,
+            nano_cpus: req.peer_nano_cpus,
             publish: false,
         };
         let (host, run_id, net, state) =
