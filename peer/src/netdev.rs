@@ -61,7 +61,9 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    pub fn start(start_unix_ms: u64, window: Duration) -> Sampler {
+    /// Samples every `window` from `start_unix_ms`, for at most `max_windows` windows
+    /// (a report's arrival-time series are bounded: twice the run's windows).
+    pub fn start(start_unix_ms: u64, window: Duration, max_windows: usize) -> Sampler {
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             let mut series = BTreeMap::new();
@@ -69,7 +71,7 @@ impl Sampler {
             tokio::time::sleep_until(at).await;
             let mut before = read();
             let mut windows = 0;
-            loop {
+            while windows < max_windows {
                 at += window;
                 tokio::select! {
                     _ = tokio::time::sleep_until(at) => {}

@@ -248,8 +248,11 @@ async fn follow_plan(
     );
     // Mobility: what each re-drawing fault did, for the report.
     let moved = Mutex::new(Vec::<AppliedFault>::new());
-    let netdev =
-        crate::netdev::Sampler::start(plan.start_at_unix_ms, Duration::from_millis(window_ms));
+    let netdev = crate::netdev::Sampler::start(
+        plan.start_at_unix_ms,
+        Duration::from_millis(window_ms),
+        2 * plan.spec.duration_ms.div_ceil(window_ms) as usize,
+    );
     let start_at = crate::time::unix_ms_to_instant(plan.start_at_unix_ms);
     // The clock, while everyone waits for the start (and before the first checkpoint).
     if cfg.clock_samples > 0 {
@@ -379,6 +382,8 @@ async fn follow_plan(
             json!({"barrier": "synced", "arrived": synced.arrived, "expected": synced.expected}),
         );
     }
+    let stats = backend.stop().await;
+    let interfaces = netdev.finish().await;
     // The clock again, now that the host is quiet: with the start's, the drift.
     if cfg.clock_samples > 0 {
         let deadline = Instant::now() + crate::clock::budget(cfg.clock_samples);
@@ -390,8 +395,6 @@ async fn follow_plan(
             (None, None) => None,
         };
     }
-    let stats = backend.stop().await;
-    let interfaces = netdev.finish().await;
 
     drop(checkpoints);
     let metrics = metrics.lock().unwrap_or_else(|e| e.into_inner());

@@ -352,10 +352,25 @@ pub fn run_plan_json(runs: &Path, plan: &Path, id: &str) -> (serde_json::Value, 
     if out.status.code() != Some(0) {
         let _ = launcher(runs, &["down", "--force", "--run", id]);
     }
+    // On failure, what the summary says went wrong.
+    let why = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .map(|s| {
+            let keys = [
+                "peers_failed",
+                "peers_lost",
+                "peers_invalid",
+                "peers_unreachable",
+            ];
+            keys.iter()
+                .map(|k| format!("{k}: {}", s[*k]))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default();
     assert_eq!(
         out.status.code(),
         Some(0),
-        "{id}: launcher run failed:\n{stderr}"
+        "{id}: launcher run failed:\n{stderr}\n{why}"
     );
     let summary = serde_json::from_slice(&out.stdout).expect("summary.json on stdout");
     (summary, stderr)

@@ -31,7 +31,11 @@ const MAX_ENTRIES: usize = 10_000;
 #[derive(Clone, Debug)]
 pub struct Bounds {
     pub window_ms: u64,
+    /// Windows by write or sampling time: the run's, and a little slack.
     pub windows: u64,
+    /// Windows by arrival time (records received, interface bytes): twice the run's,
+    /// as the peer keeps them, for the catch-up after the writing ends.
+    pub arrival_windows: u64,
     pub peers: usize,
     pub hosts: usize,
     /// The time series' common start (the median over the run's reports), if known.
@@ -46,6 +50,7 @@ impl Bounds {
         Bounds {
             window_ms: window,
             windows: spec.duration_ms.div_ceil(window) + SLACK_WINDOWS,
+            arrival_windows: 2 * spec.duration_ms.div_ceil(window) + SLACK_WINDOWS,
             peers: spec.peers,
             hosts,
             start_unix_ms: None,
@@ -130,20 +135,22 @@ pub fn check(r: &PeerReport, b: &Bounds) -> Result<(), String> {
             w.window, b.windows
         ));
     }
-    if s.latency.len() as u64 > b.windows || s.received.len() as u64 > b.windows {
+    if s.latency.len() as u64 > b.windows || s.received.len() as u64 > b.arrival_windows {
         return Err(format!(
-            "time series longer than the run's {} windows",
-            b.windows
+            "time series longer than the run's {} windows ({} by arrival)",
+            b.windows, b.arrival_windows
         ));
     }
     if s.interfaces.len() > MAX_ENTRIES {
         return Err(format!("{} interfaces", s.interfaces.len()));
     }
     for (name, i) in &s.interfaces {
-        if i.rx_bytes.len() as u64 > b.windows || i.tx_bytes.len() as u64 > b.windows {
+        if i.rx_bytes.len() as u64 > b.arrival_windows
+            || i.tx_bytes.len() as u64 > b.arrival_windows
+        {
             return Err(format!(
-                "interface {name}: a series longer than the run's {} windows",
-                b.windows
+                "interface {name}: a series longer than the run's {} windows by arrival",
+                b.arrival_windows
             ));
         }
     }
@@ -243,7 +250,19 @@ mod tests {
     #[test]
     fn a_report_that_fits_the_plan_passes() {
         assert_eq!(check(&good(), &bounds()), Ok(()));
-        assert_eq!(bounds().windows, 32);
+        assert_eq!((bounds().windows, bounds().arrival_windows), (32, 62));
+        // A catch-up that goes on past the run (arrivals and interface bytes by arrival
+        // time, up to twice the run, as the peer keeps them) is fine.
+        let mut late = good();
+        late.time_series.as_mut().unwrap().received = vec![1; 60];
+        late.time_series.as_mut().unwrap().interfaces.insert(
+            "eth0".into(),
+            cmesh_common::report::InterfaceSeries {
+                rx_bytes: vec![1; 60],
+                tx_bytes: vec![1; 60],
+            },
+        );
+        assert_eq!(check(&late, &bounds()), Ok(()));
     }
 
     fn series(r: &mut PeerReport) -> &mut TimeSeries {
