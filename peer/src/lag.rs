@@ -87,19 +87,7 @@ impl LagSampler {
             .windows
             .iter()
             .enumerate()
-            .filter_map(|(i, h)| {
-                let h = h.as_ref()?;
-                let s = h.summary();
-                Some(WindowLatency {
-                    window: i as u32,
-                    count: s.count,
-                    p50_us: s.p50_us,
-                    p99_us: s.p99_us,
-                    max_us: s.max_us,
-                    histogram: h.encode(),
-                    negative_histogram: None,
-                })
-            })
+            .filter_map(|(i, h)| Some(crate::metrics::window_row(i, h.as_ref()?, None)))
             .collect();
         (all, windows)
     }

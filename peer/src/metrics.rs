@@ -71,7 +71,8 @@ struct Heal {
     records: u64,
 }
 
-fn window_row(
+/// One window's row of a series: its percentiles and its histograms.
+pub(crate) fn window_row(
     window: usize,
     h: &LatencyHistogram,
     negative: Option<&LatencyHistogram>,
