@@ -132,7 +132,7 @@ pub async fn down_with(
     // refuses (409) until they are gone, and the network remains for a later down.
     let mut network_kept = None;
     if let Ok(manager) = crate::engine::host::manager(&reachable) {
-        match gone_is_fine(retry(|| manager.engine.remove_network(&network)).await) {
+        match crate::engine::network::remove_network(manager, &network).await {
             Ok(()) => {}
             // 409 or 403 ("has active endpoints"), whatever the engine's version says.
             Err(why) if !live.lost.is_empty() => {

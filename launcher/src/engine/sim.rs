@@ -60,6 +60,9 @@ pub struct Model {
     pub archive_per_kib: Duration,
     pub volume: Duration,
     pub network: Duration,
+    /// How long a removed network is still listed and inspectable: Docker removes a
+    /// swarm network's local copy after the removal call returns.
+    pub network_linger: Duration,
     pub info: Duration,
     pub swarm: Duration,
     pub image: Duration,
@@ -87,6 +90,9 @@ impl Model {
             remove: Duration::from_millis(12),
             volume: Duration::from_millis(10),
             network: Duration::from_millis(200),
+            // `docker network rm` of an attachable overlay, then `network ls` every
+            // 0.2 s: listed once more, gone 0.25 s after the call returned (idle engine).
+            network_linger: Duration::from_millis(250),
             info: Duration::from_millis(2),
             swarm: Duration::from_millis(50),
             image: Duration::from_millis(5),
@@ -127,6 +133,8 @@ struct HostState {
     /// Volume → path inside it → bytes.
     volumes: BTreeMap<String, BTreeMap<String, Bytes>>,
     networks: BTreeMap<String, NetworkInfo>,
+    /// Removed networks the engine still lists, until when ([`Model::network_linger`]).
+    lingering: BTreeMap<String, (NetworkInfo, Instant)>,
     swarm: NodeState,
     /// Busy time: the sum of every request's slot time (`Model` latency).
     busy: Duration,
@@ -134,6 +142,26 @@ struct HostState {
 }
 
 impl HostState {
+    /// A network the engine lists: a live one, or a removed one still lingering.
+    fn listed_network(&self, name: &str) -> Option<&NetworkInfo> {
+        self.networks.get(name).or_else(|| {
+            self.lingering
+                .get(name)
+                .filter(|(_, until)| Instant::now() < *until)
+                .map(|(n, _)| n)
+        })
+    }
+
+    fn listed_networks(&self) -> impl Iterator<Item = (&String, &NetworkInfo)> {
+        let now = Instant::now();
+        self.networks.iter().chain(
+            self.lingering
+                .iter()
+                .filter(move |(n, (_, until))| now < *until && !self.networks.contains_key(*n))
+                .map(|(n, (info, _))| (n, info)),
+        )
+    }
+
     fn container(&self, name: &str) -> Result<&SimContainer, EngineError> {
         self.containers.get(name).ok_or_else(|| no_container(name))
     }
@@ -324,9 +352,8 @@ impl Cluster {
     /// Networks on host `name`.
     pub fn networks(&self, name: &str) -> Vec<String> {
         lock(&self.engine(name).host.state)
-            .networks
-            .keys()
-            .cloned()
+            .listed_networks()
+            .map(|(n, _)| n.clone())
             .collect()
     }
 
@@ -837,9 +864,8 @@ impl Engine for SimEngine {
 
     async fn list_network_subnets(&self) -> Result<Vec<String>, EngineError> {
         self.serve(self.model().info, |s| {
-            Ok(s.networks
-                .values()
-                .flat_map(|n| n.subnets.clone())
+            Ok(s.listed_networks()
+                .flat_map(|(_, n)| n.subnets.clone())
                 .collect())
         })
         .await
@@ -847,8 +873,7 @@ impl Engine for SimEngine {
 
     async fn inspect_network(&self, name: &str) -> Result<NetworkInfo, EngineError> {
         self.serve(self.model().info, |s| {
-            s.networks
-                .get(name)
+            s.listed_network(name)
                 .cloned()
                 .ok_or_else(|| EngineError::NotFound(format!("network {name} not found")))
         })
@@ -877,11 +902,15 @@ impl Engine for SimEngine {
     }
 
     async fn remove_network(&self, name: &str) -> Result<(), EngineError> {
+        let linger = self.model().network_linger;
         self.serve(self.model().network, |s| {
-            s.networks
+            let info = s
+                .networks
                 .remove(name)
-                .map(|_| ())
-                .ok_or_else(|| EngineError::NotFound(format!("network {name} not found")))
+                .ok_or_else(|| EngineError::NotFound(format!("network {name} not found")))?;
+            s.lingering
+                .insert(name.to_owned(), (info, Instant::now() + linger));
+            Ok(())
         })
         .await
     }
