@@ -112,6 +112,37 @@ pub struct PeerReport {
     /// Local write and read probes and how many finished within the deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub availability: Option<Availability>,
+    /// The CPU this peer used, and its host's CPUs (absent where it could not be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuUsage>,
+}
+
+/// The CPU a peer used over its run, and what held it back.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuUsage {
+    /// This process's user and system CPU time from its start to its report, µs.
+    pub process_us: u64,
+    /// Time its container's CPU quota throttled it, µs, where its cgroup says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttled_us: Option<u64>,
+    /// Its container's CPU quota in CPUs (`spawn --peer-cpus`), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_cpus: Option<f64>,
+    /// CPUs of the host it ran on.
+    pub host_cpus: u32,
+}
+
+/// CPU per window, by sampling time (like [`TimeSeries::interfaces`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuSeries {
+    /// How busy the whole host's CPUs were (all but idle and iowait), per mille.
+    pub host_busy_permille: Vec<u16>,
+    /// This peer's own CPU time, µs.
+    pub process_us: Vec<u64>,
+    /// Time its container's CPU quota throttled it, µs (empty where the cgroup does not
+    /// say).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub throttled_us: Vec<u64>,
 }
 
 /// Resync after connectivity came back.
@@ -147,6 +178,9 @@ pub struct TimeSeries {
     /// The scheduling lag per window (windows without samples left out).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scheduling_lag: Vec<WindowLatency>,
+    /// CPU per window: the host's, this peer's, and its throttling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuSeries>,
 }
 
 /// One window's latency: percentiles plus a coarse histogram (1 significant digit,
@@ -298,6 +332,7 @@ impl PeerReport {
             time_series: None,
             scheduling_lag: None,
             availability: None,
+            cpu: None,
         }
     }
 

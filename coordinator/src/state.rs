@@ -63,6 +63,8 @@ struct PeerEntry {
     state: PeerState,
     last_beat_ms: u64,
     reason: Option<String>,
+    /// Times this peer was declared lost for missed heartbeats (it may have come back).
+    times_lost: u32,
 }
 
 #[derive(Debug)]
@@ -223,6 +225,7 @@ impl Run {
                         state: PeerState::Init,
                         last_beat_ms: now,
                         reason: None,
+                        times_lost: 0,
                     },
                 );
                 self.emit(
@@ -394,6 +397,9 @@ impl Run {
             .collect();
         for name in &lost {
             let reason = format!("no heartbeat for more than {limit} ms (3 beats)");
+            if let Some(p) = self.peers.get_mut(name) {
+                p.times_lost += 1;
+            }
             self.set_state(name, PeerState::Lost, Some(reason), now);
         }
         lost.len()
@@ -674,6 +680,7 @@ impl Run {
                     addr: p.addr.clone(),
                     last_beat_unix_ms: p.last_beat_ms,
                     reason: p.reason.clone(),
+                    times_lost: p.times_lost,
                 })
                 .collect(),
         }
@@ -852,6 +859,10 @@ mod tests {
         assert_eq!(status.counts[&PeerState::Running], 1);
         run.heartbeat("p1", PeerState::Running, 400).unwrap();
         assert_eq!(run.status().counts[&PeerState::Running], 2);
+        // Back, but the coordinator remembers it was lost once: the analysis takes that
+        // as evidence of starved heartbeats.
+        let times: Vec<u32> = run.status().peers.iter().map(|p| p.times_lost).collect();
+        assert_eq!(times, vec![0, 1]);
     }
 
     #[test]

@@ -16,6 +16,11 @@ pub fn new<const N: usize>(headers: [&str; N]) -> Table {
     t
 }
 
+/// A duration given in µs, as milliseconds with two decimals: `1.27 ms`.
+pub fn ms(us: u64) -> String {
+    format!("{:.2} ms", us as f64 / 1000.0)
+}
+
 /// A cell's text made safe for a Markdown table: `|` escaped, line breaks as spaces.
 pub fn markdown_cell(text: &str) -> String {
     text.replace('\\', "\\\\")

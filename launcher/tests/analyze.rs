@@ -38,6 +38,7 @@ fn good(name: &str) -> PeerReport {
         interfaces: Default::default(),
         latency_by_origin_host: Default::default(),
         scheduling_lag: Default::default(),
+        cpu: None,
     });
     r
 }

@@ -4,6 +4,10 @@
 //! `partial: true`, with the time it was taken and outcome `failed` (a peer that stopped
 //! after a checkpoint did not finish). The final report goes to `report.json`, a
 //! different file, so a late checkpoint can never replace it.
+//!
+//! A checkpoint costs a few ms of CPU (the histograms are encoded) and an fsync. Peers
+//! take theirs at different phases of the interval ([`phase`]), so the peers of a host
+//! do not all stall at once: on a busy host that burst was visible as scheduling lag.
 
 use cmesh_common::report::{Outcome, PeerReport};
 use std::path::PathBuf;
@@ -32,10 +36,20 @@ pub fn snapshot(base: &PeerReport, fill: &impl Fn(&mut PeerReport), now_ms: u64)
     r
 }
 
+/// Slots the interval is split into for [`phase`].
+const PHASES: u32 = 20;
+
+/// Where in the interval peer `index` takes its checkpoints: one of [`PHASES`] slots.
+pub fn phase(interval: Duration, index: u32) -> Duration {
+    interval * (index % PHASES) / PHASES
+}
+
 impl Checkpointer {
-    /// Every `interval` (none if zero), writes `base` filled by `fill` to `path`.
+    /// Every `interval` (none if zero) from `interval + offset` on, writes `base`
+    /// filled by `fill` to `path`.
     pub fn start(
         interval: Duration,
+        offset: Duration,
         path: PathBuf,
         base: PeerReport,
         fill: impl Fn(&mut PeerReport) + Send + 'static,
@@ -44,9 +58,9 @@ impl Checkpointer {
             return Checkpointer { task: None };
         }
         let task = tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
+            let first = tokio::time::Instant::now() + interval + offset;
+            let mut ticks = tokio::time::interval_at(first, interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticks.tick().await; // the first tick is now: nothing measured yet
             let mut warned = false;
             loop {
                 ticks.tick().await;
@@ -109,9 +123,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE);
         let base = PeerReport::new("p", "mesh", 0);
-        let c = Checkpointer::start(Duration::from_secs(5), path.clone(), base, |r| {
-            r.records_received += 1
-        });
+        assert_eq!(phase(Duration::from_secs(5), 3), Duration::from_millis(750));
+        assert_eq!(
+            phase(Duration::from_secs(5), 23),
+            Duration::from_millis(750)
+        );
+        let c = Checkpointer::start(
+            Duration::from_secs(5),
+            Duration::ZERO,
+            path.clone(),
+            base,
+            |r| r.records_received += 1,
+        );
         // Virtual time: wait for the first write (off the async threads) to land.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !path.exists() {

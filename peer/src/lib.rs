@@ -6,7 +6,8 @@
 //! - [`client`]: the coordinator API client, with retry and backoff;
 //! - [`clock`]: this peer's clock against the coordinator's, from NTP-style exchanges;
 //! - [`metrics`]: latency (HDR histogram), delivery counts, time windows and resync;
-//! - [`netdev`]: bytes in and out per interface per window;
+//! - [`usage`]: per window, bytes in and out per interface ([`netdev`]) and CPU
+//!   ([`cpu`]): the host's, the peer's own, its throttling;
 //! - [`lag`]: how late its own timers fire, its scheduling lag;
 //! - [`faults`], [`shaping`]: the plan's faults, carried out on this container;
 //! - [`checkpoint`]: what was measured so far, every few seconds, in `checkpoint.json`;
@@ -19,6 +20,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod cpu;
 pub mod events;
 pub mod faults;
 pub mod lag;
@@ -27,6 +29,7 @@ pub mod netdev;
 pub mod run;
 pub mod shaping;
 pub mod time;
+pub mod usage;
 
 use anyhow::Context;
 use cmesh_common::report::PeerReport;

@@ -1,10 +1,9 @@
 //! Link utilization: bytes in and out per network interface, per time window, read from
-//! `/proc/net/dev` (the container's own network namespace).
+//! `/proc/net/dev` (the container's own network namespace). Sampled per window by
+//! [`crate::usage`].
 
 use cmesh_common::report::InterfaceSeries;
 use std::collections::BTreeMap;
-use std::time::Duration;
-use tokio::sync::oneshot;
 
 /// Byte counters per interface (loopback left out): name → (received, sent).
 pub fn parse(text: &str) -> BTreeMap<String, (u64, u64)> {
@@ -27,7 +26,8 @@ pub fn parse(text: &str) -> BTreeMap<String, (u64, u64)> {
     out
 }
 
-fn read() -> BTreeMap<String, (u64, u64)> {
+/// The counters now.
+pub fn read() -> BTreeMap<String, (u64, u64)> {
     std::fs::read_to_string("/proc/net/dev")
         .map(|t| parse(&t))
         .unwrap_or_default()
@@ -51,46 +51,6 @@ pub fn push_window(
             });
         s.rx_bytes.push(rx.saturating_sub(rx0));
         s.tx_bytes.push(tx.saturating_sub(tx0));
-    }
-}
-
-/// Samples the counters at `start + k * window` until stopped.
-pub struct Sampler {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<BTreeMap<String, InterfaceSeries>>,
-}
-
-impl Sampler {
-    /// Samples every `window` from `start_unix_ms`, for at most `max_windows` windows
-    /// (a report's arrival-time series are bounded: twice the run's windows).
-    pub fn start(start_unix_ms: u64, window: Duration, max_windows: usize) -> Sampler {
-        let (stop, mut stopped) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            let mut series = BTreeMap::new();
-            let mut at = crate::time::unix_ms_to_instant(start_unix_ms);
-            tokio::time::sleep_until(at).await;
-            let mut before = read();
-            let mut windows = 0;
-            while windows < max_windows {
-                at += window;
-                tokio::select! {
-                    _ = tokio::time::sleep_until(at) => {}
-                    _ = &mut stopped => break,
-                }
-                let now = read();
-                push_window(&mut series, windows, &before, &now);
-                windows += 1;
-                before = now;
-            }
-            series
-        });
-        Sampler { stop, task }
-    }
-
-    /// Stops sampling (the window in progress is left out) and returns the series.
-    pub async fn finish(self) -> BTreeMap<String, InterfaceSeries> {
-        let _ = self.stop.send(());
-        self.task.await.unwrap_or_default()
     }
 }
 

@@ -248,7 +248,7 @@ async fn follow_plan(
     );
     // Mobility: what each re-drawing fault did, for the report.
     let moved = Mutex::new(Vec::<AppliedFault>::new());
-    let netdev = crate::netdev::Sampler::start(
+    let usage = crate::usage::Sampler::start(
         plan.start_at_unix_ms,
         Duration::from_millis(window_ms),
         2 * plan.spec.duration_ms.div_ceil(window_ms) as usize,
@@ -296,6 +296,7 @@ async fn follow_plan(
     // the final report.
     let checkpoints = crate::checkpoint::Checkpointer::start(
         cfg.checkpoint_interval,
+        crate::checkpoint::phase(cfg.checkpoint_interval, me.index),
         cfg.state_dir.join(crate::checkpoint::FILE),
         {
             let mut base = report.clone();
@@ -320,6 +321,7 @@ async fn follow_plan(
                 // Resyncs are judged at the end (caught up or not): not in a checkpoint.
                 let (lag_all, lag_windows) = lag.snapshot();
                 report.scheduling_lag = Some(lag_all);
+                report.cpu = crate::usage::cpu_usage();
                 report.time_series = Some(TimeSeries {
                     start_unix_ms: plan.start_at_unix_ms,
                     window_ms,
@@ -328,6 +330,7 @@ async fn follow_plan(
                     received: metrics.received_per_window(),
                     interfaces: Default::default(),
                     scheduling_lag: lag_windows,
+                    cpu: None,
                 });
             }
         },
@@ -383,7 +386,7 @@ async fn follow_plan(
         );
     }
     let stats = backend.stop().await;
-    let interfaces = netdev.finish().await;
+    let usage = usage.finish().await;
     // The clock again, now that the host is quiet: with the start's, the drift.
     if cfg.clock_samples > 0 {
         let deadline = Instant::now() + crate::clock::budget(cfg.clock_samples);
@@ -414,14 +417,16 @@ async fn follow_plan(
     report.resync = metrics.resyncs(caught_up);
     let (lag_all, lag_windows) = lag.snapshot();
     report.scheduling_lag = Some(lag_all);
+    report.cpu = crate::usage::cpu_usage();
     report.time_series = Some(TimeSeries {
         start_unix_ms: plan.start_at_unix_ms,
         window_ms,
         latency: metrics.window_latency(),
         latency_by_origin_host: metrics.window_latency_by_host(),
         received: metrics.received_per_window(),
-        interfaces,
+        interfaces: usage.interfaces,
         scheduling_lag: lag_windows,
+        cpu: usage.cpu,
     });
     events.log(
         "report",

@@ -283,9 +283,23 @@ pub fn read(run: &RunDir) -> Vec<ChaosRecord> {
 /// The peers killed on purpose (by the plan or `launcher chaos`): name → the action's
 /// id. They are not failures of the run.
 pub fn killed(records: &[ChaosRecord]) -> BTreeMap<String, String> {
+    done_to(records, |a| *a == faults::Action::Kill)
+}
+
+/// The peers killed, paused or restarted on purpose: name → the (last) action's id.
+/// Their silence was planned, so it is no evidence against the hosts.
+pub fn disturbed(records: &[ChaosRecord]) -> BTreeMap<String, String> {
+    done_to(records, faults::Action::is_docker)
+}
+
+/// The peers an action for which `which` holds was done to: name → the action's id.
+fn done_to(
+    records: &[ChaosRecord],
+    which: impl Fn(&faults::Action) -> bool,
+) -> BTreeMap<String, String> {
     records
         .iter()
-        .filter(|r| r.action.fault.action == faults::Action::Kill)
+        .filter(|r| which(&r.action.fault.action))
         .flat_map(|r| {
             r.action
                 .peers

@@ -16,8 +16,10 @@
 use crate::results::clock::{shift, ClockModel, ClockSource, Correction, HostClock, Shifted};
 use crate::results::extract::{self, ReportState};
 use crate::results::impairment::Impairment;
+use crate::results::quality::{self, MeasurementQuality};
 use crate::results::validate;
 use crate::run::dir::RunDir;
+use crate::table::ms;
 use cmesh_common::fsutil::write_atomic;
 use cmesh_common::histogram::{LatencyHistogram, LatencySummary};
 use cmesh_common::report::{Outcome, PeerReport};
@@ -116,6 +118,9 @@ pub struct Summary {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub latency_by_host_pair: Vec<HostPairLatency>,
     pub totals: Totals,
+    /// Whether the hosts kept up, or the figures measure them ([`quality`]).
+    #[serde(default)]
+    pub measurement_quality: MeasurementQuality,
     pub per_peer: Vec<PeerRow>,
     /// Faults, latency over time, resync and availability.
     #[serde(flatten)]
@@ -325,6 +330,7 @@ pub fn summarize(
         cross_host_latency: multi_host.then(|| cross.summary()),
         latency_by_host_pair: if multi_host { pairs } else { Vec::new() },
         totals,
+        measurement_quality: MeasurementQuality::default(),
         per_peer,
         impairment: crate::results::impairment::merge(
             reports,
@@ -445,16 +451,13 @@ fn clock_markdown(c: &ClockSummary) -> String {
     out
 }
 
-fn ms(us: u64) -> String {
-    format!("{:.2} ms", us as f64 / 1000.0)
-}
-
 /// The summary as Markdown (also what `analyze` prints). Every table goes through
 /// [`crate::table::markdown`], which escapes what a cell holds.
 pub fn to_markdown(s: &Summary) -> String {
     use crate::table::markdown;
     let l = &s.message_latency;
     let mut out = format!("# Run {}\n\n", s.run_id);
+    out.push_str(&quality::to_markdown(&s.measurement_quality));
     let overview = [
         ("result", (if s.ok { "ok" } else { "FAILED" }).to_owned()),
         ("peers expected", s.peers_expected.to_string()),
@@ -636,6 +639,7 @@ pub fn to_markdown(s: &Summary) -> String {
         out.push_str("\n## Killed on purpose\n\n");
         out.push_str(&markdown(["peer", "by"], &pairs(&s.peers_killed)));
     }
+    out.push_str(&quality::details_markdown(&s.measurement_quality));
     out.push_str("\n## Peers\n\n");
     let rows: Vec<Vec<String>> = s
         .per_peer
@@ -742,14 +746,25 @@ pub fn analyze(run: &RunDir) -> anyhow::Result<Summary> {
         }
         None => ClockModel::from_engine_info(&manifest.clock_offsets_ms),
     };
-    let mut summary = summarize(
-        &run.id,
-        &peers,
-        &reports,
-        &missing,
-        clock.as_ref(),
-        &crate::faults::chaos::read(run),
-    );
+    let chaos = crate::faults::chaos::read(run);
+    let mut summary = summarize(&run.id, &peers, &reports, &missing, clock.as_ref(), &chaos);
+    let coordinator = coordinator_status(run, &index);
+    summary.measurement_quality = quality::assess(&quality::Evidence {
+        reports: &reports,
+        host_of: &manifest
+            .peers
+            .iter()
+            .map(|p| (p.name.clone(), p.host.clone()))
+            .collect(),
+        coordinator: coordinator.as_ref(),
+        disturbed: &crate::faults::chaos::disturbed(&chaos)
+            .into_keys()
+            .collect(),
+        write_interval_ms: (
+            manifest.spec.write_interval.min_ms,
+            manifest.spec.write_interval.max_ms,
+        ),
+    });
     // Peers on a host that could not be reached, and peers with an invalid report, are
     // listed as such, not as failures.
     summary
@@ -778,6 +793,28 @@ pub fn analyze(run: &RunDir) -> anyhow::Result<Summary> {
         to_markdown(&summary).as_bytes(),
     )?;
     Ok(summary)
+}
+
+/// The coordinator's final status from its extracted `coordinator.json`, if it is there.
+fn coordinator_status(
+    run: &RunDir,
+    index: &extract::ExtractIndex,
+) -> Option<cmesh_common::protocol::StatusReport> {
+    #[derive(Deserialize)]
+    struct CoordinatorReport {
+        status: cmesh_common::protocol::StatusReport,
+    }
+    let entry = index
+        .containers
+        .iter()
+        .find(|c| c.role == crate::engine::labels::ROLE_COORDINATOR)?;
+    let bytes = extract::read_report_file(run, entry)
+        .map_err(|e| tracing::warn!("analyze: the coordinator's report: {e:#}"))
+        .ok()?;
+    serde_json::from_slice::<CoordinatorReport>(&bytes)
+        .map_err(|e| tracing::warn!("analyze: the coordinator's report is not readable: {e}"))
+        .ok()
+        .map(|r| r.status)
 }
 
 #[cfg(test)]

@@ -445,6 +445,7 @@ mod tests {
             received: vec![2, 0, 0, 1],
             latency_by_origin_host: BTreeMap::new(),
             scheduling_lag: Vec::new(),
+            cpu: None,
             interfaces: BTreeMap::from([(
                 "eth0".to_owned(),
                 InterfaceSeries {

@@ -9,4 +9,5 @@ pub mod archive;
 pub mod clock;
 pub mod extract;
 pub mod impairment;
+pub mod quality;
 pub mod validate;

@@ -157,6 +157,22 @@ pub fn check(r: &PeerReport, b: &Bounds) -> Result<(), String> {
     for w in &s.latency {
         decodes(&format!("latency window {}", w.window), &w.histogram)?;
     }
+    if let Some(c) = &s.cpu {
+        let longest = c
+            .host_busy_permille
+            .len()
+            .max(c.process_us.len())
+            .max(c.throttled_us.len());
+        if longest as u64 > b.arrival_windows {
+            return Err(format!(
+                "a CPU series longer than the run's {} windows by sampling time",
+                b.arrival_windows
+            ));
+        }
+        if let Some(busy) = c.host_busy_permille.iter().find(|&&b| b > 1000) {
+            return Err(format!("host CPU {busy}‰ busy, more than all of it"));
+        }
+    }
     if s.scheduling_lag.len() as u64 > b.windows {
         return Err(format!(
             "scheduling lag longer than the run's {} windows",
@@ -243,6 +259,7 @@ mod tests {
             interfaces: Default::default(),
             latency_by_origin_host: Default::default(),
             scheduling_lag: Default::default(),
+            cpu: None,
         });
         r
     }
@@ -339,5 +356,19 @@ mod tests {
             }
         })
         .contains("10 origins"));
+        let cpu = |busy: Vec<u16>, process: Vec<u64>| {
+            move |r: &mut PeerReport| {
+                series(r).cpu = Some(cmesh_common::report::CpuSeries {
+                    host_busy_permille: busy.clone(),
+                    process_us: process.clone(),
+                    throttled_us: Vec::new(),
+                })
+            }
+        };
+        let mut fine = good();
+        cpu(vec![1000; 60], vec![5; 60])(&mut fine);
+        assert_eq!(check(&fine, &b), Ok(()));
+        assert!(bad(&cpu(vec![1001], vec![1])).contains("1001‰"));
+        assert!(bad(&cpu(vec![], vec![1; 63])).contains("CPU series longer"));
     }
 }
