@@ -32,6 +32,9 @@ pub struct PlanSpec {
     pub write_interval: MillisRange,
     /// Payload bytes per record.
     pub payload_bytes: usize,
+    /// How the mesh backend spreads each record to its neighbours.
+    #[serde(default)]
+    pub dissemination: Dissemination,
     /// The common start is this long after the plan is made.
     pub start_delay_ms: u64,
     /// Give up waiting for registrations after this long.
@@ -62,6 +65,7 @@ impl Default for PlanSpec {
                 max_ms: 500,
             },
             payload_bytes: 256,
+            dissemination: Dissemination::default(),
             start_delay_ms: 2_000,
             start_timeout_ms: 120_000,
             heartbeat_ms: 2_000,
@@ -69,6 +73,47 @@ impl Default for PlanSpec {
             groups: Default::default(),
             faults: Vec::new(),
         }
+    }
+}
+
+/// How the mesh backend spreads a record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum Dissemination {
+    /// Every new record to every neighbour but the one it came from: simple, the
+    /// fastest path, and about as many duplicates as links.
+    Flood,
+    /// Eager push on a spanning tree the peers prune from their links (a duplicate cuts
+    /// the link it came over), lazy announcements on the other links, and a pull (graft)
+    /// when an announced record does not arrive; after Leitão et al.'s Plumtree.
+    #[default]
+    Plumtree,
+}
+
+impl Dissemination {
+    pub const ALL: [Dissemination; 2] = [Dissemination::Flood, Dissemination::Plumtree];
+
+    /// Its name in plan files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dissemination::Flood => "flood",
+            Dissemination::Plumtree => "plumtree",
+        }
+    }
+
+    /// Parses a name, with an error that lists the valid ones.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|d| d.name()).collect();
+                format!(
+                    "unknown dissemination `{s}`; use one of {}",
+                    names.join(", ")
+                )
+            })
     }
 }
 

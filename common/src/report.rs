@@ -80,6 +80,9 @@ pub struct PeerReport {
     /// Per planned neighbour: traffic and connections.
     pub neighbours: Vec<NeighbourStats>,
     pub delta_sync: DeltaSyncStats,
+    /// How the backend spread records, and its tree's upkeep (the mesh backend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dissemination: Option<DisseminationStats>,
     /// Latency of every record received from another origin: reader clock minus writer
     /// timestamp, in microseconds.
     pub message_latency: LatencyReport,
@@ -277,6 +280,19 @@ pub struct DeltaSyncStats {
     pub full_resend_bytes: u64,
 }
 
+/// How the mesh backend spread records: its mode, and for plumtree what kept its tree.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisseminationStats {
+    /// `flood` or `plumtree`.
+    pub mode: String,
+    /// Links this peer made lazy because a record came over them twice.
+    pub prunes_sent: u64,
+    /// Pulls of announced records that the tree did not bring in time.
+    pub grafts_sent: u64,
+    /// Announcement frames sent to lazy links.
+    pub announcements_sent: u64,
+}
+
 /// Latency percentiles plus the histogram they came from.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencyReport {
@@ -320,6 +336,7 @@ impl PeerReport {
             origins: BTreeMap::new(),
             neighbours: Vec::new(),
             delta_sync: DeltaSyncStats::default(),
+            dissemination: None,
             message_latency: LatencyReport {
                 histogram: crate::histogram::LatencyHistogram::new().encode(),
                 ..LatencyReport::default()

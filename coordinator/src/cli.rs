@@ -3,7 +3,7 @@
 use clap::Parser;
 use cmesh_common::graph::GraphKind;
 use cmesh_common::parse::{self, MillisRange};
-use cmesh_common::plan::PlanSpec;
+use cmesh_common::plan::{Dissemination, PlanSpec};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -56,6 +56,9 @@ pub struct Args {
     /// Payload bytes per record.
     #[arg(long, default_value_t = 256)]
     pub payload_bytes: usize,
+    /// How the mesh backend spreads records: plumtree or flood.
+    #[arg(long, value_parser = Dissemination::parse, default_value = "plumtree")]
+    pub dissemination: Dissemination,
     /// Peers start writing this long after the plan is made.
     #[arg(long, value_parser = parse::duration, default_value = "2s")]
     pub start_delay: Duration,
@@ -105,6 +108,7 @@ impl Args {
             seed: self.seed,
             write_interval: self.write_interval,
             payload_bytes: self.payload_bytes,
+            dissemination: self.dissemination,
             start_delay_ms: self.start_delay.as_millis() as u64,
             start_timeout_ms: self.start_timeout.as_millis() as u64,
             heartbeat_ms: self.heartbeat.as_millis() as u64,

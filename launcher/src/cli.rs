@@ -188,7 +188,8 @@ pub enum HostsCommand {
     Check {
         #[arg(long)]
         hosts: Option<PathBuf>,
-        /// Planned peers, to check the neighbour-table limit against.
+        /// Planned peers: each host's headroom for its share of them (threads, dockerd's
+        /// open files, memory, the neighbour table, inotify, disk).
         #[arg(long, default_value_t = 0)]
         peers: usize,
         /// Print JSON instead of a table.
@@ -370,6 +371,11 @@ pub struct SpawnArgs {
     /// Bytes per record.
     #[arg(long)]
     pub payload_bytes: Option<usize>,
+    /// How the mesh backend spreads records [default: the plan's, else plumtree]:
+    /// plumtree pushes on a tree and pulls on the other links, flood sends every record
+    /// to every neighbour.
+    #[arg(long, value_enum)]
+    pub dissemination: Option<cmesh_common::plan::Dissemination>,
     /// Seed of the plan's random choices.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -487,6 +493,7 @@ pub fn spawn_request(runs_dir: &Path, a: &SpawnArgs) -> anyhow::Result<spawn::Sp
         degree: a.degree,
         write_interval: a.write_interval.clone(),
         payload_bytes: a.payload_bytes,
+        dissemination: a.dissemination.map(value_name),
         seed: a.seed,
         ..Default::default()
     };
@@ -702,7 +709,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(a) => run_all(runs, a).await,
         Command::Hosts(HostsCommand::Check { hosts, peers, json }) => {
             let file = load_hosts(hosts.as_deref())?;
-            let rows = hostcheck::check(&file, peers).await;
+            let rows = hostcheck::check(&file, peers).await?;
             if json {
                 print_json(&rows)?;
             } else {

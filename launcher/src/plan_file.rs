@@ -7,7 +7,7 @@
 use crate::error::bad_input;
 use cmesh_common::graph::GraphKind;
 use cmesh_common::parse::{self, MillisRange};
-use cmesh_common::plan::PlanSpec;
+use cmesh_common::plan::{Dissemination, PlanSpec};
 use serde::Deserialize;
 use std::path::Path;
 
@@ -23,6 +23,7 @@ pub struct PlanFile {
     pub seed: Option<u64>,
     pub write_interval: Option<String>,
     pub payload_bytes: Option<usize>,
+    pub dissemination: Option<String>,
     pub start_delay: Option<String>,
     pub start_timeout: Option<String>,
     pub heartbeat: Option<String>,
@@ -45,6 +46,7 @@ impl PlanFile {
             seed: over.seed.or(self.seed),
             write_interval: over.write_interval.or(self.write_interval),
             payload_bytes: over.payload_bytes.or(self.payload_bytes),
+            dissemination: over.dissemination.or(self.dissemination),
             start_delay: over.start_delay.or(self.start_delay),
             start_timeout: over.start_timeout.or(self.start_timeout),
             heartbeat: over.heartbeat.or(self.heartbeat),
@@ -87,6 +89,11 @@ impl PlanFile {
                     .map_err(|e| bad_input(format!("{origin}: `write_interval`: {e}")))?,
             },
             payload_bytes: self.payload_bytes.unwrap_or(d.payload_bytes),
+            dissemination: match &self.dissemination {
+                None => d.dissemination,
+                Some(m) => Dissemination::parse(m)
+                    .map_err(|e| bad_input(format!("{origin}: `dissemination`: {e}")))?,
+            },
             start_delay_ms: ms("start_delay", &self.start_delay, d.start_delay_ms)?,
             // Container start takes time at scale: allow 0.5 s per peer on top.
             start_timeout_ms: ms(

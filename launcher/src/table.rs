@@ -5,11 +5,16 @@ use comfy_table::{presets, ContentArrangement, Table};
 
 /// A plain table for the terminal with these column headers: no borders, columns two
 /// spaces apart.
-pub fn new<const N: usize>(headers: [&str; N]) -> Table {
+pub fn new<S: ToString>(headers: impl IntoIterator<Item = S>) -> Table {
     let mut t = Table::new();
     t.load_preset(presets::NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(headers.to_vec());
+        .set_header(
+            headers
+                .into_iter()
+                .map(|h| h.to_string())
+                .collect::<Vec<_>>(),
+        );
     for column in t.column_iter_mut() {
         column.set_padding((0, 2));
     }

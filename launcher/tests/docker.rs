@@ -470,6 +470,9 @@ fn bad_input_exits_2_before_anything_is_created() {
         "two.toml",
         "[[host]]\nname = \"a\"\n\n[[host]]\nname = \"b\"\nssh = \"root@10.0.0.9\"\n",
     );
+    // Room for 60,000 peers by capacity, but no machine has the memory (10 MiB each) and
+    // no stock kernel the neighbour table (gc_thresh3) or threads for them.
+    let big = file("big.toml", "[[host]]\nname = \"local\"\ncapacity = 60000\n");
     let cases: Vec<(Vec<&str>, String)> = vec![
         (
             vec!["spawn", "--hosts", h, "--peers", "2"],
@@ -510,6 +513,11 @@ fn bad_input_exits_2_before_anything_is_created() {
         (
             vec!["spawn", "--peers", "2", "--peer-cpus", "0"],
             "0 CPUs: give 0.01 to 1024".into(),
+        ),
+        (
+            vec!["spawn", "--hosts", &big, "--peers", "60000"],
+            "the run does not fit its hosts; nothing was created:\n  host `local` (60000 peers): "
+                .into(),
         ),
     ];
     for (mut args, expected) in cases {

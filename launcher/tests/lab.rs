@@ -289,6 +289,53 @@ fn hosts_check_reports_each_host_and_names_a_stopped_one() {
         );
     }
 
+    // --peers: each host's headroom for its share, read over its SSH link.
+    let out = launcher(
+        runs.path(),
+        &[
+            "hosts", "check", "--hosts", hosts, "--peers", "40", "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let placed: u64 = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["peers"].as_u64().unwrap())
+        .sum();
+    assert_eq!(placed, 40, "{rows}");
+    for row in rows.as_array().unwrap() {
+        let limits: Vec<&str> = row["headroom"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["limit"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            limits,
+            [
+                "threads",
+                "dockerd_files",
+                "memory",
+                "neighbour_table",
+                "inotify",
+                "disk",
+                "disk_for_logs"
+            ],
+            "{row}"
+        );
+        assert!(row["facts"]["pid_max"].as_u64().unwrap() > 0, "{row}");
+        assert!(
+            row["facts"]["dockerd_nofile"].as_u64().unwrap() > 0,
+            "{row}"
+        );
+        assert!(
+            row["facts"]["mem_available_kib"].as_u64().unwrap() > 0,
+            "{row}"
+        );
+    }
+
     // A host stopped by hand is unreachable, with ssh's reason, and the check fails.
     let stop = Command::new("docker")
         .args(["stop", "-t", "1", &lab.container(2)])

@@ -404,3 +404,48 @@ async fn spawn_refuses_a_missing_host_or_leaves_it_out_when_allowed() {
     .unwrap();
     assert!(waited.failed().is_empty() && waited.lost_hosts.is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn spawn_refuses_a_run_past_a_hosts_hard_limit_and_creates_nothing() {
+    use cmesh_launcher::engine::limits::HostFacts;
+    let lab = lab(2, 5);
+    let runs = tempfile::tempdir().unwrap();
+    let connector = lab.connector();
+    // sim-2 has a low dockerd open-file limit and a small neighbour table: 40 peers (20
+    // there, 8 descriptors each) pass both.
+    lab.cluster.set_facts(
+        "sim-2",
+        HostFacts {
+            dockerd_nofile: Some(200),
+            dockerd_fds: Some(50),
+            gc_thresh3: Some(100),
+            ..HostFacts::default()
+        },
+    );
+    let e = spawn::spawn_with(&connector, lab.request(runs.path(), "lim", 40))
+        .await
+        .unwrap_err();
+    let msg = format!("{e:#}");
+    assert_eq!(cmesh_launcher::error::exit_code(&e), 2, "{msg}");
+    assert!(
+        msg.contains("host `sim-2` (20 peers): dockerd files needs 160 / 150")
+            && msg.contains("LimitNOFILE")
+            && msg.contains("neighbour table needs 105 / 100")
+            && msg.contains("gc_thresh3"),
+        "{msg}"
+    );
+    assert!(!msg.contains("sim-1"), "sim-1's limits are unknown: {msg}");
+    assert!(
+        RunDir::open(runs.path(), Some("lim")).is_err(),
+        "nothing created"
+    );
+    for host in ["sim-1", "sim-2"] {
+        assert!(lab.cluster.containers(host).is_empty());
+        assert!(lab.cluster.networks(host).is_empty());
+    }
+    // 10 peers fit: spawned.
+    let spawned = spawn::spawn_with(&connector, lab.request(runs.path(), "lim", 10))
+        .await
+        .unwrap();
+    assert_eq!(spawned.peers, 10);
+}

@@ -228,6 +228,7 @@ async fn follow_plan(
             addrs: plan.peers.iter().map(|p| p.addr.clone()).collect(),
             neighbours: neighbours.clone(),
             window,
+            dissemination: plan.spec.dissemination,
             listener,
             secret_file: cfg.secret_file.clone(),
             state_dir: cfg.state_dir.clone(),
@@ -414,6 +415,7 @@ async fn follow_plan(
         })
         .collect();
     report.delta_sync = stats.delta_sync;
+    report.dissemination = stats.dissemination;
     report.resync = metrics.resyncs(caught_up);
     let (lag_all, lag_windows) = lag.snapshot();
     report.scheduling_lag = Some(lag_all);

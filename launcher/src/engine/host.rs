@@ -26,6 +26,9 @@ pub struct Host {
     pub spec: HostSpec,
     pub engine: Arc<dyn Engine>,
     link: Option<Arc<Link>>,
+    /// A simulated host's limits (its model); real hosts are probed
+    /// ([`crate::engine::limits::facts`]).
+    pub(crate) modelled_facts: Option<crate::engine::limits::HostFacts>,
 }
 
 impl std::fmt::Debug for Host {
@@ -104,6 +107,7 @@ impl Connector {
                     anyhow::anyhow!("cannot reach the engine of host `{}`: {e}", spec.name)
                 })?;
                 Ok(Host {
+                    modelled_facts: Some(cluster.facts(&spec.name)),
                     engine: Arc::new(engine),
                     spec,
                     link: None,
@@ -158,6 +162,7 @@ impl Connector {
                     spec,
                     engine: Arc::new(engine),
                     link: None,
+                    modelled_facts: None,
                 })
             }
             Connector::Sim(_) => self.connect(spec, &Default::default()).await,
@@ -227,6 +232,7 @@ impl Host {
             spec,
             engine: Arc::new(engine),
             link,
+            modelled_facts: None,
         })
     }
 

@@ -3,10 +3,13 @@
 //! One row per host: reachable (and why not), Docker version and API, swarm state,
 //! kernel support (netem for link shaping, IPVS for the routing mesh), free disk under
 //! the engine's root, clock offset against the manager, and the neighbour-table limit
-//! (`gc_thresh3`) against the planned peer count. A host that cannot be reached, or
-//! whose engine does not answer, is unusable: the command exits 1.
+//! (`gc_thresh3`). With `--peers N`, each host's headroom for its share of N peers
+//! against the limits that break runs at scale ([`limits`]). A host that cannot be
+//! reached, whose engine does not answer, or that would pass a hard limit, is unusable:
+//! the command exits 1.
 
 use crate::engine::host::Host;
+use crate::engine::limits::{self, Headroom, HostFacts};
 use crate::hosts::{HostSpec, HostsFile};
 use cmesh_common::faults::{choose_path, Action, KernelCaps, ShapingPath};
 use serde::Serialize;
@@ -33,13 +36,24 @@ pub struct Row {
     /// Host clock minus the manager's, ms.
     pub clock_offset_ms: Option<f64>,
     pub gc_thresh3: Option<u64>,
-    /// `ok`, `low` (below the planned peers) or `unknown`.
-    pub neighbours: String,
+    /// The host's limits, as read.
+    pub facts: HostFacts,
+    /// Peers `--peers` would place here.
+    pub peers: usize,
+    /// Each limit against what those peers need (with `--peers`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub headroom: Vec<Headroom>,
 }
 
 impl Row {
+    /// Reachable, answering, and within every hard limit for its peers.
     pub fn usable(&self) -> bool {
-        self.reachable && self.error.is_none()
+        self.reachable
+            && self.error.is_none()
+            && !self
+                .headroom
+                .iter()
+                .any(|h| h.severity == limits::Severity::Hard && h.fits() == Some(false))
     }
 }
 
@@ -51,7 +65,8 @@ pub fn parse_probe(text: &str) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
-/// A POSIX shell script that prints the kernel facts; `$1` is the engine's root dir.
+/// A POSIX shell script that prints the kernel facts; `$ROOT` is the engine's root dir.
+/// The limits' lines ([`limits::PROBE`]) follow it.
 pub const PROBE: &str = r#"
 cfg=$( (zcat /proc/config.gz || cat "/boot/config-$(uname -r)") 2>/dev/null )
 feat() {
@@ -67,8 +82,6 @@ echo "nfqueue=$(feat nfnetlink_queue CONFIG_NETFILTER_NETLINK_QUEUE)"
 echo "statistic=$(feat xt_statistic CONFIG_NETFILTER_XT_MATCH_STATISTIC)"
 echo "tbf=$(feat sch_tbf CONFIG_NET_SCH_TBF)"
 echo "kernel=$(uname -r)"
-echo "disk_free_kb=$(df -Pk "$ROOT" 2>/dev/null | awk 'NR==2 {print $4}')"
-echo "gc_thresh3=$(cat /proc/sys/net/ipv4/neigh/default/gc_thresh3 2>/dev/null)"
 "#;
 
 /// The shaping path for a delay, in a word: `netem`, `userspace` or `none`.
@@ -84,21 +97,10 @@ pub fn shaping_path(caps: KernelCaps) -> &'static str {
     }
 }
 
-/// The neighbour-table verdict for `peers` planned peers.
-pub fn neighbours_verdict(gc_thresh3: Option<u64>, peers: usize) -> String {
-    match gc_thresh3 {
-        None => "unknown".into(),
-        // Every peer on the overlay is a neighbour entry; leave headroom.
-        Some(t) if (t as usize) < peers + 64 => "low".into(),
-        Some(_) => "ok".into(),
-    }
-}
-
-async fn check_one(spec: HostSpec, file: &HostsFile, peers: usize) -> (Row, Option<Host>) {
+async fn check_one(spec: HostSpec, file: &HostsFile) -> (Row, Option<Host>) {
     let mut row = Row {
         host: spec.name.clone(),
         role: format!("{:?}", spec.role).to_lowercase(),
-        neighbours: "unknown".into(),
         ..Default::default()
     };
     let host = match Host::connect(spec, &file.ssh).await {
@@ -127,7 +129,11 @@ async fn check_one(spec: HostSpec, file: &HostsFile, peers: usize) -> (Row, Opti
             "/var/lib/docker".into()
         }
     };
-    let script = format!("ROOT={}\n{PROBE}", crate::engine::ssh::shell_quote(&root));
+    let script = format!(
+        "ROOT={}\n{PROBE}{}",
+        crate::engine::ssh::shell_quote(&root),
+        limits::PROBE
+    );
     match host.exec(&script, b"").await {
         Ok(out) => {
             let facts = parse_probe(&out.stdout);
@@ -148,22 +154,21 @@ async fn check_one(spec: HostSpec, file: &HostsFile, peers: usize) -> (Row, Opti
             row.disk_free_gib = get("disk_free_kb")
                 .and_then(|v| v.parse::<f64>().ok())
                 .map(|kb| (kb / 1024.0 / 1024.0 * 10.0).round() / 10.0);
-            row.gc_thresh3 = get("gc_thresh3").and_then(|v| v.parse().ok());
-            row.neighbours = neighbours_verdict(row.gc_thresh3, peers);
+            row.facts = HostFacts::parse(&out.stdout);
+            row.gc_thresh3 = row.facts.gc_thresh3;
         }
         Err(e) => row.error = Some(format!("running the kernel probe: {e:#}")),
     }
     (row, Some(host))
 }
 
-/// Checks every host at once.
-pub async fn check(file: &HostsFile, peers: usize) -> Vec<Row> {
-    let results = futures_util::future::join_all(
-        file.hosts
-            .iter()
-            .map(|spec| check_one(spec.clone(), file, peers)),
-    )
-    .await;
+/// Checks every host at once; with `peers` > 0, each host's headroom for the peers a
+/// run of that size would place on it.
+pub async fn check(file: &HostsFile, peers: usize) -> anyhow::Result<Vec<Row>> {
+    let placed = limits::peers_per_host(peers, &file.hosts, &[])?;
+    let results =
+        futures_util::future::join_all(file.hosts.iter().map(|spec| check_one(spec.clone(), file)))
+            .await;
     let offsets = futures_util::future::join_all(results.iter().map(|(_, h)| async move {
         match h {
             Some(h) => crate::results::clock::measure(h).await.ok(),
@@ -176,16 +181,21 @@ pub async fn check(file: &HostsFile, peers: usize) -> Vec<Row> {
         .iter()
         .position(|h| h.role == crate::hosts::Role::Manager)
         .and_then(|i| offsets[i]);
-    results
+    Ok(results
         .into_iter()
         .zip(offsets)
         .map(|((mut row, _), off)| {
             if let (Some(o), Some(m)) = (off, manager) {
                 row.clock_offset_ms = Some(((o.offset_ms - m.offset_ms) * 10.0).round() / 10.0);
             }
+            if peers > 0 && row.reachable {
+                row.peers = placed.get(&row.host).copied().unwrap_or(0);
+                row.headroom =
+                    limits::headroom(&row.facts, row.peers, row.role == "manager", peers + 1);
+            }
             row
         })
-        .collect()
+        .collect())
 }
 
 /// The rows as a table.
@@ -228,10 +238,7 @@ pub fn render(rows: &[Row]) -> String {
                 r.clock_offset_ms
                     .map(|c| format!("{c:+} ms"))
                     .unwrap_or_else(|| "-".into()),
-                match r.gc_thresh3 {
-                    Some(t) => format!("{t} ({})", r.neighbours),
-                    None => r.neighbours.clone(),
-                },
+                r.gc_thresh3.map_or_else(|| "-".into(), |t| t.to_string()),
             ]
         })
         .collect();
@@ -240,7 +247,37 @@ pub fn render(rows: &[Row]) -> String {
         table.add_row(row);
     }
     let mut out = format!("{table}\n");
-    for r in rows.iter().filter(|r| !r.usable()) {
+    if let Some(first) = rows.iter().find(|r| !r.headroom.is_empty()) {
+        let total: usize = rows.iter().map(|r| r.peers).sum();
+        out.push_str(&format!(
+            "\nHeadroom for {total} peers (what the host's share needs / what it has free):\n"
+        ));
+        let mut header = vec!["host".to_owned(), "peers".to_owned()];
+        header.extend(first.headroom.iter().map(|h| h.limit.name().to_owned()));
+        let mut table = crate::table::new(header);
+        for r in rows.iter().filter(|r| !r.headroom.is_empty()) {
+            let mut cells = vec![r.host.clone(), r.peers.to_string()];
+            cells.extend(r.headroom.iter().map(Headroom::cell));
+            table.add_row(cells);
+        }
+        out.push_str(&format!("{table}\n"));
+    }
+    for r in rows {
+        for h in r.headroom.iter().filter(|h| h.fits() == Some(false)) {
+            out.push_str(&format!(
+                "\n{} {}: {} ({}): {}\n",
+                match h.severity {
+                    limits::Severity::Hard => "error:",
+                    limits::Severity::Soft => "warning:",
+                },
+                r.host,
+                h.limit.name(),
+                h.cell(),
+                h.limit.fix()
+            ));
+        }
+    }
+    for r in rows.iter().filter(|r| r.error.is_some() || !r.reachable) {
         out.push_str(&format!(
             "\n{}: {}\n",
             r.host,
@@ -259,9 +296,6 @@ mod tests {
         let f = parse_probe("netem=no\nipvs=yes\ndisk_free_kb=1048576\ngc_thresh3=\n");
         assert_eq!(f["netem"], "no");
         assert_eq!(f["gc_thresh3"], "");
-        assert_eq!(neighbours_verdict(Some(1024), 100), "ok");
-        assert_eq!(neighbours_verdict(Some(1024), 1000), "low");
-        assert_eq!(neighbours_verdict(None, 10), "unknown");
         let caps = KernelCaps {
             netem: false,
             nfqueue: true,
@@ -283,7 +317,7 @@ mod tests {
     fn the_probe_runs_here() {
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg(format!("ROOT=/\n{PROBE}"))
+            .arg(format!("ROOT=/\n{PROBE}{}", limits::PROBE))
             .output()
             .unwrap();
         let f = parse_probe(&String::from_utf8_lossy(&out.stdout));
@@ -295,9 +329,17 @@ mod tests {
             "tbf",
             "kernel",
             "disk_free_kb",
+            "pid_max",
+            "threads_now",
+            "mem_available_kb",
         ] {
             assert!(f.contains_key(key), "{key} missing: {f:?}");
         }
+        let facts = HostFacts::parse(&String::from_utf8_lossy(&out.stdout));
+        assert!(
+            facts.pid_max.is_some() && facts.mem_available_kib.is_some(),
+            "{facts:?}"
+        );
         assert!(["yes", "no", "unknown"].contains(&f["netem"].as_str()));
         assert!(f["disk_free_kb"].parse::<u64>().is_ok(), "{f:?}");
     }
@@ -308,13 +350,11 @@ mod tests {
             Row {
                 host: "a".into(),
                 reachable: true,
-                neighbours: "ok".into(),
                 ..Default::default()
             },
             Row {
                 host: "b".into(),
                 error: Some("connect to host 10.0.0.3 port 22: No route to host".into()),
-                neighbours: "unknown".into(),
                 ..Default::default()
             },
         ];

@@ -16,8 +16,8 @@
 //! Around it: [`host::Host`] (a hosts.toml entry with its engine and SSH link), and what
 //! is built on the seam for every engine: [`swarm`], [`network`], [`images`],
 //! [`registry`], [`distribute`] (images to every host), [`scratch`] containers for volume
-//! I/O, the [`labels`] that find cmesh's objects, [`lab`] (Docker hosts in containers)
-//! and [`hostcheck`]. Transient errors are retried in one place, [`retry::retry`].
+//! I/O, the [`labels`] that find cmesh's objects, [`lab`] (Docker hosts in containers),
+//! [`hostcheck`] and the [`limits`] a run of thousands meets. Transient errors are retried in one place, [`retry::retry`].
 //!
 //! Nothing here knows about runs: the run's names, containers and volumes are
 //! [`crate::run`]'s, built on this.
@@ -29,6 +29,7 @@ pub mod hostcheck;
 pub mod images;
 pub mod lab;
 pub mod labels;
+pub mod limits;
 pub mod network;
 pub mod registry;
 pub mod retry;

@@ -195,6 +195,8 @@ struct ClusterInner {
     nodes: Mutex<BTreeMap<String, NodeLabels>>,
     rng: Mutex<u64>,
     clock_offsets: Mutex<BTreeMap<String, i64>>,
+    /// Each host's limits, as spawn's pre-flight reads them (unknown unless set).
+    facts: Mutex<BTreeMap<String, crate::engine::limits::HostFacts>>,
     /// When the last container exited on its own.
     last_exit: Mutex<Option<Instant>>,
 }
@@ -221,6 +223,7 @@ impl Cluster {
                 nodes: Mutex::new(BTreeMap::new()),
                 rng: Mutex::new(0x9e37_79b9_7f4a_7c15),
                 clock_offsets: Mutex::new(BTreeMap::new()),
+                facts: Mutex::new(BTreeMap::new()),
                 last_exit: Mutex::new(None),
             }),
         }
@@ -350,6 +353,19 @@ impl Cluster {
     }
 
     /// Networks on host `name`.
+    /// Gives host `name` these limits (pid_max, memory, …) for spawn's pre-flight.
+    pub fn set_facts(&self, name: &str, facts: crate::engine::limits::HostFacts) {
+        lock(&self.inner.facts).insert(name.to_owned(), facts);
+    }
+
+    /// Host `name`'s limits: unknown unless [`Cluster::set_facts`] gave some.
+    pub fn facts(&self, name: &str) -> crate::engine::limits::HostFacts {
+        lock(&self.inner.facts)
+            .get(name)
+            .copied()
+            .unwrap_or_default()
+    }
+
     pub fn networks(&self, name: &str) -> Vec<String> {
         lock(&self.engine(name).host.state)
             .listed_networks()

@@ -517,11 +517,14 @@ pub fn assess(e: &Evidence) -> MeasurementQuality {
                     "The peers' CPU quota ({q} CPUs each, `--peer-cpus`) limits them: raise it for network figures, or keep it and read the latency as a small device's."
                 )),
                 (Some(c), _) => advice.push(format!(
-                    "Run fewer peers per host: host {} ran {} peers on {c} CPUs ({:.0} per CPU); try at most {} there, or spread the run over more hosts (`--hosts`).",
+                    "Run fewer peers per host: host {} ran {} peers on {c} CPUs ({:.0} per CPU); {}, or spread the run over more hosts (`--hosts`).",
                     h.host,
                     h.peers,
                     h.peers as f64 / f64::from(c),
-                    suggested_peers(h),
+                    match suggested_peers(h) {
+                        Some(n) => format!("try at most {n} there"),
+                        None => "its CPUs were pegged, so how far over it was is not known: at least halve them".into(),
+                    },
                 )),
                 _ => advice.push(format!(
                     "Run fewer peers per host (host {} ran {}), or spread the run over more hosts (`--hosts`).",
@@ -567,21 +570,14 @@ pub fn assess(e: &Evidence) -> MeasurementQuality {
     }
 }
 
-/// Peers a host might run clean: its peers scaled by how far its busiest windows were
-/// from 70% busy, or by how far its lag was from the degraded line.
-fn suggested_peers(h: &HostQuality) -> usize {
-    let by_cpu = h
-        .cpu_busy_max_permille
-        .filter(|&b| b > 0)
-        .map(|b| h.peers as f64 * 700.0 / f64::from(b));
-    let by_lag = (h.scheduling_lag.p99_us > 0)
-        .then(|| h.peers as f64 * LAG_DEGRADED_US as f64 / h.scheduling_lag.p99_us as f64);
-    let n = match (by_cpu, by_lag) {
-        (Some(a), Some(b)) => a.min(b),
-        (Some(a), None) | (None, Some(a)) => a,
-        (None, None) => h.peers as f64 / 2.0,
-    };
-    (n.floor() as usize).clamp(1, h.peers.saturating_sub(1).max(1))
+/// How many peers host `h` might run with its busiest window at 70% busy, where that can
+/// be known: every peer receives every record of the run, so with the run spread over
+/// more hosts a host's work goes with its own peers. A host whose CPUs were pegged
+/// (95% or more) says only that the demand was higher, not how much: `None`.
+fn suggested_peers(h: &HostQuality) -> Option<usize> {
+    let busy = h.cpu_busy_max_permille.filter(|&b| b > 0 && b < 950)?;
+    let n = (h.peers as f64 * 700.0 / f64::from(busy)).floor() as usize;
+    Some(n.clamp(1, h.peers.saturating_sub(1).max(1)))
 }
 
 /// The verdict as the first lines of summary.md: what it is, why, what to change.
@@ -799,8 +795,8 @@ mod tests {
             .map(|i| peer(&format!("p{i}"), 900, 300, 0))
             .collect();
         // p0 and p2 are on h1.
-        reports[0] = peer("p0", 20_000, 950, 0);
-        reports[2] = peer("p2", 20_000, 950, 0);
+        reports[0] = peer("p0", 20_000, 900, 0);
+        reports[2] = peer("p2", 20_000, 900, 0);
         let q = assess_of(reports.clone(), None, &BTreeSet::new());
         assert_eq!(q.verdict, Verdict::Degraded, "{q:?}");
         assert_eq!(q.hosts[0].verdict, Verdict::Degraded);
@@ -815,11 +811,10 @@ mod tests {
             .any(|r| r.contains("950‰") || r.contains("busy")));
         assert_eq!(q.windows_affected, 1);
         assert_eq!((q.windows[0].window, q.windows[0].host.as_str()), (2, "h1"));
-        assert_eq!(q.windows[0].cpu_busy_permille, Some(950));
-        assert!(q
-            .advice
-            .iter()
-            .any(|a| a.contains("fewer peers per host") && a.contains("h1")));
+        assert_eq!(q.windows[0].cpu_busy_permille, Some(900));
+        assert!(q.advice.iter().any(|a| a.contains("fewer peers per host")
+            && a.contains("h1")
+            && a.contains("try at most 1 there")));
         assert!(q
             .advice
             .iter()
@@ -828,6 +823,11 @@ mod tests {
         reports[2] = peer("p2", 80_000, 1000, 0);
         let q = assess_of(reports, None, &BTreeSet::new());
         assert_eq!(q.verdict, Verdict::Saturated);
+        assert!(
+            q.advice[0].contains("pegged") && q.advice[0].contains("at least halve"),
+            "a host at 100% gives no number: {:?}",
+            q.advice
+        );
         let md = to_markdown(&q);
         assert!(
             md.starts_with("**Measurement quality: saturated.**"),

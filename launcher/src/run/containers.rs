@@ -57,6 +57,8 @@ pub fn coordinator_args(run: &str, spec: &PlanSpec) -> Vec<String> {
         spec.write_interval.to_string(),
         "--payload-bytes".into(),
         spec.payload_bytes.to_string(),
+        "--dissemination".into(),
+        spec.dissemination.name().into(),
         "--start-delay".into(),
         ms(spec.start_delay_ms),
         "--start-timeout".into(),

@@ -253,6 +253,15 @@ pub async fn spawn_with(connector: &Connector, req: SpawnRequest) -> anyhow::Res
         None => None,
     };
     let manager = host::manager(&hosts)?.clone();
+    if previous.is_none() {
+        // Before anything is created: each host's share against its limits.
+        let placed = crate::engine::limits::peers_per_host(
+            req.spec.peers,
+            &hosts_file.hosts,
+            &req.host_filter,
+        )?;
+        crate::engine::limits::preflight(&hosts, &placed, manager.name()).await?;
+    }
     let (run, spec) = open_run(&req, previous.as_ref())?;
     let previous_manifest = previous.as_ref().map(|(m, _)| m);
 

@@ -10,7 +10,8 @@ pub mod ditto;
 pub mod mesh;
 
 use crate::metrics::Metrics;
-use cmesh_common::report::{DeltaSyncStats, NeighbourStats};
+use cmesh_common::plan::Dissemination;
+use cmesh_common::report::{DeltaSyncStats, DisseminationStats, NeighbourStats};
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 
@@ -51,6 +52,8 @@ pub struct BackendStats {
     pub neighbours: Vec<NeighbourStats>,
     pub delta_sync: DeltaSyncStats,
     pub records_missed: u64,
+    /// How the records were spread, where the backend decides that (mesh).
+    pub dissemination: Option<DisseminationStats>,
 }
 
 /// A replication engine under test.
@@ -82,6 +85,8 @@ pub struct Setup {
     pub neighbours: Vec<u32>,
     /// Records kept per origin (mesh).
     pub window: usize,
+    /// How records are spread (mesh).
+    pub dissemination: Dissemination,
     /// The peer's bound listener (the mesh backend accepts on it; Ditto binds the port
     /// itself, so it is closed first).
     pub listener: TcpListener,
@@ -114,6 +119,7 @@ impl Backend {
                     neighbours: setup.neighbours,
                     window: setup.window,
                     queue_frames: 4096,
+                    dissemination: setup.dissemination,
                 },
                 setup.listener,
                 metrics,

@@ -1,13 +1,17 @@
-//! The built-in `mesh` backend: a replicated record log flooded over TCP.
+//! The built-in `mesh` backend: a replicated record log over TCP.
 //!
 //! - Every planned edge is one TCP connection; the peer with the lower index dials.
 //! - Each side's first frame is `Hello` with its version vector. On receiving the other's,
 //!   a side sends exactly the records the other lacks (delta sync), then registers the
-//!   link for flooding, all under one lock so no record falls between the two.
-//! - A new record (own or received) is flooded to every link but the one it came from and
-//!   its origin's: multi-hop delivery, so a spanning tree reaches everyone.
-//! - Each link has a bounded send queue. A link that cannot keep up is dropped rather than
-//!   buffered without limit; the dialer reconnects and delta sync repairs the gap.
+//!   link, all under one lock so no record falls between the two.
+//! - A new record (own or received) goes on as the plan's dissemination says
+//!   ([`gossip`]): flooded to every link but the one it came from and its origin's, or
+//!   pushed on a self-pruning spanning tree with lazy announcements and pulls on the
+//!   other links (plumtree). Either way multi-hop, so a spanning tree reaches everyone.
+//! - Each link has a bounded send queue of frames; its writer batches the records queued
+//!   for it into one `Records` frame per wake-up. A link that cannot keep up is dropped
+//!   rather than buffered without limit; the dialer reconnects and delta sync repairs
+//!   the gap.
 //! - A dropped connection is redialled with backoff until the backend stops.
 //!
 //! [`MeshBackend::set_blocked`] cuts the link to a neighbour and refuses it until unblocked:
@@ -15,14 +19,17 @@
 //! the peer to a new set of neighbours (mobility): links to the ones left are closed, the
 //! new ones are dialled (by the lower index) and caught up by delta sync.
 
+pub mod gossip;
 pub mod store;
 pub mod wire;
 
 use crate::backend::{BackendStats, SyncBackend};
 use crate::metrics::Metrics;
 use bytes::Bytes;
-use cmesh_common::report::{DeltaSyncStats, NeighbourStats};
-use std::collections::{HashMap, HashSet};
+use cmesh_common::plan::Dissemination;
+use cmesh_common::report::{DeltaSyncStats, DisseminationStats, NeighbourStats};
+use gossip::{Control, Gossip};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -52,6 +59,8 @@ pub struct MeshConfig {
     pub window: usize,
     /// Frames queued per link before it is dropped as too slow.
     pub queue_frames: usize,
+    /// How a record is spread.
+    pub dissemination: Dissemination,
 }
 
 #[derive(Debug, Default)]
@@ -65,7 +74,7 @@ struct Counters {
 
 struct Link {
     conn: u64,
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Frame>,
 }
 
 struct Node {
@@ -78,6 +87,7 @@ struct Node {
     /// Neighbours a dial loop runs for.
     dialing: HashSet<u32>,
     delta: DeltaSyncStats,
+    gossip: Gossip,
     next_seq: u64,
     next_conn: u64,
 }
@@ -93,6 +103,8 @@ struct Inner {
     stopping: watch::Sender<bool>,
     /// Wakes a neighbour's dialer early (after an unblock).
     redial: Vec<Notify>,
+    /// Wakes the dissemination's ticker when it has work.
+    gossip_work: Notify,
 }
 
 /// A running mesh backend.
@@ -114,6 +126,7 @@ impl MeshBackend {
                 ever: cfg.neighbours.iter().copied().collect(),
                 dialing: HashSet::new(),
                 delta: DeltaSyncStats::default(),
+                gossip: Gossip::new(cfg.dissemination, cfg.me),
                 next_seq: 0,
                 next_conn: 0,
             }),
@@ -121,11 +134,15 @@ impl MeshBackend {
             redial: (0..origins).map(|_| Notify::new()).collect(),
             metrics,
             changed: Notify::new(),
+            gossip_work: Notify::new(),
             stopping: watch::channel(false).0,
             cfg,
         });
         let mut tasks = JoinSet::new();
         tasks.spawn(accept_loop(inner.clone(), listener));
+        if inner.cfg.dissemination == Dissemination::Plumtree {
+            tasks.spawn(gossip_loop(inner.clone()));
+        }
         let backend = MeshBackend {
             inner,
             tasks: Mutex::new(tasks),
@@ -146,7 +163,16 @@ impl MeshBackend {
             .filter(|&p| p != me && p < n)
             .collect();
         let mut node = self.inner.lock();
-        node.links.retain(|p, _| wanted.contains(p));
+        let gone: Vec<u32> = node
+            .links
+            .keys()
+            .copied()
+            .filter(|p| !wanted.contains(p))
+            .collect();
+        for p in gone {
+            node.links.remove(&p);
+            node.gossip.link_down(p);
+        }
         node.ever.extend(wanted.iter().copied());
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         for &p in &wanted {
@@ -175,6 +201,7 @@ impl MeshBackend {
         if blocked {
             node.blocked.insert(peer);
             node.links.remove(&peer);
+            node.gossip.link_down(peer);
         } else {
             node.blocked.remove(&peer);
             drop(node);
@@ -208,37 +235,56 @@ impl Inner {
         })
     }
 
-    /// Sends `frame` (holding `records` records) to every link but `except`; drops links
-    /// whose queue is full.
-    fn flood(&self, node: &mut Node, frame: &Bytes, records: u64, except: &[u32]) {
-        let mut overflowed = Vec::new();
-        for (&peer, link) in &node.links {
-            if except.contains(&peer) {
-                continue;
-            }
-            match link.tx.try_send(frame.clone()) {
-                Ok(()) => {
-                    self.counters[peer as usize]
-                        .records_sent
-                        .fetch_add(records, Ordering::Relaxed);
-                }
-                Err(_) => overflowed.push(peer),
+    /// Queues `frame` (holding `records` records) on the link to `peer`. A link whose
+    /// queue is full is dropped (true): it resyncs on reconnect.
+    fn send(&self, node: &mut Node, peer: u32, frame: Frame, records: u64) -> bool {
+        let Some(link) = node.links.get(&peer) else {
+            return false;
+        };
+        if link.tx.try_send(frame).is_ok() {
+            self.counters[peer as usize]
+                .records_sent
+                .fetch_add(records, Ordering::Relaxed);
+            return false;
+        }
+        tracing::warn!(
+            peer,
+            "send queue full; dropping the link to resync on reconnect"
+        );
+        node.links.remove(&peer);
+        node.gossip.link_down(peer);
+        true
+    }
+
+    /// Pushes records new to this peer (from `from`, or written here) to the links the
+    /// dissemination names, one frame per link.
+    fn push(&self, node: &mut Node, from: Option<u32>, records: Vec<Record>) {
+        let mut to: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
+        let links: Vec<u32> = node.links.keys().copied().collect();
+        for r in records {
+            for p in node
+                .gossip
+                .on_new(from, r.origin, r.seq, links.iter().copied())
+            {
+                to.entry(p).or_default().push(r.clone());
             }
         }
-        for peer in overflowed {
-            tracing::warn!(
-                peer,
-                "send queue full; dropping the link to resync on reconnect"
-            );
-            node.links.remove(&peer);
+        for (peer, records) in to {
+            let n = records.len() as u64;
+            self.send(node, peer, Frame::Records(records), n);
+        }
+        if node.gossip.has_work() {
+            self.gossip_work.notify_one();
         }
     }
 
-    /// Handles records that arrived from neighbour `from`.
-    fn receive(&self, from: u32, records: Vec<Record>) {
+    /// Handles records that arrived from neighbour `from`; `repair` when they came to
+    /// catch this peer up (a catch-up or a graft's answer).
+    fn receive(&self, from: u32, records: Vec<Record>, repair: bool) {
         let now = cmesh_common::unix_micros();
         let mut node = self.lock();
         let mut fresh = Vec::new();
+        let mut duplicates = BTreeSet::new();
         {
             let mut metrics = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
             for r in records {
@@ -248,25 +294,80 @@ impl Inner {
                         metrics.on_new_record(origin, written, now);
                         fresh.push(r);
                     }
-                    Inserted::Duplicate => metrics.on_duplicate(),
+                    Inserted::Duplicate => {
+                        metrics.on_duplicate();
+                        duplicates.insert(origin);
+                    }
                 }
+            }
+        }
+        for origin in duplicates {
+            if node.gossip.on_duplicate(from, origin, repair) {
+                self.send(&mut node, from, Frame::Prune { origin }, 0);
             }
         }
         if fresh.is_empty() {
             return;
         }
-        let origin = fresh[0].origin;
-        let single_origin = fresh.iter().all(|r| r.origin == origin);
-        let count = fresh.len() as u64;
-        let frame = wire::encode(&Frame::Records(fresh));
-        let except = if single_origin {
-            vec![from, origin]
-        } else {
-            vec![from]
-        };
-        self.flood(&mut node, &frame, count, &except);
+        self.push(&mut node, Some(from), fresh);
         drop(node);
         self.changed.notify_one();
+    }
+
+    /// Handles a control frame from neighbour `from`.
+    fn control(&self, from: u32, frame: Frame) {
+        let mut node = self.lock();
+        match frame {
+            Frame::IHave(entries) => {
+                let Node { store, gossip, .. } = &mut *node;
+                gossip.on_ihave(
+                    from,
+                    &entries,
+                    |o, s| store.holds(o, s),
+                    cmesh_common::unix_micros(),
+                );
+                if gossip.has_work() {
+                    self.gossip_work.notify_one();
+                }
+            }
+            Frame::Graft { origin, after } => {
+                node.gossip.on_graft(from, origin);
+                let records = node.store.after(origin, after);
+                for chunk in records.chunks(CATCH_UP_BATCH) {
+                    let n = chunk.len() as u64;
+                    if self.send(&mut node, from, Frame::Repair(chunk.to_vec()), n) {
+                        break;
+                    }
+                }
+            }
+            Frame::Prune { origin } => node.gossip.on_prune(from, origin),
+            Frame::Hello { .. } | Frame::Records(_) | Frame::Repair(_) => {}
+        }
+    }
+
+    /// The dissemination's tick: announcements to the lazy links, grafts for what did
+    /// not come.
+    fn tick(&self) {
+        let mut node = self.lock();
+        let controls = {
+            let Node { store, gossip, .. } = &mut *node;
+            let versions = store.version_vector();
+            gossip.tick(
+                cmesh_common::unix_micros(),
+                |o, s| store.holds(o, s),
+                |o| versions.get(o as usize).copied().unwrap_or(0),
+            )
+        };
+        for c in controls {
+            match c {
+                Control::IHave { to, entries } => {
+                    self.send(&mut node, to, Frame::IHave(entries), 0);
+                }
+                Control::Graft { to, origin, after } => {
+                    self.send(&mut node, to, Frame::Graft { origin, after }, 0);
+                }
+            }
+        }
     }
 }
 
@@ -295,8 +396,7 @@ impl SyncBackend for MeshBackend {
         };
         let seq = record.seq;
         node.store.insert(record.clone());
-        let frame = wire::encode(&Frame::Records(vec![record]));
-        inner.flood(&mut node, &frame, 1, &[]);
+        inner.push(&mut node, None, vec![record]);
         seq
     }
 
@@ -330,10 +430,17 @@ impl SyncBackend for MeshBackend {
                 }
             })
             .collect();
+        let g = &node.gossip.stats;
         BackendStats {
             neighbours,
             delta_sync: node.delta.clone(),
             records_missed: node.store.missed(),
+            dissemination: Some(DisseminationStats {
+                mode: node.gossip.mode().name().into(),
+                prunes_sent: g.prunes_sent,
+                grafts_sent: g.grafts_sent,
+                announcements_sent: g.announcements_sent,
+            }),
         }
     }
 }
@@ -341,6 +448,25 @@ impl SyncBackend for MeshBackend {
 /// Resolves when the backend stops (without holding the watch's lock across awaits).
 async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Ticks the dissemination while it has work (announcements to send, records awaited):
+/// idle peers do not wake.
+async fn gossip_loop(inner: Arc<Inner>) {
+    let mut stopping = inner.stopping.subscribe();
+    loop {
+        if !inner.lock().gossip.has_work() {
+            tokio::select! {
+                _ = stopped(&mut stopping) => return,
+                _ = inner.gossip_work.notified() => {}
+            }
+        }
+        tokio::select! {
+            _ = stopped(&mut stopping) => return,
+            _ = tokio::time::sleep(gossip::TICK) => {}
+        }
+        inner.tick();
+    }
 }
 
 async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
@@ -489,7 +615,7 @@ async fn run_link(
     mut read: BufReader<tokio::net::tcp::OwnedReadHalf>,
     write: tokio::net::tcp::OwnedWriteHalf,
 ) {
-    let (tx, mut rx) = mpsc::channel::<Bytes>(inner.cfg.queue_frames.max(CATCH_UP_BATCH));
+    let (tx, mut rx) = mpsc::channel::<Frame>(inner.cfg.queue_frames.max(CATCH_UP_BATCH));
     let conn = {
         let mut node = inner.lock();
         if node.blocked.contains(&peer) || !node.neighbours.contains(&peer) || inner.stopping() {
@@ -505,8 +631,8 @@ async fn run_link(
         let full = node.store.window_bytes();
         let mut sent_bytes = 0u64;
         for chunk in missing.chunks(CATCH_UP_BATCH) {
-            let frame = wire::encode(&Frame::Records(chunk.to_vec()));
-            sent_bytes += frame.len() as u64;
+            let frame = Frame::Repair(chunk.to_vec());
+            sent_bytes += chunk.iter().map(|r| r.wire_size() as u64).sum::<u64>();
             // The queue is fresh and at least CATCH_UP_BATCH deep: a full window fits
             // unless it is huge, in which case what does not fit is left to the next sync.
             if tx.try_send(frame).is_err() {
@@ -523,6 +649,7 @@ async fn run_link(
         node.next_conn += 1;
         let conn = node.next_conn;
         node.links.insert(peer, Link { conn, tx });
+        node.gossip.link_up(peer);
         conn
     };
     inner.counters[peer as usize]
@@ -534,16 +661,24 @@ async fn run_link(
     let counters = &inner.counters[peer as usize];
     let writer = async {
         let mut out = BufWriter::new(write);
-        while let Some(frame) = rx.recv().await {
-            out.write_all(&frame).await?;
-            counters
-                .bytes_sent
-                .fetch_add(frame.len() as u64, Ordering::Relaxed);
-            while let Ok(frame) = rx.try_recv() {
-                out.write_all(&frame).await?;
+        let mut batch = Batch::default();
+        while let Some(first) = rx.recv().await {
+            // Everything queued now goes out in this wake-up: pushed records in as few
+            // `Records` frames as fit, the other frames as they are, in order.
+            let mut next = Some(first);
+            while let Some(frame) = next.take().or_else(|| rx.try_recv().ok()) {
+                for bytes in batch.add(frame) {
+                    out.write_all(&bytes).await?;
+                    counters
+                        .bytes_sent
+                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                }
+            }
+            if let Some(bytes) = batch.take() {
+                out.write_all(&bytes).await?;
                 counters
                     .bytes_sent
-                    .fetch_add(frame.len() as u64, Ordering::Relaxed);
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             }
             out.flush().await?;
         }
@@ -554,11 +689,21 @@ async fn run_link(
             counters
                 .bytes_received
                 .fetch_add(n as u64, Ordering::Relaxed);
-            if let Frame::Records(records) = frame {
-                counters
-                    .records_received
-                    .fetch_add(records.len() as u64, Ordering::Relaxed);
-                inner.receive(peer, records);
+            match frame {
+                Frame::Records(records) | Frame::Repair(records) if records.is_empty() => {}
+                Frame::Records(records) => {
+                    counters
+                        .records_received
+                        .fetch_add(records.len() as u64, Ordering::Relaxed);
+                    inner.receive(peer, records, false);
+                }
+                Frame::Repair(records) => {
+                    counters
+                        .records_received
+                        .fetch_add(records.len() as u64, Ordering::Relaxed);
+                    inner.receive(peer, records, true);
+                }
+                control => inner.control(peer, control),
             }
         }
         Ok::<(), std::io::Error>(())
@@ -572,6 +717,7 @@ async fn run_link(
     let mut node = inner.lock();
     if node.links.get(&peer).is_some_and(|l| l.conn == conn) {
         node.links.remove(&peer);
+        node.gossip.link_down(peer);
     }
     drop(node);
     match ended {
@@ -580,11 +726,49 @@ async fn run_link(
     }
 }
 
+/// A link writer's pushed records, gathered into `Records` frames of at most
+/// [`CATCH_UP_BATCH`] records.
+#[derive(Default)]
+struct Batch {
+    records: Vec<Record>,
+}
+
+impl Batch {
+    /// Takes `frame` in; returns what must be written before it can go on: a full
+    /// batch, or the batch and `frame` itself when it is not a `Records` frame (frames
+    /// keep their order).
+    fn add(&mut self, frame: Frame) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        match frame {
+            Frame::Records(records) => {
+                for r in records {
+                    if self.records.len() == CATCH_UP_BATCH {
+                        out.extend(self.take());
+                    }
+                    self.records.push(r);
+                }
+            }
+            other => {
+                out.extend(self.take());
+                out.push(wire::encode(&other));
+            }
+        }
+        out
+    }
+
+    /// The gathered records as one frame, if any.
+    fn take(&mut self) -> Option<Bytes> {
+        (!self.records.is_empty())
+            .then(|| wire::encode(&Frame::Records(std::mem::take(&mut self.records))))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     async fn node(
+        mode: Dissemination,
         me: u32,
         n: usize,
         neighbours: Vec<u32>,
@@ -599,6 +783,7 @@ mod tests {
             neighbours,
             window: 1000,
             queue_frames: 1024,
+            dissemination: mode,
         };
         (MeshBackend::start(cfg, listener, metrics.clone()), metrics)
     }
@@ -629,105 +814,197 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn records_flood_over_two_hops() {
-        // 0 -- 1 -- 2: a record from 0 reaches 2 through 1.
-        let (mut ls, addrs) = listeners(3).await;
-        let (b2, m2) = node(2, 3, vec![1], ls.pop().unwrap(), addrs.clone()).await;
-        let (b1, _) = node(1, 3, vec![0, 2], ls.pop().unwrap(), addrs.clone()).await;
-        let (b0, _) = node(0, 3, vec![1], ls.pop().unwrap(), addrs.clone()).await;
-        until(&b1, |b| b.connected() == 2).await;
-        for _ in 0..5 {
-            b0.write(Bytes::from_static(b"x"));
-        }
-        until(&b2, |b| b.progress()[0] == 5).await;
-        assert_eq!(m2.lock().unwrap().received()[0], 5);
-        assert_eq!(m2.lock().unwrap().latency().count(), 5);
-        for b in [b0, b1, b2] {
-            b.stop().await;
+    async fn records_go_over_two_hops() {
+        for mode in Dissemination::ALL {
+            // 0 -- 1 -- 2: a record from 0 reaches 2 through 1.
+            let (mut ls, addrs) = listeners(3).await;
+            let (b2, m2) = node(mode, 2, 3, vec![1], ls.pop().unwrap(), addrs.clone()).await;
+            let (b1, _) = node(mode, 1, 3, vec![0, 2], ls.pop().unwrap(), addrs.clone()).await;
+            let (b0, _) = node(mode, 0, 3, vec![1], ls.pop().unwrap(), addrs.clone()).await;
+            until(&b1, |b| b.connected() == 2).await;
+            for _ in 0..5 {
+                b0.write(Bytes::from_static(b"x"));
+            }
+            until(&b2, |b| b.progress()[0] == 5).await;
+            assert_eq!(m2.lock().unwrap().received()[0], 5);
+            assert_eq!(m2.lock().unwrap().latency().count(), 5);
+            for b in [b0, b1, b2] {
+                b.stop().await;
+            }
         }
     }
 
     #[tokio::test]
     async fn moving_to_new_neighbours_closes_old_links_and_syncs_over_new_ones() {
-        // 0 -- 1   2: then 1 leaves 0 for 2; 2 gets 0's records through 1.
-        let (mut ls, addrs) = listeners(3).await;
-        let (b2, m2) = node(2, 3, vec![], ls.pop().unwrap(), addrs.clone()).await;
-        let (b1, _) = node(1, 3, vec![0], ls.pop().unwrap(), addrs.clone()).await;
-        let (b0, _) = node(0, 3, vec![1], ls.pop().unwrap(), addrs.clone()).await;
-        until(&b0, |b| b.connected() == 1).await;
-        for _ in 0..4 {
-            b0.write(Bytes::from_static(b"x"));
+        for mode in Dissemination::ALL {
+            // 0 -- 1   2: then 1 leaves 0 for 2; 2 gets 0's records through 1.
+            let (mut ls, addrs) = listeners(3).await;
+            let (b2, m2) = node(mode, 2, 3, vec![], ls.pop().unwrap(), addrs.clone()).await;
+            let (b1, _) = node(mode, 1, 3, vec![0], ls.pop().unwrap(), addrs.clone()).await;
+            let (b0, _) = node(mode, 0, 3, vec![1], ls.pop().unwrap(), addrs.clone()).await;
+            until(&b0, |b| b.connected() == 1).await;
+            for _ in 0..4 {
+                b0.write(Bytes::from_static(b"x"));
+            }
+            until(&b1, |b| b.progress()[0] == 4).await;
+            assert_eq!(b2.progress()[0], 0, "2 is nobody's neighbour yet");
+            b1.set_neighbours(&[2]);
+            b2.set_neighbours(&[1]);
+            b0.set_neighbours(&[]);
+            until(&b2, |b| b.progress()[0] == 4).await;
+            assert_eq!(m2.lock().unwrap().received()[0], 4);
+            until(&b0, |b| b.connected() == 0).await;
+            assert_eq!(b1.neighbours(), vec![2]);
+            // And back: 0 and 1 are neighbours again, and what 0 wrote meanwhile arrives.
+            b0.write(Bytes::from_static(b"y"));
+            b0.set_neighbours(&[1]);
+            b1.set_neighbours(&[0, 2]);
+            until(&b2, |b| b.progress()[0] == 5).await;
+            let s1 = b1.stop().await;
+            let peers: Vec<&str> = s1.neighbours.iter().map(|n| n.peer.as_str()).collect();
+            assert_eq!(
+                peers,
+                vec!["0", "2"],
+                "every peer that was a neighbour is reported"
+            );
+            assert!(s1.neighbours[0].connects >= 2, "1 and 0 connected twice");
+            b0.stop().await;
+            b2.stop().await;
         }
-        until(&b1, |b| b.progress()[0] == 4).await;
-        assert_eq!(b2.progress()[0], 0, "2 is nobody's neighbour yet");
-        b1.set_neighbours(&[2]);
-        b2.set_neighbours(&[1]);
-        b0.set_neighbours(&[]);
-        until(&b2, |b| b.progress()[0] == 4).await;
-        assert_eq!(m2.lock().unwrap().received()[0], 4);
-        until(&b0, |b| b.connected() == 0).await;
-        assert_eq!(b1.neighbours(), vec![2]);
-        // And back: 0 and 1 are neighbours again, and what 0 wrote meanwhile arrives.
-        b0.write(Bytes::from_static(b"y"));
-        b0.set_neighbours(&[1]);
-        b1.set_neighbours(&[0, 2]);
-        until(&b2, |b| b.progress()[0] == 5).await;
-        let s1 = b1.stop().await;
-        let peers: Vec<&str> = s1.neighbours.iter().map(|n| n.peer.as_str()).collect();
-        assert_eq!(
-            peers,
-            vec!["0", "2"],
-            "every peer that was a neighbour is reported"
+    }
+
+    /// `n` peers, each linked to every other, all links up.
+    async fn complete(mode: Dissemination, n: usize) -> Vec<(MeshBackend, Arc<Mutex<Metrics>>)> {
+        let (ls, addrs) = listeners(n).await;
+        let mut peers = Vec::new();
+        for (i, l) in ls.into_iter().enumerate() {
+            let others = (0..n as u32).filter(|&p| p != i as u32).collect();
+            peers.push(node(mode, i as u32, n, others, l, addrs.clone()).await);
+        }
+        for (b, _) in &peers {
+            until(b, |b| b.connected() == n - 1).await;
+        }
+        peers
+    }
+
+    /// Every peer writes `rounds` records, one a round; each round waits until every
+    /// peer holds the round's records. Returns the duplicates received, all peers.
+    async fn write_rounds(peers: &[(MeshBackend, Arc<Mutex<Metrics>>)], rounds: usize) -> u64 {
+        let before: u64 = peers
+            .iter()
+            .map(|(_, m)| m.lock().unwrap().duplicates())
+            .sum();
+        for _ in 0..rounds {
+            let seqs: Vec<u64> = peers
+                .iter()
+                .map(|(b, _)| b.write(Bytes::from_static(b"r")))
+                .collect();
+            for (b, _) in peers {
+                until(b, |b| {
+                    let p = b.progress();
+                    seqs.iter().enumerate().all(|(o, &s)| p[o] >= s)
+                })
+                .await;
+            }
+        }
+        peers
+            .iter()
+            .map(|(_, m)| m.lock().unwrap().duplicates())
+            .sum::<u64>()
+            - before
+    }
+
+    #[tokio::test]
+    async fn plumtree_prunes_to_a_tree_and_repairs_it_when_tree_links_are_cut() {
+        let flood = complete(Dissemination::Flood, 6).await;
+        let flood_dups = write_rounds(&flood, 30).await;
+        let tree = complete(Dissemination::Plumtree, 6).await;
+        let tree_dups = write_rounds(&tree, 30).await;
+        // 6 origins × 30 records × 5 readers = 900 deliveries each way.
+        assert!(
+            tree_dups * 4 < flood_dups,
+            "plumtree {tree_dups} duplicates, flood {flood_dups}"
         );
-        assert!(s1.neighbours[0].connects >= 2, "1 and 0 connected twice");
-        b0.stop().await;
-        b2.stop().await;
+        // Once pruned, each origin's eager links form a tree: 5 edges for 6 peers, so
+        // 10 link ends of 30, about 1.7 a peer, give or take what a race left eager.
+        let eager: f64 = tree
+            .iter()
+            .map(|(b, _)| b.inner.lock().gossip.eager_per_origin())
+            .sum();
+        assert!(
+            eager < 20.0,
+            "{eager} eager link ends per origin; flood has 30"
+        );
+        // Cut a link peer 0 pushes its own records on: what it writes still reaches the
+        // peer at the other end, announced to it over a lazy link and pulled (grafted).
+        let cut: Vec<u32> = tree[0].0.inner.lock().gossip.eager(0).take(1).collect();
+        for &p in &cut {
+            tree[0].0.set_blocked(p, true);
+            tree[p as usize].0.set_blocked(0, true);
+        }
+        write_rounds(&tree, 5).await;
+        let grafts: u64 = tree
+            .iter()
+            .map(|(b, _)| b.inner.lock().gossip.stats.grafts_sent)
+            .sum();
+        for (b, _) in tree {
+            assert_eq!(b.stop().await.dissemination.unwrap().mode, "plumtree");
+        }
+        assert!(
+            grafts > 0 || cut.is_empty(),
+            "the cut was repaired by grafts"
+        );
+        for (b, _) in flood {
+            b.stop().await;
+        }
     }
 
     #[tokio::test]
     async fn a_cut_off_peer_catches_up_with_only_the_missing_records() {
-        let (mut ls, addrs) = listeners(2).await;
-        let (b1, m1) = node(1, 2, vec![0], ls.pop().unwrap(), addrs.clone()).await;
-        let (b0, _) = node(0, 2, vec![1], ls.pop().unwrap(), addrs.clone()).await;
-        until(&b0, |b| b.connected() == 1).await;
-        for _ in 0..10 {
-            b0.write(Bytes::from(vec![7u8; 100]));
-        }
-        until(&b1, |b| b.progress()[0] == 10).await;
-        let before = b0.delta_stats();
+        for mode in Dissemination::ALL {
+            let (mut ls, addrs) = listeners(2).await;
+            let (b1, m1) = node(mode, 1, 2, vec![0], ls.pop().unwrap(), addrs.clone()).await;
+            let (b0, _) = node(mode, 0, 2, vec![1], ls.pop().unwrap(), addrs.clone()).await;
+            until(&b0, |b| b.connected() == 1).await;
+            for _ in 0..10 {
+                b0.write(Bytes::from(vec![7u8; 100]));
+            }
+            until(&b1, |b| b.progress()[0] == 10).await;
+            let before = b0.delta_stats();
 
-        // Cut the link, write 5 more, then heal it.
-        b0.set_blocked(1, true);
-        b1.set_blocked(0, true);
-        until(&b1, |b| b.connected() == 0).await;
-        for _ in 0..5 {
-            b0.write(Bytes::from(vec![7u8; 100]));
-        }
-        assert_eq!(b1.progress()[0], 10, "nothing crosses a cut link");
-        b1.set_blocked(0, false);
-        b0.set_blocked(1, false);
-        until(&b1, |b| b.progress()[0] == 15).await;
+            // Cut the link, write 5 more, then heal it.
+            b0.set_blocked(1, true);
+            b1.set_blocked(0, true);
+            until(&b1, |b| b.connected() == 0).await;
+            for _ in 0..5 {
+                b0.write(Bytes::from(vec![7u8; 100]));
+            }
+            assert_eq!(b1.progress()[0], 10, "nothing crosses a cut link");
+            b1.set_blocked(0, false);
+            b0.set_blocked(1, false);
+            until(&b1, |b| b.progress()[0] == 15).await;
 
-        let after = b0.delta_stats();
-        assert_eq!(
-            after.sessions - before.sessions,
-            1,
-            "one catch-up on reconnect"
-        );
-        assert_eq!(
-            after.records_sent - before.records_sent,
-            5,
-            "only the 5 missing records"
-        );
-        let full = after.full_resend_bytes - before.full_resend_bytes;
-        let sent = after.bytes_sent - before.bytes_sent;
-        assert!(
-            sent * 2 < full,
-            "delta {sent} B should be well under a full resend {full} B"
-        );
-        assert_eq!(m1.lock().unwrap().duplicates(), 0, "nothing sent twice");
-        let s0 = b0.stop().await;
-        assert_eq!(s0.neighbours[0].connects, 2);
-        b1.stop().await;
+            let after = b0.delta_stats();
+            assert_eq!(
+                after.sessions - before.sessions,
+                1,
+                "one catch-up on reconnect"
+            );
+            assert_eq!(
+                after.records_sent - before.records_sent,
+                5,
+                "only the 5 missing records"
+            );
+            let full = after.full_resend_bytes - before.full_resend_bytes;
+            let sent = after.bytes_sent - before.bytes_sent;
+            assert!(
+                sent * 2 < full,
+                "delta {sent} B should be well under a full resend {full} B"
+            );
+            assert_eq!(m1.lock().unwrap().duplicates(), 0, "nothing sent twice");
+            let s0 = b0.stop().await;
+            assert_eq!(s0.neighbours[0].connects, 2);
+            b1.stop().await;
+        }
     }
 }

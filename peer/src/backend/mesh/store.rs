@@ -125,6 +125,26 @@ impl RecordStore {
             .collect()
     }
 
+    /// Whether record `seq` of `origin` is held (or was, before the window moved on).
+    pub fn holds(&self, origin: u32, seq: u64) -> bool {
+        self.origins
+            .get(origin as usize)
+            .is_none_or(|l| seq <= l.contiguous || l.above.contains(&seq))
+    }
+
+    /// The records of `origin` held after sequence `after`, oldest first.
+    pub fn after(&self, origin: u32, after: u64) -> Vec<Record> {
+        self.origins
+            .get(origin as usize)
+            .map(|l| {
+                l.recent
+                    .range(after + 1..)
+                    .map(|(_, r)| r.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Bytes a full resend of everything held would put on the wire.
     pub fn window_bytes(&self) -> u64 {
         self.origins.iter().map(|l| l.recent_bytes as u64).sum()
@@ -152,6 +172,22 @@ mod tests {
             written_at_us: seq * 1000,
             payload: Bytes::from(vec![seq as u8; 32]),
         }
+    }
+
+    #[test]
+    fn says_what_it_holds_and_hands_out_an_origins_records_after_a_sequence() {
+        let mut s = RecordStore::new(2, 100);
+        for seq in [1, 2, 4] {
+            s.insert(rec(1, seq));
+        }
+        assert!(s.holds(1, 2) && s.holds(1, 4) && !s.holds(1, 3) && !s.holds(0, 1));
+        assert!(
+            s.holds(7, 1),
+            "an origin outside the plan has nothing to fetch"
+        );
+        let after: Vec<u64> = s.after(1, 1).iter().map(|r| r.seq).collect();
+        assert_eq!(after, vec![2, 4]);
+        assert!(s.after(0, 0).is_empty() && s.after(9, 0).is_empty());
     }
 
     #[test]

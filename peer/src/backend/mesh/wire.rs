@@ -2,7 +2,9 @@
 //!
 //! Each frame is a big-endian `u32` length followed by a postcard-encoded [`Frame`]. The
 //! first frame each side sends on a connection is a `Hello` with its version vector;
-//! everything after is `Records`.
+//! after it: `Records` (pushed), `Repair` (a catch-up or a graft's answer), and the
+//! dissemination's control frames, `IHave`, `Graft` and `Prune` ([`super::gossip`]).
+//! The writer of a link batches the records queued for it into one `Records` frame.
 
 use super::store::Record;
 use bytes::Bytes;
@@ -10,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The wire protocol version, checked in `Hello`.
-pub const WIRE_VERSION: u32 = 1;
+pub const WIRE_VERSION: u32 = 2;
 /// Frames larger than this are refused (a corrupt or hostile length).
 pub const MAX_FRAME: usize = 16 << 20;
 
@@ -24,7 +26,17 @@ pub enum Frame {
         /// The sender's version vector, by origin index.
         versions: Vec<u64>,
     },
+    /// Records pushed as they came.
     Records(Vec<Record>),
+    /// Records sent to catch a link up (on connect, or for a graft): their duplicates
+    /// prune nothing.
+    Repair(Vec<Record>),
+    /// Per origin, the highest sequence the sender newly holds (to a lazy link).
+    IHave(Vec<(u32, u64)>),
+    /// Send what you hold of `origin` after `after`, and push to me again.
+    Graft { origin: u32, after: u64 },
+    /// Stop pushing `origin`'s records to me: the link is lazy for it.
+    Prune { origin: u32 },
 }
 
 /// Encodes a frame with its length prefix.
@@ -77,6 +89,13 @@ mod tests {
                 written_at_us: 123,
                 payload: Bytes::from_static(b"hello"),
             }]),
+            Frame::Repair(Vec::new()),
+            Frame::IHave(vec![(1, 9), (4, 2)]),
+            Frame::Graft {
+                origin: 1,
+                after: 3,
+            },
+            Frame::Prune { origin: 4 },
         ];
         let mut wire = Vec::new();
         for f in &frames {

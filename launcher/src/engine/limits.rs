@@ -1,0 +1,461 @@
+//! Will the run fit? Each host's headroom against the limits that break a run at scale.
+//!
+//! A run of thousands of containers meets kernel and daemon limits long before it runs
+//! out of CPU: every container costs threads (its peer, docker-init, its
+//! containerd-shim), file descriptors in dockerd, memory, an entry in the overlay's
+//! neighbour table, and disk for its logs and reports. [`facts`] reads what a host has
+//! (one shell probe over its SSH link, or the simulated host's model); [`headroom`] sets
+//! each limit against what the host's share of the run needs, from [`PER_CONTAINER`]
+//! (measured on this project's machines). `hosts check --peers N` shows the headroom;
+//! `spawn` refuses a run that would pass a hard limit, before anything is created, and
+//! names the setting to raise. Soft limits give a warning.
+//!
+//! | limit | from | need per container | kind |
+//! |---|---|---|---|
+//! | threads | `kernel.pid_max`, `kernel.threads-max`, threads now | [`PerContainer::threads`] | hard |
+//! | dockerd's open files | its `Max open files`, its descriptors now | [`PerContainer::dockerd_fds`] | hard |
+//! | memory | `MemAvailable` | [`PerContainer::memory_kib`] | hard |
+//! | neighbour table | `net.ipv4.neigh.default.gc_thresh3` | one entry per container on the overlay, plus 64 | hard |
+//! | inotify instances | `fs.inotify.max_user_instances` | one per followed log (`launcher logs -f`) | soft |
+//! | disk | free space under the engine's root | reports (hard) and capped logs (soft) | hard / soft |
+
+use crate::engine::host::Host;
+use crate::engine::hostcheck::parse_probe;
+use crate::hosts::HostSpec;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// What one container costs its host, measured (docs/capacity.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PerContainer {
+    /// Kernel tasks: the peer's threads, docker-init, its containerd-shim's threads.
+    pub threads: u64,
+    /// Descriptors dockerd holds for it (log pipes, attach streams, its shim).
+    pub dockerd_fds: u64,
+    /// Resident memory: the peer, its shim, and the engine's share.
+    pub memory_kib: u64,
+    /// Its report directory at the end of a run (report, checkpoint, events).
+    pub report_kib: u64,
+    /// Its json-file logs at their cap (2 × 10 MB).
+    pub log_kib: u64,
+}
+
+/// Measured on this project's machines (docs/capacity.md): 101 containers started,
+/// the host's tasks went up by 15.5 each (a shim's 11 threads, the peer's 2,
+/// docker-init), dockerd's descriptors by 8.0 each, and MemAvailable fell by 7.5 MiB
+/// each; a 1000-peer run used about 9.5 GiB at its peak.
+pub const PER_CONTAINER: PerContainer = PerContainer {
+    threads: 16,
+    dockerd_fds: 8,
+    memory_kib: 10 * 1024,
+    report_kib: 512,
+    log_kib: 20 * 1024,
+};
+
+/// Neighbour-table entries kept free beyond the overlay's containers.
+const NEIGHBOUR_SLACK: u64 = 64;
+
+/// What a host has, where it could be read (`None`: unknown).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct HostFacts {
+    pub pid_max: Option<u64>,
+    pub threads_max: Option<u64>,
+    /// Kernel tasks (threads) running now.
+    pub threads_now: Option<u64>,
+    pub dockerd_nofile: Option<u64>,
+    pub dockerd_fds: Option<u64>,
+    pub inotify_instances: Option<u64>,
+    pub mem_available_kib: Option<u64>,
+    pub disk_free_kib: Option<u64>,
+    pub gc_thresh3: Option<u64>,
+}
+
+/// The probe's lines for [`HostFacts`] (hostcheck's probe runs them too); `$ROOT` is
+/// the engine's root directory.
+pub const PROBE: &str = r#"
+echo "disk_free_kb=$(df -Pk "$ROOT" 2>/dev/null | awk 'NR==2 {print $4}')"
+echo "gc_thresh3=$(cat /proc/sys/net/ipv4/neigh/default/gc_thresh3 2>/dev/null)"
+echo "pid_max=$(cat /proc/sys/kernel/pid_max 2>/dev/null)"
+echo "threads_max=$(cat /proc/sys/kernel/threads-max 2>/dev/null)"
+echo "threads_now=$(cut -d' ' -f4 /proc/loadavg 2>/dev/null | cut -d/ -f2)"
+d=$(pidof dockerd 2>/dev/null | cut -d' ' -f1)
+if [ -n "$d" ]; then
+  echo "dockerd_nofile=$(awk '/^Max open files/ {print $4}' /proc/$d/limits 2>/dev/null)"
+  echo "dockerd_fds=$(ls /proc/$d/fd 2>/dev/null | wc -l)"
+fi
+echo "inotify_instances=$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null)"
+echo "mem_available_kb=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo 2>/dev/null)"
+"#;
+
+impl HostFacts {
+    /// From the probe's `key=value` lines (hostcheck's and [`PROBE`]'s).
+    pub fn parse(text: &str) -> HostFacts {
+        let f = parse_probe(text);
+        let n = |k: &str| f.get(k).and_then(|v| v.parse::<u64>().ok());
+        HostFacts {
+            pid_max: n("pid_max"),
+            threads_max: n("threads_max"),
+            threads_now: n("threads_now"),
+            // A descriptor count of 0 means /proc/PID/fd could not be read (not root).
+            dockerd_nofile: n("dockerd_nofile"),
+            dockerd_fds: n("dockerd_fds").filter(|&c| c > 0),
+            inotify_instances: n("inotify_instances"),
+            mem_available_kib: n("mem_available_kb"),
+            disk_free_kib: n("disk_free_kb"),
+            gc_thresh3: n("gc_thresh3"),
+        }
+    }
+}
+
+/// Which limit a row is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit {
+    Threads,
+    DockerdFiles,
+    Memory,
+    NeighbourTable,
+    Inotify,
+    Disk,
+    DiskForLogs,
+}
+
+impl Limit {
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::Threads => "threads",
+            Limit::DockerdFiles => "dockerd files",
+            Limit::Memory => "memory",
+            Limit::NeighbourTable => "neighbour table",
+            Limit::Inotify => "inotify",
+            Limit::Disk => "disk",
+            Limit::DiskForLogs => "disk for logs",
+        }
+    }
+
+    /// What to change when the limit is short.
+    pub fn fix(self) -> &'static str {
+        match self {
+            Limit::Threads => "raise kernel.pid_max and kernel.threads-max (sysctl -w kernel.pid_max=4194304 kernel.threads-max=4194304), or place fewer peers on the host",
+            Limit::DockerdFiles => "raise dockerd's open-file limit (LimitNOFILE=1048576 in its systemd unit, then systemctl daemon-reload and restart docker)",
+            Limit::Memory => "place fewer peers on the host (hosts.toml `capacity` or `weight`), or add hosts",
+            Limit::NeighbourTable => "raise net.ipv4.neigh.default.gc_thresh1/2/3 (sysctl -w net.ipv4.neigh.default.gc_thresh3=65536, gc_thresh2=49152, gc_thresh1=8192)",
+            Limit::Inotify => "raise fs.inotify.max_user_instances (sysctl -w fs.inotify.max_user_instances=8192) to follow many logs",
+            Limit::Disk => "free disk under the engine's root, or place fewer peers on the host",
+            Limit::DiskForLogs => "free disk under the engine's root: each container's logs may reach 20 MiB",
+        }
+    }
+}
+
+/// Hard: the run would break; spawn refuses it. Soft: a warning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Hard,
+    Soft,
+}
+
+/// One limit on one host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Headroom {
+    pub limit: Limit,
+    pub severity: Severity,
+    /// What the host's share of the run needs, in the limit's unit.
+    pub need: u64,
+    /// What the host has free for it; `None` when it could not be read.
+    pub free: Option<u64>,
+}
+
+impl Headroom {
+    /// `Some(true)` when it fits, `None` when unknown.
+    pub fn fits(&self) -> Option<bool> {
+        self.free.map(|f| f >= self.need)
+    }
+
+    /// `need / free`, for a table cell: `8.4k / 32.1k`, `LOW 9.2k / 2.0k`, `unknown`.
+    pub fn cell(&self) -> String {
+        let k = |v: u64| {
+            if v >= 10_000 {
+                format!("{:.1}k", v as f64 / 1000.0)
+            } else {
+                v.to_string()
+            }
+        };
+        let unit = |v: u64| match self.limit {
+            Limit::Memory | Limit::Disk | Limit::DiskForLogs => {
+                format!("{:.1} GiB", v as f64 / (1024.0 * 1024.0))
+            }
+            _ => k(v),
+        };
+        match (self.free, self.fits()) {
+            (Some(f), Some(true)) => format!("{} / {}", unit(self.need), unit(f)),
+            (Some(f), _) => format!("LOW {} / {}", unit(self.need), unit(f)),
+            (None, _) => format!("{} / unknown", unit(self.need)),
+        }
+    }
+}
+
+/// Each limit for `peers` peers on a host with `facts` (plus the coordinator when it is
+/// the manager), on an overlay of `overlay` containers in all.
+pub fn headroom(
+    facts: &HostFacts,
+    peers: usize,
+    coordinator_here: bool,
+    overlay: usize,
+) -> Vec<Headroom> {
+    let c = PER_CONTAINER;
+    let here = peers as u64 + u64::from(coordinator_here);
+    let threads_limit = match (facts.pid_max, facts.threads_max) {
+        (Some(p), Some(t)) => Some(p.min(t)),
+        (p, t) => p.or(t),
+    };
+    let minus =
+        |limit: Option<u64>, used: Option<u64>| limit.map(|l| l.saturating_sub(used.unwrap_or(0)));
+    vec![
+        Headroom {
+            limit: Limit::Threads,
+            severity: Severity::Hard,
+            need: here * c.threads,
+            free: minus(threads_limit, facts.threads_now),
+        },
+        Headroom {
+            limit: Limit::DockerdFiles,
+            severity: Severity::Hard,
+            need: here * c.dockerd_fds,
+            // Without its current count (not root), the limit alone: optimistic.
+            free: minus(facts.dockerd_nofile, facts.dockerd_fds),
+        },
+        Headroom {
+            limit: Limit::Memory,
+            severity: Severity::Hard,
+            need: here * c.memory_kib,
+            free: facts.mem_available_kib,
+        },
+        Headroom {
+            limit: Limit::NeighbourTable,
+            severity: Severity::Hard,
+            need: overlay as u64 + NEIGHBOUR_SLACK,
+            free: facts.gc_thresh3,
+        },
+        Headroom {
+            limit: Limit::Inotify,
+            severity: Severity::Soft,
+            need: 1,
+            free: facts.inotify_instances,
+        },
+        Headroom {
+            limit: Limit::Disk,
+            severity: Severity::Hard,
+            need: here * c.report_kib,
+            free: facts.disk_free_kib,
+        },
+        Headroom {
+            limit: Limit::DiskForLogs,
+            severity: Severity::Soft,
+            need: here * (c.report_kib + c.log_kib),
+            free: facts.disk_free_kib,
+        },
+    ]
+}
+
+/// A host's limits that the run passes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Short {
+    pub host: String,
+    pub peers: usize,
+    pub limit: Limit,
+    pub severity: Severity,
+    pub need: u64,
+    pub free: u64,
+}
+
+impl std::fmt::Display for Short {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let row = Headroom {
+            limit: self.limit,
+            severity: self.severity,
+            need: self.need,
+            free: Some(self.free),
+        };
+        write!(
+            f,
+            "host `{}` ({} peers): {} needs {}: {}",
+            self.host,
+            self.peers,
+            self.limit.name(),
+            row.cell().trim_start_matches("LOW "),
+            self.limit.fix()
+        )
+    }
+}
+
+/// The limits each host's share passes: `(host, peers there, coordinator there, facts)`.
+pub fn shortfalls<'a>(
+    hosts: impl IntoIterator<Item = (&'a str, usize, bool, &'a HostFacts)>,
+    overlay: usize,
+) -> Vec<Short> {
+    hosts
+        .into_iter()
+        .flat_map(|(host, peers, coordinator, facts)| {
+            headroom(facts, peers, coordinator, overlay)
+                .into_iter()
+                .filter(|h| h.fits() == Some(false))
+                .map(move |h| Short {
+                    host: host.to_owned(),
+                    peers,
+                    limit: h.limit,
+                    severity: h.severity,
+                    need: h.need,
+                    free: h.free.unwrap_or(0),
+                })
+        })
+        .collect()
+}
+
+/// How many of `peers` peers the placement puts on each host (those matching `filter`).
+pub fn peers_per_host(
+    peers: usize,
+    hosts: &[HostSpec],
+    filter: &[(String, String)],
+) -> anyhow::Result<BTreeMap<String, usize>> {
+    let mut out = BTreeMap::new();
+    if peers == 0 {
+        return Ok(out);
+    }
+    for p in crate::placement::place("preflight", peers, hosts, filter)? {
+        *out.entry(p.host).or_default() += 1;
+    }
+    Ok(out)
+}
+
+/// What `host` has: its model (a simulated host), or one probe over its link.
+pub async fn facts(host: &Host) -> HostFacts {
+    if let Some(f) = host.modelled_facts {
+        return f;
+    }
+    let root = match host.engine.info().await {
+        Ok(info) => info
+            .docker_root_dir
+            .unwrap_or_else(|| "/var/lib/docker".into()),
+        Err(_) => "/var/lib/docker".into(),
+    };
+    let script = format!("ROOT={}\n{PROBE}", crate::engine::ssh::shell_quote(&root));
+    match host.exec(&script, b"").await {
+        Ok(out) => HostFacts::parse(&out.stdout),
+        Err(e) => {
+            tracing::warn!(
+                "host `{}`: cannot read its limits ({e:#}); spawn goes on without the check",
+                host.name()
+            );
+            HostFacts::default()
+        }
+    }
+}
+
+/// Before anything is created: refuses (bad input) a run whose share of some host would
+/// pass a hard limit there, naming each and what to raise; warns about soft ones.
+/// `placed` is peers per host; the coordinator goes on `manager`.
+pub async fn preflight(
+    hosts: &[Host],
+    placed: &BTreeMap<String, usize>,
+    manager: &str,
+) -> anyhow::Result<()> {
+    let facts = futures_util::future::join_all(hosts.iter().map(facts)).await;
+    let overlay = placed.values().sum::<usize>() + 1;
+    let short = shortfalls(
+        hosts.iter().zip(&facts).map(|(h, f)| {
+            (
+                h.name(),
+                placed.get(h.name()).copied().unwrap_or(0),
+                h.name() == manager,
+                f,
+            )
+        }),
+        overlay,
+    );
+    for s in short.iter().filter(|s| s.severity == Severity::Soft) {
+        tracing::warn!("spawn: {s}");
+    }
+    let hard: Vec<String> = short
+        .iter()
+        .filter(|s| s.severity == Severity::Hard)
+        .map(|s| format!("  {s}"))
+        .collect();
+    if !hard.is_empty() {
+        return Err(crate::error::bad_input(format!(
+            "the run does not fit its hosts; nothing was created:\n{}\n`launcher hosts check --peers {}` shows every host's headroom",
+            hard.join("\n"),
+            overlay - 1
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const THIS_MACHINE: &str = "pid_max=32768\nthreads_max=192729\nthreads_now=859\ndockerd_nofile=20000\ndockerd_fds=238\ninotify_instances=128\nmem_available_kb=23485064\ndisk_free_kb=83886080\ngc_thresh3=65536\n";
+
+    #[test]
+    fn the_probe_reads_every_fact_and_a_missing_one_is_unknown() {
+        let f = HostFacts::parse(THIS_MACHINE);
+        assert_eq!(f.pid_max, Some(32768));
+        assert_eq!(f.dockerd_fds, Some(238));
+        assert_eq!(f.mem_available_kib, Some(23_485_064));
+        let g = HostFacts::parse("pid_max=\ndockerd_fds=0\n");
+        assert_eq!(g, HostFacts::default(), "blank and unreadable are unknown");
+    }
+
+    #[test]
+    fn a_thousand_peers_fit_this_machine_and_three_thousand_pass_its_threads() {
+        let f = HostFacts::parse(THIS_MACHINE);
+        assert!(shortfalls([("local", 1000, true, &f)], 1001).is_empty());
+        let short = shortfalls([("local", 3000, true, &f)], 3001);
+        let limits: Vec<Limit> = short.iter().map(|s| s.limit).collect();
+        assert_eq!(
+            limits,
+            vec![Limit::Threads, Limit::DockerdFiles, Limit::Memory]
+        );
+        let msg = short[0].to_string();
+        assert!(
+            msg.contains("host `local` (3000 peers): threads needs")
+                && msg.contains("kernel.pid_max"),
+            "{msg}"
+        );
+        assert!(short.iter().all(|s| s.severity == Severity::Hard));
+    }
+
+    #[test]
+    fn unknown_facts_refuse_nothing_and_say_unknown() {
+        let rows = headroom(&HostFacts::default(), 5000, false, 5000);
+        assert!(rows.iter().all(|h| h.fits().is_none()));
+        assert_eq!(rows[0].cell(), "80.0k / unknown");
+        assert!(shortfalls([("h", 5000, false, &HostFacts::default())], 5000).is_empty());
+    }
+
+    #[test]
+    fn the_neighbour_table_counts_the_whole_overlay_and_logs_only_warn() {
+        let f = HostFacts {
+            gc_thresh3: Some(1024),
+            disk_free_kib: Some(5 * 1024 * 1024),
+            ..HostFacts::default()
+        };
+        // 300 peers here, but 1000 containers on the overlay across the hosts.
+        let short = shortfalls([("h", 300, false, &f)], 1000);
+        let got: Vec<(Limit, Severity)> = short.iter().map(|s| (s.limit, s.severity)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Limit::NeighbourTable, Severity::Hard),
+                (Limit::DiskForLogs, Severity::Soft)
+            ]
+        );
+        assert!(short[0].to_string().contains("gc_thresh3"), "{}", short[0]);
+        let cells: Vec<String> = headroom(&f, 300, false, 1000)
+            .iter()
+            .map(Headroom::cell)
+            .collect();
+        assert_eq!(cells[3], "LOW 1064 / 1024");
+    }
+}
