@@ -197,9 +197,10 @@ pub struct PeerStatus {
     pub last_beat_unix_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// Times the coordinator declared this peer lost for missed heartbeats, whether or
-    /// not it came back. A peer that was lost and still reported had its heartbeats
-    /// starved: evidence that its host, not the network, was the bottleneck.
+    /// Times the coordinator declared this peer lost for missed heartbeats after the
+    /// plan's common start, whether or not it came back. A peer that was lost and still
+    /// reported had its heartbeats starved: evidence that its host, not the network, was
+    /// the bottleneck while it measured.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub times_lost: u32,
 }

@@ -108,7 +108,7 @@ pub struct PeerReport {
     /// Latency, deliveries and interface traffic per time window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_series: Option<TimeSeries>,
-    /// How late the peer's own timers fired (50 ms period) while it ran, µs: its
+    /// How late the peer's own timers fired (a 50 to 500 ms period) while it ran, µs: its
     /// scheduling lag. High when its host's CPUs (or its CPU quota) are saturated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduling_lag: Option<LatencyReport>,

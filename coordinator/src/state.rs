@@ -63,7 +63,8 @@ struct PeerEntry {
     state: PeerState,
     last_beat_ms: u64,
     reason: Option<String>,
-    /// Times this peer was declared lost for missed heartbeats (it may have come back).
+    /// Times this peer was declared lost for missed heartbeats after the plan's start
+    /// (it may have come back).
     times_lost: u32,
 }
 
@@ -395,9 +396,12 @@ impl Run {
             .filter(|(_, p)| !p.state.is_terminal() && now.saturating_sub(p.last_beat_ms) > limit)
             .map(|(name, _)| name.clone())
             .collect();
+        // Counted from the common start, while the peers measure: a host busy starting
+        // containers before it starves heartbeats but no measurement.
+        let measuring = self.plan().is_some_and(|p| now >= p.plan.start_at_unix_ms);
         for name in &lost {
             let reason = format!("no heartbeat for more than {limit} ms (3 beats)");
-            if let Some(p) = self.peers.get_mut(name) {
+            if let Some(p) = self.peers.get_mut(name).filter(|_| measuring) {
                 p.times_lost += 1;
             }
             self.set_state(name, PeerState::Lost, Some(reason), now);
@@ -859,10 +863,22 @@ mod tests {
         assert_eq!(status.counts[&PeerState::Running], 1);
         run.heartbeat("p1", PeerState::Running, 400).unwrap();
         assert_eq!(run.status().counts[&PeerState::Running], 2);
-        // Back, but the coordinator remembers it was lost once: the analysis takes that
-        // as evidence of starved heartbeats.
-        let times: Vec<u32> = run.status().peers.iter().map(|p| p.times_lost).collect();
-        assert_eq!(times, vec![0, 1]);
+        let times =
+            |run: &Run| -> Vec<u32> { run.status().peers.iter().map(|p| p.times_lost).collect() };
+        assert_eq!(
+            times(&run),
+            vec![0, 0],
+            "lost before the start: not counted"
+        );
+        // Lost again once the peers measure: back, but the coordinator remembers it, and
+        // the analysis takes that as evidence of starved heartbeats.
+        let start = run.plan().unwrap().plan.start_at_unix_ms;
+        run.heartbeat("p0", PeerState::Running, start + 250)
+            .unwrap();
+        assert_eq!(run.sweep_lost(start + 301), 1);
+        run.heartbeat("p1", PeerState::Running, start + 400)
+            .unwrap();
+        assert_eq!(times(&run), vec![0, 1]);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! How late this peer's own timers fire: its scheduling lag.
 //!
-//! A task sleeps for [`PERIOD`] again and again and records how late it woke, over the
-//! run and per window of the time series. On a quiet host the lag is under a
+//! A task sleeps for a period ([`crate::pacing::lag_period`]: 50 ms on a host of few
+//! peers, longer on a crowded one) again and again and records how late it woke, over
+//! the run and per window of the time series. On a quiet host the lag is under a
 //! millisecond (tokio's timers tick in whole milliseconds, so up to 1 ms of it is the
 //! timer's own granularity). When the host's CPUs are saturated, or the container's CPU
 //! quota is spent, timers fire late, and so does everything else the peer does: its
@@ -13,9 +14,6 @@ use cmesh_common::report::{LatencyReport, WindowLatency};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// How often the sampler wakes: 20 samples per 1 s window, a few µs of CPU each.
-pub const PERIOD: Duration = Duration::from_millis(50);
 
 #[derive(Debug)]
 struct Lag {
@@ -49,8 +47,14 @@ pub struct LagSampler {
 }
 
 impl LagSampler {
-    /// Samples from now on, into `windows` windows of `window_ms` from `start_unix_ms`.
-    pub fn start(start_unix_ms: u64, window_ms: u64, windows: usize) -> LagSampler {
+    /// Samples every `period` from now on, into `windows` windows of `window_ms` from
+    /// `start_unix_ms`.
+    pub fn start(
+        period: Duration,
+        start_unix_ms: u64,
+        window_ms: u64,
+        windows: usize,
+    ) -> LagSampler {
         let lag = Arc::new(Mutex::new(Lag {
             start_us: start_unix_ms * 1000,
             window_us: window_ms.max(1) * 1000,
@@ -61,7 +65,7 @@ impl LagSampler {
             let lag = lag.clone();
             async move {
                 loop {
-                    let due = Instant::now() + PERIOD;
+                    let due = Instant::now() + period;
                     tokio::time::sleep_until(due).await;
                     let late = Instant::now().saturating_duration_since(due);
                     lag.lock()
@@ -106,7 +110,8 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_blocked_runtime_shows_as_lag_in_its_window() {
         let start = cmesh_common::unix_millis();
-        let sampler = LagSampler::start(start, 1_000, 10);
+        const PERIOD: Duration = Duration::from_millis(50);
+        let sampler = LagSampler::start(PERIOD, start, 1_000, 10);
         // Let it take a few samples, then hold the only runtime thread for 300 ms: the
         // sampler's next wake-up is at least about that late.
         tokio::time::sleep(PERIOD * 3).await;

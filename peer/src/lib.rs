@@ -9,6 +9,7 @@
 //! - [`usage`]: per window, bytes in and out per interface ([`netdev`]) and CPU
 //!   ([`cpu`]): the host's, the peer's own, its throttling;
 //! - [`lag`]: how late its own timers fire, its scheduling lag;
+//! - [`pacing`]: how often that sampler and the checkpoints run, by the peers on the host;
 //! - [`faults`], [`shaping`]: the plan's faults, carried out on this container;
 //! - [`checkpoint`]: what was measured so far, every few seconds, in `checkpoint.json`;
 //! - [`events`]: the `events.jsonl` log;
@@ -26,6 +27,7 @@ pub mod faults;
 pub mod lag;
 pub mod metrics;
 pub mod netdev;
+pub mod pacing;
 pub mod run;
 pub mod shaping;
 pub mod time;

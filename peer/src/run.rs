@@ -271,7 +271,9 @@ async fn follow_plan(
         report.clock_sync = start.map(|start| ClockSync { start, end: None });
     }
     // From here to the report: how late this peer's own timers fire.
+    let on_my_host = crate::pacing::peers_on_my_host(&plan, me.index);
     let lag = Arc::new(crate::lag::LagSampler::start(
+        crate::pacing::lag_period(on_my_host),
         plan.start_at_unix_ms,
         window_ms,
         plan.spec.duration_ms.div_ceil(window_ms) as usize,
@@ -295,9 +297,10 @@ async fn follow_plan(
     let produced_so_far = Arc::new(AtomicU64::new(0));
     // From now on a peer that dies leaves what it measured: stopped (dropped) before
     // the final report.
+    let checkpoint_every = crate::pacing::checkpoint_interval(cfg.checkpoint_interval, on_my_host);
     let checkpoints = crate::checkpoint::Checkpointer::start(
-        cfg.checkpoint_interval,
-        crate::checkpoint::phase(cfg.checkpoint_interval, me.index),
+        checkpoint_every,
+        crate::checkpoint::phase(checkpoint_every, me.index),
         cfg.state_dir.join(crate::checkpoint::FILE),
         {
             let mut base = report.clone();

@@ -8,7 +8,7 @@
 //!
 //! | evidence | from | degraded at | saturated at |
 //! |---|---|---|---|
-//! | scheduling lag p99 (how late a 50 ms timer fires) | each peer, merged per host | [`LAG_DEGRADED_US`] | [`LAG_SATURATED_US`] |
+//! | scheduling lag p99 (how late a periodic timer fires) | each peer, merged per host | [`LAG_DEGRADED_US`] | [`LAG_SATURATED_US`] |
 //! | windows whose merged lag p99 reached those lines | each peer, per window | in ≥ [`WINDOWS_AFFECTED`] of the host's windows | in ≥ [`WINDOWS_AFFECTED`] of them |
 //! | writes late against the plan (more than 100 ms) | each peer's write probes | [`LATE_DEGRADED`] of writes | [`LATE_SATURATED`] of writes |
 //! | peers the coordinator declared lost (missed heartbeats) that still reported | coordinator.json | | any one |
