@@ -24,18 +24,20 @@ struct Lag {
 }
 
 impl Lag {
+    /// Records a sample taken within the windows; one before the start or after the
+    /// last window (the teardown, when every peer of the host writes its report at
+    /// once) is not the measurement's and is left out.
     fn record(&mut self, at_unix_us: u64, late_us: u64) {
-        self.all.record(late_us);
-        if let Some(w) = at_unix_us
+        let Some(w) = at_unix_us
             .checked_sub(self.start_us)
             .map(|d| d / self.window_us)
-        {
-            // Late samples go in the last window rather than growing without bound.
-            let last = self.windows.len().saturating_sub(1);
-            if let Some(slot) = self.windows.get_mut((w as usize).min(last)) {
-                slot.get_or_insert_with(LatencyHistogram::coarse)
-                    .record(late_us);
-            }
+        else {
+            return;
+        };
+        if let Some(slot) = self.windows.get_mut(w as usize) {
+            self.all.record(late_us);
+            slot.get_or_insert_with(LatencyHistogram::coarse)
+                .record(late_us);
         }
     }
 }

@@ -272,11 +272,12 @@ async fn follow_plan(
     }
     // From here to the report: how late this peer's own timers fire.
     let on_my_host = crate::pacing::peers_on_my_host(&plan, me.index);
+    // By sampling time, like the arrival series: the writing and the catch-up after it.
     let lag = Arc::new(crate::lag::LagSampler::start(
         crate::pacing::lag_period(on_my_host),
         plan.start_at_unix_ms,
         window_ms,
-        plan.spec.duration_ms.div_ceil(window_ms) as usize,
+        2 * plan.spec.duration_ms.div_ceil(window_ms) as usize,
     ));
     tokio::time::sleep_until(start_at).await;
     if rejoined {
@@ -381,6 +382,8 @@ async fn follow_plan(
         .await?;
     let caught_up = catch_up(&backend, &plan, &written.values, settle).await;
     events.log("caught_up", json!({"complete": caught_up}));
+    // The measurement ends here: what follows (barriers, the report) is the harness's.
+    let (lag_all, lag_windows) = lag.snapshot();
     // Stay connected until everyone has caught up: others may depend on us as a hop.
     let synced = client.barrier("synced", None, settle, patience).await?;
     if !synced.released {
@@ -420,7 +423,6 @@ async fn follow_plan(
     report.delta_sync = stats.delta_sync;
     report.dissemination = stats.dissemination;
     report.resync = metrics.resyncs(caught_up);
-    let (lag_all, lag_windows) = lag.snapshot();
     report.scheduling_lag = Some(lag_all);
     report.cpu = crate::usage::cpu_usage();
     report.time_series = Some(TimeSeries {

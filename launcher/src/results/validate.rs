@@ -173,17 +173,18 @@ pub fn check(r: &PeerReport, b: &Bounds) -> Result<(), String> {
             return Err(format!("host CPU {busy}‰ busy, more than all of it"));
         }
     }
-    if s.scheduling_lag.len() as u64 > b.windows {
+    // By sampling time: through the catch-up, like the arrival series.
+    if s.scheduling_lag.len() as u64 > b.arrival_windows {
         return Err(format!(
-            "scheduling lag longer than the run's {} windows",
-            b.windows
+            "scheduling lag longer than the run's {} windows by sampling time",
+            b.arrival_windows
         ));
     }
     for w in &s.scheduling_lag {
-        if u64::from(w.window) >= b.windows {
+        if u64::from(w.window) >= b.arrival_windows {
             return Err(format!(
-                "scheduling lag window {} past the run's {} windows",
-                w.window, b.windows
+                "scheduling lag window {} past the run's {} windows by sampling time",
+                w.window, b.arrival_windows
             ));
         }
         decodes(&format!("scheduling lag window {}", w.window), &w.histogram)?;
