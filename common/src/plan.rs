@@ -136,7 +136,30 @@ pub enum SpecError {
     BadFaults(String),
 }
 
+/// Heartbeats a second the coordinator takes at most: with more peers than this over
+/// `heartbeat_ms` in seconds, the period stretches ([`PlanSpec::heartbeat_period_ms`]).
+pub const HEARTBEATS_PER_SECOND: u64 = 250;
+/// The common start comes at least this long per peer after the plan is made
+/// ([`PlanSpec::start_delay_for`]): long enough for every peer to get the plan and take
+/// its clock exchanges first. Measured at 1000 peers on 2 CPUs: the plan reached the last
+/// peers 3.1 s after it was made, past a 2 s start.
+pub const START_DELAY_PER_PEER_MS: u64 = 8;
+
 impl PlanSpec {
+    /// How often peers beat: `heartbeat_ms`, or longer so that the coordinator takes at
+    /// most [`HEARTBEATS_PER_SECOND`] (1000 peers: 4 s). A peer is lost after 3 missed.
+    pub fn heartbeat_period_ms(&self) -> u64 {
+        self.heartbeat_ms
+            .max(self.peers as u64 * 1000 / HEARTBEATS_PER_SECOND)
+    }
+
+    /// How long after the plan the common start is, for a plan of `peers`:
+    /// `start_delay_ms`, or [`START_DELAY_PER_PEER_MS`] per peer if that is longer.
+    pub fn start_delay_for(&self, peers: usize) -> u64 {
+        self.start_delay_ms
+            .max(peers as u64 * START_DELAY_PER_PEER_MS)
+    }
+
     /// The fault timeline, checked (see [`crate::faults::check`]).
     #[allow(clippy::type_complexity)]
     pub fn checked_faults(
@@ -258,7 +281,7 @@ impl ExecutionPlan {
                 })
                 .collect(),
             graph,
-            start_at_unix_ms: now_unix_ms + spec.start_delay_ms,
+            start_at_unix_ms: now_unix_ms + spec.start_delay_for(n),
         })
     }
 

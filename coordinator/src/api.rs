@@ -109,7 +109,7 @@ async fn register(
     let rejoined = run.register_on(&req.peer, &req.addr, req.host.as_deref(), now())?;
     Ok(Json(RegisterResponse {
         run_id: run.run_id().to_owned(),
-        heartbeat_ms: run.spec().heartbeat_ms,
+        heartbeat_ms: run.spec().heartbeat_period_ms(),
         rejoined,
     }))
 }

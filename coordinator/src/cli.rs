@@ -59,13 +59,15 @@ pub struct Args {
     /// How the mesh backend spreads records: plumtree or flood.
     #[arg(long, value_parser = Dissemination::parse, default_value = "plumtree")]
     pub dissemination: Dissemination,
-    /// Peers start writing this long after the plan is made.
+    /// Peers start writing this long after the plan is made (at least 8 ms per peer, so
+    /// that every peer has the plan and its clock exchanges first).
     #[arg(long, value_parser = parse::duration, default_value = "2s")]
     pub start_delay: Duration,
     /// Plan with whoever registered (if at least --min-peers) after this long.
     #[arg(long, value_parser = parse::duration, default_value = "2m")]
     pub start_timeout: Duration,
-    /// Heartbeat interval; a peer is lost after 3 missed beats.
+    /// Heartbeat interval; a peer is lost after 3 missed beats. Longer with more than 500
+    /// peers: 4 ms per peer, so the coordinator takes at most 250 beats a second.
     #[arg(long, value_parser = parse::duration, default_value = "2s")]
     pub heartbeat: Duration,
     /// After writing stops, how long peers may take to receive every record.

@@ -118,7 +118,8 @@ pub async fn serve(config: Config, listener: TcpListener) -> anyhow::Result<i32>
         let shared = shared.clone();
         let spec = spec.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(spec.heartbeat_ms / 2));
+            let mut tick =
+                tokio::time::interval(Duration::from_millis(spec.heartbeat_period_ms() / 2));
             let start_deadline = started + spec.start_timeout_ms;
             loop {
                 tick.tick().await;

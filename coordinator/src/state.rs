@@ -389,7 +389,7 @@ impl Run {
 
     /// Marks peers that missed 3 beats as Lost. Returns how many were marked.
     pub fn sweep_lost(&mut self, now: u64) -> usize {
-        let limit = 3 * self.spec.heartbeat_ms;
+        let limit = 3 * self.spec.heartbeat_period_ms();
         let lost: Vec<String> = self
             .peers
             .iter()

@@ -778,7 +778,7 @@ async fn run_all(runs: &Path, a: RunArgs) -> anyhow::Result<i32> {
     let spec = run.read_manifest()?.spec;
     let timeout = a.timeout.unwrap_or(Duration::from_millis(
         spec.start_timeout_ms
-            + spec.start_delay_ms
+            + spec.start_delay_for(spec.peers)
             + spec.duration_ms
             + spec.settle_timeout_ms
             + 300_000,

@@ -36,12 +36,9 @@ pub fn snapshot(base: &PeerReport, fill: &impl Fn(&mut PeerReport), now_ms: u64)
     r
 }
 
-/// Slots the interval is split into for [`phase`].
-const PHASES: u32 = 20;
-
-/// Where in the interval peer `index` takes its checkpoints: one of [`PHASES`] slots.
+/// Where in the interval peer `index` takes its checkpoints ([`crate::pacing::spread`]).
 pub fn phase(interval: Duration, index: u32) -> Duration {
-    interval * (index % PHASES) / PHASES
+    interval.mul_f64(crate::pacing::spread(index))
 }
 
 impl Checkpointer {
@@ -123,11 +120,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE);
         let base = PeerReport::new("p", "mesh", 0);
-        assert_eq!(phase(Duration::from_secs(5), 3), Duration::from_millis(750));
-        assert_eq!(
-            phase(Duration::from_secs(5), 23),
-            Duration::from_millis(750)
-        );
+        let five = Duration::from_secs(5);
+        assert!(phase(five, 3) < five);
+        assert_ne!(phase(five, 3), phase(five, 4), "neighbours differ");
         let c = Checkpointer::start(
             Duration::from_secs(5),
             Duration::ZERO,

@@ -3,8 +3,9 @@
 //!
 //! - `/proc/stat` is not namespaced: inside a container it is the host's. Its first line
 //!   gives the time all CPUs spent in each mode; busy is everything but idle and iowait.
-//! - `/proc/self/stat` gives this process's user and system time in clock ticks (100 a
-//!   second on Linux's ABI), so a window's figure is good to 10 ms.
+//! - This process's CPU time is its CPU-time clock (`CLOCK_PROCESS_CPUTIME_ID`): exact
+//!   to the ns, where `/proc/self/stat` counts 10 ms ticks by sampling, which charges a
+//!   process that wakes briefly on the timer's beat for whole ticks.
 //! - The cgroup's `cpu.stat` says how long a CPU quota (`spawn --peer-cpus`) throttled
 //!   the container: cgroup v2 `throttled_usec`, or v1 `cpu/cpu.stat` `throttled_time`
 //!   (ns). The quota itself is v2 `cpu.max` or v1 `cpu.cfs_quota_us` / `cfs_period_us`.
@@ -13,9 +14,6 @@
 //! peer on another kernel (or a plain process) reports what it can and nothing false.
 
 use std::path::Path;
-
-/// Clock ticks per second in `/proc` (Linux's `USER_HZ`).
-const TICKS_PER_SECOND: u64 = 100;
 
 /// The host's CPU time so far, in ticks: busy (all but idle and iowait) and in all.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -64,17 +62,6 @@ pub fn parse_proc_stat(text: &str) -> Option<HostTicks> {
     })
 }
 
-/// `/proc/self/stat`: user plus system time, µs. The command name (field 2) is in
-/// parentheses and may hold spaces, so fields are counted after its closing one.
-pub fn parse_self_stat(text: &str) -> Option<u64> {
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    // After the name: state is field 3; utime and stime are fields 14 and 15.
-    let utime: u64 = fields.nth(11)?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) * (1_000_000 / TICKS_PER_SECOND))
-}
-
 /// A cgroup `cpu.stat`: the time throttled, µs (v2 `throttled_usec`, v1 `throttled_time`
 /// in ns).
 pub fn parse_throttled(text: &str) -> Option<u64> {
@@ -104,8 +91,37 @@ pub fn parse_cfs(quota: &str, period: &str) -> Option<f64> {
     (quota > 0 && period > 0).then(|| quota as f64 / period as f64)
 }
 
-fn read(path: impl AsRef<Path>) -> Option<String> {
-    std::fs::read_to_string(path).ok()
+/// Reads a small kernel file (procfs, cgroupfs) through a descriptor kept open, from
+/// offset 0, which makes the kernel generate it anew. Opening it each time walked its
+/// path, and `std::fs::read_to_string` grows its buffer from 32 bytes (8 reads for
+/// /proc/stat): together most of what a peer's once-a-window reading cost.
+pub(crate) fn read(path: &'static str) -> Option<String> {
+    use std::collections::btree_map::{BTreeMap, Entry};
+    use std::os::unix::fs::FileExt;
+    static OPEN: std::sync::Mutex<BTreeMap<&str, std::fs::File>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+    let file = match open.entry(path) {
+        Entry::Occupied(f) => f.into_mut(),
+        Entry::Vacant(v) => v.insert(std::fs::File::open(path).ok()?),
+    };
+    let mut buf = vec![0; 8 * 1024];
+    let mut len = 0;
+    loop {
+        match file.read_at(&mut buf[len..], len as u64) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(_) => {
+                open.remove(path);
+                return None;
+            }
+        }
+        if len == buf.len() {
+            buf.resize(2 * len, 0);
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).ok()
 }
 
 /// The host's CPU ticks now.
@@ -113,9 +129,11 @@ pub fn host_ticks() -> Option<HostTicks> {
     parse_proc_stat(&read("/proc/stat")?)
 }
 
-/// This process's CPU time so far, µs.
+/// This process's CPU time so far (all its threads), µs.
 pub fn process_us() -> Option<u64> {
-    parse_self_stat(&read("/proc/self/stat")?)
+    use rustix::time::{clock_gettime, ClockId};
+    let t = clock_gettime(ClockId::ProcessCPUTime);
+    Some(t.tv_sec as u64 * 1_000_000 + t.tv_nsec as u64 / 1_000)
 }
 
 /// The time this container's cgroup was throttled so far, µs. Only inside a container
@@ -145,9 +163,10 @@ pub fn quota_cpus() -> Option<f64> {
         })
 }
 
-/// Docker and containerd mark their containers with this file.
+/// Docker and containerd mark their containers with this file (looked for once).
 fn in_container() -> bool {
-    Path::new("/.dockerenv").exists()
+    static IN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IN.get_or_init(|| Path::new("/.dockerenv").exists())
 }
 
 /// One reading of everything at once.
@@ -197,13 +216,28 @@ ctxt 99
     }
 
     #[test]
-    fn reads_a_process_cpu_time_even_with_spaces_in_its_name() {
-        let line =
-            "4242 (peer (x) y) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 50 0 0 20 0 9 0 123 0 0";
-        assert_eq!(parse_self_stat(line), Some(300 * 10_000));
-        assert!(parse_self_stat("4242 (peer) S 1").is_none());
-        // This process's own file parses.
-        assert!(process_us().is_some());
+    fn this_process_cpu_time_counts_what_it_spends_to_the_microsecond() {
+        let before = process_us().unwrap();
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(3) {
+            std::hint::black_box(spin.elapsed());
+        }
+        let spent = process_us().unwrap() - before;
+        // Well under one 10 ms tick, and seen: /proc/self/stat would say 0 or 10,000.
+        assert!(spent >= 1_000 && !spent.is_multiple_of(10_000), "{spent} µs");
+    }
+
+    #[test]
+    fn a_kernel_file_read_again_through_its_open_descriptor_is_fresh() {
+        let a = read("/proc/thread-self/schedstat").unwrap();
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(2) {
+            std::hint::black_box(spin.elapsed());
+        }
+        let b = read("/proc/thread-self/schedstat").unwrap();
+        let ns = |t: &str| t.split_whitespace().next().unwrap().parse::<u64>().unwrap();
+        assert!(ns(&b) > ns(&a), "{a} then {b}");
+        assert!(read("/nonexistent/file").is_none());
     }
 
     #[test]

@@ -1,22 +1,19 @@
 //! How late this peer's own timers fire: its scheduling lag.
 //!
-//! A task sleeps for a period ([`crate::pacing::lag_period`]: 50 ms on a host of few
-//! peers, longer on a crowded one) again and again and records how late it woke, over
-//! the run and per window of the time series. On a quiet host the lag is under a
-//! millisecond (tokio's timers tick in whole milliseconds, so up to 1 ms of it is the
-//! timer's own granularity). When the host's CPUs are saturated, or the container's CPU
+//! The sampler ([`crate::sampler`]) wakes every tick (50 ms on a host of few peers,
+//! longer on a crowded one: [`crate::pacing::tick_period`]) and records here how late it
+//! woke, over the run and per window of the time series. On a quiet host the lag is
+//! well under a millisecond. When the host's CPUs are saturated, or the container's CPU
 //! quota is spent, timers fire late, and so does everything else the peer does: its
 //! writes, its reads, the handling of every record. The latency it then reports measures
 //! the host as much as the network; these figures are the evidence of that.
 
 use cmesh_common::histogram::LatencyHistogram;
 use cmesh_common::report::{LatencyReport, WindowLatency};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::time::Instant;
 
+/// The lag samples: over the run and per window.
 #[derive(Debug)]
-struct Lag {
+pub struct Lag {
     start_us: u64,
     window_us: u64,
     all: LatencyHistogram,
@@ -24,10 +21,20 @@ struct Lag {
 }
 
 impl Lag {
+    /// No samples yet, for `windows` windows of `window_ms` from `start_unix_ms`.
+    pub fn new(start_unix_ms: u64, window_ms: u64, windows: usize) -> Lag {
+        Lag {
+            start_us: start_unix_ms * 1000,
+            window_us: window_ms.max(1) * 1000,
+            all: LatencyHistogram::coarse(),
+            windows: (0..windows.max(1)).map(|_| None).collect(),
+        }
+    }
+
     /// Records a sample taken within the windows; one before the start or after the
     /// last window (the teardown, when every peer of the host writes its report at
     /// once) is not the measurement's and is left out.
-    fn record(&mut self, at_unix_us: u64, late_us: u64) {
+    pub fn record(&mut self, at_unix_us: u64, late_us: u64) {
         let Some(w) = at_unix_us
             .checked_sub(self.start_us)
             .map(|d| d / self.window_us)
@@ -40,56 +47,17 @@ impl Lag {
                 .record(late_us);
         }
     }
-}
-
-/// The running sampler; stops when dropped.
-pub struct LagSampler {
-    lag: Arc<Mutex<Lag>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl LagSampler {
-    /// Samples every `period` from now on, into `windows` windows of `window_ms` from
-    /// `start_unix_ms`.
-    pub fn start(
-        period: Duration,
-        start_unix_ms: u64,
-        window_ms: u64,
-        windows: usize,
-    ) -> LagSampler {
-        let lag = Arc::new(Mutex::new(Lag {
-            start_us: start_unix_ms * 1000,
-            window_us: window_ms.max(1) * 1000,
-            all: LatencyHistogram::coarse(),
-            windows: (0..windows.max(1)).map(|_| None).collect(),
-        }));
-        let task = tokio::spawn({
-            let lag = lag.clone();
-            async move {
-                loop {
-                    let due = Instant::now() + period;
-                    tokio::time::sleep_until(due).await;
-                    let late = Instant::now().saturating_duration_since(due);
-                    lag.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .record(cmesh_common::unix_micros(), late.as_micros() as u64);
-                }
-            }
-        });
-        LagSampler { lag, task }
-    }
 
     /// What was sampled so far: over the run, and per window (windows without samples
     /// left out).
     pub fn snapshot(&self) -> (LatencyReport, Vec<WindowLatency>) {
-        let lag = self.lag.lock().unwrap_or_else(|e| e.into_inner());
         let all = LatencyReport {
-            summary: lag.all.summary(),
+            summary: self.all.summary(),
             negative_samples: 0,
-            histogram: lag.all.encode(),
+            histogram: self.all.encode(),
             negative_histogram: None,
         };
-        let windows = lag
+        let windows = self
             .windows
             .iter()
             .enumerate()
@@ -99,37 +67,27 @@ impl LagSampler {
     }
 }
 
-impl Drop for LagSampler {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_blocked_runtime_shows_as_lag_in_its_window() {
-        let start = cmesh_common::unix_millis();
-        const PERIOD: Duration = Duration::from_millis(50);
-        let sampler = LagSampler::start(PERIOD, start, 1_000, 10);
-        // Let it take a few samples, then hold the only runtime thread for 300 ms: the
-        // sampler's next wake-up is at least about that late.
-        tokio::time::sleep(PERIOD * 3).await;
-        tokio::task::spawn(async { std::thread::sleep(Duration::from_millis(300)) })
-            .await
-            .unwrap();
-        tokio::time::sleep(PERIOD * 2).await;
-        let (all, windows) = sampler.snapshot();
-        assert!(all.summary.count >= 3, "{all:?}");
-        assert!(all.summary.max_us >= 200_000, "{all:?}");
-        let max_window = windows.iter().map(|w| w.max_us).max().unwrap();
-        assert!(max_window >= 200_000, "{windows:?}");
+    #[test]
+    fn samples_go_to_their_windows_and_outside_ones_are_left_out() {
+        let mut lag = Lag::new(1_000, 1_000, 3);
+        lag.record(999_999, 7_000_000); // before the start
+        lag.record(1_000_000, 100);
+        lag.record(1_500_000, 300);
+        lag.record(3_200_000, 60_000);
+        lag.record(4_000_000, 9_000_000); // after the last window
+        let (all, windows) = lag.snapshot();
+        assert_eq!(all.summary.count, 3);
+        assert!(all.summary.max_us >= 50_000 && all.summary.max_us < 1_000_000);
         assert_eq!(
-            windows.iter().map(|w| w.count).sum::<u64>(),
-            all.summary.count
+            windows.len(),
+            2,
+            "the empty window is left out: {windows:?}"
         );
+        assert_eq!(windows.iter().map(|w| w.count).sum::<u64>(), 3);
         assert!(LatencyHistogram::decode(&all.histogram).is_ok());
     }
 }

@@ -6,10 +6,11 @@
 //! - [`client`]: the coordinator API client, with retry and backoff;
 //! - [`clock`]: this peer's clock against the coordinator's, from NTP-style exchanges;
 //! - [`metrics`]: latency (HDR histogram), delivery counts, time windows and resync;
-//! - [`usage`]: per window, bytes in and out per interface ([`netdev`]) and CPU
-//!   ([`cpu`]): the host's, the peer's own, its throttling;
-//! - [`lag`]: how late its own timers fire, its scheduling lag;
-//! - [`pacing`]: how often that sampler and the checkpoints run, by the peers on the host;
+//! - [`sampler`]: one wake-up per tick ([`ticker`]) for the harness's sampling:
+//!   [`lag`], how late its own timers fire, and [`usage`], per window, bytes in and out
+//!   per interface ([`netdev`]) and CPU ([`cpu`]): the host's, the peer's own, its
+//!   throttling;
+//! - [`pacing`]: how often the sampler and the checkpoints run, by the peers on the host;
 //! - [`faults`], [`shaping`]: the plan's faults, carried out on this container;
 //! - [`checkpoint`]: what was measured so far, every few seconds, in `checkpoint.json`;
 //! - [`events`]: the `events.jsonl` log;
@@ -29,7 +30,9 @@ pub mod metrics;
 pub mod netdev;
 pub mod pacing;
 pub mod run;
+pub mod sampler;
 pub mod shaping;
+pub mod ticker;
 pub mod time;
 pub mod usage;
 

@@ -1,7 +1,8 @@
 //! Link utilization: bytes in and out per network interface, per time window, read from
-//! `/proc/net/dev` (the container's own network namespace). Sampled per window by
-//! [`crate::usage`].
+//! `/proc/net/dev` (the container's own network namespace). Sampled once a window
+//! ([`crate::usage`]).
 
+use crate::usage::split;
 use cmesh_common::report::InterfaceSeries;
 use std::collections::BTreeMap;
 
@@ -28,17 +29,19 @@ pub fn parse(text: &str) -> BTreeMap<String, (u64, u64)> {
 
 /// The counters now.
 pub fn read() -> BTreeMap<String, (u64, u64)> {
-    std::fs::read_to_string("/proc/net/dev")
+    crate::cpu::read("/proc/net/dev")
         .map(|t| parse(&t))
         .unwrap_or_default()
 }
 
-/// Adds one window to `series` from two readings of the counters.
-pub fn push_window(
+/// Adds `parts` windows to `series` from two readings of the counters: the difference,
+/// split evenly over them.
+pub fn push_windows(
     series: &mut BTreeMap<String, InterfaceSeries>,
     windows_before: usize,
     before: &BTreeMap<String, (u64, u64)>,
     now: &BTreeMap<String, (u64, u64)>,
+    parts: usize,
 ) {
     for (name, &(rx, tx)) in now {
         let (rx0, tx0) = before.get(name).copied().unwrap_or((rx, tx));
@@ -49,8 +52,8 @@ pub fn push_window(
                 rx_bytes: vec![0; windows_before],
                 tx_bytes: vec![0; windows_before],
             });
-        s.rx_bytes.push(rx.saturating_sub(rx0));
-        s.tx_bytes.push(tx.saturating_sub(tx0));
+        s.rx_bytes.extend(split(rx.saturating_sub(rx0), parts));
+        s.tx_bytes.extend(split(tx.saturating_sub(tx0), parts));
     }
 }
 
@@ -80,8 +83,8 @@ mod tests {
             ("eth0".to_owned(), (400, 80)),
             ("eth1".to_owned(), (10, 10)),
         ]);
-        push_window(&mut series, 0, &a, &a);
-        push_window(&mut series, 1, &a, &b);
+        push_windows(&mut series, 0, &a, &a, 1);
+        push_windows(&mut series, 1, &a, &b, 1);
         assert_eq!(series["eth0"].rx_bytes, vec![0, 300]);
         assert_eq!(series["eth0"].tx_bytes, vec![0, 30]);
         assert_eq!(

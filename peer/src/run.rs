@@ -249,11 +249,16 @@ async fn follow_plan(
     );
     // Mobility: what each re-drawing fault did, for the report.
     let moved = Mutex::new(Vec::<AppliedFault>::new());
-    let usage = crate::usage::Sampler::start(
+    // From the start to the report: how late this peer's timers fire, and what the host
+    // and the peer spend, per window.
+    let on_my_host = crate::pacing::peers_on_my_host(&plan, me.index);
+    let sampler = crate::sampler::Sampler::start(crate::sampler::Schedule::new(
         plan.start_at_unix_ms,
-        Duration::from_millis(window_ms),
+        window_ms,
         2 * plan.spec.duration_ms.div_ceil(window_ms) as usize,
-    );
+        on_my_host,
+        me.index,
+    ));
     let start_at = crate::time::unix_ms_to_instant(plan.start_at_unix_ms);
     // The clock, while everyone waits for the start (and before the first checkpoint).
     if cfg.clock_samples > 0 {
@@ -270,15 +275,6 @@ async fn follow_plan(
         events.log("clock", json!({"at": "start", "estimate": start}));
         report.clock_sync = start.map(|start| ClockSync { start, end: None });
     }
-    // From here to the report: how late this peer's own timers fire.
-    let on_my_host = crate::pacing::peers_on_my_host(&plan, me.index);
-    // By sampling time, like the arrival series: the writing and the catch-up after it.
-    let lag = Arc::new(crate::lag::LagSampler::start(
-        crate::pacing::lag_period(on_my_host),
-        plan.start_at_unix_ms,
-        window_ms,
-        2 * plan.spec.duration_ms.div_ceil(window_ms) as usize,
-    ));
     tokio::time::sleep_until(start_at).await;
     if rejoined {
         // Learn from the neighbours how far this peer had written before it writes
@@ -316,7 +312,7 @@ async fn follow_plan(
                 metrics.clone(),
                 names.clone(),
                 produced_so_far.clone(),
-                lag.clone(),
+                sampler.lag_handle(),
             );
             let me = me.index;
             move |report: &mut PeerReport| {
@@ -324,7 +320,8 @@ async fn follow_plan(
                 let metrics = metrics.lock().unwrap_or_else(|e| e.into_inner());
                 fill_from_metrics(report, &metrics, &names, me, None);
                 // Resyncs are judged at the end (caught up or not): not in a checkpoint.
-                let (lag_all, lag_windows) = lag.snapshot();
+                let (lag_all, lag_windows) =
+                    lag.lock().unwrap_or_else(|e| e.into_inner()).snapshot();
                 report.scheduling_lag = Some(lag_all);
                 report.cpu = crate::usage::cpu_usage();
                 report.time_series = Some(TimeSeries {
@@ -345,7 +342,10 @@ async fn follow_plan(
         json!({"connected": backend.connected(), "of": neighbours.len()}),
     );
     let (produced, availability) = {
-        let writing = write_records(&backend, &plan, me.index, events, &produced_so_far);
+        // A restarted peer goes on from now; the others keep to the plan's start, so
+        // a peer that got there late shows its late writes.
+        let from = if rejoined { Instant::now() } else { start_at };
+        let writing = write_records(&backend, &plan, me.index, from, events, &produced_so_far);
         tokio::pin!(writing);
         tokio::select! {
             done = &mut writing => done,
@@ -383,7 +383,7 @@ async fn follow_plan(
     let caught_up = catch_up(&backend, &plan, &written.values, settle).await;
     events.log("caught_up", json!({"complete": caught_up}));
     // The measurement ends here: what follows (barriers, the report) is the harness's.
-    let (lag_all, lag_windows) = lag.snapshot();
+    let (lag_all, lag_windows) = sampler.lag();
     // Stay connected until everyone has caught up: others may depend on us as a hop.
     let synced = client.barrier("synced", None, settle, patience).await?;
     if !synced.released {
@@ -393,7 +393,7 @@ async fn follow_plan(
         );
     }
     let stats = backend.stop().await;
-    let usage = usage.finish().await;
+    let usage = sampler.finish().await;
     // The clock again, now that the host is quiet: with the start's, the drift.
     if cfg.clock_samples > 0 {
         let deadline = Instant::now() + crate::clock::budget(cfg.clock_samples);
@@ -595,16 +595,21 @@ async fn follow_mobility(
 /// A local probe is ok when it finishes within this long of its scheduled time.
 pub const PROBE_DEADLINE_MS: u64 = 100;
 
-/// Writes records at the planned rate until the planned end; returns the highest
-/// sequence number written (how many, unless the peer restarted and went on from its
-/// neighbours' view of it), and the
-/// availability probes: each write, and a read of the sync progress after it, counts as
-/// ok when it finished within [`PROBE_DEADLINE_MS`] of the time it was due (so a paused
-/// or starved peer shows as unavailable).
+/// Writes records at the planned rate from `from` until the planned end, and returns at
+/// the end (faults and chaos last while writing does); returns the highest sequence
+/// number written (how many, unless the peer restarted and went on from its neighbours'
+/// view of it), and the availability probes: each write, and a read of the sync progress
+/// after it, counts as ok when it finished within [`PROBE_DEADLINE_MS`] of the time it
+/// was due (so a paused or starved peer shows as unavailable).
+///
+/// The first write comes at a random point of a first interval, as if the peer had been
+/// writing all along: a plan of sparse writes (an interval as long as the run) still
+/// writes about duration / mean interval records per peer, spread over the run.
 async fn write_records<B: SyncBackend>(
     backend: &B,
     plan: &ExecutionPlan,
     me: u32,
+    from: Instant,
     events: &EventLog,
     produced_so_far: &AtomicU64,
 ) -> (u64, Availability) {
@@ -616,15 +621,12 @@ async fn write_records<B: SyncBackend>(
     let spec = &plan.spec;
     let end = crate::time::unix_ms_to_instant(plan.start_at_unix_ms + spec.duration_ms);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(spec.seed ^ ((me as u64 + 1) << 32));
+    let (min, max) = (spec.write_interval.min_ms, spec.write_interval.max_ms);
+    let first = Duration::from_millis(rng.random_range(min..=max));
+    let mut next = from + first.mul_f64(rng.random_range(0.0..1.0));
     let mut produced = 0;
     let mut writes = 0u64;
-    let mut next = Instant::now();
-    loop {
-        let pause = rng.random_range(spec.write_interval.min_ms..=spec.write_interval.max_ms);
-        next += Duration::from_millis(pause);
-        if next >= end {
-            break;
-        }
+    while next < end {
         tokio::time::sleep_until(next).await;
         produced = backend.write(Bytes::from(vec![(writes % 251) as u8; spec.payload_bytes]));
         produced_so_far.store(produced, Ordering::Relaxed);
@@ -637,7 +639,9 @@ async fn write_records<B: SyncBackend>(
         if writes == 1 {
             events.log("first_write", json!({"seq": produced}));
         }
+        next += Duration::from_millis(rng.random_range(min..=max));
     }
+    tokio::time::sleep_until(end).await;
     (produced, probes)
 }
 
@@ -667,8 +671,9 @@ async fn catch_up<B: SyncBackend>(
     true
 }
 
+/// Beats every `every` until dropped, on a timerfd tick (one wake-up a beat).
 async fn heartbeats(client: CoordinatorClient, state: watch::Receiver<PeerState>, every: Duration) {
-    let mut tick = tokio::time::interval(every);
+    let mut tick = crate::ticker::Ticker::new(std::time::Instant::now() + every, every);
     let mut failures = 0u32;
     loop {
         tick.tick().await;

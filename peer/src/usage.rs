@@ -2,17 +2,31 @@
 //! ([`crate::netdev`]) and CPU ([`crate::cpu`]): the whole host's busy fraction, this
 //! peer's own CPU time, and its throttling by a CPU quota.
 //!
-//! One task reads them all at `start + k * window`, the plan's windows (by sampling
-//! time, so the series may run past the writing into the catch-up).
+//! The sampler ([`crate::sampler`]) takes a [`Reading`] once a window and adds the
+//! difference from the one before here.
 
 use crate::cpu;
 use crate::netdev;
 use cmesh_common::report::{CpuSeries, InterfaceSeries};
 use std::collections::BTreeMap;
-use std::time::Duration;
-use tokio::sync::oneshot;
 
-/// The series a [`Sampler`] took.
+/// The counters at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct Reading {
+    pub interfaces: BTreeMap<String, (u64, u64)>,
+    pub cpu: cpu::Reading,
+}
+
+impl Reading {
+    pub fn now() -> Reading {
+        Reading {
+            interfaces: netdev::read(),
+            cpu: cpu::Reading::now(),
+        }
+    }
+}
+
+/// The series taken so far.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Usage {
     pub interfaces: BTreeMap<String, InterfaceSeries>,
@@ -21,69 +35,63 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// Adds one window from two readings of the CPU counters. A reading that failed
-    /// counts as nothing used in that window.
-    fn push_cpu(&mut self, before: &cpu::Reading, now: &cpu::Reading) {
+    /// No windows yet; `first` is the reading they start from.
+    pub fn new(first: &Reading) -> Usage {
+        Usage {
+            interfaces: BTreeMap::new(),
+            cpu: first.cpu.host.map(|_| CpuSeries::default()),
+        }
+    }
+
+    /// Windows so far.
+    pub fn windows(&self) -> usize {
+        self.cpu.as_ref().map_or_else(
+            || {
+                self.interfaces
+                    .values()
+                    .next()
+                    .map_or(0, |s| s.rx_bytes.len())
+            },
+            |c| c.host_busy_permille.len(),
+        )
+    }
+
+    /// Adds `windows` windows (one, or more when the sampler was too late for the
+    /// boundaries between them) from two readings: what was spent between them, split
+    /// evenly ([`split`]); the host's busy fraction is the same in each.
+    pub fn push(&mut self, windows: usize, before: &Reading, now: &Reading) {
+        let done = self.windows();
+        netdev::push_windows(
+            &mut self.interfaces,
+            done,
+            &before.interfaces,
+            &now.interfaces,
+            windows,
+        );
         let Some(series) = self.cpu.as_mut() else {
             return;
         };
-        let busy = match (before.host, now.host) {
+        // A reading that failed counts as nothing used.
+        let busy = match (before.cpu.host, now.cpu.host) {
             (Some(b), Some(n)) => n.busy_permille_since(&b).unwrap_or(0),
             _ => 0,
         };
-        series.host_busy_permille.push(busy);
         let delta = |b: Option<u64>, n: Option<u64>| n.zip(b).map(|(n, b)| n.saturating_sub(b));
         series
-            .process_us
-            .push(delta(before.process_us, now.process_us).unwrap_or(0));
-        if let Some(t) = delta(before.throttled_us, now.throttled_us) {
-            series.throttled_us.push(t);
+            .host_busy_permille
+            .extend(std::iter::repeat_n(busy, windows));
+        let process = delta(before.cpu.process_us, now.cpu.process_us).unwrap_or(0);
+        series.process_us.extend(split(process, windows));
+        if let Some(t) = delta(before.cpu.throttled_us, now.cpu.throttled_us) {
+            series.throttled_us.extend(split(t, windows));
         }
     }
 }
 
-/// Samples at `start + k * window` until stopped.
-pub struct Sampler {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Usage>,
-}
-
-impl Sampler {
-    /// Samples every `window` from `start_unix_ms`, for at most `max_windows` windows
-    /// (a report's arrival-time series are bounded: twice the run's windows).
-    pub fn start(start_unix_ms: u64, window: Duration, max_windows: usize) -> Sampler {
-        let (stop, mut stopped) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            let mut at = crate::time::unix_ms_to_instant(start_unix_ms);
-            tokio::time::sleep_until(at).await;
-            let mut before = (netdev::read(), cpu::Reading::now());
-            let mut usage = Usage {
-                interfaces: BTreeMap::new(),
-                cpu: before.1.host.map(|_| CpuSeries::default()),
-            };
-            let mut windows = 0;
-            while windows < max_windows {
-                at += window;
-                tokio::select! {
-                    _ = tokio::time::sleep_until(at) => {}
-                    _ = &mut stopped => break,
-                }
-                let now = (netdev::read(), cpu::Reading::now());
-                netdev::push_window(&mut usage.interfaces, windows, &before.0, &now.0);
-                usage.push_cpu(&before.1, &now.1);
-                windows += 1;
-                before = now;
-            }
-            usage
-        });
-        Sampler { stop, task }
-    }
-
-    /// Stops sampling (the window in progress is left out) and returns the series.
-    pub async fn finish(self) -> Usage {
-        let _ = self.stop.send(());
-        self.task.await.unwrap_or_default()
-    }
+/// `total` in `parts` whole parts, as equal as can be, that add up to it.
+pub fn split(total: u64, parts: usize) -> impl Iterator<Item = u64> {
+    let n = parts.max(1) as u64;
+    (0..n).map(move |k| total / n + u64::from(k < total % n))
 }
 
 /// The peer's CPU over its whole run so far, where it can be read.
@@ -101,26 +109,52 @@ pub fn cpu_usage() -> Option<cmesh_common::report::CpuUsage> {
 mod tests {
     use super::*;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn samples_cpu_and_interfaces_per_window_and_stops_when_asked() {
-        let window = Duration::from_millis(100);
-        let sampler = Sampler::start(cmesh_common::unix_millis(), window, 50);
-        // Spend CPU across several windows (the sampler runs on a worker meanwhile), so
-        // the process's own time shows.
+    #[test]
+    fn a_late_reading_is_split_over_the_windows_it_covers() {
+        assert_eq!(split(10, 3).collect::<Vec<_>>(), vec![4, 3, 3]);
+        assert_eq!(split(0, 2).collect::<Vec<_>>(), vec![0, 0]);
+        let reading = |busy, total, process_us, rx| Reading {
+            interfaces: BTreeMap::from([("eth0".to_owned(), (rx, 0))]),
+            cpu: cpu::Reading {
+                host: Some(cpu::HostTicks {
+                    busy,
+                    total,
+                    cpus: 2,
+                }),
+                process_us: Some(process_us),
+                throttled_us: None,
+            },
+        };
+        let (a, b, c) = (
+            reading(0, 0, 0, 0),
+            reading(50, 100, 1_000, 300),
+            reading(350, 400, 4_000, 600),
+        );
+        let mut usage = Usage::new(&a);
+        usage.push(1, &a, &b);
+        usage.push(3, &b, &c);
+        assert_eq!(usage.windows(), 4);
+        let cpu = usage.cpu.unwrap();
+        assert_eq!(cpu.host_busy_permille, vec![500, 1000, 1000, 1000]);
+        assert_eq!(cpu.process_us, vec![1_000, 1_000, 1_000, 1_000]);
+        assert!(cpu.throttled_us.is_empty());
+        assert_eq!(usage.interfaces["eth0"].rx_bytes, vec![300, 100, 100, 100]);
+    }
+
+    #[test]
+    fn readings_of_this_machine_give_cpu_windows() {
+        let before = Reading::now();
         let spin = std::time::Instant::now();
-        while spin.elapsed() < 4 * window {
+        while spin.elapsed() < std::time::Duration::from_millis(50) {
             std::hint::black_box(spin.elapsed());
         }
-        let usage = sampler.finish().await;
+        let now = Reading::now();
+        let mut usage = Usage::new(&before);
+        usage.push(1, &before, &now);
         let cpu = usage.cpu.expect("/proc/stat is readable here");
-        let windows = cpu.host_busy_permille.len();
-        assert!((1..50).contains(&windows), "{cpu:?}");
-        assert_eq!(cpu.process_us.len(), windows);
-        assert!(cpu.host_busy_permille.iter().all(|&b| b <= 1000));
-        assert!(
-            cpu.process_us.iter().sum::<u64>() > 0,
-            "the spin shows as this process's CPU: {cpu:?}"
-        );
+        assert_eq!(cpu.host_busy_permille.len(), 1);
+        assert!(cpu.host_busy_permille[0] <= 1000);
+        assert!(cpu.process_us[0] > 0, "the spin shows: {cpu:?}");
         assert!(cpu_usage().is_some_and(|u| u.process_us > 0 && u.host_cpus > 0));
     }
 }

@@ -155,7 +155,7 @@ pub async fn wait_with(
             // (a killed peer takes 3 heartbeats) and written its report. Wait for that,
             // within reason, so extract gets its final report too.
             let since = *peers_done_at.get_or_insert_with(Instant::now);
-            let grace = Duration::from_millis(4 * manifest.spec.heartbeat_ms + 30_000);
+            let grace = Duration::from_millis(4 * manifest.spec.heartbeat_period_ms() + 30_000);
             if coordinator_done || since.elapsed() > grace {
                 break;
             }

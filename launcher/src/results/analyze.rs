@@ -24,7 +24,7 @@ use cmesh_common::fsutil::write_atomic;
 use cmesh_common::histogram::{LatencyHistogram, LatencySummary};
 use cmesh_common::report::{Outcome, PeerReport};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub const SUMMARY_SCHEMA: &str = "cmesh.run-summary";
 
@@ -99,6 +99,11 @@ pub struct Summary {
     pub coverage: f64,
     pub pairs_delivered: u64,
     pub pairs_expected: u64,
+    /// Origins left out of the pairs: their report says they wrote nothing, and nobody
+    /// received anything from them (with writes sparser than the run, some peers write
+    /// none).
+    #[serde(default)]
+    pub origins_silent: usize,
     /// Every record's latency, merged; corrected for clock offsets when
     /// `clock_corrected`.
     pub message_latency: LatencySummary,
@@ -265,8 +270,25 @@ pub fn summarize(
             bytes_received: received,
         });
     }
+    // Origins with nothing to deliver: they wrote nothing, by their own final report,
+    // and nobody heard from them. Their pairs are not expected.
+    let heard: BTreeSet<&str> = reports
+        .values()
+        .flat_map(|r| r.origins.iter())
+        .filter(|(_, o)| o.received > 0)
+        .map(|(origin, _)| origin.as_str())
+        .collect();
+    let silent = peers
+        .iter()
+        .filter(|p| !heard.contains(p.as_str()))
+        .filter(|p| {
+            reports
+                .get(*p)
+                .is_some_and(|r| !r.partial && r.records_produced == 0)
+        })
+        .count() as u64;
     let n = peers.len() as u64;
-    let expected_pairs = n * n.saturating_sub(1);
+    let expected_pairs = (n - silent) * n.saturating_sub(1);
     let mut pairs = Vec::new();
     let (mut same, mut cross) = (LatencyHistogram::new(), LatencyHistogram::new());
     if let Some(by_pair) = &by_pair {
@@ -323,6 +345,7 @@ pub fn summarize(
         },
         pairs_delivered: delivered,
         pairs_expected: expected_pairs,
+        origins_silent: silent as usize,
         message_latency: latency.summary(),
         clock_corrected: by_pair.is_some() && multi_host && clock.is_some(),
         clock: clock_summary,
@@ -476,8 +499,14 @@ pub fn to_markdown(s: &Summary) -> String {
         (
             "coverage",
             format!(
-                "{:.4} ({} of {} origin→reader pairs)",
-                s.coverage, s.pairs_delivered, s.pairs_expected
+                "{:.4} ({} of {} origin→reader pairs{})",
+                s.coverage,
+                s.pairs_delivered,
+                s.pairs_expected,
+                match s.origins_silent {
+                    0 => String::new(),
+                    k => format!("; {k} peers wrote nothing"),
+                }
             ),
         ),
         (
@@ -954,6 +983,25 @@ mod tests {
         assert_eq!(s.peers_killed[0].peer, "b");
         assert_eq!(s.message_latency.count, 3, "the checkpoint's samples count");
         assert_eq!(s.per_peer[1].outcome, "killed");
+    }
+
+    #[test]
+    fn an_origin_that_wrote_nothing_and_was_never_heard_has_no_pairs_to_deliver() {
+        let peers: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let mut reports = BTreeMap::new();
+        for (name, hears) in [("a", &["b"][..]), ("b", &["a"]), ("c", &["a", "b"])] {
+            let mut r = report(name, hears, &[5]);
+            r.records_produced = u64::from(name != "c");
+            reports.insert(name.to_string(), r);
+        }
+        let s = summarize("r", &peers, &reports, &BTreeMap::new(), None, &[]);
+        assert_eq!((s.pairs_delivered, s.pairs_expected), (4, 4));
+        assert_eq!((s.coverage, s.origins_silent), (1.0, 1));
+        assert!(to_markdown(&s).contains("1 peers wrote nothing"));
+        // A peer that left only a checkpoint may have written after it: it counts.
+        reports.get_mut("c").unwrap().partial = true;
+        let s = summarize("r", &peers, &reports, &BTreeMap::new(), None, &[]);
+        assert_eq!((s.pairs_expected, s.origins_silent), (6, 0));
     }
 
     #[test]
