@@ -80,6 +80,7 @@ pub enum Command {
     },
     /// Show a run's containers by state, and its peers as the coordinator sees them.
     Status {
+        /// The run's id, as spawn printed it (`launcher ls` lists them) [default: the newest].
         #[arg(long)]
         run: Option<String>,
         /// Print JSON instead of a table.
@@ -88,6 +89,7 @@ pub enum Command {
     },
     /// Show container logs: one peer's (e.g. peer-0003), or all, prefixed by name.
     Logs {
+        /// The run's id, as spawn printed it (`launcher ls` lists them) [default: the newest].
         #[arg(long)]
         run: Option<String>,
         /// A peer (peer-0003) or container name; all containers if left out.
@@ -98,6 +100,7 @@ pub enum Command {
     },
     /// Wait until every peer has exited; exit 1 if any failed.
     Wait {
+        /// The run's id, as spawn printed it (`launcher ls` lists them) [default: the newest].
         #[arg(long)]
         run: Option<String>,
         /// Give up after this long.
@@ -115,6 +118,7 @@ pub enum Command {
     /// extract.json with the reason; extract again with higher caps to get more. Running
     /// it again skips what was extracted and still verifies.
     Extract {
+        /// The run's id, as spawn printed it (`launcher ls` lists them) [default: the newest].
         #[arg(long)]
         run: Option<String>,
         /// Containers extracted at once on each host.
@@ -153,6 +157,7 @@ pub enum Command {
     Chaos(ChaosArgs),
     /// Remove a run's containers and network (refused until extracted, unless --force).
     Down {
+        /// The run's id, as spawn printed it (`launcher ls` lists them) [default: the newest].
         #[arg(long)]
         run: Option<String>,
         /// Remove even what was not extracted; its reports are lost.

@@ -55,6 +55,8 @@ impl CoordinatorClient {
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(5))
                 .pool_max_idle_per_host(1)
+                // The coordinator's name looked up once, not per connection.
+                .dns_resolver(std::sync::Arc::new(crate::resolve::Cached))
                 .build()
                 .expect("an HTTP client without TLS builds"),
             addr: addr.to_owned(),
@@ -65,11 +67,18 @@ impl CoordinatorClient {
     }
 
     async fn classify<T: serde::de::DeserializeOwned>(
+        &self,
         response: Result<reqwest::Response, reqwest::Error>,
     ) -> Attempt<T> {
         let response = match response {
             Ok(r) => r,
-            Err(e) => return Attempt::Retry(describe(&e)),
+            Err(e) => {
+                if e.is_connect() {
+                    // Ask DNS again next time: the address kept may be stale.
+                    crate::resolve::forget(&self.addr);
+                }
+                return Attempt::Retry(describe(&e));
+            }
         };
         let status = response.status();
         if status == StatusCode::NO_CONTENT {
@@ -148,7 +157,7 @@ impl CoordinatorClient {
             host: host.map(str::to_owned),
         };
         self.retry(patience, || async {
-            Self::classify(
+            self.classify(
                 self.post("/v1/register")
                     .timeout(Duration::from_secs(10))
                     .json(&body)
@@ -171,7 +180,7 @@ impl CoordinatorClient {
                 .timeout(Duration::from_secs(60))
                 .send()
                 .await;
-            Self::classify(r).await
+            self.classify(r).await
         })
         .await
     }
@@ -186,7 +195,7 @@ impl CoordinatorClient {
             .timeout(Duration::from_secs(60))
             .send()
             .await;
-        match Self::classify(r).await {
+        match self.classify(r).await {
             Attempt::Done(v) => Ok(v),
             Attempt::Again => Ok(Vec::new()),
             Attempt::Fail(e) => Err(e),
@@ -289,7 +298,7 @@ impl CoordinatorClient {
                         .json(&body)
                         .send()
                         .await;
-                    Self::classify(r).await
+                    self.classify(r).await
                 })
                 .await?;
             if status.released || left.is_zero() {

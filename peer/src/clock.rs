@@ -63,10 +63,7 @@ pub async fn measure(coordinator: &str, samples: u32, deadline: Instant) -> Opti
 }
 
 async fn connect(coordinator: &str) -> std::io::Result<UdpSocket> {
-    let addr = tokio::net::lookup_host(coordinator)
-        .await?
-        .next()
-        .ok_or_else(|| std::io::Error::other("no address"))?;
+    let addr = crate::resolve::lookup(coordinator).await?;
     let local = if addr.is_ipv4() {
         "0.0.0.0:0"
     } else {

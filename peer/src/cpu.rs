@@ -224,7 +224,10 @@ ctxt 99
         }
         let spent = process_us().unwrap() - before;
         // Well under one 10 ms tick, and seen: /proc/self/stat would say 0 or 10,000.
-        assert!(spent >= 1_000 && !spent.is_multiple_of(10_000), "{spent} µs");
+        assert!(
+            spent >= 1_000 && !spent.is_multiple_of(10_000),
+            "{spent} µs"
+        );
     }
 
     #[test]

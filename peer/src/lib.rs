@@ -4,6 +4,7 @@
 //! - [`backend`]: the [`backend::SyncBackend`] trait and the built-in `mesh` backend, a
 //!   replicated record log flooded over TCP with delta sync on reconnect;
 //! - [`client`]: the coordinator API client, with retry and backoff;
+//! - [`resolve`]: names looked up once (the engine's DNS is a bottleneck at scale);
 //! - [`clock`]: this peer's clock against the coordinator's, from NTP-style exchanges;
 //! - [`metrics`]: latency (HDR histogram), delivery counts, time windows and resync;
 //! - [`sampler`]: one wake-up per tick ([`ticker`]) for the harness's sampling:
@@ -29,6 +30,7 @@ pub mod lag;
 pub mod metrics;
 pub mod netdev;
 pub mod pacing;
+pub mod resolve;
 pub mod run;
 pub mod sampler;
 pub mod shaping;

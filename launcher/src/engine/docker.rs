@@ -21,8 +21,15 @@ use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 use std::collections::HashMap;
 
-/// Seconds a single Docker API request may take (image builds and log follows are long).
+/// Seconds a long Docker API request may take (image builds, pulls and loads, archives,
+/// log follows).
 const API_TIMEOUT_SECS: u64 = 3600;
+/// Seconds any other request may take to be answered (inspect, list, create, start,
+/// remove, networks, volumes, swarm). Past it the engine counts as unreachable, and the
+/// host as lost: a deadlocked engine answers nothing (seen with Docker 20.10.24 at 1000
+/// containers, moby/moby#46661), and every command would otherwise wait for an hour.
+/// Generous: under the load of a 1000-container spawn an answer took seconds.
+pub const ANSWER_TIMEOUT_SECS: u64 = 120;
 
 /// Where a Docker Engine is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,7 +79,11 @@ impl std::fmt::Display for Endpoint {
 /// A connected Docker Engine.
 #[derive(Clone)]
 pub struct DockerEngine {
+    /// For the long requests.
     docker: Docker,
+    /// The same connection, for requests that must be answered within
+    /// [`ANSWER_TIMEOUT_SECS`].
+    quick: Docker,
 }
 
 /// The kind of a bollard error.
@@ -89,7 +100,9 @@ pub fn classify(e: bollard::errors::Error) -> EngineError {
             s if s >= 500 => EngineError::Server(message),
             s => EngineError::Other(format!("HTTP {s}: {message}")),
         },
-        RequestTimeoutError => EngineError::Timeout("the engine did not answer in time".into()),
+        RequestTimeoutError => EngineError::Timeout(
+            "the engine did not answer in time: is dockerd stuck? `docker info` on the host tells; restarting dockerd frees it".into(),
+        ),
         e @ (HyperResponseError { .. }
         | IOError { .. }
         | SocketNotFoundError(_)
@@ -112,8 +125,11 @@ impl DockerEngine {
         }
         .map_err(classify)?;
         let docker = docker.negotiate_version().await.map_err(classify)?;
-        docker.ping().await.map_err(classify)?;
-        Ok(DockerEngine { docker })
+        let quick = docker
+            .clone()
+            .with_timeout(std::time::Duration::from_secs(ANSWER_TIMEOUT_SECS));
+        quick.ping().await.map_err(classify)?;
+        Ok(DockerEngine { docker, quick })
     }
 }
 
@@ -231,7 +247,7 @@ fn io_stream(
 #[async_trait]
 impl Engine for DockerEngine {
     async fn info(&self) -> Result<EngineInfo, EngineError> {
-        let info = self.docker.info().await.map_err(classify)?;
+        let info = self.quick.info().await.map_err(classify)?;
         let swarm = info.swarm.unwrap_or_default();
         Ok(EngineInfo {
             docker_root_dir: info.docker_root_dir,
@@ -249,7 +265,7 @@ impl Engine for DockerEngine {
     }
 
     async fn version(&self) -> Result<(String, String), EngineError> {
-        let v = self.docker.version().await.map_err(classify)?;
+        let v = self.quick.version().await.map_err(classify)?;
         Ok((
             v.version.unwrap_or_default(),
             v.api_version.unwrap_or_default(),
@@ -284,7 +300,7 @@ impl Engine for DockerEngine {
     }
 
     async fn create_container(&self, spec: &ContainerSpec) -> Result<(), EngineError> {
-        self.docker
+        self.quick
             .create_container(
                 Some(
                     q::CreateContainerOptionsBuilder::default()
@@ -299,7 +315,7 @@ impl Engine for DockerEngine {
     }
 
     async fn start_container(&self, name: &str) -> Result<(), EngineError> {
-        self.docker
+        self.quick
             .start_container(name, None::<q::StartContainerOptions>)
             .await
             .map_err(classify)
@@ -349,7 +365,7 @@ impl Engine for DockerEngine {
     }
 
     async fn kill_container(&self, name: &str) -> Result<(), EngineError> {
-        self.docker
+        self.quick
             .kill_container(
                 name,
                 Some(q::KillContainerOptions {
@@ -361,15 +377,15 @@ impl Engine for DockerEngine {
     }
 
     async fn pause_container(&self, name: &str) -> Result<(), EngineError> {
-        self.docker.pause_container(name).await.map_err(classify)
+        self.quick.pause_container(name).await.map_err(classify)
     }
 
     async fn unpause_container(&self, name: &str) -> Result<(), EngineError> {
-        self.docker.unpause_container(name).await.map_err(classify)
+        self.quick.unpause_container(name).await.map_err(classify)
     }
 
     async fn remove_container(&self, name: &str) -> Result<(), EngineError> {
-        self.docker
+        self.quick
             .remove_container(
                 name,
                 Some(
@@ -384,7 +400,7 @@ impl Engine for DockerEngine {
 
     fn download(&self, name: &str, path: &str) -> ByteStream {
         bytes_stream(
-            self.docker.download_from_container(
+            self.quick.download_from_container(
                 name,
                 Some(
                     q::DownloadFromContainerOptionsBuilder::default()
@@ -461,7 +477,7 @@ impl Engine for DockerEngine {
     }
 
     async fn create_volume(&self, spec: &VolumeSpec) -> Result<(), EngineError> {
-        self.docker
+        self.quick
             .create_volume(VolumeCreateRequest {
                 name: Some(spec.name.clone()),
                 labels: Some(spec.labels.clone().into_iter().collect()),
@@ -473,7 +489,7 @@ impl Engine for DockerEngine {
     }
 
     async fn volume_exists(&self, name: &str) -> Result<bool, EngineError> {
-        match self.docker.inspect_volume(name).await.map_err(classify) {
+        match self.quick.inspect_volume(name).await.map_err(classify) {
             Ok(_) => Ok(true),
             Err(EngineError::NotFound(_)) => Ok(false),
             Err(e) => Err(e),
@@ -481,7 +497,7 @@ impl Engine for DockerEngine {
     }
 
     async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
-        self.docker
+        self.quick
             .remove_volume(name, None::<q::RemoveVolumeOptions>)
             .await
             .map_err(classify)
@@ -542,7 +558,7 @@ impl Engine for DockerEngine {
     }
 
     async fn remove_network(&self, name: &str) -> Result<(), EngineError> {
-        self.docker.remove_network(name).await.map_err(classify)
+        self.quick.remove_network(name).await.map_err(classify)
     }
 
     async fn inspect_image(&self, reference: &str) -> Result<ImageInfo, EngineError> {
@@ -640,7 +656,7 @@ impl Engine for DockerEngine {
     }
 
     async fn tag_image(&self, source: &str, repo: &str, tag: &str) -> Result<(), EngineError> {
-        self.docker
+        self.quick
             .tag_image(
                 source,
                 Some(
@@ -655,7 +671,7 @@ impl Engine for DockerEngine {
     }
 
     fn export_images(&self, tags: &[&str]) -> ByteStream {
-        bytes_stream(self.docker.export_images(tags))
+        bytes_stream(self.quick.export_images(tags))
     }
 
     async fn load_images(&self, tar: ByteStream) -> Result<(), EngineError> {
@@ -669,7 +685,7 @@ impl Engine for DockerEngine {
     }
 
     async fn swarm_init(&self, join: &SwarmJoin) -> Result<(), EngineError> {
-        self.docker
+        self.quick
             .init_swarm(SwarmInitRequest {
                 listen_addr: Some(join.listen_addr.clone()),
                 advertise_addr: Some(join.advertise_addr.clone()),
@@ -681,7 +697,7 @@ impl Engine for DockerEngine {
     }
 
     async fn swarm_join(&self, join: &SwarmJoin) -> Result<(), EngineError> {
-        self.docker
+        self.quick
             .join_swarm(SwarmJoinRequest {
                 listen_addr: Some(join.listen_addr.clone()),
                 advertise_addr: Some(join.advertise_addr.clone()),
@@ -694,7 +710,7 @@ impl Engine for DockerEngine {
     }
 
     async fn swarm_leave(&self) -> Result<(), EngineError> {
-        self.docker
+        self.quick
             .leave_swarm(Some(
                 q::LeaveSwarmOptionsBuilder::default().force(true).build(),
             ))
@@ -703,7 +719,7 @@ impl Engine for DockerEngine {
     }
 
     async fn swarm_worker_token(&self) -> Result<String, EngineError> {
-        self.docker
+        self.quick
             .inspect_swarm()
             .await
             .map_err(classify)?
@@ -724,7 +740,7 @@ impl Engine for DockerEngine {
     }
 
     async fn node_labels(&self, node_id: &str) -> Result<NodeLabels, EngineError> {
-        let node = self.docker.inspect_node(node_id).await.map_err(classify)?;
+        let node = self.quick.inspect_node(node_id).await.map_err(classify)?;
         Ok(NodeLabels {
             version: node.version.and_then(|v| v.index).unwrap_or(0),
             labels: node.spec.and_then(|s| s.labels).unwrap_or_default(),
@@ -732,7 +748,7 @@ impl Engine for DockerEngine {
     }
 
     async fn set_node_labels(&self, node_id: &str, labels: &NodeLabels) -> Result<(), EngineError> {
-        let node = self.docker.inspect_node(node_id).await.map_err(classify)?;
+        let node = self.quick.inspect_node(node_id).await.map_err(classify)?;
         let mut spec = node.spec.unwrap_or_default();
         spec.labels = Some(labels.labels.clone());
         match self

@@ -4,12 +4,16 @@
 //! kernel support (netem for link shaping, IPVS for the routing mesh), free disk under
 //! the engine's root, clock offset against the manager, and the neighbour-table limit
 //! (`gc_thresh3`). With `--peers N`, each host's headroom for its share of N peers
-//! against the limits that break runs at scale ([`limits`]). A host that cannot be
-//! reached, whose engine does not answer, or that would pass a hard limit, is unusable:
-//! the command exits 1.
+//! against the limits that break runs at scale ([`limits`]). Then the swarm's paths
+//! ([`swarm_path`]): each worker reaches the manager's advertised address, each host
+//! sends to the others from the address it advertises, an existing swarm advertises
+//! what hosts.toml says. A host that cannot be reached, whose engine does not answer,
+//! that would pass a hard limit, or that cannot reach the manager, is unusable: the
+//! command exits 1.
 
 use crate::engine::host::Host;
 use crate::engine::limits::{self, Headroom, HostFacts};
+use crate::engine::swarm_path::{self, Finding};
 use crate::hosts::{HostSpec, HostsFile};
 use cmesh_common::faults::{choose_path, Action, KernelCaps, ShapingPath};
 use serde::Serialize;
@@ -43,6 +47,9 @@ pub struct Row {
     /// Each limit against what those peers need (with `--peers`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub headroom: Vec<Headroom>,
+    /// What the swarm path check found about this host.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub swarm_paths: Vec<Finding>,
 }
 
 impl Row {
@@ -54,6 +61,10 @@ impl Row {
                 .headroom
                 .iter()
                 .any(|h| h.severity == limits::Severity::Hard && h.fits() == Some(false))
+            && !self
+                .swarm_paths
+                .iter()
+                .any(|f| f.severity() == swarm_path::Severity::Error)
     }
 }
 
@@ -181,10 +192,17 @@ pub async fn check(file: &HostsFile, peers: usize) -> anyhow::Result<Vec<Row>> {
         .iter()
         .position(|h| h.role == crate::hosts::Role::Manager)
         .and_then(|i| offsets[i]);
+    let connected: Vec<&Host> = results.iter().filter_map(|(_, h)| h.as_ref()).collect();
+    let paths = swarm_path::check(&connected).await;
     Ok(results
         .into_iter()
         .zip(offsets)
         .map(|((mut row, _), off)| {
+            row.swarm_paths = paths
+                .iter()
+                .filter(|f| f.host() == row.host)
+                .cloned()
+                .collect();
             if let (Some(o), Some(m)) = (off, manager) {
                 row.clock_offset_ms = Some(((o.offset_ms - m.offset_ms) * 10.0).round() / 10.0);
             }
@@ -274,6 +292,18 @@ pub fn render(rows: &[Row]) -> String {
                 h.limit.name(),
                 h.cell(),
                 h.limit.fix()
+            ));
+        }
+    }
+    for r in rows {
+        for f in &r.swarm_paths {
+            out.push_str(&format!(
+                "\n{} {}\n",
+                match f.severity() {
+                    swarm_path::Severity::Error => "error:",
+                    swarm_path::Severity::Warning => "warning:",
+                },
+                f.message()
             ));
         }
     }

@@ -87,6 +87,35 @@ pub fn hosts_file(lab: &str, subnet: Subnet, n: usize) -> HostsFile {
     }
 }
 
+/// The file name of the lab's second hosts file: this machine's engine as the swarm
+/// manager, the lab hosts as its workers ([`local_manager_hosts_file`]).
+pub const LOCAL_MANAGER_FILE: &str = "hosts-local-manager.toml";
+
+/// The lab's hosts with this machine's engine as the manager (the product's own shape:
+/// the launcher on the swarm manager), advertising on the lab bridge's gateway, the
+/// address its kernel sends to the lab hosts from ([`crate::engine::swarm_path`]).
+pub fn local_manager_hosts_file(lab: &str, subnet: Subnet, n: usize) -> HostsFile {
+    let mut file = hosts_file(lab, subnet, n);
+    for h in &mut file.hosts {
+        h.role = Role::Worker;
+    }
+    let gateway = std::net::Ipv4Addr::from(u32::from(subnet.base) + 1);
+    file.hosts.insert(
+        0,
+        HostSpec {
+            name: "local".into(),
+            ssh: None,
+            docker_socket: "/var/run/docker.sock".into(),
+            role: Role::Manager,
+            capacity: 500,
+            weight: None,
+            labels: BTreeMap::new(),
+            advertise_addr: Some(gateway.to_string()),
+        },
+    );
+    file
+}
+
 fn run_keygen(path: &Path, comment: &str) -> anyhow::Result<()> {
     if path.exists() {
         return Ok(());
@@ -268,6 +297,16 @@ pub async fn up(req: &LabRequest) -> anyhow::Result<PathBuf> {
         toml::to_string(&file)?
     );
     std::fs::write(&path, text)?;
+    let local_manager = dir.join(LOCAL_MANAGER_FILE);
+    std::fs::write(
+        &local_manager,
+        format!(
+            "# The `{}` lab with this machine's engine as the swarm manager (advertising on the lab\n# bridge's gateway) and its {} hosts as workers (launcher lab up). Format: docs/hosts.md.\n\n{}",
+            req.name,
+            req.hosts,
+            toml::to_string(&local_manager_hosts_file(&req.name, subnet, req.hosts))?
+        ),
+    )?;
     // Ready when every host answers over SSH with its engine up.
     let loaded = crate::hosts::load(&path)?;
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -284,10 +323,11 @@ pub async fn up(req: &LabRequest) -> anyhow::Result<PathBuf> {
         }
     }
     tracing::info!(
-        "lab: {} hosts up on {} ({subnet}); hosts file {}",
+        "lab: {} hosts up on {} ({subnet}); hosts file {} (and {}: this machine's engine as the manager)",
         req.hosts,
         req.name,
-        path.display()
+        path.display(),
+        local_manager.display()
     );
     Ok(path)
 }
@@ -343,6 +383,21 @@ mod tests {
             Some("172.31.250.13")
         );
         assert!(parsed.ssh.strict_host_key_checking);
+    }
+
+    #[test]
+    fn the_local_manager_file_puts_this_engine_first_advertising_the_gateway() {
+        let subnet = Subnet::parse("172.31.250.0/24").unwrap();
+        let file = local_manager_hosts_file("cmesh-lab", subnet, 2);
+        let parsed = crate::hosts::parse(&toml::to_string(&file).unwrap(), "f.toml").unwrap();
+        assert_eq!(parsed, file);
+        let names: Vec<&str> = parsed.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["local", "lab-1", "lab-2"]);
+        let manager = parsed.manager();
+        assert_eq!(manager.name, "local");
+        assert!(!manager.is_remote());
+        assert_eq!(manager.swarm_addr().as_deref(), Some("172.31.250.1"));
+        assert!(parsed.hosts[1..].iter().all(|h| h.role == Role::Worker));
     }
 
     #[test]

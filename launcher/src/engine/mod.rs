@@ -37,6 +37,7 @@ pub mod scratch;
 pub mod sim;
 pub mod ssh;
 pub mod swarm;
+pub mod swarm_path;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -73,12 +74,11 @@ pub enum EngineError {
 }
 
 impl EngineError {
-    /// Worth retrying: the engine was busy or the connection broke.
+    /// Worth retrying: the engine was busy or the connection broke. Not a timeout: an
+    /// engine that did not answer for minutes is stuck, and asking again would only
+    /// multiply the wait before the host counts as lost.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            EngineError::Server(_) | EngineError::Timeout(_) | EngineError::Unreachable(_)
-        )
+        matches!(self, EngineError::Server(_) | EngineError::Unreachable(_))
     }
 
     /// The host is gone (as opposed to one operation failing on it).
@@ -483,6 +483,7 @@ mod tests {
         assert!(EngineError::Unreachable("x".into()).is_transient());
         assert!(!EngineError::NotFound("x".into()).is_transient());
         assert!(!EngineError::Conflict("x".into()).is_transient());
+        assert!(!EngineError::Timeout("x".into()).is_transient());
         assert!(EngineError::Timeout("x".into()).is_unreachable());
         assert!(!EngineError::Server("x".into()).is_unreachable());
     }

@@ -44,21 +44,36 @@ pub async fn node_state(h: &Host) -> anyhow::Result<NodeState> {
         .swarm)
 }
 
-fn advertise_addr(h: &Host) -> anyhow::Result<String> {
+/// The address `h` advertises when it makes or joins a swarm: hosts.toml's
+/// `advertise_addr`, the host part of `ssh`, or this machine's default-route address.
+pub fn configured_addr(h: &Host) -> Option<String> {
     h.spec
         .swarm_addr()
         .or_else(|| (!h.spec.is_remote()).then(default_route_addr).flatten())
-        .ok_or_else(|| {
-            bad_input(format!(
-                "cannot tell which address host `{}` should advertise for the swarm; set advertise_addr in hosts.toml",
-                h.name()
-            ))
-        })
 }
 
-/// Initializes a swarm on the manager if it is not in one. Returns true if it did.
+fn advertise_addr(h: &Host) -> anyhow::Result<String> {
+    configured_addr(h).ok_or_else(|| {
+        bad_input(format!(
+            "cannot tell which address host `{}` should advertise for the swarm; set advertise_addr in hosts.toml",
+            h.name()
+        ))
+    })
+}
+
+/// Initializes a swarm on the manager if it is not in one. Returns true if it did. A
+/// swarm that exists keeps its address: if hosts.toml says another, a warning says so.
 pub async fn ensure_manager(manager: &Host) -> anyhow::Result<bool> {
-    if node_state(manager).await?.state == SwarmState::Active {
+    let state = node_state(manager).await?;
+    if state.state == SwarmState::Active {
+        if let Some(configured) = configured_addr(manager).filter(|c| *c != state.node_addr) {
+            let finding = crate::engine::swarm_path::Finding::SwarmAdvertisesOther {
+                host: manager.name().to_owned(),
+                swarm_addr: state.node_addr,
+                configured,
+            };
+            tracing::warn!("{}", finding.message());
+        }
         return Ok(false);
     }
     let addr = advertise_addr(manager)?;

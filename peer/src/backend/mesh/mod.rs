@@ -568,9 +568,14 @@ async fn dial_loop(inner: Arc<Inner>, peer: u32) {
 }
 
 async fn dial_once(inner: &Arc<Inner>, peer: u32, addr: &str) -> std::io::Result<()> {
-    let stream = tokio::time::timeout(HELLO_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    // The neighbour's name looked up once (crate::resolve), again after a failure.
+    let connected = tokio::time::timeout(HELLO_TIMEOUT, async {
+        TcpStream::connect(crate::resolve::lookup(addr).await?).await
+    })
+    .await
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))
+    .and_then(|r| r);
+    let stream = connected.inspect_err(|_| crate::resolve::forget(addr))?;
     stream.set_nodelay(true)?;
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
