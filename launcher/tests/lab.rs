@@ -79,6 +79,16 @@ impl Drop for Lab {
     }
 }
 
+/// The hosts a run's manifest placed peers on.
+fn hosts_placed(manifest: &Value) -> BTreeSet<&str> {
+    manifest["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["host"].as_str().unwrap())
+        .collect()
+}
+
 /// Runs 30 peers on a 3-host lab and checks what the multi-host issue promises.
 /// With `keep`, the containers stay after `run`, and status, logs and down are checked
 /// across the hosts too.
@@ -113,14 +123,8 @@ fn run_30_peers_across_3_hosts(transport: &str, keep: bool) -> Lab {
     let dir = runs.path().join(&id);
     let manifest = read_json(&dir.join("manifest.json"));
     assert_eq!(manifest["image_transport"], transport, "{stderr}");
-    let hosts_used: BTreeSet<&str> = manifest["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["host"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        hosts_used,
+        hosts_placed(&manifest),
         BTreeSet::from(["lab-1", "lab-2", "lab-3"]),
         "peers on all 3 hosts"
     );
@@ -775,13 +779,10 @@ fn this_machines_engine_manages_lab_workers() {
     assert_eq!(summary["peers_reported"], 9, "{stderr}");
     assert_eq!(summary["coverage"], 1.0, "{stderr}");
     let manifest = read_json(&runs.path().join(&id).join("manifest.json"));
-    let hosts_used: BTreeSet<&str> = manifest["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["host"].as_str().unwrap())
-        .collect();
-    assert_eq!(hosts_used, BTreeSet::from(["local", "lab-1", "lab-2"]));
+    assert_eq!(
+        hosts_placed(&manifest),
+        BTreeSet::from(["local", "lab-1", "lab-2"])
+    );
     assert!(
         summary["cross_host_latency"]["count"].as_u64().unwrap() > 0,
         "records crossed the overlay between hosts: {summary}"
