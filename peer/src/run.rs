@@ -227,6 +227,7 @@ async fn follow_plan(
             me: me.index,
             addrs: plan.peers.iter().map(|p| p.addr.clone()).collect(),
             neighbours: neighbours.clone(),
+            graph: plan.graph.edges.clone(),
             window,
             dissemination: plan.spec.dissemination,
             listener,

@@ -194,6 +194,7 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             memory: spec.memory_bytes,
             memory_swap: spec.memory_bytes,
             nano_cpus: spec.nano_cpus,
+            cpu_shares: spec.cpu_shares,
             init: spec.init.then_some(true),
             log_config: spec.capped_logs.then(|| HostConfigLogConfig {
                 typ: Some("json-file".into()),

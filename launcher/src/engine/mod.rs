@@ -219,6 +219,9 @@ pub struct ContainerSpec {
     pub memory_bytes: Option<i64>,
     /// CPU quota in billionths of a CPU (`docker run --cpus`).
     pub nano_cpus: Option<i64>,
+    /// The container's CPU weight against the others (`docker run --cpu-shares`; the
+    /// engine's default is 1024).
+    pub cpu_shares: Option<i64>,
     /// Run an init process as PID 1.
     pub init: bool,
     /// json-file logs capped at 2 × 10 MB.

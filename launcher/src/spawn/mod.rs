@@ -195,6 +195,7 @@ async fn start_coordinator(
         args: coordinator_args(&run.id, spec),
         memory: 1 << 30,
         nano_cpus: None,
+        cpu_shares: Some(containers::COORDINATOR_CPU_SHARES),
         publish: true,
     };
     containers::ensure(
@@ -385,6 +386,7 @@ pub async fn spawn_with(connector: &Connector, req: SpawnRequest) -> anyhow::Res
             image: images.peer.tag.clone(),
             memory: req.peer_memory_bytes,
             nano_cpus: req.peer_nano_cpus,
+            cpu_shares: None,
             publish: false,
         };
         let (host, run_id, net, state) =

@@ -83,6 +83,8 @@ pub struct Setup {
     /// Every peer's advertised `host:port`, by plan index.
     pub addrs: Vec<String>,
     pub neighbours: Vec<u32>,
+    /// The plan's graph, every edge (mesh: each origin's first tree).
+    pub graph: Vec<(u32, u32)>,
     /// Records kept per origin (mesh).
     pub window: usize,
     /// How records are spread (mesh).
@@ -120,6 +122,7 @@ impl Backend {
                     window: setup.window,
                     queue_frames: 4096,
                     dissemination: setup.dissemination,
+                    graph: setup.graph,
                 },
                 setup.listener,
                 metrics,

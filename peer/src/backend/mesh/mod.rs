@@ -61,6 +61,9 @@ pub struct MeshConfig {
     pub queue_frames: usize,
     /// How a record is spread.
     pub dissemination: Dissemination,
+    /// The plan's graph, every edge (empty if not known): plumtree starts each origin on
+    /// its tree in it ([`gossip::Trees`]).
+    pub graph: Vec<(u32, u32)>,
 }
 
 #[derive(Debug, Default)]
@@ -126,7 +129,12 @@ impl MeshBackend {
                 ever: cfg.neighbours.iter().copied().collect(),
                 dialing: HashSet::new(),
                 delta: DeltaSyncStats::default(),
-                gossip: Gossip::new(cfg.dissemination, cfg.me),
+                gossip: if cfg.graph.is_empty() {
+                    Gossip::new(cfg.dissemination, cfg.me)
+                } else {
+                    Gossip::new(cfg.dissemination, cfg.me)
+                        .with_trees(gossip::Trees::new(origins, &cfg.graph, cfg.me))
+                },
                 next_seq: 0,
                 next_conn: 0,
             }),
@@ -172,6 +180,10 @@ impl MeshBackend {
         for p in gone {
             node.links.remove(&p);
             node.gossip.link_down(p);
+        }
+        if wanted != self.inner.cfg.neighbours.iter().copied().collect() {
+            // Not the plan's graph any more: its trees no longer fit.
+            node.gossip.forget_trees();
         }
         node.ever.extend(wanted.iter().copied());
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
@@ -789,6 +801,7 @@ mod tests {
             window: 1000,
             queue_frames: 1024,
             dissemination: mode,
+            graph: Vec::new(),
         };
         (MeshBackend::start(cfg, listener, metrics.clone()), metrics)
     }
