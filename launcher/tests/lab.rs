@@ -738,11 +738,12 @@ fn this_machines_engine_manages_lab_workers() {
     let rows = check(&default);
     let local = rows.iter().find(|r| r["host"] == "local").unwrap();
     let findings = local["swarm_paths"].as_array().cloned().unwrap_or_default();
-    let want = format!("advertise_addr = \\\"{gateway}\\\" for host `local`");
+    let want = format!("advertise_addr = \"{gateway}\" for host `local`");
     assert!(
-        findings
-            .iter()
-            .any(|f| f["finding"] == "source_differs" && f.to_string().contains(&want)),
+        findings.iter().any(|f| f["finding"] == "source_differs"
+            && f["src"] == gateway.as_str()
+            && f["severity"] == "warning"
+            && f["message"].as_str().unwrap().contains(&want)),
         "{local}"
     );
 

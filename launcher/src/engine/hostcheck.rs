@@ -13,7 +13,7 @@
 
 use crate::engine::host::Host;
 use crate::engine::limits::{self, Headroom, HostFacts};
-use crate::engine::swarm_path::{self, Finding};
+use crate::engine::swarm_path::{self, Reported};
 use crate::hosts::{HostSpec, HostsFile};
 use cmesh_common::faults::{choose_path, Action, KernelCaps, ShapingPath};
 use serde::Serialize;
@@ -49,7 +49,7 @@ pub struct Row {
     pub headroom: Vec<Headroom>,
     /// What the swarm path check found about this host.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub swarm_paths: Vec<Finding>,
+    pub swarm_paths: Vec<Reported>,
 }
 
 impl Row {
@@ -64,7 +64,7 @@ impl Row {
             && !self
                 .swarm_paths
                 .iter()
-                .any(|f| f.severity() == swarm_path::Severity::Error)
+                .any(|f| f.severity == swarm_path::Severity::Error)
     }
 }
 
@@ -202,6 +202,7 @@ pub async fn check(file: &HostsFile, peers: usize) -> anyhow::Result<Vec<Row>> {
                 .iter()
                 .filter(|f| f.host() == row.host)
                 .cloned()
+                .map(Reported::from)
                 .collect();
             if let (Some(o), Some(m)) = (off, manager) {
                 row.clock_offset_ms = Some(((o.offset_ms - m.offset_ms) * 10.0).round() / 10.0);
@@ -299,11 +300,11 @@ pub fn render(rows: &[Row]) -> String {
         for f in &r.swarm_paths {
             out.push_str(&format!(
                 "\n{} {}\n",
-                match f.severity() {
+                match f.severity {
                     swarm_path::Severity::Error => "error:",
                     swarm_path::Severity::Warning => "warning:",
                 },
-                f.message()
+                f.message
             ));
         }
     }

@@ -255,6 +255,25 @@ pub async fn check(hosts: &[&Host]) -> Vec<Finding> {
     )
 }
 
+/// A finding as `hosts check --json` shows it: its fields, how bad, and the message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Reported {
+    #[serde(flatten)]
+    pub finding: Finding,
+    pub severity: Severity,
+    pub message: String,
+}
+
+impl From<Finding> for Reported {
+    fn from(finding: Finding) -> Reported {
+        Reported {
+            severity: finding.severity(),
+            message: finding.message(),
+            finding,
+        }
+    }
+}
+
 /// What the probes say about the swarm of `manager` and `workers`. `manager_probe` has
 /// the manager's routes towards the workers' addresses; `worker_probes[i]` the route and
 /// TCP 2377 from worker `i` towards the manager's address.
