@@ -73,6 +73,41 @@ fn builder(spec: &HostSpec, settings: &SshSettings) -> anyhow::Result<(SessionBu
     Ok((b, dest.host))
 }
 
+/// How long a host whose sshd accepts connections but answers too slowly is tried again
+/// before it counts as lost: the time an engine request is given
+/// ([`crate::engine::docker::ANSWER_TIMEOUT_SECS`]). At 500 containers starting or
+/// exiting at once, a lab host's sshd missed a 5 s banner exchange.
+pub const BUSY_GRACE: Duration = Duration::from_secs(crate::engine::docker::ANSWER_TIMEOUT_SECS);
+
+/// True if ssh's failure says the host is there but slow: its TCP connection was
+/// accepted and then the banner or key exchange did not come in time, or the sshd shed
+/// the connection (MaxStartups). A host that does not answer at all, or refuses, is
+/// not busy.
+fn busy(detail: &str) -> bool {
+    detail.contains("during banner exchange")
+        || detail.contains("kex_exchange_identification")
+        || detail.contains("Connection reset by peer")
+}
+
+/// An error and its sources, as one line each joined by ": ".
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+}
+
 /// Turns an ssh failure into an error that names the host and says what to do.
 fn connect_error(spec: &HostSpec, e: openssh::Error) -> anyhow::Error {
     let mut detail = format!("{:#}", anyhow::Error::from(e));
@@ -122,9 +157,27 @@ impl Link {
             .prefix("cmesh-ssh-")
             .tempdir()
             .context("cannot make a private directory for the SSH control socket")?;
-        let session = Self::connect(&builder, &destination, dir.path())
-            .await
-            .map_err(|e| connect_error(spec, e))?;
+        let session = crate::engine::retry::retry_for(
+            BUSY_GRACE,
+            || async {
+                let r = Self::connect(&builder, &destination, dir.path()).await;
+                if let Err(e) = &r {
+                    let detail = chain(e);
+                    if busy(&detail) {
+                        tracing::warn!(
+                            host = %spec.name,
+                            "its sshd took too long to answer ({}); trying again for up to {} s (a host busy starting or stopping containers)",
+                            first_line(&detail),
+                            BUSY_GRACE.as_secs()
+                        );
+                    }
+                }
+                r
+            },
+            |e| busy(&chain(e)),
+        )
+        .await
+        .map_err(|e| connect_error(spec, e))?;
         let link = Arc::new(Link {
             host: spec.name.clone(),
             destination,
@@ -289,6 +342,28 @@ pub fn shell_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slow_sshd_is_busy_and_a_host_that_does_not_answer_is_not() {
+        // What ssh printed for a lab host starting 500 containers.
+        assert!(busy(
+            "failed to connect to the remote host: Connection timed out during banner exchange"
+        ));
+        assert!(busy(
+            "kex_exchange_identification: read: Connection reset by peer"
+        ));
+        // A stopped host, a closed port, a wrong key: no use waiting.
+        assert!(!busy(
+            "ssh: connect to host 172.31.247.13 port 22: Connection timed out"
+        ));
+        assert!(!busy(
+            "ssh: connect to host 10.0.0.9 port 22: No route to host"
+        ));
+        assert!(!busy(
+            "ssh: connect to host 10.0.0.9 port 22: Connection refused"
+        ));
+        assert!(!busy("root@10.0.0.9: Permission denied (publickey)."));
+    }
 
     #[test]
     fn quotes_for_the_remote_shell() {

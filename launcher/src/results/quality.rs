@@ -233,7 +233,7 @@ fn pct(f: f64) -> String {
 }
 
 /// Names, the first [`MAX_NAMED`], then how many more.
-fn named(list: &[String]) -> String {
+pub(crate) fn named(list: &[String]) -> String {
     let mut s = list
         .iter()
         .take(MAX_NAMED)
