@@ -50,7 +50,8 @@ where
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Calls `op` until it succeeds, fails with an error `again` refuses, or `grace` has
-/// passed since the first call (then the last error). The same jittered backoff as
+/// passed since the first call (then the last error; `again` is asked only while
+/// there is time left, so it may say that it tries again). The same jittered backoff as
 /// [`retry`], its ceiling doubling up to 5 s.
 pub async fn retry_for<R, E, F, Fut>(
     grace: Duration,
@@ -66,7 +67,7 @@ where
     loop {
         match op().await {
             Ok(v) => return Ok(v),
-            Err(e) if again(&e) && tokio::time::Instant::now() < deadline => {
+            Err(e) if tokio::time::Instant::now() < deadline && again(&e) => {
                 let pause = jittered(ceiling).min(deadline - tokio::time::Instant::now());
                 tokio::time::sleep(pause).await;
                 ceiling = (ceiling * 2).min(MAX_BACKOFF);

@@ -159,22 +159,20 @@ impl Link {
             .context("cannot make a private directory for the SSH control socket")?;
         let session = crate::engine::retry::retry_for(
             BUSY_GRACE,
-            || async {
-                let r = Self::connect(&builder, &destination, dir.path()).await;
-                if let Err(e) = &r {
-                    let detail = chain(e);
-                    if busy(&detail) {
-                        tracing::warn!(
-                            host = %spec.name,
-                            "its sshd took too long to answer ({}); trying again for up to {} s (a host busy starting or stopping containers)",
-                            first_line(&detail),
-                            BUSY_GRACE.as_secs()
-                        );
-                    }
+            || Self::connect(&builder, &destination, dir.path()),
+            |e| {
+                let detail = chain(e);
+                let again = busy(&detail);
+                if again {
+                    tracing::warn!(
+                        "host `{}`: its sshd took too long to answer ({}); trying again for up to {} s in all (a host busy starting or stopping containers)",
+                        spec.name,
+                        first_line(&detail),
+                        BUSY_GRACE.as_secs()
+                    );
                 }
-                r
+                again
             },
-            |e| busy(&chain(e)),
         )
         .await
         .map_err(|e| connect_error(spec, e))?;
