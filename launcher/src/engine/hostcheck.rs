@@ -44,6 +44,9 @@ pub struct Row {
     pub facts: HostFacts,
     /// Peers `--peers` would place here.
     pub peers: usize,
+    /// The other hosts on its kernel (same boot id): threads and memory count for all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kernel_shared_with: Vec<String>,
     /// Each limit against what those peers need (with `--peers`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub headroom: Vec<Headroom>,
@@ -194,10 +197,21 @@ pub async fn check(file: &HostsFile, peers: usize) -> anyhow::Result<Vec<Row>> {
         .and_then(|i| offsets[i]);
     let connected: Vec<&Host> = results.iter().filter_map(|(_, h)| h.as_ref()).collect();
     let paths = swarm_path::check(&connected).await;
+    let shares: Vec<limits::Share> = results
+        .iter()
+        .map(|(row, _)| limits::Share {
+            host: &row.host,
+            peers: placed.get(&row.host).copied().unwrap_or(0),
+            coordinator: row.role == "manager",
+            facts: &row.facts,
+        })
+        .collect();
+    let mut headrooms = limits::headrooms(&shares, peers + 1).into_iter();
     Ok(results
         .into_iter()
         .zip(offsets)
         .map(|((mut row, _), off)| {
+            let (headroom, kernel_shared_with) = headrooms.next().unwrap_or_default();
             row.swarm_paths = paths
                 .iter()
                 .filter(|f| f.host() == row.host)
@@ -209,8 +223,8 @@ pub async fn check(file: &HostsFile, peers: usize) -> anyhow::Result<Vec<Row>> {
             }
             if peers > 0 && row.reachable {
                 row.peers = placed.get(&row.host).copied().unwrap_or(0);
-                row.headroom =
-                    limits::headroom(&row.facts, row.peers, row.role == "manager", peers + 1);
+                row.headroom = headroom;
+                row.kernel_shared_with = kernel_shared_with;
             }
             row
         })
@@ -280,6 +294,18 @@ pub fn render(rows: &[Row]) -> String {
             table.add_row(cells);
         }
         out.push_str(&format!("{table}\n"));
+        let mut told = std::collections::BTreeSet::new();
+        for r in rows.iter().filter(|r| !r.kernel_shared_with.is_empty()) {
+            let mut group = vec![r.host.clone()];
+            group.extend(r.kernel_shared_with.iter().cloned());
+            group.sort();
+            if told.insert(group.clone()) {
+                out.push_str(&format!(
+                    "{} share one kernel (the same boot id): their threads and memory are counted together, on each\n",
+                    group.join(", ")
+                ));
+            }
+        }
     }
     for r in rows {
         for h in r.headroom.iter().filter(|h| h.fits() == Some(false)) {

@@ -10,6 +10,10 @@
 //! `spawn` refuses a run that would pass a hard limit, before anything is created, and
 //! names the setting to raise. Soft limits give a warning.
 //!
+//! Threads and memory belong to a kernel, not to an engine: hosts that report the same
+//! boot id (the lab's hosts are containers on one machine) share them, so each such
+//! host's need there is the need of all of them together ([`headrooms`]).
+//!
 //! | limit | from | need per container | kind |
 //! |---|---|---|---|
 //! | threads | `kernel.pid_max`, `kernel.threads-max`, threads now | [`PerContainer::threads`] | hard |
@@ -68,6 +72,9 @@ pub struct HostFacts {
     pub mem_available_kib: Option<u64>,
     pub disk_free_kib: Option<u64>,
     pub gc_thresh3: Option<u64>,
+    /// The kernel's boot id, folded to 64 bits: hosts with the same one share a kernel.
+    #[serde(skip)]
+    pub kernel: Option<u64>,
 }
 
 /// The probe's lines for [`HostFacts`] (hostcheck's probe runs them too); `$ROOT` is
@@ -85,6 +92,7 @@ if [ -n "$d" ]; then
 fi
 echo "inotify_instances=$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null)"
 echo "mem_available_kb=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo 2>/dev/null)"
+echo "boot_id=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)"
 "#;
 
 impl HostFacts {
@@ -103,8 +111,15 @@ impl HostFacts {
             mem_available_kib: n("mem_available_kb"),
             disk_free_kib: n("disk_free_kb"),
             gc_thresh3: n("gc_thresh3"),
+            kernel: f.get("boot_id").and_then(|id| boot_id_bits(id)),
         }
     }
+}
+
+/// The first 64 bits of a boot id (a UUID such as `1b4e28ba-2fa1-11d2-883f-0016d3cca427`).
+fn boot_id_bits(id: &str) -> Option<u64> {
+    let hex: String = id.chars().filter(|c| *c != '-').take(16).collect();
+    (hex.len() == 16).then(|| u64::from_str_radix(&hex, 16).ok())?
 }
 
 /// Which limit a row is about.
@@ -258,6 +273,60 @@ pub fn headroom(
     ]
 }
 
+/// True for the limits of a kernel, which hosts on one kernel share.
+fn kernel_wide(limit: Limit) -> bool {
+    matches!(limit, Limit::Threads | Limit::Memory)
+}
+
+/// One host's share of a run, for [`headrooms`].
+#[derive(Clone, Copy, Debug)]
+pub struct Share<'a> {
+    pub host: &'a str,
+    pub peers: usize,
+    pub coordinator: bool,
+    pub facts: &'a HostFacts,
+}
+
+/// [`headroom`] for every host, where hosts on one kernel (the same boot id) need, for
+/// that kernel's limits, what all of them need together. Also, per host, the other
+/// hosts on its kernel.
+pub fn headrooms(shares: &[Share], overlay: usize) -> Vec<(Vec<Headroom>, Vec<String>)> {
+    let alone: Vec<Vec<Headroom>> = shares
+        .iter()
+        .map(|s| headroom(s.facts, s.peers, s.coordinator, overlay))
+        .collect();
+    shares
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let kin: Vec<usize> = match s.facts.kernel {
+                Some(k) => (0..shares.len())
+                    .filter(|&j| j != i && shares[j].facts.kernel == Some(k))
+                    .collect(),
+                None => Vec::new(),
+            };
+            let rows = alone[i]
+                .iter()
+                .map(|h| {
+                    let mut h = h.clone();
+                    if kernel_wide(h.limit) {
+                        h.need += kin
+                            .iter()
+                            .flat_map(|&j| alone[j].iter().filter(|o| o.limit == h.limit))
+                            .map(|o| o.need)
+                            .sum::<u64>();
+                    }
+                    h
+                })
+                .collect();
+            (
+                rows,
+                kin.iter().map(|&j| shares[j].host.to_owned()).collect(),
+            )
+        })
+        .collect()
+}
+
 /// A host's limits that the run passes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Short {
@@ -267,6 +336,9 @@ pub struct Short {
     pub severity: Severity,
     pub need: u64,
     pub free: u64,
+    /// The other hosts on its kernel, whose containers count too (threads, memory).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kernel_shared_with: Vec<String>,
 }
 
 impl std::fmt::Display for Short {
@@ -277,9 +349,17 @@ impl std::fmt::Display for Short {
             need: self.need,
             free: Some(self.free),
         };
+        let shared = if self.kernel_shared_with.is_empty() || !kernel_wide(self.limit) {
+            String::new()
+        } else {
+            format!(
+                "; it shares its kernel with {}, whose peers count too",
+                self.kernel_shared_with.join(", ")
+            )
+        };
         write!(
             f,
-            "host `{}` ({} peers): {} needs {}: {}",
+            "host `{}` ({} peers{shared}): {} needs {}: {}",
             self.host,
             self.peers,
             self.limit.name(),
@@ -289,24 +369,22 @@ impl std::fmt::Display for Short {
     }
 }
 
-/// The limits each host's share passes: `(host, peers there, coordinator there, facts)`.
-pub fn shortfalls<'a>(
-    hosts: impl IntoIterator<Item = (&'a str, usize, bool, &'a HostFacts)>,
-    overlay: usize,
-) -> Vec<Short> {
-    hosts
-        .into_iter()
-        .flat_map(|(host, peers, coordinator, facts)| {
-            headroom(facts, peers, coordinator, overlay)
-                .into_iter()
+/// The limits each host's share passes ([`headrooms`]: hosts on one kernel together).
+pub fn shortfalls(shares: &[Share], overlay: usize) -> Vec<Short> {
+    shares
+        .iter()
+        .zip(headrooms(shares, overlay))
+        .flat_map(|(s, (rows, kin))| {
+            rows.into_iter()
                 .filter(|h| h.fits() == Some(false))
                 .map(move |h| Short {
-                    host: host.to_owned(),
-                    peers,
+                    host: s.host.to_owned(),
+                    peers: s.peers,
                     limit: h.limit,
                     severity: h.severity,
                     need: h.need,
                     free: h.free.unwrap_or(0),
+                    kernel_shared_with: kin.clone(),
                 })
         })
         .collect()
@@ -362,17 +440,17 @@ pub async fn preflight(
 ) -> anyhow::Result<()> {
     let facts = futures_util::future::join_all(hosts.iter().map(facts)).await;
     let overlay = placed.values().sum::<usize>() + 1;
-    let short = shortfalls(
-        hosts.iter().zip(&facts).map(|(h, f)| {
-            (
-                h.name(),
-                placed.get(h.name()).copied().unwrap_or(0),
-                h.name() == manager,
-                f,
-            )
-        }),
-        overlay,
-    );
+    let shares: Vec<Share> = hosts
+        .iter()
+        .zip(&facts)
+        .map(|(h, f)| Share {
+            host: h.name(),
+            peers: placed.get(h.name()).copied().unwrap_or(0),
+            coordinator: h.name() == manager,
+            facts: f,
+        })
+        .collect();
+    let short = shortfalls(&shares, overlay);
     for s in short.iter().filter(|s| s.severity == Severity::Soft) {
         tracing::warn!("spawn: {s}");
     }
@@ -397,6 +475,84 @@ mod tests {
 
     const THIS_MACHINE: &str = "pid_max=32768\nthreads_max=192729\nthreads_now=859\ndockerd_nofile=20000\ndockerd_fds=238\ninotify_instances=128\nmem_available_kb=23485064\ndisk_free_kb=83886080\ngc_thresh3=65536\n";
 
+    fn share<'a>(
+        host: &'a str,
+        peers: usize,
+        coordinator: bool,
+        facts: &'a HostFacts,
+    ) -> Share<'a> {
+        Share {
+            host,
+            peers,
+            coordinator,
+            facts,
+        }
+    }
+
+    #[test]
+    fn hosts_on_one_kernel_count_their_threads_and_memory_together() {
+        // The 4-host lab on this machine: each host alone fits 500 peers, but the four
+        // share one kernel's pid_max and memory (2000 peers needed 22 GiB and more).
+        let lab = HostFacts::parse(&format!(
+            "{THIS_MACHINE}boot_id=1b4e28ba-2fa1-11d2-883f-0016d3cca427\n"
+        ));
+        assert_eq!(lab.kernel, Some(0x1b4e28ba2fa111d2));
+        let names = ["lab-1", "lab-2", "lab-3", "lab-4"];
+        let shares: Vec<Share> = names
+            .iter()
+            .map(|h| share(h, 500, *h == "lab-1", &lab))
+            .collect();
+        assert!(
+            shortfalls(&shares[..1], 2001).is_empty(),
+            "one host's share fits alone"
+        );
+        let short = shortfalls(&shares, 2001);
+        let on_lab2: Vec<(Limit, u64)> = short
+            .iter()
+            .filter(|s| s.host == "lab-2")
+            .map(|s| (s.limit, s.need))
+            .collect();
+        // pid_max 32768 holds 2000 threads-hungry peers on none of them together.
+        assert_eq!(
+            on_lab2,
+            vec![(Limit::Threads, 2001 * PER_CONTAINER.threads)]
+        );
+        // Memory is counted together too (it fits this machine's 23 GiB, by the
+        // per-container estimate).
+        let (rows, kin) = &headrooms(&shares, 2001)[1];
+        let memory = rows.iter().find(|h| h.limit == Limit::Memory).unwrap();
+        assert_eq!(memory.need, 2001 * PER_CONTAINER.memory_kib);
+        assert_eq!(kin, &["lab-1", "lab-3", "lab-4"]);
+        let dockerd = rows
+            .iter()
+            .find(|h| h.limit == Limit::DockerdFiles)
+            .unwrap();
+        assert_eq!(dockerd.need, 500 * PER_CONTAINER.dockerd_fds, "per engine");
+        let msg = short[0].to_string();
+        assert!(
+            msg.contains("shares its kernel with lab-2, lab-3, lab-4, whose peers count too"),
+            "{msg}"
+        );
+        // Engines' own limits stay per host.
+        assert!(short.iter().all(|s| kernel_wide(s.limit)));
+        // Different kernels, or unknown ones, are counted alone.
+        let other = HostFacts {
+            kernel: Some(7),
+            ..lab
+        };
+        let unknown = HostFacts {
+            kernel: None,
+            ..lab
+        };
+        let mixed = [
+            share("lab-1", 500, true, &lab),
+            share("b", 500, false, &other),
+            share("c", 500, false, &unknown),
+            share("d", 500, false, &unknown),
+        ];
+        assert!(shortfalls(&mixed, 2001).is_empty());
+    }
+
     #[test]
     fn the_probe_reads_every_fact_and_a_missing_one_is_unknown() {
         let f = HostFacts::parse(THIS_MACHINE);
@@ -410,8 +566,8 @@ mod tests {
     #[test]
     fn a_thousand_peers_fit_this_machine_and_three_thousand_pass_its_threads() {
         let f = HostFacts::parse(THIS_MACHINE);
-        assert!(shortfalls([("local", 1000, true, &f)], 1001).is_empty());
-        let short = shortfalls([("local", 3000, true, &f)], 3001);
+        assert!(shortfalls(&[share("local", 1000, true, &f)], 1001).is_empty());
+        let short = shortfalls(&[share("local", 3000, true, &f)], 3001);
         let limits: Vec<Limit> = short.iter().map(|s| s.limit).collect();
         assert_eq!(
             limits,
@@ -431,7 +587,7 @@ mod tests {
         let rows = headroom(&HostFacts::default(), 5000, false, 5000);
         assert!(rows.iter().all(|h| h.fits().is_none()));
         assert_eq!(rows[0].cell(), "80.0k / unknown");
-        assert!(shortfalls([("h", 5000, false, &HostFacts::default())], 5000).is_empty());
+        assert!(shortfalls(&[share("h", 5000, false, &HostFacts::default())], 5000).is_empty());
     }
 
     #[test]
@@ -442,7 +598,7 @@ mod tests {
             ..HostFacts::default()
         };
         // 300 peers here, but 1000 containers on the overlay across the hosts.
-        let short = shortfalls([("h", 300, false, &f)], 1000);
+        let short = shortfalls(&[share("h", 300, false, &f)], 1000);
         let got: Vec<(Limit, Severity)> = short.iter().map(|s| (s.limit, s.severity)).collect();
         assert_eq!(
             got,
