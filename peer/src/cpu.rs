@@ -232,13 +232,17 @@ ctxt 99
 
     #[test]
     fn a_kernel_file_read_again_through_its_open_descriptor_is_fresh() {
+        // The kernel adds a thread's run time at its ticks and switches, not
+        // continuously: spin until a new reading shows more (a stale descriptor never
+        // would), for at most a second.
         let a = read("/proc/thread-self/schedstat").unwrap();
-        let spin = std::time::Instant::now();
-        while spin.elapsed() < std::time::Duration::from_millis(2) {
-            std::hint::black_box(spin.elapsed());
-        }
-        let b = read("/proc/thread-self/schedstat").unwrap();
         let ns = |t: &str| t.split_whitespace().next().unwrap().parse::<u64>().unwrap();
+        let spin = std::time::Instant::now();
+        let mut b = a.clone();
+        while ns(&b) <= ns(&a) && spin.elapsed() < std::time::Duration::from_secs(1) {
+            std::hint::black_box(spin.elapsed());
+            b = read("/proc/thread-self/schedstat").unwrap();
+        }
         assert!(ns(&b) > ns(&a), "{a} then {b}");
         assert!(read("/nonexistent/file").is_none());
     }
