@@ -13,7 +13,7 @@
 //!
 //! cargo run --release -p cmesh-bench --bin peer-idle [-- --sizes 100,1000 --window 30s]
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use clap::Parser;
 use cmesh_bench::machine;
 use cmesh_testkit::Mesh;
@@ -55,20 +55,10 @@ fn usage(pid: u32) -> (u64, u64) {
     (ns, switches)
 }
 
-/// Busy and total ticks of all CPUs.
-fn host_ticks() -> (u64, u64) {
-    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let f: Vec<u64> = text
-        .lines()
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    let total: u64 = f.iter().sum();
-    let idle = f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0);
-    (total - idle, total)
+/// Busy and total ticks of all CPUs (the peer's own reader of /proc/stat).
+fn host_ticks() -> Result<(u64, u64)> {
+    let t = cmesh_peer::cpu::host_ticks().context("reading /proc/stat")?;
+    Ok((t.busy, t.total))
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -125,12 +115,12 @@ fn measure(n: usize, window: Duration) -> Result<Figures> {
     };
     let (c0, _) = usage(coordinator);
     let (p0, w0) = sum(&pids);
-    let (b0, t0) = host_ticks();
+    let (b0, t0) = host_ticks()?;
     let start = Instant::now();
     std::thread::sleep(window);
     let (p1, w1) = sum(&pids);
     let (c1, _) = usage(coordinator);
-    let (b1, t1) = host_ticks();
+    let (b1, t1) = host_ticks()?;
     let secs = start.elapsed().as_secs_f64();
     ensure!(
         mesh.peers.len() == n,

@@ -119,7 +119,10 @@ impl HostFacts {
 /// The first 64 bits of a boot id (a UUID such as `1b4e28ba-2fa1-11d2-883f-0016d3cca427`).
 fn boot_id_bits(id: &str) -> Option<u64> {
     let hex: String = id.chars().filter(|c| *c != '-').take(16).collect();
-    (hex.len() == 16).then(|| u64::from_str_radix(&hex, 16).ok())?
+    if hex.len() < 16 {
+        return None;
+    }
+    u64::from_str_radix(&hex, 16).ok()
 }
 
 /// Which limit a row is about.
