@@ -138,6 +138,23 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write analysis/report.html again from the extracted reports, and print its path.
+    ///
+    /// One self-contained page: the measurement-quality verdict, the key figures, the
+    /// plots (latency CDF, latency over time with every fault window shaded, records and
+    /// bytes per second, resync, coverage, host pairs) and a sortable table of the
+    /// peers. It refers to nothing outside itself, so it opens with the network off.
+    /// `launcher analyze` and `launcher run` write it too.
+    ///
+    ///   launcher report --run r1204-232334 --open
+    Report {
+        /// The run's id, as spawn printed it (`launcher ls` lists them) [default: the newest].
+        #[arg(long)]
+        run: Option<String>,
+        /// Open it in the desktop's browser ($BROWSER, else xdg-open).
+        #[arg(long)]
+        open: bool,
+    },
     /// Inject a fault into a running run, now.
     ///
     ///   launcher chaos delay --peers 'peer-00[0-4]*' --ms 200 --jitter 20 --for 60s
@@ -572,6 +589,7 @@ fn cli_name(c: &Command) -> &'static str {
         Command::Wait { .. } => "wait",
         Command::Extract { .. } => "extract",
         Command::Analyze { .. } => "analyze",
+        Command::Report { .. } => "report",
         Command::Chaos(_) => "chaos",
         Command::Down { .. } => "down",
         Command::Run(_) => "run",
@@ -677,6 +695,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 print!("{}", analyze::to_markdown(&s));
             }
             Ok(if s.ok { 0 } else { 1 })
+        }
+        Command::Report { run, open } => {
+            let run = RunDir::open(runs, run.as_deref())?;
+            let path = analyze::report(&run)?;
+            println!("{}", path.display());
+            if open {
+                crate::results::analyze::open_in_browser(&path)?;
+            }
+            Ok(0)
         }
         Command::Chaos(a) => {
             let order = crate::faults::chaos::ChaosOrder {

@@ -202,4 +202,25 @@ fn every_bad_report_is_invalid_and_the_rest_is_analysed() {
     );
     let md = std::fs::read_to_string(run.join("analysis/summary.md")).unwrap();
     assert!(md.contains("## Invalid reports"), "{md}");
+
+    // `launcher report` writes report.html again, from the same reports, and says where.
+    let html_path = run.join("analysis/report.html");
+    std::fs::remove_file(&html_path).unwrap();
+    let out = launcher(runs.path(), &["report", "--run", "bad"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), html_path.display().to_string());
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert!(
+        html.contains("2 reported") && html.contains("7 invalid"),
+        "{html:.3000}"
+    );
+    assert!(html.contains("data-plot=\"latency-cdf\""));
+    // A run not yet extracted: bad input, and nothing written.
+    let bare = runs.path().join("bare");
+    std::fs::create_dir_all(&bare).unwrap();
+    std::fs::copy(run.join("manifest.json"), bare.join("manifest.json")).unwrap();
+    let out = launcher(runs.path(), &["report", "--run", "bare"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("launcher extract --run bare"));
+    assert!(!bare.join("analysis").exists());
 }

@@ -16,6 +16,12 @@ use std::path::Path;
 /// Runs `plan` (a configs/ file, or a path) with `launcher run --json`; returns the
 /// summary and the first peer's report.
 fn run_plan(tag: &str, plan: &Path) -> (Value, Value) {
+    let (summary, report, _) = run_plan_in(tag, plan);
+    (summary, report)
+}
+
+/// [`run_plan`], also returning the run's directory (removed when it is dropped).
+fn run_plan_in(tag: &str, plan: &Path) -> (Value, Value, RunKept) {
     images_built();
     let runs = tempfile::tempdir().unwrap();
     let id = format!("t{}-{tag}", std::process::id() % 100_000);
@@ -30,10 +36,18 @@ fn run_plan(tag: &str, plan: &Path) -> (Value, Value) {
         .find(|p| p.to_string_lossy().contains("-peer-"))
         .unwrap();
     let unpacked = unpack(&peer.join("report.tar.gz"));
+    let dir = runs.path().join(&id);
     (
         summary,
         read_json(&unpacked.path().join("report/report.json")),
+        RunKept { _runs: runs, dir },
     )
+}
+
+/// A run's directory, kept as long as this is.
+struct RunKept {
+    _runs: tempfile::TempDir,
+    dir: std::path::PathBuf,
 }
 
 /// The same plan without its `[[fault]]` tables.
@@ -105,7 +119,7 @@ fn ten_percent_loss_raises_latency_against_a_clean_run() {
 #[test]
 fn a_partition_heals_with_a_resync_latency_and_shows_as_a_gap_over_time() {
     let plan = workspace_root().join("configs/partition.toml");
-    let (summary, report) = run_plan("partition", &plan);
+    let (summary, report, run) = run_plan_in("partition", &plan);
     // run_plan asserted coverage 1.0: everything crossed once the halves were joined.
     let fault = &summary["faults"][0];
     assert_eq!(fault["id"], "plan#1", "{summary}");
@@ -156,6 +170,75 @@ fn a_partition_heals_with_a_resync_latency_and_shows_as_a_gap_over_time() {
         "interface bytes per window"
     );
     assert!(summary["availability"]["probes"].as_u64() > Some(0));
+    report_html_in_a_browser(&run.dir.join("analysis/report.html"));
+}
+
+/// What the probe reads off the laid-out report: each plot's size on the page and its
+/// drawn elements, the fault shading on the latency plot and its labels, and whether a
+/// click on the peer table's p99 header sorts it.
+const PROBE: &str = r#"(function(){
+var out={plots:{},shaded:[],labels:[],sorted:null};
+document.querySelectorAll('figure.plot').forEach(function(f){
+  var s=f.querySelector('svg'),r=s?s.getBoundingClientRect():{width:0,height:0};
+  out.plots[f.dataset.plot]={width:r.width,height:r.height,
+    marks:s?s.querySelectorAll('path,polyline,rect,circle,line').length:0};});
+var lot=document.querySelector('figure[data-plot="latency-over-time"] svg');
+if(lot){
+  lot.querySelectorAll('rect').forEach(function(r){
+    if((r.getAttribute('fill')||'').toUpperCase()==='#F4A261'){
+      var b=r.getBoundingClientRect();out.shaded.push([b.width,b.height]);}});
+  lot.querySelectorAll('text').forEach(function(t){
+    var x=t.textContent.trim();if(x.indexOf('plan#')===0)out.labels.push(x);});}
+var th=document.querySelectorAll('#peers th')[6];
+if(th){th.click();
+  var v=Array.prototype.map.call(document.querySelectorAll('#peers tbody tr'),
+    function(r){return parseFloat(r.cells[6].dataset.v);});
+  out.sorted=v.every(function(x,i){return i===0||v[i-1]<=x;});}
+document.body.dataset.probe=JSON.stringify(out);})();"#;
+
+/// The report of a partition run, opened in headless chromium: no console messages,
+/// every plot laid out and drawn, the partition shaded and labelled on the latency plot;
+/// nothing in it points outside the file. The screenshot stays in the target directory.
+fn report_html_in_a_browser(report: &Path) {
+    let html = std::fs::read_to_string(report).expect("launcher run writes report.html");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "report.html refers to the network"
+    );
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-partition");
+    let opened = cmesh_testkit::browser::open(report, &out, PROBE).unwrap();
+    assert!(opened.console.is_empty(), "console: {:#?}", opened.console);
+    assert!(
+        std::fs::metadata(&opened.screenshot).unwrap().len() > 10_000,
+        "{}",
+        opened.screenshot.display()
+    );
+    let p = &opened.probe;
+    for name in [
+        "latency-cdf",
+        "latency-over-time",
+        "records-per-second",
+        "link-throughput",
+        "resync",
+        "coverage",
+    ] {
+        let plot = &p["plots"][name];
+        assert!(
+            plot["width"].as_f64() > Some(100.0)
+                && plot["height"].as_f64() > Some(50.0)
+                && plot["marks"].as_u64() > Some(10),
+            "plot {name}: {plot}"
+        );
+    }
+    let shaded = p["shaded"].as_array().unwrap();
+    assert!(
+        shaded
+            .iter()
+            .any(|wh| wh[0].as_f64() > Some(20.0) && wh[1].as_f64() > Some(20.0)),
+        "the partition is shaded: {p}"
+    );
+    assert_eq!(p["labels"], serde_json::json!(["plan#1 partition"]), "{p}");
+    assert_eq!(p["sorted"], true, "{p}");
 }
 
 #[test]

@@ -5,7 +5,10 @@
 //! - [`token_file`]: a run token in a file;
 //! - [`wait_until`]: wait on a condition, with a bound, never a fixed sleep;
 //! - [`Mesh`]: a coordinator and N peers as plain processes on loopback;
-//! - [`launcher`], [`images_built`], [`text`], [`read_json`]: driving the launcher CLI.
+//! - [`launcher`], [`images_built`], [`text`], [`read_json`]: driving the launcher CLI;
+//! - [`browser`]: a page opened in a real headless browser.
+
+pub mod browser;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};

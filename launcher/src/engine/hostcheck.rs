@@ -185,7 +185,7 @@ pub async fn check(file: &HostsFile, peers: usize) -> anyhow::Result<Vec<Row>> {
             .await;
     let offsets = futures_util::future::join_all(results.iter().map(|(_, h)| async move {
         match h {
-            Some(h) => crate::results::clock::measure(h).await.ok(),
+            Some(h) => crate::engine::clock::measure(h).await.ok(),
             None => None,
         }
     }))

@@ -22,6 +22,7 @@
 //! Nothing here knows about runs: the run's names, containers and volumes are
 //! [`crate::run`]'s, built on this.
 
+pub mod clock;
 pub mod distribute;
 pub mod docker;
 pub mod host;

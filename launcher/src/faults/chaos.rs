@@ -313,11 +313,11 @@ fn done_to(
 /// What `analyze` lines up with the peers' own records: the Docker-side actions.
 pub fn external_actions(
     records: &[ChaosRecord],
-) -> Vec<crate::results::impairment::ExternalAction> {
+) -> Vec<cmesh_analysis::impairment::ExternalAction> {
     records
         .iter()
         .filter(|r| r.by == "docker")
-        .map(|r| crate::results::impairment::ExternalAction {
+        .map(|r| cmesh_analysis::impairment::ExternalAction {
             id: r.action.id.clone(),
             action: r.action.fault.action.name().into(),
             peers: r.action.peers.len() - r.errors.len().min(r.action.peers.len()),

@@ -695,7 +695,7 @@ pub fn read_report_file(run: &RunDir, entry: &ContainerEntry) -> anyhow::Result<
         if e.path()?.to_string_lossy() == wanted {
             // Bounded by the header, before anything is read.
             let size = e.header().size()?;
-            let cap = crate::results::validate::MAX_REPORT_BYTES;
+            let cap = cmesh_analysis::validate::MAX_REPORT_BYTES;
             if size > cap {
                 anyhow::bail!(
                     "{wanted} is {size} bytes, over the {} MiB a report may have",

@@ -21,6 +21,7 @@
 
 pub mod backend;
 
+use crate::engine::clock;
 use crate::engine::distribute::{self, Transport};
 use crate::engine::host::{self, Connector, Host};
 use crate::engine::labels;
@@ -28,7 +29,6 @@ use crate::engine::{images, network, swarm};
 use crate::error::bad_input;
 use crate::hosts::HostsFile;
 use crate::placement::place;
-use crate::results::clock;
 use crate::run::containers::{self, coordinator_args, peer_args, ContainerPlan};
 use crate::run::dir::{Images, NetworkInfo, Placement, RunDir, RunManifest, MANIFEST_SCHEMA};
 use crate::run::names::{coordinator_name, network_name};

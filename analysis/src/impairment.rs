@@ -5,12 +5,12 @@
 //! - latency per time window (by the time records were written), merged exactly from
 //!   the peers' per-window histograms, with deliveries and interface bytes per window;
 //!   on a multi-host run each origin host's samples are first corrected for the clock
-//!   offsets at the window's middle ([`crate::results::clock`]), and the window gives
+//!   offsets at the window's middle ([`crate::clock`]), and the window gives
 //!   the uncertainty of its cross-host samples;
 //! - resync latency after heals, over the peers;
 //! - availability: the share of local probes that finished within their deadline.
 
-use crate::results::clock::{self, ClockModel, Correction};
+use crate::clock::{self, ClockModel, Correction};
 use cmesh_common::histogram::LatencyHistogram;
 use cmesh_common::report::PeerReport;
 use serde::{Deserialize, Serialize};

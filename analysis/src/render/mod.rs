@@ -1,0 +1,52 @@
+//! Renderers: an [`Analysis`] turned into the files under `analysis/`. Each is a
+//! [`Renderer`]; [`all`] lists the ones `launcher analyze` writes. They read the
+//! analysis and never change it, so a new format never touches the merge.
+
+pub mod html;
+
+use crate::Analysis;
+
+/// Why a renderer could not produce its file.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("cannot serialize: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("cannot draw the plot `{plot}`: {why}")]
+    Plot { plot: &'static str, why: String },
+}
+
+/// One output format.
+pub trait Renderer {
+    /// The file it writes, under the run's `analysis/`.
+    fn file_name(&self) -> &'static str;
+    fn render(&self, a: &Analysis) -> Result<Vec<u8>, RenderError>;
+}
+
+/// `summary.json`: the [`crate::Summary`] (docs/report-format.md).
+pub struct Json;
+
+impl Renderer for Json {
+    fn file_name(&self) -> &'static str {
+        "summary.json"
+    }
+    fn render(&self, a: &Analysis) -> Result<Vec<u8>, RenderError> {
+        Ok(serde_json::to_vec_pretty(&a.summary)?)
+    }
+}
+
+/// `summary.md`: the summary for people and terminals.
+pub struct Markdown;
+
+impl Renderer for Markdown {
+    fn file_name(&self) -> &'static str {
+        "summary.md"
+    }
+    fn render(&self, a: &Analysis) -> Result<Vec<u8>, RenderError> {
+        Ok(crate::summary::to_markdown(&a.summary).into_bytes())
+    }
+}
+
+/// Every renderer `launcher analyze` writes, in order.
+pub fn all() -> Vec<Box<dyn Renderer>> {
+    vec![Box::new(Json), Box::new(Markdown), Box::new(html::Html)]
+}
