@@ -286,7 +286,11 @@ pub fn shift(
     negative: Option<&LatencyHistogram>,
     c: Correction,
 ) -> Shifted {
-    let mut out = Shifted::default();
+    let mut out = Shifted {
+        hist: hist.empty_like(),
+        negative: 0,
+        beyond_uncertainty: 0,
+    };
     let signed = hist
         .recorded()
         .into_iter()

@@ -216,14 +216,17 @@ pub fn merge(
                     }
                     hists
                         .entry(at)
-                        .or_default()
+                        .or_insert_with(LatencyHistogram::coarse)
                         .merge(&clock::shift(&h, neg.as_ref(), c).hist);
                 }
             }
         } else {
             for w in &s.latency {
                 if let Ok(h) = LatencyHistogram::decode(&w.histogram) {
-                    hists.entry(w.window + shift as u32).or_default().merge(&h);
+                    hists
+                        .entry(w.window + shift as u32)
+                        .or_insert_with(LatencyHistogram::coarse)
+                        .merge(&h);
                 }
             }
         }

@@ -65,15 +65,23 @@ impl LatencyHistogram {
         }
     }
 
+    /// An empty histogram of the same precision as this one (a coarse one stays a few
+    /// KiB; a full one is about 180 KiB, so making full ones per window is what costs).
+    pub fn empty_like(&self) -> Self {
+        LatencyHistogram {
+            inner: Histogram::new_from(&self.inner),
+        }
+    }
+
     /// Records one latency; 0 is recorded as 1 µs and values above an hour as an hour.
     pub fn record(&mut self, micros: u64) {
         self.inner
             .saturating_record(micros.clamp(1, MAX_TRACKABLE_US));
     }
 
-    /// Adds every value of `other` (exact).
+    /// Adds every value of `other` (exact when `other` is no finer than this one).
     pub fn merge(&mut self, other: &LatencyHistogram) {
-        // Both have the same bounds, so adding cannot fail.
+        // Both have cmesh's bounds (`decode` takes no others), so adding cannot fail.
         self.inner
             .add(&other.inner)
             .expect("histograms with equal bounds add");
@@ -141,11 +149,18 @@ impl LatencyHistogram {
         let decoded: Histogram<u64> = Deserializer::new()
             .deserialize(&mut bytes.as_slice())
             .map_err(|e| DecodeError(format!("{e:?}")))?;
-        let mut h = LatencyHistogram::new();
-        h.inner
-            .add(&decoded)
-            .map_err(|e| DecodeError(format!("{e:?}")))?;
-        Ok(h)
+        // Kept at its own precision (a coarse one is a few KiB, a full one about 180):
+        // copying every window into a full histogram was most of analyze's time. Only
+        // cmesh's bounds are taken, so that any two histograms add without failing.
+        if decoded.low() != 1 || decoded.high() != MAX_TRACKABLE_US || decoded.sigfig() > 3 {
+            return Err(DecodeError(format!(
+                "bounds {}..{} µs with {} significant digits; cmesh writes 1..{MAX_TRACKABLE_US} with 1 to 3",
+                decoded.low(),
+                decoded.high(),
+                decoded.sigfig()
+            )));
+        }
+        Ok(LatencyHistogram { inner: decoded })
     }
 }
 
@@ -273,6 +288,34 @@ mod tests {
         assert_eq!(full.count(), 100);
         let p50 = full.summary().p50_us as f64;
         assert!((p50 - 50_000.0).abs() / 50_000.0 < 0.07, "{p50}");
+    }
+
+    #[test]
+    fn decoding_keeps_the_precision_and_refuses_foreign_bounds() {
+        let mut c = LatencyHistogram::coarse();
+        c.record(400);
+        let back = LatencyHistogram::decode(&c.encode()).unwrap();
+        assert_eq!(back.inner.sigfig(), 1, "a coarse window stays coarse");
+        assert_eq!(back.empty_like().inner.sigfig(), 1);
+        // A full histogram merged into a decoded coarse one, and the other way: both add.
+        let mut full = LatencyHistogram::new();
+        full.record(3_000_000_000);
+        let mut into_coarse = back.clone();
+        into_coarse.merge(&full);
+        assert_eq!(into_coarse.count(), 2);
+        // Bounds cmesh never writes are refused: with them, a merge could fail.
+        for (low, high, digits) in [
+            (1, 1_000, 3),
+            (1, u64::MAX / 4, 3),
+            (1, MAX_TRACKABLE_US, 5),
+        ] {
+            let foreign = Histogram::<u64>::new_with_bounds(low, high, digits).unwrap();
+            let mut plain = Vec::new();
+            V2Serializer::new().serialize(&foreign, &mut plain).unwrap();
+            let text = base64::engine::general_purpose::STANDARD.encode(plain);
+            let e = LatencyHistogram::decode(&text).unwrap_err().to_string();
+            assert!(e.contains("cmesh writes"), "{e}");
+        }
     }
 
     #[test]

@@ -355,24 +355,29 @@ impl PeerReport {
 
     /// Parses a report, refusing other schemas and newer versions.
     pub fn from_json(text: &str) -> Result<Self, String> {
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-        let schema = value.get("schema").and_then(|v| v.as_str()).unwrap_or("");
+        /// The schema fields alone: checked before the whole report is read into its
+        /// types (reading it as a `Value` first doubled analyze's parsing).
+        #[derive(Deserialize)]
+        struct Head {
+            #[serde(default)]
+            schema: serde_json::Value,
+            #[serde(default)]
+            schema_version: serde_json::Value,
+        }
+        let value: Head = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        let schema = value.schema.as_str().unwrap_or("");
         if schema != PEER_REPORT_SCHEMA {
             return Err(format!(
                 "schema is `{schema}`, expected `{PEER_REPORT_SCHEMA}`"
             ));
         }
-        let version = value
-            .get("schema_version")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0);
+        let version = value.schema_version.as_u64().unwrap_or(0);
         if version == 0 || version > PEER_REPORT_VERSION as u64 {
             return Err(format!(
                 "schema_version {version} is not supported (this build reads 1..={PEER_REPORT_VERSION}); upgrade the launcher"
             ));
         }
-        serde_json::from_value(value).map_err(|e| format!("bad report: {e}"))
+        serde_json::from_str(text).map_err(|e| format!("bad report: {e}"))
     }
 }
 

@@ -307,21 +307,7 @@ fn peers(h: &mut String, s: &Summary) {
     h.push_str("</tbody></table>\n");
 }
 
-/// Text made safe for HTML content and attribute values.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use super::escape as esc;
 
 fn ms(us: u64) -> String {
     crate::table::ms(us)
@@ -1014,8 +1000,8 @@ mod tests {
     #[test]
     fn text_is_escaped_for_html() {
         assert_eq!(
-            esc("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+            esc("<a href=\"x\">&'\u{1}"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&apos;"
         );
     }
 }

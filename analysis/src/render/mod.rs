@@ -1,8 +1,12 @@
-//! Renderers: an [`Analysis`] turned into the files under `analysis/`. Each is a
+//! Renderers: an [`Analysis`] turned into the files under `analysis/`: `summary.json`,
+//! `summary.md`, `report.html` ([`html`]), `peers.csv` and `windows.csv` ([`csv`]),
+//! `junit.xml` ([`junit`]). Each is a
 //! [`Renderer`]; [`all`] lists the ones `launcher analyze` writes. They read the
 //! analysis and never change it, so a new format never touches the merge.
 
+pub mod csv;
 pub mod html;
+pub mod junit;
 
 use crate::Analysis;
 
@@ -11,6 +15,8 @@ use crate::Analysis;
 pub enum RenderError {
     #[error("cannot serialize: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("cannot write CSV: {0}")]
+    Csv(String),
     #[error("cannot draw the plot `{plot}`: {why}")]
     Plot { plot: &'static str, why: String },
 }
@@ -46,7 +52,34 @@ impl Renderer for Markdown {
     }
 }
 
+/// Text made safe for HTML and XML 1.0, in content and in attribute values: the five
+/// markup characters escaped, and characters XML cannot carry at all (most control
+/// characters) dropped.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 || matches!(c, '\u{FFFE}' | '\u{FFFF}') => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Every renderer `launcher analyze` writes, in order.
 pub fn all() -> Vec<Box<dyn Renderer>> {
-    vec![Box::new(Json), Box::new(Markdown), Box::new(html::Html)]
+    vec![
+        Box::new(Json),
+        Box::new(Markdown),
+        Box::new(html::Html),
+        Box::new(csv::Peers),
+        Box::new(csv::Windows),
+        Box::new(junit::Junit),
+    ]
 }
