@@ -18,6 +18,7 @@
 //!    and JUnit ([`render`]). A new format is a new renderer; the merge does not change.
 
 pub mod clock;
+pub mod compare;
 pub mod impairment;
 pub mod quality;
 pub mod render;

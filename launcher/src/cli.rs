@@ -155,6 +155,38 @@ pub enum Command {
         #[arg(long)]
         open: bool,
     },
+    /// Compare runs, metric by metric: each side, the change, a 95% bootstrap interval
+    /// and a verdict (better, worse, no significant difference).
+    ///
+    ///   launcher compare r1204-101500 r1204-102200
+    ///   launcher compare --baseline A1,A2,A3 --candidate B1,B2,B3 --fail-on 'p99>+10%'
+    ///
+    /// With several runs a side, each run is a sample (trust this one: single runs of a
+    /// distributed system mislead); with one run a side, its peers are. Metrics: p50, p99,
+    /// max (latency), coverage, resync_p50, availability, bytes_per_record,
+    /// cpu_per_record. Exit 1 when a --fail-on gate fails: for CI.
+    Compare {
+        /// The baseline run and the candidate run (`launcher ls` lists them).
+        #[arg(num_args = 0..=2, value_name = "RUN")]
+        runs: Vec<String>,
+        /// Baseline runs, comma-separated (instead of the two RUNs).
+        #[arg(long, value_name = "RUNS", conflicts_with = "runs")]
+        baseline: Option<String>,
+        /// Candidate runs, comma-separated.
+        #[arg(long, value_name = "RUNS", requires = "baseline")]
+        candidate: Option<String>,
+        /// Fail (exit 1) when METRIC is significantly worse by more than this, its whole
+        /// 95% interval beyond it: METRIC>+N% where a rise is worse (p99>+10%),
+        /// METRIC<-N% where a fall is worse (coverage<-1%). Repeatable.
+        #[arg(long = "fail-on", value_name = "GATE")]
+        fail_on: Vec<cmesh_analysis::compare::Gate>,
+        /// Changes smaller than this many percent are no difference, however sure.
+        #[arg(long, value_name = "PERCENT", default_value_t = 5.0, value_parser = parse_noise)]
+        noise: f64,
+        /// Print the comparison as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Inject a fault into a running run, now.
     ///
     ///   launcher chaos delay --peers 'peer-00[0-4]*' --ms 200 --jitter 20 --for 60s
@@ -590,6 +622,7 @@ fn cli_name(c: &Command) -> &'static str {
         Command::Extract { .. } => "extract",
         Command::Analyze { .. } => "analyze",
         Command::Report { .. } => "report",
+        Command::Compare { .. } => "compare",
         Command::Chaos(_) => "chaos",
         Command::Down { .. } => "down",
         Command::Run(_) => "run",
@@ -704,6 +737,41 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 crate::results::analyze::open_in_browser(&path)?;
             }
             Ok(0)
+        }
+        Command::Compare {
+            runs: pair,
+            baseline,
+            candidate,
+            fail_on,
+            noise,
+            json,
+        } => {
+            use crate::cmd::compare;
+            let (b, c) = match (baseline, candidate) {
+                (Some(b), Some(c)) => (compare::list(&b), compare::list(&c)),
+                (Some(_), None) => {
+                    return Err(crate::error::bad_input("--baseline needs --candidate"))
+                }
+                _ if pair.len() == 2 => (vec![pair[0].clone()], vec![pair[1].clone()]),
+                _ => {
+                    return Err(crate::error::bad_input(
+                        "compare needs two runs (`launcher compare A B`) or --baseline A1,A2 --candidate B1,B2",
+                    ))
+                }
+            };
+            let (comparison, failed) = compare::compare(runs, &b, &c, noise / 100.0, &fail_on)?;
+            if json {
+                print_json(&serde_json::json!({
+                    "comparison": comparison,
+                    "failed_gates": failed,
+                }))?;
+            } else {
+                print!("{}", cmesh_analysis::compare::to_markdown(&comparison));
+            }
+            for f in &failed {
+                tracing::error!("compare: gate failed: {f}");
+            }
+            Ok(if failed.is_empty() { 0 } else { 1 })
         }
         Command::Chaos(a) => {
             let order = crate::faults::chaos::ChaosOrder {
@@ -842,9 +910,26 @@ async fn run_all(runs: &Path, a: RunArgs) -> anyhow::Result<i32> {
     Ok(if summary.ok && waited.is_ok() { 0 } else { 1 })
 }
 
+/// `--noise`: a percentage from 0 to 100.
+fn parse_noise(text: &str) -> Result<f64, String> {
+    match text.trim().trim_end_matches('%').parse::<f64>() {
+        Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{text}` is not a percentage from 0 to 100")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn noise_is_a_percentage() {
+        assert_eq!(parse_noise("5"), Ok(5.0));
+        assert_eq!(parse_noise("2.5%"), Ok(2.5));
+        for bad in ["-1", "101", "NaN", "five"] {
+            assert!(parse_noise(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn peer_cpus_are_a_bounded_number() {

@@ -1,7 +1,8 @@
 //! The commands that are not a stage of their own elsewhere: [`status`], [`logs`],
-//! [`wait`], [`down`] and [`ls`]. (`spawn` is in [`crate::spawn`], `extract` and
+//! [`wait`], [`down`], [`ls`] and [`compare`]. (`spawn` is in [`crate::spawn`], `extract` and
 //! `analyze` in [`crate::results`], `chaos` in [`crate::faults`].)
 
+pub mod compare;
 pub mod down;
 pub mod logs;
 pub mod ls;
