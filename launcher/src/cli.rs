@@ -164,15 +164,16 @@ pub enum Command {
     /// With several runs a side, each run is a sample (trust this one: single runs of a
     /// distributed system mislead); with one run a side, its peers are. Metrics: p50, p99,
     /// max (latency), coverage, resync_p50, availability, bytes_per_record,
-    /// cpu_per_record. Exit 1 when a --fail-on gate fails: for CI.
+    /// cpu_per_record. A group's name (`launcher run --repeat N --group NAME`) stands for
+    /// its runs. Exit 1 when a --fail-on gate fails: for CI.
     Compare {
         /// The baseline run and the candidate run (`launcher ls` lists them).
         #[arg(num_args = 0..=2, value_name = "RUN")]
         runs: Vec<String>,
-        /// Baseline runs, comma-separated (instead of the two RUNs).
+        /// Baseline runs or groups, comma-separated (instead of the two RUNs).
         #[arg(long, value_name = "RUNS", conflicts_with = "runs")]
         baseline: Option<String>,
-        /// Candidate runs, comma-separated.
+        /// Candidate runs or groups, comma-separated.
         #[arg(long, value_name = "RUNS", requires = "baseline")]
         candidate: Option<String>,
         /// Fail (exit 1) when METRIC is significantly worse by more than this, its whole
@@ -493,6 +494,14 @@ pub struct RunArgs {
     /// Give up waiting for the peers after this long [default: from the plan].
     #[arg(long, value_parser = parse::duration)]
     pub timeout: Option<Duration>,
+    /// Run the plan N times, seeds the plan's seed, +1, +2, …, as a group that `launcher
+    /// compare` takes by name (runs/NAME.group.json; runs NAME-1 … NAME-N). Running the
+    /// same command again after an interruption goes on from the last finished run.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100), conflicts_with = "run_id")]
+    pub repeat: Option<u32>,
+    /// The group's name [default: g<MMDD-HHMMSS>].
+    #[arg(long, value_name = "NAME", requires = "repeat")]
+    pub group: Option<String>,
 }
 
 /// What extract may write: what a container's report directory holds beyond these is
@@ -759,6 +768,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                     ))
                 }
             };
+            let (b, c) = (
+                crate::run::group::expand(runs, &b)?,
+                crate::run::group::expand(runs, &c)?,
+            );
             let (comparison, failed) = compare::compare(runs, &b, &c, noise / 100.0, &fail_on)?;
             if json {
                 print_json(&serde_json::json!({
@@ -869,8 +882,52 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-/// `launcher run`: spawn, wait, extract, analyze, down.
+/// `launcher run`: spawn, wait, extract, analyze, down; `--repeat N` times as a group.
 async fn run_all(runs: &Path, a: RunArgs) -> anyhow::Result<i32> {
+    let Some(n) = a.repeat else {
+        return run_once(runs, &a, true).await;
+    };
+    use crate::run::group::{self, GroupRun, RunGroup};
+    let n = n as usize;
+    let name = a.group.clone().unwrap_or_else(group::new_name);
+    group::validate(&name, n)?;
+    // Checked once before anything starts; each run's seed is the plan's plus its number.
+    let base_seed = spawn_request(runs, &a.spawn)?.spec.seed;
+    let mut g = group::read(runs, &name)?.unwrap_or(RunGroup {
+        schema: group::GROUP_SCHEMA.into(),
+        schema_version: 1,
+        name: name.clone(),
+        runs: Vec::new(),
+    });
+    let mut failed = 0;
+    for i in g.runs.len()..n {
+        let seed = base_seed.wrapping_add(i as u64);
+        let mut one = a.clone();
+        one.spawn.seed = Some(seed);
+        one.spawn.run_id = Some(group::run_id(&name, i + 1));
+        tracing::info!("run {} of {} in group {name} (seed {seed})", i + 1, n);
+        if run_once(runs, &one, !a.json).await? != 0 {
+            failed += 1;
+        }
+        g.runs.push(GroupRun {
+            run_id: group::run_id(&name, i + 1),
+            seed,
+        });
+        group::write(runs, &g)?;
+    }
+    if a.json {
+        print_json(&g)?;
+    }
+    tracing::info!(
+        "group {name}: {} runs in {}; compare it with `launcher compare --baseline {name} --candidate OTHER`",
+        g.runs.len(),
+        group::path(runs, &name).display()
+    );
+    Ok(if failed == 0 { 0 } else { 1 })
+}
+
+/// One `launcher run`; prints the summary when `print`.
+async fn run_once(runs: &Path, a: &RunArgs, print: bool) -> anyhow::Result<i32> {
     let request = spawn_request(runs, &a.spawn)?;
     let spawned = crate::tasks::until_interrupted("spawn", spawn::spawn(request)).await?;
     let run = RunDir::open(runs, Some(&spawned.run_id))?;
@@ -892,9 +949,9 @@ async fn run_all(runs: &Path, a: RunArgs) -> anyhow::Result<i32> {
         .await?;
     extract::print_summary(&x);
     let summary = analyze::analyze(&run)?;
-    if a.json {
+    if print && a.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
+    } else if print {
         print!("{}", analyze::to_markdown(&summary));
     }
     tracing::info!("run {}: results in {}", run.id, run.path.display());

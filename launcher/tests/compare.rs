@@ -1,10 +1,11 @@
-//! `launcher compare` on real runs: two groups of three runs of `configs/delay-200ms.toml`
-//! and of the same plan without its delay, on this machine's Docker Engine. The delayed
+//! `launcher run --repeat` and `launcher compare` on real runs: groups of three runs of
+//! `configs/delay-200ms.toml` and of the same plan without its delay, on this machine's
+//! Docker Engine. The delayed
 //! group's p50 is significantly worse and a `--fail-on 'p50>+50%'` gate exits 1; two
 //! groups of the clean plan show no significant difference in p50 or coverage, and the
 //! same gate exits 0. Needs the Docker Engine; never skips.
 
-use cmesh_testkit::{images_built, launcher, run_plan_json, text, workspace_root};
+use cmesh_testkit::{images_built, launcher, read_json, text, workspace_root};
 use serde_json::Value;
 use std::path::Path;
 
@@ -57,20 +58,45 @@ fn a_delayed_group_is_significantly_worse_and_the_same_plan_is_not() {
     plan(&source, &delayed, false);
     plan(&source, &clean, true);
     let tag = std::process::id() % 100_000;
-    let (mut a, mut b, mut d) = (Vec::new(), Vec::new(), Vec::new());
-    // Interleaved, so that the machine's drift falls on every group alike.
+    let (a, b, d) = (
+        format!("t{tag}-a"),
+        format!("t{tag}-b"),
+        format!("t{tag}-d"),
+    );
+    // Groups by `run --repeat`, interleaved so that the machine's drift falls on every
+    // group alike: `--repeat i` on a group of i - 1 runs goes on with the i-th.
     for i in 1..=3 {
-        for (group, plan, ids) in [
-            ("a", &clean, &mut a),
-            ("d", &delayed, &mut d),
-            ("b", &clean, &mut b),
-        ] {
-            let id = format!("t{tag}-cmp-{group}{i}");
-            let (summary, _) = run_plan_json(&runs, plan, &id);
-            assert_eq!(summary["ok"], true, "{id}");
-            ids.push(id);
+        for (group, plan) in [(&a, &clean), (&d, &delayed), (&b, &clean)] {
+            let out = launcher(
+                &runs,
+                &[
+                    "run",
+                    "--config",
+                    plan.to_str().unwrap(),
+                    "--repeat",
+                    &i.to_string(),
+                    "--group",
+                    group,
+                    "--json",
+                ],
+            );
+            let stderr = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(0), "{group} run {i}: {stderr}");
+            let g: Value = serde_json::from_slice(&out.stdout).expect("the group on stdout");
+            let listed = g["runs"].as_array().unwrap();
+            assert_eq!(listed.len(), i, "{g}");
+            assert_eq!(listed[i - 1]["run_id"], format!("{group}-{i}"));
         }
     }
+    // Each run of a group ran with its own seed, as its manifest says.
+    let g = read_json(&runs.join(format!("{a}.group.json")));
+    let seeds: Vec<u64> = (0..3)
+        .map(|i| g["runs"][i]["seed"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seeds, [seeds[0], seeds[0] + 1, seeds[0] + 2], "{g}");
+    let manifest = read_json(&runs.join(format!("{a}-3/manifest.json")));
+    assert_eq!(manifest["spec"]["seed"].as_u64(), Some(seeds[2]));
+    let (a, b, d) = (vec![a], vec![b], vec![d]);
 
     let (code, c, stderr) = compare(&runs, &a, &d, &[]);
     assert_eq!(code, Some(0), "no gate, no failure: {stderr}");
@@ -103,7 +129,9 @@ fn a_delayed_group_is_significantly_worse_and_the_same_plan_is_not() {
     );
     let md = text(&out.stdout);
     assert!(
-        md.contains(&a[0]) && md.contains(&b[2]) && md.contains("| p50 "),
+        md.contains(&format!("{}-1", a[0]))
+            && md.contains(&format!("{}-3", b[0]))
+            && md.contains("| p50 "),
         "{md}"
     );
 }
