@@ -112,7 +112,7 @@ pub fn analyze(input: RunInput) -> Analysis {
         None => clock::ClockModel::from_engine_info(&clock_offsets_ms),
     };
     let peers: Vec<String> = peer_hosts.iter().map(|(p, _)| p.clone()).collect();
-    let (mut summary, detail) = summary::merge(
+    let (mut summary, mut detail) = summary::merge(
         &run_id,
         &peers,
         &reports,
@@ -120,6 +120,7 @@ pub fn analyze(input: RunInput) -> Analysis {
         clock.as_ref(),
         &interventions,
     );
+    detail.hosts = peer_hosts.iter().map(|(_, h)| h.clone()).collect();
     summary.measurement_quality = quality::assess(&quality::Evidence {
         reports: &reports,
         host_of: &peer_hosts.into_iter().collect(),

@@ -210,6 +210,8 @@ pub struct Detail {
     pub latency_by_host_pair: BTreeMap<(String, String), LatencyHistogram>,
     /// The expected peers, in plan order; [`Detail::heard`] indexes them.
     pub peers: Vec<String>,
+    /// Each expected peer's host, in the same order (empty when not known).
+    pub hosts: Vec<String>,
     /// Per reader (a report that was read): the origins, by index into `peers`, it
     /// received at least one record from.
     pub heard: BTreeMap<usize, BTreeSet<usize>>,
@@ -390,6 +392,7 @@ pub fn merge(
             _ => BTreeMap::new(),
         },
         peers: peers.to_vec(),
+        hosts: Vec::new(),
         heard: reports
             .iter()
             .filter_map(|(name, r)| {

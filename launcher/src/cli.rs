@@ -188,6 +188,25 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Send a run's numbers to InfluxDB 1.x, as line protocol (also kept in
+    /// analysis/metrics.lp): the run, each peer (tagged by run, host and peer), each
+    /// window and each fault. configs/grafana/cmesh.json is a dashboard for them.
+    ///
+    ///   launcher export --influx http://localhost:8086 --db cmesh --run r1204-232334
+    Export {
+        /// The run's id [default: the newest].
+        #[arg(long)]
+        run: Option<String>,
+        /// The InfluxDB server, e.g. http://localhost:8086.
+        #[arg(long, value_name = "URL")]
+        influx: String,
+        /// The database (created when missing).
+        #[arg(long, value_name = "NAME", default_value = "cmesh")]
+        db: String,
+        /// Print what was sent as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Inject a fault into a running run, now.
     ///
     ///   launcher chaos delay --peers 'peer-00[0-4]*' --ms 200 --jitter 20 --for 60s
@@ -632,6 +651,7 @@ fn cli_name(c: &Command) -> &'static str {
         Command::Analyze { .. } => "analyze",
         Command::Report { .. } => "report",
         Command::Compare { .. } => "compare",
+        Command::Export { .. } => "export",
         Command::Chaos(_) => "chaos",
         Command::Down { .. } => "down",
         Command::Run(_) => "run",
@@ -785,6 +805,27 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 tracing::error!("compare: gate failed: {f}");
             }
             Ok(if failed.is_empty() { 0 } else { 1 })
+        }
+        Command::Export {
+            run,
+            influx,
+            db,
+            json,
+        } => {
+            let run = RunDir::open(runs, run.as_deref())?;
+            let x = crate::results::export::influx(&run, &influx, &db).await?;
+            if json {
+                print_json(&x)?;
+            } else {
+                println!(
+                    "exported {} points of run {} to database {} ({})",
+                    x.points,
+                    run.id,
+                    x.db,
+                    x.file.display()
+                );
+            }
+            Ok(0)
         }
         Command::Chaos(a) => {
             let order = crate::faults::chaos::ChaosOrder {

@@ -1,11 +1,12 @@
 //! Renderers: an [`Analysis`] turned into the files under `analysis/`: `summary.json`,
 //! `summary.md`, `report.html` ([`html`]), `peers.csv` and `windows.csv` ([`csv`]),
-//! `junit.xml` ([`junit`]). Each is a
+//! `junit.xml` ([`junit`]), `metrics.lp` ([`influx`]). Each is a
 //! [`Renderer`]; [`all`] lists the ones `launcher analyze` writes. They read the
 //! analysis and never change it, so a new format never touches the merge.
 
 pub mod csv;
 pub mod html;
+pub mod influx;
 pub mod junit;
 
 use crate::Analysis;
@@ -81,5 +82,6 @@ pub fn all() -> Vec<Box<dyn Renderer>> {
         Box::new(csv::Peers),
         Box::new(csv::Windows),
         Box::new(junit::Junit),
+        Box::new(influx::LineProtocol),
     ]
 }

@@ -95,10 +95,17 @@ pub fn analyze(run: &RunDir) -> anyhow::Result<Summary> {
 /// `launcher report`: analyzes the run again and writes only `analysis/report.html`;
 /// returns its path.
 pub fn report(run: &RunDir) -> anyhow::Result<std::path::PathBuf> {
+    render_one(run, &render::html::Html)
+}
+
+/// Analyzes the run again and writes only `renderer`'s file; returns its path.
+pub fn render_one(
+    run: &RunDir,
+    renderer: &dyn render::Renderer,
+) -> anyhow::Result<std::path::PathBuf> {
     let analysis = cmesh_analysis::analyze(load(run)?);
-    let html = render::html::Html;
-    write_with(run, &analysis, &[&html])?;
-    Ok(run.analysis_dir().join(render::Renderer::file_name(&html)))
+    write_with(run, &analysis, &[renderer])?;
+    Ok(run.analysis_dir().join(renderer.file_name()))
 }
 
 /// Opens `path` in the desktop's browser: `$BROWSER`, else `xdg-open`.
