@@ -521,6 +521,12 @@ pub struct RunArgs {
     /// The group's name [default: g<MMDD-HHMMSS>].
     #[arg(long, value_name = "NAME", requires = "repeat")]
     pub group: Option<String>,
+    /// Run as RUN ran: its plan, seed, hosts and placement, with the `launcher chaos`
+    /// actions it received replayed at the same offsets from the start (as planned
+    /// faults, on the same peers). With --peer-image, the A/B after changing the peer:
+    /// then `launcher compare RUN NEW`.
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["config", "hosts", "peers", "duration", "graph", "seed", "repeat"])]
+    pub like: Option<String>,
 }
 
 /// What extract may write: what a container's report directory holds beyond these is
@@ -969,7 +975,19 @@ async fn run_all(runs: &Path, a: RunArgs) -> anyhow::Result<i32> {
 
 /// One `launcher run`; prints the summary when `print`.
 async fn run_once(runs: &Path, a: &RunArgs, print: bool) -> anyhow::Result<i32> {
-    let request = spawn_request(runs, &a.spawn)?;
+    let mut request = spawn_request(runs, &a.spawn)?;
+    if let Some(like) = &a.like {
+        let old = RunDir::open(runs, Some(like))?;
+        let manifest = old.read_manifest()?;
+        let (spec, replayed) =
+            crate::faults::replay::like(&manifest, &crate::faults::chaos::read(&old))?;
+        tracing::info!(
+            "run like {like}: its plan, seed and hosts, and its {replayed} chaos actions as planned faults"
+        );
+        request.spec = spec;
+        request.hosts = manifest.hosts_file();
+        spawn::precheck(&request)?;
+    }
     let spawned = crate::tasks::until_interrupted("spawn", spawn::spawn(request)).await?;
     let run = RunDir::open(runs, Some(&spawned.run_id))?;
     // The run's own plan: a re-used run id keeps its manifest, whatever the flags say.
@@ -1019,6 +1037,12 @@ fn parse_noise(text: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 
     #[test]
     fn noise_is_a_percentage() {

@@ -200,6 +200,38 @@ fn chaos_actions_land_in_the_timeline_and_the_summary() {
         );
     }
     assert!(timeline.contains("killed by launcher chaos (chaos#4)"));
+
+    // The same run again, `--like` it: the five actions come as the plan's faults, at the
+    // same offsets from the common start (±1 s), on the same peers.
+    let like = format!("{id}-like");
+    let out = launcher(&runs, &["run", "--like", &id, "--run-id", &like, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let again: Value = serde_json::from_slice(&out.stdout).expect("the summary");
+    let replayed = again["faults"].as_array().expect("faults");
+    assert_eq!(replayed.len(), 5, "{replayed:?}");
+    for n in 1..=5 {
+        let (was, now) = (
+            row(&format!("chaos#{n}")),
+            replayed
+                .iter()
+                .find(|f| f["id"] == format!("plan#{n}"))
+                .unwrap_or_else(|| panic!("no plan#{n} in {replayed:?}")),
+        );
+        assert_eq!(was["action"], now["action"]);
+        assert_eq!(was["peers"], now["peers"], "plan#{n} on as many peers");
+        let (a, b) = (
+            was["applied_at_ms"].as_i64().unwrap(),
+            now["applied_at_ms"].as_i64().unwrap(),
+        );
+        assert!(
+            (a - b).abs() <= 1_000,
+            "chaos#{n} at {a} ms, replayed at {b} ms"
+        );
+    }
+    assert_eq!(
+        again["peers_killed"][0]["reason"],
+        "killed on purpose (plan#4)"
+    );
 }
 
 fn walk(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
