@@ -11,6 +11,7 @@
 //! - availability: the share of local probes that finished within their deadline.
 
 use crate::clock::{self, ClockModel, Correction};
+use crate::windows::Windows;
 use cmesh_common::histogram::LatencyHistogram;
 use cmesh_common::report::PeerReport;
 use serde::{Deserialize, Serialize};
@@ -115,6 +116,22 @@ pub fn merge(
     external: &[ExternalAction],
     clock: Option<&ClockModel>,
 ) -> Impairment {
+    merge_folded(
+        reports,
+        &Windows::of(reports, &BTreeMap::new()),
+        external,
+        clock,
+    )
+}
+
+/// [`merge`], with the reports' window histograms already folded into `folded` (the
+/// reports may have had them taken out).
+pub fn merge_folded(
+    reports: &BTreeMap<String, PeerReport>,
+    folded: &Windows,
+    external: &[ExternalAction],
+    clock: Option<&ClockModel>,
+) -> Impairment {
     let series: Vec<_> = reports
         .values()
         .filter_map(|r| r.time_series.as_ref())
@@ -180,56 +197,56 @@ pub fn merge(
             });
         }
     };
-    for (reader, s) in reports
-        .values()
-        .filter_map(|r| Some((r.host.as_deref(), r.time_series.as_ref()?)))
-        .filter(|(_, s)| s.window_ms == window_ms)
-    {
-        // A peer whose start differs (it should not) is shifted to the common start.
-        let shift = ((s.start_unix_ms - start.unwrap_or(0)) / window_ms) as usize;
-        let by_origin = match (clock, reader) {
-            (Some(m), Some(reader)) if !s.latency_by_origin_host.is_empty() => Some((m, reader)),
-            _ => None,
+    for (&(g_start, g_window), g) in &folded.groups {
+        if g_window != window_ms {
+            continue;
+        }
+        // A group whose start differs (it should not) is shifted to the common start.
+        let shift = (g_start.saturating_sub(start.unwrap_or(0)) / window_ms) as u32;
+        let mut add = |at: u32, h: &LatencyHistogram| {
+            hists
+                .entry(at + shift)
+                .or_insert_with(LatencyHistogram::coarse)
+                .merge(h);
         };
-        if let Some((m, reader)) = by_origin {
-            corrected = true;
-            for (origin, rows) in &s.latency_by_origin_host {
-                for w in rows {
-                    let Ok(h) = LatencyHistogram::decode(&w.histogram) else {
-                        continue;
-                    };
-                    let neg = w
-                        .negative_histogram
-                        .as_deref()
-                        .and_then(|n| LatencyHistogram::decode(n).ok());
-                    let middle = s.start_unix_ms + u64::from(w.window) * window_ms + window_ms / 2;
+        match clock {
+            Some(m) if !g.by_pair.is_empty() => {
+                corrected = true;
+                for ((origin, reader), w, raw) in g
+                    .by_pair
+                    .iter()
+                    .flat_map(|(pair, ws)| ws.iter().map(move |(w, raw)| (pair, w, raw)))
+                {
+                    let middle = g_start + u64::from(*w) * window_ms + window_ms / 2;
                     let c = m.correction(origin, reader, middle).unwrap_or(Correction {
                         shift_us: 0,
                         uncertainty_us: None,
                     });
-                    let at = w.window + shift as u32;
                     if origin != reader {
                         if let Some(u) = c.uncertainty_us {
-                            let e = uncertainty.entry(at).or_default();
+                            let e = uncertainty.entry(w + shift).or_default();
                             *e = (*e).max(u);
                         }
                     }
-                    hists
-                        .entry(at)
-                        .or_insert_with(LatencyHistogram::coarse)
-                        .merge(&clock::shift(&h, neg.as_ref(), c).hist);
+                    add(*w, &clock::shift(&raw.hist, raw.negative.as_ref(), c).hist);
                 }
             }
-        } else {
-            for w in &s.latency {
-                if let Ok(h) = LatencyHistogram::decode(&w.histogram) {
-                    hists
-                        .entry(w.window + shift as u32)
-                        .or_insert_with(LatencyHistogram::coarse)
-                        .merge(&h);
+            _ => {
+                for (w, h) in &g.split_plain {
+                    add(*w, h);
                 }
             }
         }
+        for (w, h) in &g.plain {
+            add(*w, h);
+        }
+    }
+    for s in reports
+        .values()
+        .filter_map(|r| r.time_series.as_ref())
+        .filter(|s| s.window_ms == window_ms)
+    {
+        let shift = ((s.start_unix_ms - start.unwrap_or(0)) / window_ms) as usize;
         grow(&mut windows, shift + s.received.len());
         for (i, n) in s.received.iter().enumerate() {
             windows[shift + i].received += n;

@@ -25,6 +25,7 @@ pub mod render;
 pub mod summary;
 pub mod table;
 pub mod validate;
+pub mod windows;
 
 pub use summary::{Detail, Interventions, Summary};
 
@@ -71,80 +72,151 @@ pub struct Analysis {
 }
 
 /// Validates, merges and assesses a run's reports.
-pub fn analyze(input: RunInput) -> Analysis {
-    let RunInput {
-        run_id,
-        spec,
-        hosts,
-        peers: peer_hosts,
-        coordinator_host,
-        clock_offsets_ms,
-        mut reports,
-        missing,
-        unreadable,
-        unreachable,
-        coordinator,
-        interventions,
-    } = input;
-    let mut invalid = unreadable;
-    // Every report is checked against the plan before anything of it is merged.
-    let mut bounds = validate::Bounds::of(&spec, hosts);
-    let mut starts: Vec<u64> = reports
-        .values()
-        .filter_map(|r| r.time_series.as_ref().map(|s| s.start_unix_ms))
-        .collect();
-    starts.sort_unstable();
-    bounds.start_unix_ms = starts.get(starts.len() / 2).copied();
-    reports.retain(|name, r| match validate::check(r, &bounds) {
-        Ok(()) => true,
-        Err(why) => {
-            invalid.insert(name.clone(), format!("invalid report: {why}"));
-            false
+pub fn analyze(mut input: RunInput) -> Analysis {
+    let reports = std::mem::take(&mut input.reports);
+    let mut intake = Intake::new(input);
+    for (name, r) in reports {
+        intake.add(name, r);
+    }
+    intake.finish()
+}
+
+/// A run's reports taken in one at a time, so that a large run is never all in memory:
+/// each is checked against the plan ([`validate`]) and its window histograms are folded
+/// ([`windows`]) and taken out of it as it comes; [`Intake::finish`] merges the rest.
+pub struct Intake {
+    input: RunInput,
+    bounds: validate::Bounds,
+    host_of: BTreeMap<String, String>,
+    windows: windows::Windows,
+}
+
+impl Intake {
+    /// An intake for the run `input` describes (its `reports` are added too).
+    pub fn new(mut input: RunInput) -> Intake {
+        let reports = std::mem::take(&mut input.reports);
+        let mut intake = Intake {
+            bounds: validate::Bounds::of(&input.spec, input.hosts),
+            host_of: input.peers.iter().cloned().collect(),
+            windows: windows::Windows::default(),
+            input,
+        };
+        for (name, r) in reports {
+            intake.add(name, r);
         }
-    });
-    // In-band offsets when the reports have them (the engines' /info offsets beside
-    // them as a cross-check), else the /info ones.
-    let clock = match clock::ClockModel::from_reports(&reports) {
-        Some(mut m) => {
-            m.cross_check(&clock_offsets_ms, &coordinator_host);
-            Some(m)
+        intake
+    }
+
+    /// Takes in `name`'s report: invalid if it does not fit the plan (its series' start
+    /// is checked against the others' at the end).
+    pub fn add(&mut self, name: String, mut r: PeerReport) {
+        if let Err(why) = validate::check(&r, &self.bounds) {
+            self.input
+                .unreadable
+                .insert(name, format!("invalid report: {why}"));
+            return;
         }
-        None => clock::ClockModel::from_engine_info(&clock_offsets_ms),
-    };
-    let peers: Vec<String> = peer_hosts.iter().map(|(p, _)| p.clone()).collect();
-    let (mut summary, mut detail) = summary::merge(
-        &run_id,
-        &peers,
-        &reports,
-        &missing,
-        clock.as_ref(),
-        &interventions,
-    );
-    detail.hosts = peer_hosts.iter().map(|(_, h)| h.clone()).collect();
-    summary.measurement_quality = quality::assess(&quality::Evidence {
-        reports: &reports,
-        host_of: &peer_hosts.into_iter().collect(),
-        coordinator: coordinator.as_ref(),
-        disturbed: &interventions.disturbed,
-        write_interval_ms: (spec.write_interval.min_ms, spec.write_interval.max_ms),
-    });
-    // Peers on a host that could not be reached, and peers with an invalid report, are
-    // listed as such, not as failures.
-    summary
-        .peers_failed
-        .retain(|f| !unreachable.contains_key(&f.peer) && !invalid.contains_key(&f.peer));
-    summary.peers_invalid = invalid
-        .into_iter()
-        .map(|(peer, reason)| FailedPeer { peer, reason })
-        .collect();
-    summary.peers_unreachable = peers
-        .iter()
-        .filter_map(|p| {
-            unreachable.get(p).map(|reason| FailedPeer {
-                peer: p.clone(),
-                reason: reason.clone(),
+        let host = self
+            .host_of
+            .get(&name)
+            .or(r.host.as_ref())
+            .cloned()
+            .unwrap_or_else(|| "local".into());
+        self.windows.add(&mut r, &host, true);
+        self.input.reports.insert(name, r);
+    }
+
+    /// Takes note of a report that could not be read.
+    pub fn unreadable(&mut self, name: String, why: String) {
+        self.input.unreadable.insert(name, why);
+    }
+
+    /// Merges and assesses what was taken in.
+    pub fn finish(self) -> Analysis {
+        let Intake {
+            input, mut windows, ..
+        } = self;
+        let RunInput {
+            run_id,
+            spec,
+            hosts: _,
+            peers: peer_hosts,
+            coordinator_host,
+            clock_offsets_ms,
+            mut reports,
+            missing,
+            unreadable: mut invalid,
+            unreachable,
+            coordinator,
+            interventions,
+        } = input;
+        // A series that starts far from the others' (the median) is not this run's.
+        let mut starts: Vec<u64> = reports
+            .values()
+            .filter_map(|r| r.time_series.as_ref().map(|s| s.start_unix_ms))
+            .collect();
+        starts.sort_unstable();
+        if let Some(&median) = starts.get(starts.len() / 2) {
+            reports.retain(|name, r| {
+                let Some(s) = &r.time_series else {
+                    return true;
+                };
+                match validate::start_fits(s.start_unix_ms, median, spec.duration_ms) {
+                    Ok(()) => true,
+                    Err(why) => {
+                        windows.drop_start(s.start_unix_ms);
+                        invalid.insert(name.clone(), format!("invalid report: {why}"));
+                        false
+                    }
+                }
+            });
+        }
+        // In-band offsets when the reports have them (the engines' /info offsets beside
+        // them as a cross-check), else the /info ones.
+        let clock = match clock::ClockModel::from_reports(&reports) {
+            Some(mut m) => {
+                m.cross_check(&clock_offsets_ms, &coordinator_host);
+                Some(m)
+            }
+            None => clock::ClockModel::from_engine_info(&clock_offsets_ms),
+        };
+        let peers: Vec<String> = peer_hosts.iter().map(|(p, _)| p.clone()).collect();
+        let (mut summary, mut detail) = summary::merge_folded(
+            &run_id,
+            &peers,
+            &reports,
+            &windows,
+            &missing,
+            clock.as_ref(),
+            &interventions,
+        );
+        detail.hosts = peer_hosts.iter().map(|(_, h)| h.clone()).collect();
+        summary.measurement_quality = quality::assess(&quality::Evidence {
+            reports: &reports,
+            host_of: &peer_hosts.into_iter().collect(),
+            coordinator: coordinator.as_ref(),
+            disturbed: &interventions.disturbed,
+            write_interval_ms: (spec.write_interval.min_ms, spec.write_interval.max_ms),
+            windows: Some(&windows),
+        });
+        // Peers on a host that could not be reached, and peers with an invalid report,
+        // are listed as such, not as failures.
+        summary
+            .peers_failed
+            .retain(|f| !unreachable.contains_key(&f.peer) && !invalid.contains_key(&f.peer));
+        summary.peers_invalid = invalid
+            .into_iter()
+            .map(|(peer, reason)| FailedPeer { peer, reason })
+            .collect();
+        summary.peers_unreachable = peers
+            .iter()
+            .filter_map(|p| {
+                unreachable.get(p).map(|reason| FailedPeer {
+                    peer: p.clone(),
+                    reason: reason.clone(),
+                })
             })
-        })
-        .collect();
-    Analysis { summary, detail }
+            .collect();
+        Analysis { summary, detail }
+    }
 }

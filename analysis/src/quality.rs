@@ -42,6 +42,7 @@
 //! teardown) as well as *whether*.
 
 use crate::table::ms;
+use crate::windows::Windows;
 use cmesh_common::histogram::{LatencyHistogram, LatencySummary};
 use cmesh_common::protocol::StatusReport;
 use cmesh_common::report::PeerReport;
@@ -226,6 +227,9 @@ pub struct Evidence<'a> {
     pub disturbed: &'a BTreeSet<String>,
     /// The plan's pause between two writes of a peer, ms.
     pub write_interval_ms: (u64, u64),
+    /// The reports' windows, folded as they were read (their scheduling-lag windows
+    /// taken out of them); `None`: fold them from `reports`.
+    pub windows: Option<&'a Windows>,
 }
 
 fn pct(f: f64) -> String {
@@ -319,14 +323,6 @@ pub fn assess(e: &Evidence) -> MeasurementQuality {
             (None, None) => {}
         }
         if let Some(s) = &r.time_series {
-            for w in &s.scheduling_lag {
-                if let Ok(h) = LatencyHistogram::decode(&w.histogram) {
-                    acc.lag_windows
-                        .entry(w.window)
-                        .or_insert_with(LatencyHistogram::coarse)
-                        .merge(&h);
-                }
-            }
             if let Some(c) = &s.cpu {
                 for (i, &b) in c.host_busy_permille.iter().enumerate() {
                     acc.busy.entry(i).or_default().push(b);
@@ -348,6 +344,25 @@ pub fn assess(e: &Evidence) -> MeasurementQuality {
         writes.late as f64 / writes.writes as f64
     };
 
+    // Scheduling lag per host and window, from the fold.
+    let folded;
+    let windows = match e.windows {
+        Some(w) => w,
+        None => {
+            folded = Windows::of(e.reports, e.host_of);
+            &folded
+        }
+    };
+    for ((_, host), by_window) in &windows.lag {
+        if let Some(acc) = hosts.get_mut(host) {
+            for (window, h) in by_window {
+                acc.lag_windows
+                    .entry(*window)
+                    .or_insert_with(LatencyHistogram::coarse)
+                    .merge(h);
+            }
+        }
+    }
     let mut reasons = Vec::new();
     let mut advice = Vec::new();
     let mut windows = Vec::new();
@@ -804,14 +819,20 @@ mod tests {
             .enumerate()
             .map(|(i, r)| (r.peer.clone(), format!("h{}", i % 2 + 1)))
             .collect();
-        let reports: BTreeMap<String, PeerReport> =
+        let mut reports: BTreeMap<String, PeerReport> =
             reports.into_iter().map(|r| (r.peer.clone(), r)).collect();
+        // As analyze takes them in: windows folded and taken out of the reports.
+        let mut windows = Windows::default();
+        for (name, r) in reports.iter_mut() {
+            windows.add(r, &host_of[name], true);
+        }
         assess(&Evidence {
             reports: &reports,
             host_of: &host_of,
             coordinator,
             disturbed,
             write_interval_ms: (200, 500),
+            windows: Some(&windows),
         })
     }
 

@@ -18,6 +18,7 @@ use crate::clock::{shift, ClockModel, ClockSource, Correction, HostClock, Shifte
 use crate::impairment::{ExternalAction, Impairment};
 use crate::quality::{self, MeasurementQuality};
 use crate::table::ms;
+use crate::windows::Windows;
 use cmesh_common::histogram::{LatencyHistogram, LatencySummary};
 use cmesh_common::report::{Outcome, PeerReport};
 use serde::{Deserialize, Serialize};
@@ -241,6 +242,20 @@ pub fn merge(
     clock: Option<&ClockModel>,
     done: &Interventions,
 ) -> (Summary, Detail) {
+    let windows = Windows::of(reports, &BTreeMap::new());
+    merge_folded(run_id, peers, reports, &windows, missing, clock, done)
+}
+
+/// [`merge`], with the reports' window histograms already folded into `windows`.
+pub fn merge_folded(
+    run_id: &str,
+    peers: &[String],
+    reports: &BTreeMap<String, PeerReport>,
+    windows: &Windows,
+    missing: &BTreeMap<String, String>,
+    clock: Option<&ClockModel>,
+    done: &Interventions,
+) -> (Summary, Detail) {
     let mut latency = LatencyHistogram::new();
     let by_pair = host_pairs(reports, clock);
     let mut totals = Totals::default();
@@ -452,7 +467,7 @@ pub fn merge(
         totals,
         measurement_quality: MeasurementQuality::default(),
         per_peer,
-        impairment: crate::impairment::merge(reports, &done.external, clock),
+        impairment: crate::impairment::merge_folded(reports, windows, &done.external, clock),
     };
     (summary, detail)
 }

@@ -65,6 +65,18 @@ fn decodes(what: &str, encoded: &str) -> Result<(), String> {
         .map_err(|e| format!("{what}: {e}"))
 }
 
+/// Ok if a series starting at `start` belongs with the run's others (their median
+/// start `median`): within the run's duration of it.
+pub fn start_fits(start: u64, median: u64, duration_ms: u64) -> Result<(), String> {
+    if start.abs_diff(median) > duration_ms {
+        return Err(format!(
+            "time series starts {} ms away from the run's other reports",
+            start.abs_diff(median)
+        ));
+    }
+    Ok(())
+}
+
 /// Ok if `r` fits `b`; the first reason it does not, otherwise.
 pub fn check(r: &PeerReport, b: &Bounds) -> Result<(), String> {
     if r.origins.len() > b.peers {
@@ -122,12 +134,7 @@ pub fn check(r: &PeerReport, b: &Bounds) -> Result<(), String> {
         ));
     }
     if let Some(start) = b.start_unix_ms {
-        if s.start_unix_ms.abs_diff(start) > b.duration_ms {
-            return Err(format!(
-                "time series starts {} ms away from the run's other reports",
-                s.start_unix_ms.abs_diff(start)
-            ));
-        }
+        start_fits(s.start_unix_ms, start, b.duration_ms)?;
     }
     if let Some(w) = s.latency.iter().find(|w| u64::from(w.window) >= b.windows) {
         return Err(format!(

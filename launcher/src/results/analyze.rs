@@ -6,7 +6,7 @@
 
 use crate::results::extract::{self, ReportState};
 use crate::run::dir::RunDir;
-use cmesh_analysis::{render, Analysis, Interventions, RunInput};
+use cmesh_analysis::{render, Analysis, Intake, Interventions, RunInput};
 use cmesh_common::fsutil::write_atomic;
 use cmesh_common::report::PeerReport;
 use serde::Deserialize;
@@ -14,8 +14,9 @@ use std::collections::BTreeMap;
 
 pub use cmesh_analysis::summary::{to_markdown, Summary};
 
-/// Reads an extracted run into what the analysis needs.
-pub fn load(run: &RunDir) -> anyhow::Result<RunInput> {
+/// Reads an extracted run into the analysis, one report at a time (each is checked and
+/// its window histograms folded as it comes, so a large run is never all in memory).
+pub fn load(run: &RunDir) -> anyhow::Result<Intake> {
     let manifest = run.read_manifest()?;
     let index = extract::read_index(run).ok_or_else(|| {
         crate::error::bad_input(format!(
@@ -25,41 +26,25 @@ pub fn load(run: &RunDir) -> anyhow::Result<RunInput> {
             run.id
         ))
     })?;
-    let mut reports = BTreeMap::new();
-    let mut missing: BTreeMap<String, String> = index.errors.clone();
-    let mut unreadable: BTreeMap<String, String> = BTreeMap::new();
-    for entry in index
+    let chaos = crate::faults::chaos::read(run);
+    let peers = index
         .containers
         .iter()
-        .filter(|c| c.role == crate::engine::labels::ROLE_PEER)
+        .filter(|c| c.role == crate::engine::labels::ROLE_PEER);
+    let mut missing: BTreeMap<String, String> = index.errors.clone();
+    for entry in peers
+        .clone()
+        .filter(|e| !matches!(e.report, ReportState::Complete | ReportState::Checkpoint))
     {
-        if !matches!(
-            entry.report,
-            ReportState::Complete | ReportState::Checkpoint
-        ) {
-            missing.insert(
-                entry.name.clone(),
-                entry
-                    .reason
-                    .clone()
-                    .unwrap_or_else(|| format!("report {:?}", entry.report)),
-            );
-            continue;
-        }
-        let parsed = extract::read_report_file(run, entry).and_then(|bytes| {
-            PeerReport::from_json(&String::from_utf8_lossy(&bytes)).map_err(anyhow::Error::msg)
-        });
-        match parsed {
-            Ok(r) => {
-                reports.insert(entry.name.clone(), r);
-            }
-            Err(e) => {
-                unreadable.insert(entry.name.clone(), format!("unreadable report: {e:#}"));
-            }
-        }
+        missing.insert(
+            entry.name.clone(),
+            entry
+                .reason
+                .clone()
+                .unwrap_or_else(|| format!("report {:?}", entry.report)),
+        );
     }
-    let chaos = crate::faults::chaos::read(run);
-    Ok(RunInput {
+    let mut intake = Intake::new(RunInput {
         run_id: run.id.clone(),
         hosts: manifest.hosts.len(),
         peers: manifest
@@ -70,9 +55,9 @@ pub fn load(run: &RunDir) -> anyhow::Result<RunInput> {
         coordinator_host: manifest.coordinator.host.clone(),
         clock_offsets_ms: manifest.clock_offsets_ms.clone(),
         spec: manifest.spec,
-        reports,
+        reports: BTreeMap::new(),
         missing,
-        unreadable,
+        unreadable: BTreeMap::new(),
         unreachable: index.unreachable.clone(),
         coordinator: coordinator_status(run, &index),
         interventions: Interventions {
@@ -82,12 +67,38 @@ pub fn load(run: &RunDir) -> anyhow::Result<RunInput> {
                 .collect(),
             external: crate::faults::chaos::external_actions(&chaos),
         },
-    })
+    });
+    // Reading, unpacking and parsing on one thread, checking and folding on this one,
+    // with a few reports in flight at most: memory stays bounded by a few reports.
+    let readable: Vec<_> = peers
+        .filter(|e| matches!(e.report, ReportState::Complete | ReportState::Checkpoint))
+        .collect();
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        scope.spawn(move || {
+            for entry in readable {
+                let parsed = extract::read_report_file(run, entry).and_then(|bytes| {
+                    PeerReport::from_json(&String::from_utf8_lossy(&bytes))
+                        .map_err(anyhow::Error::msg)
+                });
+                if tx.send((entry.name.clone(), parsed)).is_err() {
+                    return;
+                }
+            }
+        });
+        for (name, parsed) in rx {
+            match parsed {
+                Ok(r) => intake.add(name, r),
+                Err(e) => intake.unreadable(name, format!("unreadable report: {e:#}")),
+            }
+        }
+    });
+    Ok(intake)
 }
 
 /// Analyzes an extracted run; writes every renderer's file under `analysis/`.
 pub fn analyze(run: &RunDir) -> anyhow::Result<Summary> {
-    let analysis = cmesh_analysis::analyze(load(run)?);
+    let analysis = load(run)?.finish();
     write(run, &analysis)?;
     Ok(analysis.summary)
 }
@@ -103,7 +114,7 @@ pub fn render_one(
     run: &RunDir,
     renderer: &dyn render::Renderer,
 ) -> anyhow::Result<std::path::PathBuf> {
-    let analysis = cmesh_analysis::analyze(load(run)?);
+    let analysis = load(run)?.finish();
     write_with(run, &analysis, &[renderer])?;
     Ok(run.analysis_dir().join(renderer.file_name()))
 }
