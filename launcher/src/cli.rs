@@ -187,6 +187,10 @@ pub enum Command {
         /// Print the comparison as JSON.
         #[arg(long)]
         json: bool,
+        /// Also write an HTML page: the table, every run's latency CDF and p50 over
+        /// time overlaid (self-contained, like report.html).
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Send a run's numbers to InfluxDB 1.x, as line protocol (also kept in
     /// analysis/metrics.lp): the run, each peer (tagged by run, host and peer), each
@@ -780,6 +784,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             fail_on,
             noise,
             json,
+            html,
         } => {
             use crate::cmd::compare;
             let (b, c) = match (baseline, candidate) {
@@ -799,6 +804,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 crate::run::group::expand(runs, &c)?,
             );
             let (comparison, failed) = compare::compare(runs, &b, &c, noise / 100.0, &fail_on)?;
+            if let Some(path) = &html {
+                compare::write_page(runs, &comparison, &b, &c, path)?;
+                tracing::info!("compare: the page is {}", path.display());
+            }
             if json {
                 print_json(&serde_json::json!({
                     "comparison": comparison,

@@ -98,8 +98,18 @@ fn a_delayed_group_is_significantly_worse_and_the_same_plan_is_not() {
     assert_eq!(manifest["spec"]["seed"].as_u64(), Some(seeds[2]));
     let (a, b, d) = (vec![a], vec![b], vec![d]);
 
-    let (code, c, stderr) = compare(&runs, &a, &d, &[]);
+    let page = scratch.path().join("compare.html");
+    let (code, c, stderr) = compare(&runs, &a, &d, &["--html", page.to_str().unwrap()]);
     assert_eq!(code, Some(0), "no gate, no failure: {stderr}");
+    let html = std::fs::read_to_string(&page).expect("the comparison page");
+    for needle in [
+        "data-plot=\"latency-cdf\"".to_string(),
+        "data-plot=\"p50-over-time\"".to_string(),
+        format!("baseline {}-3", a[0]),
+        format!("candidate {}-1", d[0]),
+    ] {
+        assert!(html.contains(&needle), "{needle} in the page");
+    }
     assert_eq!(c["comparison"]["basis"], "runs");
     assert_eq!(verdict(&c, "p50"), "worse", "{c}");
     let (code, c, stderr) = compare(&runs, &a, &d, &["--fail-on", "p50>+50%"]);

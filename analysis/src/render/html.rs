@@ -31,10 +31,10 @@ pub const MATRIX_MAX_PEERS: usize = 64;
 /// A CDF is drawn through at most this many points.
 const CDF_POINTS: usize = 400;
 
-const WIDTH: u32 = 860;
-const HEIGHT: u32 = 320;
-const BLUE: RGBColor = RGBColor(0x1F, 0x77, 0xB4);
-const ORANGE: RGBColor = RGBColor(0xFF, 0x7F, 0x0E);
+pub(crate) const WIDTH: u32 = 860;
+pub(crate) const HEIGHT: u32 = 320;
+pub(crate) const BLUE: RGBColor = RGBColor(0x1F, 0x77, 0xB4);
+pub(crate) const ORANGE: RGBColor = RGBColor(0xFF, 0x7F, 0x0E);
 const GREEN: RGBColor = RGBColor(0x2C, 0xA0, 0x2C);
 const PALETTE: [RGBColor; 8] = [
     BLUE,
@@ -106,7 +106,7 @@ fn page(a: &Analysis) -> Result<String, RenderError> {
     Ok(h)
 }
 
-const CSS: &str =
+pub(crate) const CSS: &str =
     "body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:900px;color:#222}\
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em}\
 .result{font-size:.7em;padding:.15em .5em;border-radius:.3em;vertical-align:middle;color:#fff}\
@@ -358,7 +358,7 @@ fn plot(name: &'static str, a: &Analysis) -> Result<(String, String), RenderErro
 }
 
 /// An axis label: no more digits than it needs (`1000`, `2.5`, `0.125`).
-fn num(v: &f64) -> String {
+pub(crate) fn num(v: &f64) -> String {
     let text = match v.abs() {
         a if a >= 100.0 => format!("{v:.0}"),
         a if a >= 1.0 => format!("{v:.1}"),
@@ -372,7 +372,7 @@ fn num(v: &f64) -> String {
 }
 
 /// A plotters error as the text the plot's [`RenderError`] carries.
-fn text<E: std::fmt::Display>(e: E) -> String {
+pub(crate) fn text<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
@@ -959,6 +959,40 @@ mod tests {
         assert!(!html.contains("<1>"));
         assert!(!html.contains("http://") && !html.contains("https://"));
         assert!(html.contains("id=\"verdict\""));
+    }
+
+    #[test]
+    fn a_multi_host_run_gets_its_host_pair_plots() {
+        let mut a = analysis(10);
+        for (o, r, v) in [
+            ("x", "x", 300),
+            ("x", "y", 900),
+            ("y", "x", 950),
+            ("y", "y", 310),
+        ] {
+            let mut h = LatencyHistogram::new();
+            h.record(v);
+            h.record(v + 50);
+            a.detail
+                .latency_by_host_pair
+                .insert((o.to_string(), r.to_string()), h);
+        }
+        let names = plots(&a);
+        assert!(
+            names.contains(&"latency-cdf-by-host-pair") && names.contains(&"host-pair-heatmap")
+        );
+        let html = String::from_utf8(Html.render(&a).unwrap()).unwrap();
+        let cdf = figure(&html, "latency-cdf-by-host-pair");
+        assert!(
+            cdf.contains("x → y") && cdf.contains("y → x"),
+            "one curve per pair"
+        );
+        let heat = figure(&html, "host-pair-heatmap");
+        // Four cells, each labelled with its p50.
+        assert!(
+            heat.contains("0.90 ms") && heat.contains("0.30 ms"),
+            "{heat}"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! [`Renderer`]; [`all`] lists the ones `launcher analyze` writes. They read the
 //! analysis and never change it, so a new format never touches the merge.
 
+pub mod compare_html;
 pub mod csv;
 pub mod html;
 pub mod influx;

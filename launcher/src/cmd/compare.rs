@@ -28,6 +28,34 @@ fn summary(runs: &Path, id: &str) -> anyhow::Result<(String, Summary)> {
     Ok((run.id, s))
 }
 
+/// Writes the comparison page to `path`: every run analysed again (in memory) for its
+/// latency histogram and windows.
+pub fn write_page(
+    runs: &Path,
+    c: &Comparison,
+    baseline: &[String],
+    candidate: &[String],
+    path: &Path,
+) -> anyhow::Result<()> {
+    let analysed = |ids: &[String]| -> anyhow::Result<Vec<(String, cmesh_analysis::Analysis)>> {
+        ids.iter()
+            .map(|id| {
+                let run = RunDir::open(runs, Some(id))?;
+                Ok((
+                    run.id.clone(),
+                    crate::results::analyze::load(&run)?.finish(),
+                ))
+            })
+            .collect()
+    };
+    let page =
+        cmesh_analysis::render::compare_html::page(c, &analysed(baseline)?, &analysed(candidate)?)
+            .map_err(|e| anyhow::anyhow!("drawing the comparison page: {e}"))?;
+    cmesh_common::fsutil::write_atomic(path, page.as_bytes())
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    Ok(())
+}
+
 /// The runs named in a comma-separated list (spaces around names are ignored).
 pub fn list(text: &str) -> Vec<String> {
     text.split(',')
