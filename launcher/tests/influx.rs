@@ -186,18 +186,10 @@ fn a_run_exported_to_influxdb_reads_back_point_for_point() {
     // Tagged by host and peer: one series per peer.
     let first = summary["per_peer"][0]["peer"].as_str().unwrap();
     let q = format!("SELECT p50_us FROM cmesh_peer WHERE peer = '{first}' AND host = 'local'");
-    let (code, body) = get(&format!(
-        "{}/query?db=cmesh_test&q={}",
-        influx.url,
-        q.replace(' ', "%20")
-            .replace('\'', "%27")
-            .replace('=', "%3D")
-    ))
-    .unwrap();
-    assert_eq!(code, 200, "{body}");
-    assert!(
-        body.contains(&summary["per_peer"][0]["p50_us"].to_string()),
-        "{body}"
+    let v = query(&influx, "cmesh_test", &q);
+    assert_eq!(
+        v["results"][0]["series"][0]["values"][0][1], summary["per_peer"][0]["p50_us"],
+        "{v}"
     );
 
     dashboard_queries_answer(&influx, "cmesh_test", &id);
