@@ -140,6 +140,12 @@ impl Selector {
             if glob.is_empty() {
                 return Err("`name:` needs a pattern, e.g. name:peer-00[0-4]*".into());
             }
+            if glob.chars().count() > MAX_GLOB_CHARS {
+                return Err(format!(
+                    "a `name:` pattern of {} characters; at most {MAX_GLOB_CHARS}",
+                    glob.chars().count()
+                ));
+            }
             return Ok(Selector::Names(glob.into()));
         }
         if let Some(g) = s.strip_prefix("group:") {
@@ -224,38 +230,92 @@ impl Selector {
     }
 }
 
-/// Matches `name` against a glob: `*` any run, `?` one character, `[a-z0-9]` a class.
-pub fn glob_match(glob: &str, name: &str) -> bool {
-    fn class(pattern: &[char], c: char) -> Option<(bool, usize)> {
-        // pattern starts after '['; returns (matched, length including ']').
-        let mut i = 0;
-        let mut matched = false;
-        while i < pattern.len() && (pattern[i] != ']' || i == 0) {
-            if i + 2 < pattern.len() && pattern[i + 1] == '-' && pattern[i + 2] != ']' {
-                matched |= pattern[i] <= c && c <= pattern[i + 2];
-                i += 3;
-            } else {
-                matched |= pattern[i] == c;
-                i += 1;
-            }
-        }
-        (i < pattern.len()).then_some((matched, i + 1))
-    }
-    fn go(p: &[char], s: &[char]) -> bool {
-        match p.first() {
-            None => s.is_empty(),
-            Some('*') => (0..=s.len()).any(|k| go(&p[1..], &s[k..])),
-            Some('?') => !s.is_empty() && go(&p[1..], &s[1..]),
-            Some('[') => match (s.first(), class(&p[1..], *s.first().unwrap_or(&'\0'))) {
-                (Some(_), Some((true, len))) => go(&p[1 + len..], &s[1..]),
-                _ => false,
-            },
-            Some(c) => s.first() == Some(c) && go(&p[1..], &s[1..]),
-        }
-    }
+/// The longest `name:` glob a selector takes, in characters.
+pub const MAX_GLOB_CHARS: usize = 256;
+
+/// One element of a glob.
+#[derive(Clone, Debug, PartialEq)]
+enum GlobToken {
+    /// `*`: any run of characters.
+    Star,
+    /// `?`: one character.
+    Any,
+    /// `[…]`: one character in these inclusive ranges.
+    Class(Vec<(char, char)>),
+    Literal(char),
+}
+
+/// `glob` as tokens; `None` when a class is not closed (such a glob matches nothing).
+fn glob_tokens(glob: &str) -> Option<Vec<GlobToken>> {
     let p: Vec<char> = glob.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < p.len() {
+        out.push(match p[i] {
+            '*' => GlobToken::Star,
+            '?' => GlobToken::Any,
+            '[' => {
+                // A `]` first in the class is a member; `a-z` is a range unless `-` ends it.
+                let mut ranges = Vec::new();
+                let mut j = i + 1;
+                while j < p.len() && (p[j] != ']' || j == i + 1) {
+                    if j + 2 < p.len() && p[j + 1] == '-' && p[j + 2] != ']' {
+                        ranges.push((p[j], p[j + 2]));
+                        j += 3;
+                    } else {
+                        ranges.push((p[j], p[j]));
+                        j += 1;
+                    }
+                }
+                if j >= p.len() {
+                    return None;
+                }
+                i = j;
+                GlobToken::Class(ranges)
+            }
+            c => GlobToken::Literal(c),
+        });
+        i += 1;
+    }
+    Some(out)
+}
+
+/// Matches `name` against a glob: `*` any run, `?` one character, `[a-z0-9]` a class.
+///
+/// Iterative, with one backtrack point (the last `*`): at most pattern × name steps,
+/// whatever the pattern. (It recursed over every split at each `*` before, which is
+/// exponential in the stars, and ran under the coordinator's state lock.)
+pub fn glob_match(glob: &str, name: &str) -> bool {
+    let Some(p) = glob_tokens(glob) else {
+        return false;
+    };
     let s: Vec<char> = name.chars().collect();
-    go(&p, &s)
+    let one = |t: &GlobToken, c: char| match t {
+        GlobToken::Any => true,
+        GlobToken::Literal(l) => *l == c,
+        GlobToken::Class(ranges) => ranges.iter().any(|(lo, hi)| *lo <= c && c <= *hi),
+        GlobToken::Star => false,
+    };
+    let (mut pi, mut si) = (0, 0);
+    // The last star seen, and where in the name its run ends so far.
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if pi < p.len() && p[pi] == GlobToken::Star {
+            star = Some((pi, si));
+            pi += 1;
+        } else if pi < p.len() && one(&p[pi], s[si]) {
+            pi += 1;
+            si += 1;
+        } else if let Some((sp, end)) = star {
+            // Let the star take one more character and try again after it.
+            star = Some((sp, end + 1));
+            pi = sp + 1;
+            si = end + 1;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|t| *t == GlobToken::Star)
 }
 
 /// A checked fault.
@@ -588,6 +648,27 @@ mod tests {
             !glob_match("a[bc", "ab"),
             "an unclosed class matches nothing"
         );
+        assert!(
+            glob_match("[]a]x", "]x"),
+            "a ] first in a class is a member"
+        );
+        assert!(glob_match("a-[x-z]*", "a-y1") && !glob_match("a-[x-z]*", "a-b1"));
+        assert!(glob_match("*b*", "abc") && glob_match("a*", "a") && !glob_match("a*b", "ac"));
+        assert!(glob_match("**a**", "xa") && !glob_match("?", ""));
+    }
+
+    #[test]
+    fn many_stars_do_not_explode() {
+        // Recursing over every split at each star took 2^n steps on this; one backtrack
+        // point takes at most pattern × name.
+        let pattern = format!("{}b", "a*".repeat(40));
+        let name = "a".repeat(200);
+        assert!(!glob_match(&pattern, &name));
+        assert!(glob_match(&pattern, &format!("{name}b")));
+        let long = format!("name:{}", "*".repeat(MAX_GLOB_CHARS + 1));
+        let e = Selector::parse(&long).unwrap_err();
+        assert!(e.contains("at most 256"), "{e}");
+        assert!(Selector::parse(&format!("name:{}", "*".repeat(MAX_GLOB_CHARS))).is_ok());
     }
 
     fn spec(action: &str) -> FaultSpec {
