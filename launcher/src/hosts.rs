@@ -122,6 +122,15 @@ pub fn parse_ssh(s: &str) -> Result<SshDest, String> {
     if host.is_empty() || host.contains(char::is_whitespace) || port == 0 {
         return Err(bad());
     }
+    // ssh would read a leading `-` as an option (`-oProxyCommand=…` runs a command).
+    if s.starts_with('-')
+        || host.starts_with('-')
+        || user.as_deref().is_some_and(|u| u.starts_with('-'))
+    {
+        return Err(format!(
+            "`{s}` starts with `-`, which ssh reads as an option; an SSH destination is [user@]host[:port]"
+        ));
+    }
     Ok(SshDest { user, host, port })
 }
 
@@ -485,6 +494,16 @@ advertise_addr = "10.9.9.9"
         for bad in ["@h", "h:x", "h:0", "", "u@", "[fd00::1"] {
             assert!(parse_ssh(bad).is_err(), "{bad}");
         }
+        for option in ["-oProxyCommand=touch /tmp/x", "-p", "u@-oX", "[-x]:22"] {
+            let e = parse_ssh(option).unwrap_err();
+            assert!(
+                e.contains("starts with `-`") || e.contains("not an SSH destination"),
+                "{option}: {e}"
+            );
+        }
+        assert!(parse_ssh("-oProxyCommand=x")
+            .unwrap_err()
+            .contains("ssh reads as an option"));
     }
 
     #[test]

@@ -149,14 +149,23 @@ fn connect_error(spec: &HostSpec, e: openssh::Error) -> anyhow::Error {
     }
 }
 
+/// A directory only this user can enter (0700, whatever the umask), for the master's
+/// control socket and the forwarded Docker socket: whoever reaches them drives the
+/// remote engine.
+fn private_dir() -> anyhow::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .prefix("cmesh-ssh-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .context("cannot make a private directory for the SSH control socket")
+}
+
 impl Link {
     /// Starts the master and forwards the remote engine's socket.
     pub async fn open(spec: &HostSpec, settings: &SshSettings) -> anyhow::Result<Arc<Link>> {
         let (builder, destination) = builder(spec, settings)?;
-        let dir = tempfile::Builder::new()
-            .prefix("cmesh-ssh-")
-            .tempdir()
-            .context("cannot make a private directory for the SSH control socket")?;
+        let dir = private_dir()?;
         let session = crate::engine::retry::retry_for(
             BUSY_GRACE,
             || Self::connect(&builder, &destination, dir.path()),
@@ -340,6 +349,16 @@ pub fn shell_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_socket_directory_is_private() {
+        // The umask only takes bits away: under the usual 022 a directory made without
+        // a mode was 0755, readable and enterable by every local user.
+        use std::os::unix::fs::PermissionsExt;
+        let dir = private_dir().unwrap();
+        let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+    }
 
     #[test]
     fn a_slow_sshd_is_busy_and_a_host_that_does_not_answer_is_not() {
