@@ -89,6 +89,19 @@ impl HostSpec {
     }
 }
 
+/// The longest host name: it names containers, labels and directories.
+pub const MAX_HOST_NAME: usize = 63;
+/// The longest `ssh` destination (a DNS name is at most 253 bytes).
+pub const MAX_SSH_DESTINATION: usize = 300;
+
+/// A value from a hosts file as an error shows it: its first 64 characters, then `…`.
+fn shown(value: &str) -> String {
+    match value.char_indices().nth(64) {
+        Some((at, _)) => format!("{}…", &value[..at]),
+        None => value.to_owned(),
+    }
+}
+
 /// An SSH destination, parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SshDest {
@@ -279,15 +292,16 @@ pub fn parse(text: &str, origin: &str) -> anyhow::Result<HostsFile> {
     let mut local = None;
     for (i, h) in file.hosts.iter().enumerate() {
         if h.name.is_empty()
+            || h.name.len() > MAX_HOST_NAME
             || !h
                 .name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
             return Err(bad_input(format!(
-                "{}: `{}` is not a host name; use letters, digits, - and _",
+                "{}: `{}` is not a host name; use 1 to {MAX_HOST_NAME} letters, digits, - and _",
                 at(i, "name"),
-                h.name
+                shown(&h.name)
             )));
         }
         if !names.insert(h.name.clone()) {
@@ -298,6 +312,14 @@ pub fn parse(text: &str, origin: &str) -> anyhow::Result<HostsFile> {
             )));
         }
         if let Some(d) = &h.ssh {
+            if d.len() > MAX_SSH_DESTINATION {
+                return Err(bad_input(format!(
+                    "{}: `{}` is {} bytes long; an SSH destination is at most {MAX_SSH_DESTINATION}",
+                    at(i, "ssh"),
+                    shown(d),
+                    d.len()
+                )));
+            }
             parse_ssh(d).map_err(|e| bad_input(format!("{}: {e}", at(i, "ssh"))))?;
         } else if let Some(other) = local.replace(&h.name) {
             return Err(bad_input(format!(
@@ -504,6 +526,23 @@ advertise_addr = "10.9.9.9"
         assert!(parse_ssh("-oProxyCommand=x")
             .unwrap_err()
             .contains("ssh reads as an option"));
+    }
+
+    #[test]
+    fn long_names_and_destinations_are_refused_and_not_echoed_whole() {
+        let name = "a".repeat(5_000_000);
+        let e = err(&format!("[[host]]\nname = \"{name}\"\n"));
+        assert!(
+            e.contains("1 to 63 letters") && e.len() < 300,
+            "{}",
+            &e[..e.len().min(300)]
+        );
+        assert!(err(&format!("[[host]]\nname = \"{}\"\n", "a".repeat(64))).contains("1 to 63"));
+        let ssh = format!("root@{}", "h".repeat(400));
+        let e = err(&format!(
+            "[[host]]\nname = \"a\"\nssh = \"{ssh}\"\n[[host]]\nname = \"b\"\n"
+        ));
+        assert!(e.contains("at most 300") && e.len() < 300, "{e}");
     }
 
     #[test]
