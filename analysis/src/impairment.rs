@@ -110,23 +110,9 @@ pub struct ExternalAction {
     pub until_unix_ms: Option<u64>,
 }
 
-/// Merges the reports' fault records, time series, resyncs and probes.
+/// Merges the reports' fault records, time series, resyncs and probes; their window
+/// histograms come folded in `folded` (the reports may have had them taken out).
 pub fn merge(
-    reports: &BTreeMap<String, PeerReport>,
-    external: &[ExternalAction],
-    clock: Option<&ClockModel>,
-) -> Impairment {
-    merge_folded(
-        reports,
-        &Windows::of(reports, &BTreeMap::new()),
-        external,
-        clock,
-    )
-}
-
-/// [`merge`], with the reports' window histograms already folded into `folded` (the
-/// reports may have had them taken out).
-pub fn merge_folded(
     reports: &BTreeMap<String, PeerReport>,
     folded: &Windows,
     external: &[ExternalAction],
@@ -426,6 +412,16 @@ mod tests {
         AppliedFault, Availability, InterfaceSeries, Resync, TimeSeries, WindowLatency,
     };
 
+    /// [`merge`] of whole reports, without clock offsets.
+    fn merged(reports: &BTreeMap<String, PeerReport>, external: &[ExternalAction]) -> Impairment {
+        merge(
+            reports,
+            &Windows::of(reports, &BTreeMap::new()),
+            external,
+            None,
+        )
+    }
+
     fn window(i: u32, latencies: &[u64]) -> WindowLatency {
         let mut h = LatencyHistogram::coarse();
         for &l in latencies {
@@ -498,7 +494,7 @@ mod tests {
             at_unix_ms: 35_000,
             until_unix_ms: None,
         }];
-        let i = merge(&reports, &chaos, None);
+        let i = merged(&reports, &chaos);
         assert_eq!(i.start_unix_ms, Some(10_000));
         assert_eq!(i.faults.len(), 2);
         let f = &i.faults[0];
@@ -539,7 +535,7 @@ mod tests {
     #[test]
     fn a_run_without_series_or_faults_adds_nothing() {
         let reports = BTreeMap::from([("a".to_owned(), PeerReport::new("a", "mesh", 0))]);
-        let i = merge(&reports, &[], None);
+        let i = merged(&reports, &[]);
         assert!(i.faults.is_empty() && i.windows.is_empty());
         assert!(i.resync.is_none() && i.availability.is_none());
         assert_eq!(to_markdown(&i), "");

@@ -72,13 +72,8 @@ pub struct Analysis {
 }
 
 /// Validates, merges and assesses a run's reports.
-pub fn analyze(mut input: RunInput) -> Analysis {
-    let reports = std::mem::take(&mut input.reports);
-    let mut intake = Intake::new(input);
-    for (name, r) in reports {
-        intake.add(name, r);
-    }
-    intake.finish()
+pub fn analyze(input: RunInput) -> Analysis {
+    Intake::new(input).finish()
 }
 
 /// A run's reports taken in one at a time, so that a large run is never all in memory:
@@ -116,13 +111,9 @@ impl Intake {
                 .insert(name, format!("invalid report: {why}"));
             return;
         }
-        let host = self
-            .host_of
-            .get(&name)
-            .or(r.host.as_ref())
-            .cloned()
-            .unwrap_or_else(|| "local".into());
-        self.windows.add(&mut r, &host, true);
+        self.windows
+            .add(&r, &quality::host_of(&self.host_of, &name, &r));
+        windows::Windows::strip(&mut r);
         self.input.reports.insert(name, r);
     }
 
@@ -197,7 +188,7 @@ impl Intake {
             coordinator: coordinator.as_ref(),
             disturbed: &interventions.disturbed,
             write_interval_ms: (spec.write_interval.min_ms, spec.write_interval.max_ms),
-            windows: Some(&windows),
+            windows: &windows,
         });
         // Peers on a host that could not be reached, and peers with an invalid report,
         // are listed as such, not as failures.

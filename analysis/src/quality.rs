@@ -228,8 +228,18 @@ pub struct Evidence<'a> {
     /// The plan's pause between two writes of a peer, ms.
     pub write_interval_ms: (u64, u64),
     /// The reports' windows, folded as they were read (their scheduling-lag windows
-    /// taken out of them); `None`: fold them from `reports`.
-    pub windows: Option<&'a Windows>,
+    /// may have been taken out of them).
+    pub windows: &'a Windows,
+}
+
+/// The host a peer's evidence counts for: the manifest's, else the report's own, else
+/// `local`.
+pub fn host_of(manifest: &BTreeMap<String, String>, name: &str, r: &PeerReport) -> String {
+    manifest
+        .get(name)
+        .or(r.host.as_ref())
+        .cloned()
+        .unwrap_or_else(|| "local".into())
 }
 
 fn pct(f: f64) -> String {
@@ -275,16 +285,12 @@ pub fn assess(e: &Evidence) -> MeasurementQuality {
     let mut all_lag = LatencyHistogram::coarse();
     let mut writes = WriteTiming::default();
     for (name, r) in e.reports {
-        let host = e
-            .host_of
-            .get(name)
-            .or(r.host.as_ref())
-            .cloned()
-            .unwrap_or_else(|| "local".into());
-        let acc = hosts.entry(host).or_insert_with(|| HostAcc {
-            lag: LatencyHistogram::coarse(),
-            ..HostAcc::default()
-        });
+        let acc = hosts
+            .entry(host_of(e.host_of, name, r))
+            .or_insert_with(|| HostAcc {
+                lag: LatencyHistogram::coarse(),
+                ..HostAcc::default()
+            });
         acc.peers += 1;
         if let Some(h) = r
             .scheduling_lag
@@ -345,15 +351,7 @@ pub fn assess(e: &Evidence) -> MeasurementQuality {
     };
 
     // Scheduling lag per host and window, from the fold.
-    let folded;
-    let windows = match e.windows {
-        Some(w) => w,
-        None => {
-            folded = Windows::of(e.reports, e.host_of);
-            &folded
-        }
-    };
-    for ((_, host), by_window) in &windows.lag {
+    for ((_, host), by_window) in &e.windows.lag {
         if let Some(acc) = hosts.get_mut(host) {
             for (window, h) in by_window {
                 acc.lag_windows
@@ -824,7 +822,8 @@ mod tests {
         // As analyze takes them in: windows folded and taken out of the reports.
         let mut windows = Windows::default();
         for (name, r) in reports.iter_mut() {
-            windows.add(r, &host_of[name], true);
+            windows.add(r, &host_of[name]);
+            Windows::strip(r);
         }
         assess(&Evidence {
             reports: &reports,
@@ -832,7 +831,7 @@ mod tests {
             coordinator,
             disturbed,
             write_interval_ms: (200, 500),
-            windows: Some(&windows),
+            windows: &windows,
         })
     }
 

@@ -467,7 +467,7 @@ pub fn merge_folded(
         totals,
         measurement_quality: MeasurementQuality::default(),
         per_peer,
-        impairment: crate::impairment::merge_folded(reports, windows, &done.external, clock),
+        impairment: crate::impairment::merge(reports, windows, &done.external, clock),
     };
     (summary, detail)
 }

@@ -44,18 +44,17 @@ pub struct Windows {
 }
 
 impl Windows {
-    /// Folds `r`'s windows (`lag_host`: the host its scheduling lag counts for). With
-    /// `strip`, the folded lists are taken out of `r`, which keeps the rest.
-    pub fn add(&mut self, r: &mut PeerReport, lag_host: &str, strip: bool) {
-        let reader = r.host.clone();
-        let Some(s) = r.time_series.as_mut() else {
+    /// Folds `r`'s windows (`lag_host`: the host its scheduling lag counts for).
+    pub fn add(&mut self, r: &PeerReport, lag_host: &str) {
+        let reader = r.host.as_ref();
+        let Some(s) = r.time_series.as_ref() else {
             return;
         };
         let key = (s.start_unix_ms, s.window_ms);
         let decode = |text: &str| LatencyHistogram::decode(text).ok();
         let g = self.groups.entry(key).or_default();
         let split = reader.is_some() && !s.latency_by_origin_host.is_empty();
-        if let (true, Some(reader)) = (split, &reader) {
+        if let (true, Some(reader)) = (split, reader) {
             for (origin, rows) in &s.latency_by_origin_host {
                 // Looked up once per pair, not per window.
                 let pair = g
@@ -106,7 +105,12 @@ impl Windows {
                 }
             }
         }
-        if strip {
+    }
+
+    /// Takes out of `r` the lists [`Windows::add`] folds: once folded, nothing reads
+    /// them again, and they are most of a report's size.
+    pub fn strip(r: &mut PeerReport) {
+        if let Some(s) = r.time_series.as_mut() {
             s.latency = Vec::new();
             s.latency_by_origin_host = BTreeMap::new();
             s.scheduling_lag = Vec::new();
@@ -121,16 +125,7 @@ impl Windows {
     ) -> Windows {
         let mut w = Windows::default();
         for (name, r) in reports {
-            let host = host_of
-                .get(name)
-                .or(r.host.as_ref())
-                .cloned()
-                .unwrap_or_else(|| "local".into());
-            // Only the series is read: fold a copy of it, not of the whole report.
-            let mut shell = PeerReport::new(name, "", 0);
-            shell.host = r.host.clone();
-            shell.time_series = r.time_series.clone();
-            w.add(&mut shell, &host, false);
+            w.add(r, &crate::quality::host_of(host_of, name, r));
         }
         w
     }
@@ -182,9 +177,10 @@ mod tests {
         let mut a = report("x", 5_000);
         let mut b = report("y", 5_000);
         let mut far = report("x", 9_999_999);
-        w.add(&mut a, "x", true);
-        w.add(&mut b, "y", true);
-        w.add(&mut far, "x", true);
+        for (r, host) in [(&mut a, "x"), (&mut b, "y"), (&mut far, "x")] {
+            w.add(r, host);
+            Windows::strip(r);
+        }
         let g = &w.groups[&(5_000, 1000)];
         assert_eq!(g.by_pair[&("x".into(), "x".into())][&0].hist.count(), 1);
         assert_eq!(g.by_pair[&("y".into(), "y".into())][&1].hist.count(), 1);
