@@ -83,6 +83,10 @@ pub struct PeerReport {
     /// How the backend spread records, and its tree's upkeep (the mesh backend).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dissemination: Option<DisseminationStats>,
+    /// Connections to or from this peer refused because the other end did not prove it
+    /// holds the run token (mesh: a stranger on the network, docs/security.md).
+    #[serde(default)]
+    pub handshakes_refused: u64,
     /// Latency of every record received from another origin: reader clock minus writer
     /// timestamp, in microseconds.
     pub message_latency: LatencyReport,
@@ -337,6 +341,7 @@ impl PeerReport {
             neighbours: Vec::new(),
             delta_sync: DeltaSyncStats::default(),
             dissemination: None,
+            handshakes_refused: 0,
             message_latency: LatencyReport {
                 histogram: crate::histogram::LatencyHistogram::new().encode(),
                 ..LatencyReport::default()

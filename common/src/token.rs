@@ -1,8 +1,15 @@
-//! The per-run token that authenticates peers and the launcher to the coordinator.
+//! The run's two tokens, and how the coordinator tells them apart.
 //!
-//! The token travels only as a file (never an environment variable or a command-line
-//! argument, which `docker inspect` and `ps` would show) and in the
-//! [`HEADER`] HTTP header.
+//! - The **peers' token** (`runs/ID/token`) is in every container: it lets a peer
+//!   register, beat, meet at barriers, read the plan and the chaos log, and it keys the
+//!   mesh handshake.
+//! - The **admin token** (`runs/ID/admin-token`) stays with the launcher. The coordinator
+//!   holds only its SHA-256 digest ([`digest`]), so no container has it, and only it may
+//!   change the run (`POST /v1/chaos`). It is also accepted wherever the peers' token is.
+//!
+//! Tokens travel only as files (never an environment variable or a command-line
+//! argument, which `docker inspect` and `ps` would show) and in the [`HEADER`] HTTP
+//! header; they are compared in time that does not depend on where they differ.
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +28,8 @@ pub enum TokenError {
     Empty { path: PathBuf },
     #[error("the token file {path} holds characters that cannot go in an HTTP header. Use printable ASCII only")]
     NotPrintable { path: PathBuf },
+    #[error("{path} does not hold a SHA-256 digest (64 hex digits). The launcher writes it from runs/ID/admin-token")]
+    NotDigest { path: PathBuf },
 }
 
 /// Reads a token file: its first line, trimmed. Fails if the file is missing, empty or
@@ -42,6 +51,51 @@ pub fn read_token_file(path: &Path) -> Result<String, TokenError> {
         });
     }
     Ok(token)
+}
+
+/// The SHA-256 digest of a token, in hex: what the coordinator holds of the admin token.
+pub fn digest(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+/// Reads a file holding a token's [`digest`] (64 hex digits on its first line).
+pub fn read_digest_file(path: &Path) -> Result<String, TokenError> {
+    let digest = read_token_file(path)?;
+    if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(TokenError::NotDigest {
+            path: path.to_owned(),
+        });
+    }
+    Ok(digest.to_ascii_lowercase())
+}
+
+/// What a request's token lets it do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// The peers' token: take part in the run.
+    Peer,
+    /// The admin token: also change the run.
+    Admin,
+}
+
+/// The tokens a coordinator accepts.
+#[derive(Clone, Debug)]
+pub struct Tokens {
+    pub peers: String,
+    /// The admin token's [`digest`]; without it no request is [`Role::Admin`].
+    pub admin_digest: Option<String>,
+}
+
+impl Tokens {
+    /// The role `presented` gives, or `None` for a wrong or missing token.
+    pub fn role(&self, presented: &str) -> Option<Role> {
+        if token_matches(&self.peers, presented) {
+            return Some(Role::Peer);
+        }
+        let admin = self.admin_digest.as_deref()?;
+        token_matches(admin, &digest(presented)).then_some(Role::Admin)
+    }
 }
 
 /// Compares a presented token with the expected one in time that does not depend on
@@ -79,6 +133,38 @@ mod tests {
         let err = read_token_file(&missing).unwrap_err();
         assert!(err.to_string().contains("missing"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_admin_token_is_known_by_its_digest_only() {
+        let tokens = Tokens {
+            peers: "peer-token".into(),
+            admin_digest: Some(digest("admin-token")),
+        };
+        assert_eq!(tokens.role("peer-token"), Some(Role::Peer));
+        assert_eq!(tokens.role("admin-token"), Some(Role::Admin));
+        assert_eq!(tokens.role(&digest("admin-token")), None);
+        assert_eq!(tokens.role(""), None);
+        let no_admin = Tokens {
+            admin_digest: None,
+            ..tokens
+        };
+        assert_eq!(no_admin.role("admin-token"), None);
+        assert_eq!(
+            digest("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn digest_files_hold_64_hex_digits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.sha256");
+        std::fs::write(&path, format!("{}\n", digest("x").to_uppercase())).unwrap();
+        assert_eq!(read_digest_file(&path).unwrap(), digest("x"));
+        std::fs::write(&path, "abc\n").unwrap();
+        let err = read_digest_file(&path).unwrap_err();
+        assert!(matches!(err, TokenError::NotDigest { .. }), "{err}");
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! The coordinator's HTTP/JSON API (see `cmesh_common::protocol` for the endpoint table).
 //!
-//! Every route but `/healthz` needs the run token; the check runs before any handler, so
-//! a request with a wrong token is refused with `401` and changes nothing.
+//! Every route but `/healthz` needs a token; the check runs before any handler, so a
+//! request with a wrong token is refused with `401` and changes nothing. The peers' token
+//! opens the routes a peer uses; a route that changes the run (`POST /v1/chaos`) needs
+//! the admin token, which no container holds ([`required_role`], `cmesh_common::token`).
 
 use crate::state::{PlanSignal, Run, RunError};
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,15 +17,19 @@ use cmesh_common::protocol::{
     BarrierArrive, ChaosAction, ChaosRequest, ErrorBody, Heartbeat, RegisterRequest,
     RegisterResponse, StateChange,
 };
-use cmesh_common::token;
+use cmesh_common::token::{self, Role, Tokens};
 use serde::Deserialize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+/// The largest request body taken (`413` past it): the largest a peer sends, a
+/// registration or a chaos action, is well under 4 KiB.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
 /// What every handler shares.
 pub struct Shared {
     pub run: Mutex<Run>,
-    pub token: String,
+    pub tokens: Tokens,
     /// How long a long-poll (plan, barrier) holds before answering "not yet".
     pub long_poll: Duration,
 }
@@ -51,6 +57,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(authed)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), deadline))
         .with_state(state)
 }
 
@@ -70,8 +78,31 @@ impl IntoResponse for RunError {
             RunError::BadRequest(_) => StatusCode::BAD_REQUEST,
             RunError::Conflict(_) => StatusCode::CONFLICT,
             RunError::NotFound(_) => StatusCode::NOT_FOUND,
+            RunError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
         };
         error(status, self.to_string())
+    }
+}
+
+/// Ends a request that runs past its long-poll by more than 10 s with `408`: a client
+/// that sends its body slowly holds a connection no longer than that.
+async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = state.long_poll + Duration::from_secs(10);
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request took over {limit:?}; send it whole, at once"),
+        ),
+    }
+}
+
+/// The role a request needs: [`Role::Admin`] for what changes the run, else
+/// [`Role::Peer`].
+pub fn required_role(method: &Method, path: &str) -> Role {
+    match (method, path) {
+        (&Method::POST, "/v1/chaos") => Role::Admin,
+        _ => Role::Peer,
     }
 }
 
@@ -85,16 +116,46 @@ async fn require_token(
         .get(token::HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !token::token_matches(&state.token, presented) {
-        return error(
+    let needed = required_role(request.method(), request.uri().path());
+    match state.tokens.role(presented) {
+        None => error(
             StatusCode::UNAUTHORIZED,
             format!(
                 "missing or wrong run token in the `{}` header",
                 token::HEADER
             ),
-        );
+        ),
+        Some(role) if role < needed => error(
+            StatusCode::UNAUTHORIZED,
+            format!(
+                "{} {} changes the run and needs the admin token (runs/ID/admin-token, held \
+                 by the launcher); the peers' token cannot. Use `launcher chaos`",
+                request.method(),
+                request.uri().path()
+            ),
+        ),
+        Some(_) => next.run(request).await,
     }
-    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_posting_chaos_needs_the_admin_token() {
+        assert_eq!(required_role(&Method::POST, "/v1/chaos"), Role::Admin);
+        assert_eq!(required_role(&Method::GET, "/v1/chaos"), Role::Peer);
+        for path in [
+            "/v1/register",
+            "/v1/heartbeat",
+            "/v1/state",
+            "/v1/barrier/x",
+        ] {
+            assert_eq!(required_role(&Method::POST, path), Role::Peer, "{path}");
+        }
+        assert_eq!(required_role(&Method::GET, "/status"), Role::Peer);
+    }
 }
 
 fn now() -> u64 {

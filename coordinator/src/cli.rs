@@ -26,6 +26,10 @@ pub struct Args {
     /// File holding the run token peers must present (first line).
     #[arg(long)]
     pub token_file: PathBuf,
+    /// File holding the SHA-256 digest (hex) of the admin token that `POST /v1/chaos`
+    /// needs. Without it, no request may change the run.
+    #[arg(long)]
+    pub admin_digest_file: Option<PathBuf>,
     /// Directory for plan.json, graph.dot, timeline.jsonl and coordinator.json.
     #[arg(long)]
     pub output: PathBuf,

@@ -4,7 +4,8 @@
 //!
 //! - [`state`]: the run's state machine (registrations, peer states, plan, barriers),
 //!   synchronous and unit-tested;
-//! - [`api`]: the HTTP/JSON API over it, behind the run token;
+//! - [`api`]: the HTTP/JSON API over it, behind the run's tokens;
+//! - [`conn`]: its connections, bounded in number and in how long they may idle;
 //! - [`clock`]: its clock over UDP on the same port, for the peers' clock offsets;
 //! - [`output`]: the files it leaves in its output directory;
 //! - [`cli`]: its flags.
@@ -16,6 +17,7 @@
 pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod conn;
 pub mod output;
 pub mod state;
 
@@ -32,7 +34,7 @@ use tokio::net::TcpListener;
 /// Everything [`serve`] needs.
 pub struct Config {
     pub listen: SocketAddr,
-    pub token: String,
+    pub tokens: cmesh_common::token::Tokens,
     pub output: PathBuf,
     pub run_id: String,
     pub spec: cmesh_common::plan::PlanSpec,
@@ -72,7 +74,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> anyhow::Result<i32>
     let spec = config.spec.clone();
     let shared = Arc::new(api::Shared {
         run: std::sync::Mutex::new(Run::new(&config.run_id, spec.clone(), timeline_tx)),
-        token: config.token.clone(),
+        tokens: config.tokens.clone(),
         long_poll: config.long_poll,
     });
     let (mut plan_signal, mut finished) = {
@@ -101,17 +103,12 @@ pub async fn serve(config: Config, listener: TcpListener) -> anyhow::Result<i32>
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = {
-        let app = api::router(shared.clone());
-        let mut stop_rx = stop_rx.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_rx.wait_for(|s| *s).await;
-                })
-                .await
-        })
-    };
+    let server = tokio::spawn(conn::serve(
+        listener,
+        api::router(shared.clone()),
+        conn::Limits::for_peers(spec.peers),
+        stop_rx.clone(),
+    ));
 
     // Lost-peer sweeps, the start timeout and the run deadline.
     let clock = {

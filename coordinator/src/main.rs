@@ -22,9 +22,20 @@ fn run(args: Args) -> i32 {
     if let Err(e) = spec.validate() {
         return bad(e.to_string());
     }
-    let token = match cmesh_common::token::read_token_file(&args.token_file) {
+    let peers = match cmesh_common::token::read_token_file(&args.token_file) {
         Ok(t) => t,
         Err(e) => return bad(e.to_string()),
+    };
+    let admin_digest = match args.admin_digest_file.as_deref() {
+        None => None,
+        Some(path) => match cmesh_common::token::read_digest_file(path) {
+            Ok(d) => Some(d),
+            Err(e) => return bad(e.to_string()),
+        },
+    };
+    let tokens = cmesh_common::token::Tokens {
+        peers,
+        admin_digest,
     };
     let fds = cmesh_common::raise_fd_limit();
     if fds < 2 * spec.peers as u64 + 64 {
@@ -47,7 +58,7 @@ fn run(args: Args) -> i32 {
         };
         let config = Config {
             listen: args.listen,
-            token,
+            tokens,
             output: args.output,
             run_id: args.run_id,
             spec,

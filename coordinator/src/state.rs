@@ -54,6 +54,9 @@ pub enum RunError {
     Conflict(String),
     #[error("{0}")]
     NotFound(String),
+    /// Over one of the run's limits ([`MAX_BARRIERS`] and the like).
+    #[error("{0}")]
+    TooMany(String),
 }
 
 #[derive(Debug)]
@@ -67,6 +70,14 @@ struct PeerEntry {
     /// (it may have come back).
     times_lost: u32,
 }
+
+/// The most barriers a run may have: peers meet at two ("written", "synced"); a peer
+/// that invents names cannot grow the map (each arrival rechecks every open barrier).
+pub const MAX_BARRIERS: usize = 64;
+/// The most distinct barriers one peer may arrive at.
+pub const MAX_BARRIERS_PER_PEER: usize = 16;
+/// The most chaos actions a run records (each peer reads them all).
+pub const MAX_CHAOS_ACTIONS: usize = 10_000;
 
 #[derive(Debug)]
 struct Barrier {
@@ -476,6 +487,12 @@ impl Run {
                 "the selector picks no peers of this run".into(),
             ));
         }
+        if self.chaos.len() >= MAX_CHAOS_ACTIONS {
+            return Err(RunError::TooMany(format!(
+                "run {} has {MAX_CHAOS_ACTIONS} chaos actions already, the most it records",
+                self.run_id
+            )));
+        }
         let seq = self.chaos.len() as u32 + 1;
         let id = match &req.id {
             Some(id) if !id.starts_with("plan#") => {
@@ -603,6 +620,26 @@ impl Run {
             return Err(RunError::Conflict(
                 "barriers open once the plan is made".into(),
             ));
+        }
+        if !self.barriers.contains_key(name) && self.barriers.len() >= MAX_BARRIERS {
+            return Err(RunError::TooMany(format!(
+                "the run has {MAX_BARRIERS} barriers already, the most it keeps; `{name}` is not opened"
+            )));
+        }
+        let joined = self
+            .barriers
+            .values()
+            .filter(|b| b.arrived.contains_key(peer))
+            .count();
+        if joined >= MAX_BARRIERS_PER_PEER
+            && !self
+                .barriers
+                .get(name)
+                .is_some_and(|b| b.arrived.contains_key(peer))
+        {
+            return Err(RunError::TooMany(format!(
+                "peer `{peer}` is at {MAX_BARRIERS_PER_PEER} barriers already, the most one peer may join"
+            )));
         }
         let barrier = self
             .barriers
@@ -917,6 +954,36 @@ mod tests {
         assert!(status.released);
         assert_eq!(status.values.get("p1"), Some(&7));
         assert!(run.arrive("bad name!", "p0", None, 3).is_err());
+    }
+
+    #[test]
+    fn a_peer_cannot_grow_the_barriers_without_limit() {
+        let run_of = run;
+        let (mut run, _rx) = run_of(3);
+        register_all(&mut run, 3);
+        for i in 0..MAX_BARRIERS_PER_PEER {
+            run.arrive(&format!("b{i}"), "p0", None, 1).unwrap();
+        }
+        // Again at one it is in: fine; a new one: refused, and nothing opened.
+        run.arrive("b0", "p0", None, 2).unwrap();
+        assert!(matches!(
+            run.arrive("one-more", "p0", None, 2),
+            Err(RunError::TooMany(_))
+        ));
+        assert!(run.barrier_status("one-more").is_none());
+        // Peers together fill the run's limit; past it no peer opens a new barrier, but
+        // each may still meet at the open ones.
+        let (mut big, _rx) = run_of(8);
+        register_all(&mut big, 8);
+        for i in 0..MAX_BARRIERS {
+            let peer = format!("p{}", i / MAX_BARRIERS_PER_PEER);
+            big.arrive(&format!("x{i}"), &peer, None, 1).unwrap();
+        }
+        assert!(matches!(
+            big.arrive("x-new", "p7", None, 2),
+            Err(RunError::TooMany(_))
+        ));
+        big.arrive("x0", "p7", None, 2).unwrap();
     }
 
     #[test]

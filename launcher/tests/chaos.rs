@@ -108,6 +108,29 @@ fn chaos_actions_land_in_the_timeline_and_the_summary() {
     assert_eq!(pause["action"]["id"], "chaos#5");
     assert_eq!(code, Some(0), "{pause}");
     assert!(pause["until_unix_ms"].as_u64() > pause["action"]["at_unix_ms"].as_u64());
+    // A peer container holds the peers' token and the admin token's digest, not the
+    // admin token: with either, its own POST /v1/chaos (the kill the launcher sent, again)
+    // gets 401 and changes nothing.
+    let peer = format!("{id}-peer-0001");
+    let body = serde_json::json!({ "fault": kill["action"]["fault"] }).to_string();
+    for file in ["/cmesh/token", "/cmesh/admin.sha256"] {
+        let answer = post_from_container(&peer, &format!("{id}-coordinator"), file, &body);
+        assert!(
+            answer.starts_with("HTTP/1.1 401"),
+            "{peer} posted chaos with {file}: {answer}"
+        );
+        if file == "/cmesh/token" {
+            assert!(answer.contains("needs the admin token"), "{answer}");
+        }
+    }
+    let listing = std::process::Command::new("docker")
+        .args(["exec", &peer, "ls", "/cmesh"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&listing.stdout).split_whitespace().collect::<Vec<_>>(),
+        ["admin.sha256", "token"]
+    );
     // Bad actions change nothing: exit 2, no chaos#6.
     for bad in [
         vec!["delay", "--peers", "1"],
@@ -232,6 +255,23 @@ fn chaos_actions_land_in_the_timeline_and_the_summary() {
         again["peers_killed"][0]["reason"],
         "killed on purpose (plan#4)"
     );
+}
+
+/// Posts `body` to the coordinator's `/v1/chaos` from inside `container`, with the token
+/// in the container's `token_file`, through bash's /dev/tcp (the image has no HTTP
+/// client); returns the answer's head.
+fn post_from_container(container: &str, coordinator: &str, token_file: &str, body: &str) -> String {
+    let script = format!(
+        "exec 3<>/dev/tcp/{coordinator}/7400 && \
+         printf 'POST /v1/chaos HTTP/1.1\\r\\nHost: c\\r\\nx-cmesh-token: %s\\r\\n\
+         Content-Type: application/json\\r\\nContent-Length: %s\\r\\nConnection: close\\r\\n\\r\\n%s' \
+         \"$(head -1 {token_file})\" \"${{#1}}\" \"$1\" >&3 && cat <&3"
+    );
+    let out = std::process::Command::new("docker")
+        .args(["exec", container, "bash", "-c", &script, "post", body])
+        .output()
+        .unwrap();
+    text(&out.stdout)
 }
 
 fn walk(dir: &Path, name: &str) -> Option<std::path::PathBuf> {

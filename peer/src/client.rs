@@ -55,6 +55,9 @@ impl CoordinatorClient {
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(5))
                 .pool_max_idle_per_host(1)
+                // Before the coordinator closes an idle connection (after 10 s, see
+                // coordinator/src/conn.rs), so a beat never goes out on a closing one.
+                .pool_idle_timeout(Duration::from_secs(5))
                 // The coordinator's name looked up once, not per connection.
                 .dns_resolver(std::sync::Arc::new(crate::resolve::Cached))
                 .build()

@@ -233,6 +233,7 @@ async fn follow_plan(
             listener,
             secret_file: cfg.secret_file.clone(),
             state_dir: cfg.state_dir.clone(),
+            token: cfg.token.clone(),
         },
         metrics.clone(),
     )
@@ -423,6 +424,7 @@ async fn follow_plan(
         .collect();
     report.delta_sync = stats.delta_sync;
     report.dissemination = stats.dissemination;
+    report.handshakes_refused = stats.handshakes_refused;
     report.resync = metrics.resyncs(caught_up);
     report.scheduling_lag = Some(lag_all);
     report.cpu = crate::usage::cpu_usage();

@@ -15,7 +15,7 @@ use crate::error::bad_input;
 use crate::results::extract;
 use crate::run::dir::RunDir;
 use crate::run::live::LiveRun;
-use crate::run::names::{network_name, reports_volume, secrets_volume};
+use crate::run::names::{backend_secret_volume, network_name, reports_volume, secrets_volume};
 use crate::tasks;
 use anyhow::Context;
 use serde::Serialize;
@@ -146,7 +146,11 @@ pub async fn down_with(
             }
         }
     }
-    let volumes = vec![reports_volume(&run.id), secrets_volume(&run.id)];
+    let volumes = vec![
+        reports_volume(&run.id),
+        secrets_volume(&run.id),
+        backend_secret_volume(&run.id),
+    ];
     let removals = reachable.iter().map(|h| {
         let volumes = &volumes;
         async move {

@@ -103,7 +103,7 @@ async fn ask_coordinator(
 }
 
 /// The running coordinator's API, `http://ADDR` (through the SSH master when the manager
-/// is remote), and the run token to call it with.
+/// is remote), and the admin token to call it with (it opens every route).
 pub async fn coordinator_api(
     host: &crate::engine::host::Host,
     run: &RunDir,
@@ -119,8 +119,8 @@ pub async fn coordinator_api(
         .published
         .get(&COORDINATOR_PORT)
         .ok_or_else(|| anyhow::anyhow!("the coordinator publishes no port"))?;
-    // Read only: this must never make a token (RunDir::token would, if it is missing).
-    let token = cmesh_common::token::read_token_file(&run.token_path())?;
+    // Read only: this must never make a token (RunDir::admin_token would, if missing).
+    let token = cmesh_common::token::read_token_file(&run.admin_token_path())?;
     // On a remote manager the port is on its loopback: reach it through the SSH master.
     let addr = host.forward_tcp(port).await?;
     Ok((format!("http://{addr}"), token))

@@ -10,8 +10,9 @@ use crate::engine::labels;
 use crate::engine::retry::retry;
 use crate::engine::{ContainerSpec, ContainerState, EngineError, Publish, RestartPolicy};
 use crate::run::names::{
-    coordinator_name, report_dir, reports_volume, secret_path, secrets_volume, COORDINATOR_PORT,
-    PEER_PORT, REPORTS_DIR, TOKEN_DIR,
+    admin_digest_path, backend_secret_volume, coordinator_name, report_dir, reports_volume,
+    secret_path, secrets_volume, BACKEND_SECRET_DIR, COORDINATOR_PORT, PEER_PORT, REPORTS_DIR,
+    TOKEN_DIR,
 };
 use cmesh_common::plan::PlanSpec;
 use std::collections::{BTreeMap, HashMap};
@@ -37,6 +38,9 @@ pub struct ContainerPlan {
     pub cpu_shares: Option<i64>,
     /// Publish the coordinator's API on the host's loopback.
     pub publish: bool,
+    /// Mount the backend's secret (peers of a backend that has one; never the
+    /// coordinator).
+    pub backend_secret: bool,
 }
 
 /// The coordinator's command line for a plan.
@@ -49,6 +53,8 @@ pub fn coordinator_args(run: &str, spec: &PlanSpec) -> Vec<String> {
         report_dir(&coordinator_name(run)),
         "--token-file".into(),
         format!("{TOKEN_DIR}/token"),
+        "--admin-digest-file".into(),
+        admin_digest_path(),
         "--run-id".into(),
         run.into(),
         "--peers".into(),
@@ -119,10 +125,20 @@ pub fn peer_args(run: &str, name: &str, host: &str, backend: &str) -> Vec<String
 }
 
 /// The engine's spec for container `c` of run `run` on host `host`, attached to
-/// `network`: the run's labels, its secrets volume read-only and its reports volume,
-/// NET_ADMIN, memory without swap, capped json-file logs. Nothing goes through the
-/// environment.
+/// `network`: the run's labels, its secrets volume read-only (and the backend's secret,
+/// for peers that need it) and its reports volume, NET_ADMIN, memory without swap, capped
+/// json-file logs. Nothing goes through the environment.
 pub fn spec(run: &str, host: &str, network: &str, c: &ContainerPlan) -> ContainerSpec {
+    let mut binds = vec![
+        format!("{}:{TOKEN_DIR}:ro", secrets_volume(run)),
+        format!("{}:{REPORTS_DIR}", reports_volume(run)),
+    ];
+    if c.backend_secret {
+        binds.push(format!(
+            "{}:{BACKEND_SECRET_DIR}:ro",
+            backend_secret_volume(run)
+        ));
+    }
     ContainerSpec {
         name: c.name.clone(),
         image: c.image.clone(),
@@ -134,10 +150,7 @@ pub fn spec(run: &str, host: &str, network: &str, c: &ContainerPlan) -> Containe
             (labels::INDEX.to_owned(), c.index.to_string()),
             (labels::HOST.to_owned(), host.to_owned()),
         ]),
-        binds: vec![
-            format!("{}:{TOKEN_DIR}:ro", secrets_volume(run)),
-            format!("{}:{REPORTS_DIR}", reports_volume(run)),
-        ],
+        binds,
         network: Some(network.to_owned()),
         cap_add: vec!["NET_ADMIN".into()],
         memory_bytes: Some(c.memory),
@@ -220,7 +233,7 @@ mod tests {
                 "--backend",
                 "ditto",
                 "--secret-file",
-                "/cmesh/backend-secret"
+                "/cmesh-backend/secret"
             ]
         );
     }
@@ -238,6 +251,7 @@ mod tests {
             nano_cpus: Some(250_000_000),
             cpu_shares: Some(COORDINATOR_CPU_SHARES),
             publish: false,
+            backend_secret: false,
         };
         let s = spec("r", "local", "cmesh-r", &c);
         assert_eq!(s.cap_add, vec!["NET_ADMIN".to_owned()]);
@@ -255,10 +269,22 @@ mod tests {
             ]
         );
         assert!(s.cmd.join(" ").contains("--token-file /cmesh/token"));
+        let ditto = ContainerPlan {
+            backend_secret: true,
+            ..c.clone()
+        };
+        assert_eq!(
+            spec("r", "local", "cmesh-r", &ditto).binds[2],
+            "cmesh-r-backend-secret:/cmesh-backend:ro"
+        );
         assert!(!format!("{s:?}").contains("TOKEN="));
         let args = coordinator_args("r", &plan).join(" ");
         assert!(
             args.contains("--peers 10") && args.contains("--graph random-regular"),
+            "{args}"
+        );
+        assert!(
+            args.contains("--admin-digest-file /cmesh/admin.sha256"),
             "{args}"
         );
     }

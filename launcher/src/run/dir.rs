@@ -172,8 +172,13 @@ impl RunDir {
     pub fn manifest_path(&self) -> PathBuf {
         self.path.join("manifest.json")
     }
+    /// The peers' token: in every container of the run.
     pub fn token_path(&self) -> PathBuf {
         self.path.join("token")
+    }
+    /// The admin token: with the launcher only (the coordinator holds its digest).
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.path.join("admin-token")
     }
     pub fn extract_dir(&self) -> PathBuf {
         self.path.join("extract")
@@ -203,27 +208,37 @@ impl RunDir {
         write_json(&self.manifest_path(), m)
     }
 
-    /// The run token: read if it exists, else made and written (mode 0600).
+    /// The peers' token: read if it exists, else made and written (mode 0600).
     pub fn token(&self) -> anyhow::Result<String> {
-        let path = self.token_path();
-        if path.exists() {
-            return Ok(cmesh_common::token::read_token_file(&path)?);
-        }
-        let mut bytes = [0u8; 24];
-        std::io::Read::read_exact(
-            &mut std::fs::File::open("/dev/urandom").context("cannot open /dev/urandom")?,
-            &mut bytes,
-        )?;
-        let token = hex::encode(bytes);
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let mut f = opts
-            .open(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        std::io::Write::write_all(&mut f, format!("{token}\n").as_bytes())?;
-        Ok(token)
+        secret_file(&self.token_path())
     }
+
+    /// The admin token: read if it exists, else made and written (mode 0600).
+    pub fn admin_token(&self) -> anyhow::Result<String> {
+        secret_file(&self.admin_token_path())
+    }
+}
+
+/// A random token in `path`: read if the file exists, else made and written (mode 0600,
+/// created exclusively).
+fn secret_file(path: &Path) -> anyhow::Result<String> {
+    if path.exists() {
+        return Ok(cmesh_common::token::read_token_file(path)?);
+    }
+    let mut bytes = [0u8; 24];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").context("cannot open /dev/urandom")?,
+        &mut bytes,
+    )?;
+    let token = hex::encode(bytes);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    std::io::Write::write_all(&mut f, format!("{token}\n").as_bytes())?;
+    Ok(token)
 }
 
 /// Run ids under `base` that have a manifest, sorted.
@@ -283,6 +298,14 @@ mod tests {
         assert_eq!(t1.len(), 48);
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(run.token_path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let admin = run.admin_token().unwrap();
+        assert_eq!(run.admin_token().unwrap(), admin);
+        assert_ne!(admin, t1, "two tokens, not one");
+        let mode = std::fs::metadata(run.admin_token_path())
             .unwrap()
             .permissions()
             .mode();

@@ -6,12 +6,22 @@
 pub const COORDINATOR_PORT: u16 = 7400;
 /// The peers' sync port inside the network.
 pub const PEER_PORT: u16 = 7500;
-/// Where the secrets volume (the token file) is mounted inside every container.
+/// Where the secrets volume (the peers' token, the admin token's digest) is mounted
+/// inside every container.
 pub const TOKEN_DIR: &str = "/cmesh";
 
-/// Where the backend's secret goes inside every peer (beside the token).
+/// The admin token's digest inside the coordinator (the admin token itself is in no
+/// container).
+pub fn admin_digest_path() -> String {
+    format!("{TOKEN_DIR}/admin.sha256")
+}
+
+/// Where the backend's secret volume is mounted, in peers only.
+pub const BACKEND_SECRET_DIR: &str = "/cmesh-backend";
+
+/// Where the backend's secret is inside every peer (and in no other container).
 pub fn secret_path() -> String {
-    format!("{TOKEN_DIR}/backend-secret")
+    format!("{BACKEND_SECRET_DIR}/secret")
 }
 
 /// The run's network name.
@@ -47,10 +57,16 @@ pub fn report_dir(container: &str) -> String {
     format!("{REPORTS_DIR}/{container}")
 }
 
-/// The run's secrets volume on a host: holds the token file, mounted read-only at
-/// `/cmesh` by every container of the run.
+/// The run's secrets volume on a host: holds the peers' token and the admin token's
+/// digest, mounted read-only at [`TOKEN_DIR`] by every container of the run.
 pub fn secrets_volume(run: &str) -> String {
     format!("cmesh-{run}-secrets")
+}
+
+/// The run's backend-secret volume on a host (a backend other than mesh, such as Ditto):
+/// mounted read-only at [`BACKEND_SECRET_DIR`] by the peers only, never the coordinator.
+pub fn backend_secret_volume(run: &str) -> String {
+    format!("cmesh-{run}-backend-secret")
 }
 
 #[cfg(test)]

@@ -197,6 +197,7 @@ async fn start_coordinator(
         nano_cpus: None,
         cpu_shares: Some(containers::COORDINATOR_CPU_SHARES),
         publish: true,
+        backend_secret: false,
     };
     containers::ensure(
         manager,
@@ -280,6 +281,7 @@ pub async fn spawn_with(connector: &Connector, req: SpawnRequest) -> anyhow::Res
     tracing::info!("network: {net_name} {subnet}");
 
     let token = run.token()?;
+    let admin_digest = cmesh_common::token::digest(&run.admin_token()?);
     // A re-run keeps the run's backend and placement, whatever the flags say.
     let backend = previous_manifest
         .map(|m| m.backend.clone())
@@ -334,15 +336,16 @@ pub async fn spawn_with(connector: &Connector, req: SpawnRequest) -> anyhow::Res
     let spread: Vec<String> = placement.iter().map(|(h, n)| format!("{h} {n}")).collect();
     tracing::info!("placement: {}", spread.join(", "));
 
-    let seeded = futures_util::future::join_all(hosts.iter().map(|h| {
-        crate::run::volumes::ensure(
-            h,
-            &run.id,
-            &images.peer.tag,
-            &token,
-            req.backend.secret.as_deref(),
-        )
-    }))
+    let secrets = crate::run::volumes::Secrets {
+        token: &token,
+        admin_digest: &admin_digest,
+        backend: req.backend.secret.as_deref(),
+    };
+    let seeded = futures_util::future::join_all(
+        hosts
+            .iter()
+            .map(|h| crate::run::volumes::ensure(h, &run.id, &images.peer.tag, &secrets)),
+    )
     .await;
     seeded.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
     let mut states = std::collections::HashMap::new();
@@ -388,6 +391,7 @@ pub async fn spawn_with(connector: &Connector, req: SpawnRequest) -> anyhow::Res
             nano_cpus: req.peer_nano_cpus,
             cpu_shares: None,
             publish: false,
+            backend_secret: backend != "mesh",
         };
         let (host, run_id, net, state) =
             (&hosts[h], &run.id, &net_name, states.get(&p.name).copied());

@@ -54,6 +54,9 @@ pub struct BackendStats {
     pub records_missed: u64,
     /// How the records were spread, where the backend decides that (mesh).
     pub dissemination: Option<DisseminationStats>,
+    /// Connections refused because the other end did not prove it holds the run token
+    /// (mesh).
+    pub handshakes_refused: u64,
 }
 
 /// A replication engine under test.
@@ -96,6 +99,8 @@ pub struct Setup {
     pub secret_file: Option<std::path::PathBuf>,
     /// A directory the backend may keep state in.
     pub state_dir: std::path::PathBuf,
+    /// The run's peers' token (the mesh handshake's key).
+    pub token: String,
 }
 
 /// The backend a peer runs.
@@ -123,6 +128,7 @@ impl Backend {
                     queue_frames: 4096,
                     dissemination: setup.dissemination,
                     graph: setup.graph,
+                    key: mesh::auth::RunKey::new(&setup.token),
                 },
                 setup.listener,
                 metrics,

@@ -1,9 +1,11 @@
 //! The built-in `mesh` backend: a replicated record log over TCP.
 //!
 //! - Every planned edge is one TCP connection; the peer with the lower index dials.
-//! - Each side's first frame is `Hello` with its version vector. On receiving the other's,
-//!   a side sends exactly the records the other lacks (delta sync), then registers the
-//!   link, all under one lock so no record falls between the two.
+//! - Each side first proves it holds the run token ([`auth`]: `Hello` with a challenge,
+//!   `Auth` with the proof and its version vector); a side that cannot is refused and
+//!   counted. On receiving the other's `Auth`, a side sends exactly the records the other
+//!   lacks (delta sync), then registers the link, all under one lock so no record falls
+//!   between the two.
 //! - A new record (own or received) goes on as the plan's dissemination says
 //!   ([`gossip`]): flooded to every link but the one it came from and its origin's, or
 //!   pushed on a self-pruning spanning tree with lazy announcements and pulls on the
@@ -19,6 +21,7 @@
 //! the peer to a new set of neighbours (mobility): links to the ones left are closed, the
 //! new ones are dialled (by the lower index) and caught up by delta sync.
 
+pub mod auth;
 pub mod gossip;
 pub mod store;
 pub mod wire;
@@ -64,6 +67,8 @@ pub struct MeshConfig {
     /// The plan's graph, every edge (empty if not known): plumtree starts each origin on
     /// its tree in it ([`gossip::Trees`]).
     pub graph: Vec<(u32, u32)>,
+    /// The run token, which both ends of a link prove they hold.
+    pub key: auth::RunKey,
 }
 
 #[derive(Debug, Default)]
@@ -108,6 +113,8 @@ struct Inner {
     redial: Vec<Notify>,
     /// Wakes the dissemination's ticker when it has work.
     gossip_work: Notify,
+    /// Connections whose other end did not prove it holds the run token.
+    refused: AtomicU64,
 }
 
 /// A running mesh backend.
@@ -144,6 +151,7 @@ impl MeshBackend {
             changed: Notify::new(),
             gossip_work: Notify::new(),
             stopping: watch::channel(false).0,
+            refused: AtomicU64::new(0),
             cfg,
         });
         let mut tasks = JoinSet::new();
@@ -238,13 +246,64 @@ impl Inner {
         *self.stopping.borrow()
     }
 
-    fn hello(&self, node: &Node) -> Bytes {
+    fn hello(&self, nonce: auth::Nonce) -> Bytes {
         wire::encode(&Frame::Hello {
             wire_version: WIRE_VERSION,
             run_id: self.cfg.run_id.clone(),
             from: self.cfg.me,
-            versions: node.store.version_vector(),
+            nonce,
         })
+    }
+
+    /// This side's `Auth` to `peer`: the proof over `peer`'s challenge, and the version
+    /// vector.
+    fn auth(&self, peer: u32, challenge: &auth::Nonce, own: &auth::Nonce) -> Bytes {
+        let proof = auth::proof(
+            &self.cfg.key,
+            &self.cfg.run_id,
+            self.cfg.me,
+            peer,
+            challenge,
+            own,
+        );
+        let versions = self.lock().store.version_vector();
+        wire::encode(&Frame::Auth { proof, versions })
+    }
+
+    /// Reads `peer`'s `Auth` and checks its proof against this side's `challenge`: its
+    /// version vector, or why not (a wrong proof is counted as refused).
+    async fn read_auth<R: tokio::io::AsyncRead + Unpin>(
+        &self,
+        read: &mut R,
+        peer: u32,
+        challenge: &auth::Nonce,
+        theirs: &auth::Nonce,
+    ) -> std::io::Result<(Vec<u64>, usize)> {
+        let answer = tokio::time::timeout(HELLO_TIMEOUT, wire::read(read))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no auth"))??;
+        let refused = |why: &str| {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            std::io::Error::new(std::io::ErrorKind::PermissionDenied, why.to_owned())
+        };
+        match answer {
+            Some((Frame::Auth { proof, versions }, n)) => {
+                if auth::verify(
+                    &self.cfg.key,
+                    &self.cfg.run_id,
+                    peer,
+                    self.cfg.me,
+                    challenge,
+                    theirs,
+                    &proof,
+                ) {
+                    Ok((versions, n))
+                } else {
+                    Err(refused("its proof of the run token is wrong"))
+                }
+            }
+            _ => Err(refused("it sent no proof of the run token")),
+        }
     }
 
     /// Queues `frame` (holding `records` records) on the link to `peer`. A link whose
@@ -353,7 +412,7 @@ impl Inner {
                 }
             }
             Frame::Prune { origin } => node.gossip.on_prune(from, origin),
-            Frame::Hello { .. } | Frame::Records(_) | Frame::Repair(_) => {}
+            Frame::Hello { .. } | Frame::Auth { .. } | Frame::Records(_) | Frame::Repair(_) => {}
         }
     }
 
@@ -453,6 +512,7 @@ impl SyncBackend for MeshBackend {
                 grafts_sent: g.grafts_sent,
                 announcements_sent: g.announcements_sent,
             }),
+            handshakes_refused: self.inner.refused.load(Ordering::Relaxed),
         }
     }
 }
@@ -507,22 +567,23 @@ async fn accept_one(inner: Arc<Inner>, stream: TcpStream, addr: SocketAddr) {
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
     let hello = tokio::time::timeout(HELLO_TIMEOUT, wire::read(&mut read)).await;
-    let (from, versions, n) = match hello {
+    let (from, theirs, n) = match hello {
         Ok(Ok(Some((
             Frame::Hello {
                 wire_version,
                 run_id,
                 from,
-                versions,
+                nonce,
             },
             n,
-        )))) if wire_version == WIRE_VERSION && run_id == inner.cfg.run_id => (from, versions, n),
+        )))) if wire_version == WIRE_VERSION && run_id == inner.cfg.run_id => (from, nonce, n),
         _ => {
+            inner.refused.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%addr, "connection without a valid hello for this run; closed");
             return;
         }
     };
-    let hello = {
+    {
         let node = inner.lock();
         if !node.neighbours.contains(&from) || from > inner.cfg.me {
             // Also a neighbour of a graph re-drawn since: the dialler gives up on its own.
@@ -532,17 +593,30 @@ async fn accept_one(inner: Arc<Inner>, stream: TcpStream, addr: SocketAddr) {
         if node.blocked.contains(&from) {
             return;
         }
-        inner.hello(&node)
+    }
+    let Ok(challenge) = auth::nonce() else {
+        return;
     };
+    let hello = inner.hello(challenge);
     if write.write_all(&hello).await.is_err() {
         return;
     }
-    inner.counters[from as usize]
-        .bytes_sent
-        .fetch_add(hello.len() as u64, Ordering::Relaxed);
-    inner.counters[from as usize]
-        .bytes_received
-        .fetch_add(n as u64, Ordering::Relaxed);
+    let (versions, m) = match inner.read_auth(&mut read, from, &challenge, &theirs).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(%addr, claimed = from, "connection refused: {e}");
+            return;
+        }
+    };
+    let answer = inner.auth(from, &theirs, &challenge);
+    if write.write_all(&answer).await.is_err() {
+        return;
+    }
+    let c = &inner.counters[from as usize];
+    c.bytes_sent
+        .fetch_add((hello.len() + answer.len()) as u64, Ordering::Relaxed);
+    c.bytes_received
+        .fetch_add((n + m) as u64, Ordering::Relaxed);
     run_link(inner, from, versions, read, write).await;
 }
 
@@ -591,22 +665,23 @@ async fn dial_once(inner: &Arc<Inner>, peer: u32, addr: &str) -> std::io::Result
     stream.set_nodelay(true)?;
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
-    let hello = inner.hello(&inner.lock());
+    let challenge = auth::nonce()?;
+    let hello = inner.hello(challenge);
     write.write_all(&hello).await?;
     let answer = tokio::time::timeout(HELLO_TIMEOUT, wire::read(&mut read))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no hello"))??;
-    let (versions, n) = match answer {
+    let (theirs, n) = match answer {
         Some((
             Frame::Hello {
                 wire_version,
                 run_id,
                 from,
-                versions,
+                nonce,
             },
             n,
         )) if wire_version == WIRE_VERSION && run_id == inner.cfg.run_id && from == peer => {
-            (versions, n)
+            (nonce, n)
         }
         _ => {
             return Err(std::io::Error::new(
@@ -615,10 +690,17 @@ async fn dial_once(inner: &Arc<Inner>, peer: u32, addr: &str) -> std::io::Result
             ))
         }
     };
+    let auth = inner.auth(peer, &theirs, &challenge);
+    write.write_all(&auth).await?;
+    let (versions, m) = inner
+        .read_auth(&mut read, peer, &challenge, &theirs)
+        .await
+        .inspect_err(|e| tracing::warn!(peer, %addr, "link refused: {e}"))?;
     let c = &inner.counters[peer as usize];
     c.bytes_sent
-        .fetch_add(hello.len() as u64, Ordering::Relaxed);
-    c.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+        .fetch_add((hello.len() + auth.len()) as u64, Ordering::Relaxed);
+    c.bytes_received
+        .fetch_add((n + m) as u64, Ordering::Relaxed);
     run_link(inner.clone(), peer, versions, read, write).await;
     Ok(())
 }
@@ -802,6 +884,7 @@ mod tests {
             queue_frames: 1024,
             dissemination: mode,
             graph: Vec::new(),
+            key: auth::RunKey::new("test-token"),
         };
         (MeshBackend::start(cfg, listener, metrics.clone()), metrics)
     }
@@ -850,6 +933,66 @@ mod tests {
                 b.stop().await;
             }
         }
+    }
+
+    /// A stranger on the network (no run token) connects to peer 1 as its neighbour 0:
+    /// `proof` is its answer to the challenge, or none at all. Returns whether peer 1
+    /// closed the connection before the stranger's records could be taken.
+    async fn stranger(addr: &str, proof: Option<auth::Proof>) -> bool {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (read, mut write) = stream.into_split();
+        let mut read = BufReader::new(read);
+        let mine = auth::nonce().unwrap();
+        let hello = Frame::Hello {
+            wire_version: WIRE_VERSION,
+            run_id: "t".into(),
+            from: 0,
+            nonce: mine,
+        };
+        write.write_all(&wire::encode(&hello)).await.unwrap();
+        let Some((Frame::Hello { .. }, _)) = wire::read(&mut read).await.unwrap() else {
+            panic!("peer 1 answers a hello with its challenge");
+        };
+        if let Some(proof) = proof {
+            let auth = Frame::Auth {
+                proof,
+                versions: vec![0, 0],
+            };
+            write.write_all(&wire::encode(&auth)).await.unwrap();
+        }
+        let injected = Frame::Records(vec![Record {
+            origin: 0,
+            seq: 1,
+            written_at_us: 1,
+            payload: Bytes::from_static(b"injected"),
+        }]);
+        let _ = write.write_all(&wire::encode(&injected)).await;
+        // Peer 1 says nothing more and closes.
+        matches!(
+            tokio::time::timeout(Duration::from_secs(10), wire::read(&mut read)).await,
+            Ok(Ok(None) | Err(_))
+        )
+    }
+
+    #[tokio::test]
+    async fn a_stranger_without_the_token_is_refused_counted_and_injects_nothing() {
+        let (mut ls, addrs) = listeners(2).await;
+        let mode = Dissemination::Flood;
+        let (b1, m1) = node(mode, 1, 2, vec![0], ls.pop().unwrap(), addrs.clone()).await;
+        // A guessed key's proof, then no proof at all: both closed, nothing taken.
+        let guessed = auth::proof(&auth::RunKey::new("guess"), "t", 0, 1, &[0; 16], &[0; 16]);
+        assert!(stranger(&addrs[1], Some(guessed)).await);
+        assert!(stranger(&addrs[1], None).await);
+        assert_eq!(b1.progress()[0], 0, "no injected record was taken");
+        assert_eq!(m1.lock().unwrap().received()[0], 0);
+        // The real peer 0, with the token, links and syncs.
+        let (b0, _) = node(mode, 0, 2, vec![1], ls.pop().unwrap(), addrs.clone()).await;
+        until(&b1, |b| b.connected() == 1).await;
+        b0.write(Bytes::from_static(b"real"));
+        until(&b1, |b| b.progress()[0] == 1).await;
+        let stats = b1.stop().await;
+        assert_eq!(stats.handshakes_refused, 2);
+        assert_eq!(b0.stop().await.handshakes_refused, 0);
     }
 
     #[tokio::test]

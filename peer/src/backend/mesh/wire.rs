@@ -1,18 +1,20 @@
 //! The mesh backend's wire format: length-prefixed frames over TCP.
 //!
 //! Each frame is a big-endian `u32` length followed by a postcard-encoded [`Frame`]. The
-//! first frame each side sends on a connection is a `Hello` with its version vector;
-//! after it: `Records` (pushed), `Repair` (a catch-up or a graft's answer), and the
-//! dissemination's control frames, `IHave`, `Graft` and `Prune` ([`super::gossip`]).
+//! first two frames each side sends on a connection are the handshake ([`super::auth`]):
+//! `Hello` with a challenge, then `Auth` with the proof of the run token and its version
+//! vector. After them: `Records` (pushed), `Repair` (a catch-up or a graft's answer), and
+//! the dissemination's control frames, `IHave`, `Graft` and `Prune` ([`super::gossip`]).
 //! The writer of a link batches the records queued for it into one `Records` frame.
 
+use super::auth::{Nonce, Proof};
 use super::store::Record;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The wire protocol version, checked in `Hello`.
-pub const WIRE_VERSION: u32 = 2;
+pub const WIRE_VERSION: u32 = 3;
 /// Frames larger than this are refused (a corrupt or hostile length).
 pub const MAX_FRAME: usize = 16 << 20;
 
@@ -23,6 +25,12 @@ pub enum Frame {
         run_id: String,
         /// The sender's index in the plan.
         from: u32,
+        /// The sender's challenge to the other side.
+        nonce: Nonce,
+    },
+    /// The sender's answer to the other's challenge, and what it holds.
+    Auth {
+        proof: Proof,
         /// The sender's version vector, by origin index.
         versions: Vec<u64>,
     },
@@ -81,6 +89,10 @@ mod tests {
                 wire_version: WIRE_VERSION,
                 run_id: "r".into(),
                 from: 3,
+                nonce: [7; 16],
+            },
+            Frame::Auth {
+                proof: [9; 32],
                 versions: vec![1, 2, 3],
             },
             Frame::Records(vec![Record {
