@@ -929,6 +929,8 @@ mod tests {
                     last_beat_unix_ms: 0,
                     reason: None,
                     times_lost: u32::from(i < 2),
+                    report_sha256: None,
+                    report_sha256_differs: false,
                 })
                 .collect(),
         };

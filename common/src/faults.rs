@@ -378,11 +378,81 @@ pub fn partition_cut(
     Ok(others.difference(&mine).copied().collect())
 }
 
+/// The most `[[fault]]` entries a plan may have.
+pub const MAX_FAULTS: usize = 1_000;
+/// The most `[groups]` a plan may have.
+pub const MAX_GROUPS: usize = 256;
+/// The longest any string of a fault or group may be (selectors, durations, names).
+pub const MAX_FAULT_STRING: usize = 300;
+
+/// Checks the counts, lengths and group names of a plan's faults before anything parses
+/// them.
+fn check_sizes(groups: &BTreeMap<String, String>, faults: &[FaultSpec]) -> Result<(), String> {
+    if faults.len() > MAX_FAULTS {
+        return Err(format!(
+            "{} [[fault]] entries; at most {MAX_FAULTS}",
+            faults.len()
+        ));
+    }
+    if groups.len() > MAX_GROUPS {
+        return Err(format!("{} [groups]; at most {MAX_GROUPS}", groups.len()));
+    }
+    for (name, sel) in groups {
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "[groups] `{}`: a group name is 1 to 64 of A-Z a-z 0-9 - _",
+                name.chars().take(64).collect::<String>()
+            ));
+        }
+        if sel.len() > MAX_FAULT_STRING {
+            return Err(format!(
+                "[groups] `{name}`: {} characters; at most {MAX_FAULT_STRING}",
+                sel.len()
+            ));
+        }
+    }
+    for (i, f) in faults.iter().enumerate() {
+        let strings = [
+            Some(&f.at),
+            f.duration.as_ref(),
+            Some(&f.peers),
+            f.to.as_ref(),
+            Some(&f.action),
+            f.every.as_ref(),
+        ];
+        let list = f.groups.iter().flatten();
+        if f.groups.as_ref().is_some_and(|g| g.len() > MAX_GROUPS) {
+            return Err(format!(
+                "[[fault]] #{}: more than {MAX_GROUPS} groups",
+                i + 1
+            ));
+        }
+        if strings
+            .into_iter()
+            .flatten()
+            .chain(list)
+            .any(|s| s.len() > MAX_FAULT_STRING)
+        {
+            return Err(format!(
+                "[[fault]] #{}: a value over {MAX_FAULT_STRING} characters",
+                i + 1
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks a plan's `[groups]` and `[[fault]]`s. Errors name the fault (1-based) and key.
 pub fn check(
     groups: &BTreeMap<String, String>,
     faults: &[FaultSpec],
 ) -> Result<(BTreeMap<String, Selector>, Vec<Fault>), String> {
+    check_sizes(groups, faults)?;
     let mut parsed_groups = BTreeMap::new();
     for (name, sel) in groups {
         let s = Selector::parse(sel).map_err(|e| format!("[groups] `{name}`: {e}"))?;
@@ -602,6 +672,34 @@ mod tests {
 
     fn names(n: usize) -> Vec<String> {
         (1..=n).map(|i| format!("r-peer-{i:04}")).collect()
+    }
+
+    #[test]
+    fn counts_lengths_and_group_names_are_bounded() {
+        let fault = FaultSpec {
+            at: "1s".into(),
+            action: "kill".into(),
+            peers: "1".into(),
+            ..Default::default()
+        };
+        let no_groups = BTreeMap::new();
+        assert!(check(&no_groups, std::slice::from_ref(&fault)).is_ok());
+        let many = vec![fault.clone(); MAX_FAULTS + 1];
+        assert!(check(&no_groups, &many).unwrap_err().contains("at most"));
+        let long = FaultSpec {
+            at: "1".repeat(MAX_FAULT_STRING + 1),
+            ..fault.clone()
+        };
+        assert!(check(&no_groups, &[long]).unwrap_err().contains("over"));
+        let bad_name = BTreeMap::from([("a b".to_owned(), "1".to_owned())]);
+        assert!(check(&bad_name, &[]).unwrap_err().contains("group name"));
+        let huge_name = BTreeMap::from([("a".repeat(5_000_000), "1".to_owned())]);
+        let err = check(&huge_name, &[]).unwrap_err();
+        assert!(
+            err.len() < 200,
+            "the error shows a cut name: {} bytes",
+            err.len()
+        );
     }
 
     #[test]

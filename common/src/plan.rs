@@ -134,7 +134,21 @@ pub enum SpecError {
     BadDegree { degree: usize, peers: usize },
     #[error("{0}")]
     BadFaults(String),
+    #[error("{what} is {value}; at most {max}")]
+    TooLarge {
+        what: &'static str,
+        value: u64,
+        max: u64,
+    },
 }
+
+/// The most peers a plan may have.
+pub const MAX_PEERS: usize = 100_000;
+/// The longest a run may write: a week.
+pub const MAX_DURATION_MS: u64 = 7 * 24 * 3_600_000;
+/// The longest any of the plan's waits (start delay and timeout, settle timeout, the
+/// pause between writes) may be: a day.
+pub const MAX_WAIT_MS: u64 = 24 * 3_600_000;
 
 /// Heartbeats a second the coordinator takes at most: with more peers than this over
 /// `heartbeat_ms` in seconds, the period stretches ([`PlanSpec::heartbeat_period_ms`]).
@@ -178,6 +192,26 @@ impl PlanSpec {
     pub fn validate(&self) -> Result<(), SpecError> {
         if self.peers == 0 {
             return Err(SpecError::NoPeers);
+        }
+        // Bounds first, so that no sum or product of the plan's times and counts can
+        // overflow downstream.
+        let limits = [
+            ("--peers", self.peers as u64, MAX_PEERS as u64),
+            ("--degree", self.degree as u64, MAX_PEERS as u64),
+            ("--duration (ms)", self.duration_ms, MAX_DURATION_MS),
+            ("--start-delay (ms)", self.start_delay_ms, MAX_WAIT_MS),
+            ("--start-timeout (ms)", self.start_timeout_ms, MAX_WAIT_MS),
+            ("--settle-timeout (ms)", self.settle_timeout_ms, MAX_WAIT_MS),
+            (
+                "--write-interval (ms)",
+                self.write_interval.max_ms,
+                MAX_WAIT_MS,
+            ),
+        ];
+        for (what, value, max) in limits {
+            if value > max {
+                return Err(SpecError::TooLarge { what, value, max });
+            }
         }
         let min = self.min_peers();
         if min == 0 || min > self.peers {
@@ -372,6 +406,42 @@ mod tests {
         assert_eq!(g1, plan.redrawn(0, 1));
         assert!(g1.is_connected() && g1.edges.len() == plan.graph.edges.len());
         assert_ne!(g1, plan.redrawn(0, 2));
+    }
+
+    #[test]
+    fn extreme_values_are_refused_before_anything_adds_them_up() {
+        let base = PlanSpec {
+            peers: 8,
+            ..PlanSpec::default()
+        };
+        let cases = [
+            PlanSpec {
+                peers: MAX_PEERS + 1,
+                ..base.clone()
+            },
+            PlanSpec {
+                duration_ms: u64::MAX,
+                ..base.clone()
+            },
+            PlanSpec {
+                settle_timeout_ms: u64::MAX,
+                ..base.clone()
+            },
+            PlanSpec {
+                start_delay_ms: MAX_WAIT_MS + 1,
+                ..base.clone()
+            },
+            PlanSpec {
+                degree: usize::MAX,
+                ..base.clone()
+            },
+        ];
+        for spec in cases {
+            let err = spec.validate().unwrap_err();
+            assert!(matches!(err, SpecError::TooLarge { .. }), "{err}");
+            assert!(err.to_string().contains("at most"), "{err}");
+        }
+        base.validate().unwrap();
     }
 
     fn registered(n: usize) -> Vec<(String, String)> {

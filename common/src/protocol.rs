@@ -124,7 +124,8 @@ pub fn validate_peer_name(name: &str) -> Result<(), String> {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
     {
         return Err(format!(
-            "`{name}` is not a valid peer name: use 1 to 64 of A-Z a-z 0-9 . _ -"
+            "`{}` is not a valid peer name: use 1 to 64 of A-Z a-z 0-9 . _ -",
+            name.chars().take(64).collect::<String>()
         ));
     }
     Ok(())
@@ -164,6 +165,11 @@ pub struct StateChange {
     /// Why, for Failed (and anything else worth a line in the timeline).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// With Done: the SHA-256 (hex) of the `report.json` the peer wrote. `analyze`
+    /// checks the extracted report against it, so a report altered afterwards (by another
+    /// container on the shared reports volume) is detected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_sha256: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +209,14 @@ pub struct PeerStatus {
     /// the bottleneck while it measured.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub times_lost: u32,
+    /// The SHA-256 of its `report.json` the peer posted with Done (the first, if more
+    /// than one came).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_sha256: Option<String>,
+    /// A second, different digest was posted for this peer: someone else posted under
+    /// its name, so its report is not to be trusted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub report_sha256_differs: bool,
 }
 
 fn is_zero(n: &u32) -> bool {

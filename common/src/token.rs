@@ -53,10 +53,22 @@ pub fn read_token_file(path: &Path) -> Result<String, TokenError> {
     Ok(token)
 }
 
+/// A new random token: 24 bytes from the operating system, in hex (48 characters).
+pub fn random_token() -> std::io::Result<String> {
+    let mut bytes = [0u8; 24];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+    Ok(hex::encode(bytes))
+}
+
 /// The SHA-256 digest of a token, in hex: what the coordinator holds of the admin token.
 pub fn digest(token: &str) -> String {
+    sha256_hex(token.as_bytes())
+}
+
+/// The SHA-256 of `bytes`, in hex (also a report's digest).
+pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// Reads a file holding a token's [`digest`] (64 hex digits on its first line).

@@ -226,9 +226,11 @@ async fn change_state(
     State(state): State<AppState>,
     Json(change): Json<StateChange>,
 ) -> Result<StatusCode, RunError> {
-    state
-        .lock()
-        .change_state(&change.peer, change.state, change.reason, now())?;
+    let mut run = state.lock();
+    if let Some(digest) = &change.report_sha256 {
+        run.report_digest(&change.peer, digest, now())?;
+    }
+    run.change_state(&change.peer, change.state, change.reason, now())?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -69,6 +69,9 @@ struct PeerEntry {
     /// Times this peer was declared lost for missed heartbeats after the plan's start
     /// (it may have come back).
     times_lost: u32,
+    /// The first digest of its report posted for this peer, and whether another came.
+    report_sha256: Option<String>,
+    report_sha256_differs: bool,
 }
 
 /// The most barriers a run may have: peers meet at two ("written", "synced"); a peer
@@ -238,6 +241,8 @@ impl Run {
                         last_beat_ms: now,
                         reason: None,
                         times_lost: 0,
+                        report_sha256: None,
+                        report_sha256_differs: false,
                     },
                 );
                 self.emit(
@@ -395,6 +400,36 @@ impl Run {
         }
         self.peers.get_mut(peer).expect("known").last_beat_ms = now;
         self.set_state(peer, state, reason, now);
+        Ok(())
+    }
+
+    /// Records the SHA-256 (64 hex digits) of `peer`'s report. The first digest stands; a
+    /// different one later marks the peer's report as not to be trusted (someone posted
+    /// under its name) and is in the timeline.
+    pub fn report_digest(&mut self, peer: &str, sha256: &str, now: u64) -> Result<(), RunError> {
+        self.known(peer)?;
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(RunError::BadRequest(
+                "report_sha256 must be 64 hex digits (a SHA-256)".into(),
+            ));
+        }
+        let sha256 = sha256.to_ascii_lowercase();
+        let entry = self.peers.get_mut(peer).expect("known");
+        match &entry.report_sha256 {
+            None => entry.report_sha256 = Some(sha256),
+            Some(first) if *first == sha256 => {}
+            Some(_) => {
+                entry.report_sha256_differs = true;
+                self.emit(
+                    now,
+                    "report_digest_differs",
+                    Some(peer),
+                    None,
+                    None,
+                    Some("a second, different report digest was posted".into()),
+                );
+            }
+        }
         Ok(())
     }
 
@@ -722,6 +757,8 @@ impl Run {
                     last_beat_unix_ms: p.last_beat_ms,
                     reason: p.reason.clone(),
                     times_lost: p.times_lost,
+                    report_sha256: p.report_sha256.clone(),
+                    report_sha256_differs: p.report_sha256_differs,
                 })
                 .collect(),
         }
@@ -984,6 +1021,26 @@ mod tests {
             Err(RunError::TooMany(_))
         ));
         big.arrive("x0", "p7", None, 2).unwrap();
+    }
+
+    #[test]
+    fn a_second_different_report_digest_marks_the_report() {
+        let (mut run, _rx) = run(2);
+        register_all(&mut run, 2);
+        let (a, b) = ("a".repeat(64), "B".repeat(64));
+        assert!(matches!(
+            run.report_digest("p0", "xyz", 1),
+            Err(RunError::BadRequest(_))
+        ));
+        run.report_digest("p0", &a, 1).unwrap();
+        run.report_digest("p0", &a, 2).unwrap();
+        let status = |run: &Run| run.status().peers[0].clone();
+        assert_eq!(status(&run).report_sha256.as_deref(), Some(a.as_str()));
+        assert!(!status(&run).report_sha256_differs);
+        run.report_digest("p0", &b, 3).unwrap();
+        assert_eq!(status(&run).report_sha256.as_deref(), Some(a.as_str()));
+        assert!(status(&run).report_sha256_differs);
+        assert!(run.report_digest("ghost", &a, 4).is_err());
     }
 
     #[test]

@@ -248,6 +248,10 @@ pub enum Command {
     /// Manage the swarm that joins the hosts (spawn joins it by itself).
     #[command(subcommand)]
     Swarm(SwarmCommand),
+    /// Manage the image registry that spawn starts on the manager (--image-transport
+    /// registry).
+    #[command(subcommand)]
+    Registry(RegistryCommand),
     /// A local multi-host lab: Docker hosts in containers, reached over SSH.
     #[command(subcommand)]
     Lab(LabCommand),
@@ -283,8 +287,19 @@ pub enum SwarmCommand {
         #[arg(long)]
         hosts: Option<PathBuf>,
     },
-    /// Every worker leaves the swarm, then the manager (undoes `join` and spawn's join).
+    /// Remove the registry from the manager, then every worker leaves the swarm, then the
+    /// manager (undoes `join` and spawn's join).
     Leave {
+        #[arg(long)]
+        hosts: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Remove the registry container from the manager, with its certificate, password
+    /// and image volumes (the next spawn that needs one makes a new one).
+    Rm {
         #[arg(long)]
         hosts: Option<PathBuf>,
     },
@@ -667,6 +682,7 @@ fn cli_name(c: &Command) -> &'static str {
         Command::Run(_) => "run",
         Command::Hosts(_) => "hosts check",
         Command::Swarm(_) => "swarm",
+        Command::Registry(_) => "registry",
         Command::Lab(_) => "lab",
         Command::Completions { .. } => "completions",
         Command::Man => "man",
@@ -899,7 +915,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Swarm(SwarmCommand::Leave { hosts }) => {
             let file = load_hosts(hosts.as_deref())?;
             let hosts = Connector::Docker.connect_all(&file).await.require_all()?;
+            crate::engine::registry::remove(crate::engine::host::manager(&hosts)?).await?;
             swarm::leave(&hosts).await?;
+            Ok(0)
+        }
+        Command::Registry(RegistryCommand::Rm { hosts }) => {
+            let file = load_hosts(hosts.as_deref())?;
+            let hosts = Connector::Docker.connect_all(&file).await.require_all()?;
+            let manager = crate::engine::host::manager(&hosts)?;
+            if !crate::engine::registry::remove(manager).await? {
+                eprintln!("launcher: host `{}` has no registry", manager.name());
+            }
             Ok(0)
         }
         Command::Lab(LabCommand::Up {

@@ -91,6 +91,23 @@ impl HostSpec {
 
 /// The longest host name: it names containers, labels and directories.
 pub const MAX_HOST_NAME: usize = 63;
+/// Checks a host name: 1 to [`MAX_HOST_NAME`] letters, digits, - and _ (it names
+/// directories, so nothing else).
+pub fn check_host_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > MAX_HOST_NAME
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(format!(
+            "`{}` is not a host name; use 1 to {MAX_HOST_NAME} letters, digits, - and _",
+            shown(name)
+        ));
+    }
+    Ok(())
+}
+
 /// The longest `ssh` destination (a DNS name is at most 253 bytes).
 pub const MAX_SSH_DESTINATION: usize = 300;
 
@@ -291,19 +308,7 @@ pub fn parse(text: &str, origin: &str) -> anyhow::Result<HostsFile> {
     let mut names = std::collections::BTreeSet::new();
     let mut local = None;
     for (i, h) in file.hosts.iter().enumerate() {
-        if h.name.is_empty()
-            || h.name.len() > MAX_HOST_NAME
-            || !h
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(bad_input(format!(
-                "{}: `{}` is not a host name; use 1 to {MAX_HOST_NAME} letters, digits, - and _",
-                at(i, "name"),
-                shown(&h.name)
-            )));
-        }
+        check_host_name(&h.name).map_err(|e| bad_input(format!("{}: {e}", at(i, "name"))))?;
         if !names.insert(h.name.clone()) {
             return Err(bad_input(format!(
                 "{}: `{}` is named twice; host names must be unique",

@@ -112,17 +112,42 @@ impl PlanFile {
     }
 }
 
+/// Parses a plan file's text (`origin` names it in errors), without the environment:
+/// what `load` does with a file, for tests and fuzzing.
+pub fn parse(text: &str, origin: &str) -> anyhow::Result<PlanFile> {
+    config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .build()
+        .map_err(|e| bad_input(format!("{origin}: {e}")))?
+        .try_deserialize::<PlanFile>()
+        .map_err(|e| bad_input(format!("{origin}: {e}. See docs/configs.md for the keys")))
+}
+
+/// The largest plan file read (the shipped ones are under 4 KiB; 1,000 faults fit).
+pub const MAX_PLAN_FILE_BYTES: u64 = 1 << 20;
+
 /// Reads the plan file (if any) and the `CMESH_PLAN_*` environment, through `config`.
 pub fn load(path: Option<&Path>) -> anyhow::Result<PlanFile> {
     let mut builder = config::Config::builder();
     if let Some(path) = path {
-        if !path.exists() {
+        let size = match std::fs::metadata(path) {
+            Ok(m) => m.len(),
+            Err(_) => {
+                return Err(bad_input(format!(
+                    "the plan file {} does not exist; see configs/ for examples",
+                    path.display()
+                )))
+            }
+        };
+        if size > MAX_PLAN_FILE_BYTES {
             return Err(bad_input(format!(
-                "the plan file {} does not exist; see configs/ for examples",
+                "the plan file {} is {size} bytes; a plan file is at most {MAX_PLAN_FILE_BYTES}",
                 path.display()
             )));
         }
-        builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| bad_input(format!("cannot read the plan file {}: {e}", path.display())))?;
+        builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
     }
     builder =
         builder.add_source(config::Environment::with_prefix("CMESH_PLAN").prefix_separator("_"));

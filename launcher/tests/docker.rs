@@ -438,6 +438,65 @@ fn an_interrupted_extract_completes_with_verified_checksums() {
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
 
+/// Another container on the host's reports volume (what every peer has) rewrites peer
+/// 2's report and plants a coordinator report of its own: `analyze` takes the
+/// coordinator's real report (from its own volume), finds peer 2's report altered against
+/// the digest peer 2 posted, and leaves it out as invalid.
+#[test]
+fn a_report_altered_by_another_container_is_detected() {
+    images_built();
+    let runs = tempfile::tempdir().unwrap();
+    let id = run_id("tamper");
+    let _cleanup = Cleanup {
+        runs: runs.path().into(),
+        id: id.clone(),
+    };
+    let out = launcher(
+        runs.path(),
+        &["spawn", "--peers", "4", "--duration", "3s", "--run-id", &id],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = launcher(runs.path(), &["wait", "--run", &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let manifest = read_json(&runs.path().join(&id).join("manifest.json"));
+    let image = manifest["images"]["peer"]["tag"].as_str().unwrap();
+    let victim = format!("{id}-peer-0002");
+    let script = format!(
+        "sed -i 's/\"records_received\": [0-9]*/\"records_received\": 999999/' \
+         /reports/{victim}/report.json && grep -q 999999 /reports/{victim}/report.json && \
+         mkdir -p /reports/{id}-coordinator && echo '{{\"forged\": true}}' \
+         > /reports/{id}-coordinator/coordinator.json"
+    );
+    let tamper = Command::new("docker")
+        .args(["run", "--rm", "--entrypoint", "sh", "-v"])
+        .arg(format!("cmesh-{id}-reports:/reports"))
+        .args([image, "-c", &script])
+        .output()
+        .unwrap();
+    assert!(tamper.status.success(), "{}", text(&tamper.stderr));
+
+    let out = launcher(runs.path(), &["extract", "--run", &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let run_dir = runs.path().join(&id);
+    let out = launcher(runs.path(), &["analyze", run_dir.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an altered report fails the analysis"
+    );
+    let summary = read_json(&run_dir.join("analysis/summary.json"));
+    let invalid = summary["peers_invalid"].as_array().expect("peers_invalid");
+    assert_eq!(invalid.len(), 1, "{invalid:?}");
+    assert_eq!(invalid[0]["peer"], victim.as_str());
+    let reason = invalid[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("altered after the peer wrote it"),
+        "{reason}"
+    );
+    assert_eq!(summary["peers_reported"], 3, "{summary}");
+}
+
 #[test]
 fn bad_input_exits_2_before_anything_is_created() {
     let scratch = tempfile::tempdir().unwrap();

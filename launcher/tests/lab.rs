@@ -246,8 +246,50 @@ fn thirty_peers_on_three_hosts_through_ssh_and_the_registry() {
         let node = lab.docker_in(1, &["node", "ls", "-q", "--filter", &filter]);
         assert_eq!(node.trim().lines().count(), 1, "node of {h}: {node}");
     }
+    // The registry is published on the manager's advertise address only, and needs its
+    // password: a pull without one is refused.
+    let endpoint = lab.docker_in(
+        1,
+        &[
+            "inspect",
+            "cmesh-registry",
+            "--format",
+            "{{index .Config.Labels \"io.cmesh.registry-addr\"}}",
+        ],
+    );
+    let endpoint = endpoint.trim();
+    assert!(endpoint.ends_with(":5000"), "{endpoint}");
+    let published = lab.docker_in(1, &["port", "cmesh-registry", "5000/tcp"]);
+    assert_eq!(
+        published.trim(),
+        endpoint,
+        "published on the advertise address only"
+    );
+    let pull = Command::new("docker")
+        .args(["exec", &lab.container(2), "docker", "pull"])
+        .arg(format!("{endpoint}/cmesh-peer:latest"))
+        .output()
+        .unwrap();
+    let refused = text(&pull.stderr);
+    assert!(
+        !pull.status.success(),
+        "a pull without credentials went through"
+    );
+    assert!(
+        refused.contains("no basic auth credentials") || refused.contains("unauthorized"),
+        "{refused}"
+    );
     let runs = tempfile::tempdir().unwrap();
     let hosts = lab.hosts_file.to_str().unwrap();
+    let out = launcher(runs.path(), &["registry", "rm", "--hosts", hosts]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let left = lab.docker_in(1, &["ps", "-aq", "--filter", "name=cmesh-registry"]);
+    assert_eq!(left.trim(), "", "the registry is gone");
+    let volumes = lab.docker_in(
+        1,
+        &["volume", "ls", "-q", "--filter", "name=cmesh-registry"],
+    );
+    assert_eq!(volumes.trim(), "", "its volumes are gone");
     let out = launcher(runs.path(), &["swarm", "leave", "--hosts", hosts]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     for i in 1..=3 {

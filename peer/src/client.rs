@@ -230,9 +230,30 @@ impl CoordinatorClient {
             peer: self.peer.clone(),
             state,
             reason,
+            report_sha256: None,
         };
+        self.post_state(&body, patience).await
+    }
+
+    /// Reports Done with the SHA-256 of the report written, retrying until `patience`
+    /// runs out.
+    pub async fn set_done(
+        &self,
+        report_sha256: String,
+        patience: Duration,
+    ) -> Result<(), ClientError> {
+        let body = StateChange {
+            peer: self.peer.clone(),
+            state: PeerState::Done,
+            reason: None,
+            report_sha256: Some(report_sha256),
+        };
+        self.post_state(&body, patience).await
+    }
+
+    async fn post_state(&self, body: &StateChange, patience: Duration) -> Result<(), ClientError> {
         self.retry(patience, || async {
-            match self.send_once("/v1/state", &body).await {
+            match self.send_once("/v1/state", body).await {
                 Ok(()) => Attempt::Done(()),
                 Err(ClientError::Unreachable { last, .. }) => Attempt::Retry(last),
                 Err(e) => Attempt::Fail(e),

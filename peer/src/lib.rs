@@ -42,9 +42,11 @@ use anyhow::Context;
 use cmesh_common::report::PeerReport;
 use std::path::Path;
 
-/// Writes `report.json` into `dir` atomically and durably.
-pub fn write_report(dir: &Path, report: &PeerReport) -> anyhow::Result<()> {
+/// Writes `report.json` into `dir` atomically and durably; returns its SHA-256 (hex).
+pub fn write_report(dir: &Path, report: &PeerReport) -> anyhow::Result<String> {
     let path = dir.join("report.json");
-    cmesh_common::fsutil::write_atomic(&path, serde_json::to_string_pretty(report)?.as_bytes())
-        .with_context(|| format!("writing the peer's report to {}", path.display()))
+    let json = serde_json::to_string_pretty(report)?;
+    cmesh_common::fsutil::write_atomic(&path, json.as_bytes())
+        .with_context(|| format!("writing the peer's report to {}", path.display()))?;
+    Ok(cmesh_common::token::sha256_hex(json.as_bytes()))
 }

@@ -75,14 +75,17 @@ fn main_code(args: Args) -> i32 {
             state_dir: args.output.clone(),
         };
         let report = run(cfg.clone(), listener, &events).await;
-        if let Err(e) = cmesh_peer::write_report(&args.output, &report) {
-            eprintln!("peer {}: error: {e:#}", args.name);
-            return exit::RUN_FAILED;
-        }
+        let digest = match cmesh_peer::write_report(&args.output, &report) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("peer {}: error: {e:#}", args.name);
+                return exit::RUN_FAILED;
+            }
+        };
         if report.outcome != Outcome::Ok {
             return exit::RUN_FAILED;
         }
-        match announce_done(&cfg).await {
+        match announce_done(&cfg, digest).await {
             Ok(()) => {
                 events.log("done", serde_json::Value::Null);
                 exit::OK

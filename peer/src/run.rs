@@ -104,10 +104,11 @@ pub async fn run(cfg: PeerConfig, listener: TcpListener, events: &EventLog) -> P
     report
 }
 
-/// Tells the coordinator the peer finished (after its report is written).
-pub async fn announce_done(cfg: &PeerConfig) -> Result<(), ClientError> {
+/// Tells the coordinator the peer finished (after its report is written), with the
+/// report's SHA-256.
+pub async fn announce_done(cfg: &PeerConfig, report_sha256: String) -> Result<(), ClientError> {
     CoordinatorClient::new(&cfg.coordinator, &cfg.token, &cfg.name)
-        .set_state(PeerState::Done, None, cfg.coordinator_timeout)
+        .set_done(report_sha256, cfg.coordinator_timeout)
         .await
 }
 

@@ -15,7 +15,9 @@ use crate::error::bad_input;
 use crate::results::extract;
 use crate::run::dir::RunDir;
 use crate::run::live::LiveRun;
-use crate::run::names::{backend_secret_volume, network_name, reports_volume, secrets_volume};
+use crate::run::names::{
+    backend_secret_volume, coordinator_volume, network_name, reports_volume, secrets_volume,
+};
 use crate::tasks;
 use anyhow::Context;
 use serde::Serialize;
@@ -150,6 +152,7 @@ pub async fn down_with(
         reports_volume(&run.id),
         secrets_volume(&run.id),
         backend_secret_volume(&run.id),
+        coordinator_volume(&run.id),
     ];
     let removals = reachable.iter().map(|h| {
         let volumes = &volumes;

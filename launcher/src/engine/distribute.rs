@@ -126,7 +126,12 @@ async fn tag_as(h: &Host, source: &str, target: &str) -> anyhow::Result<()> {
 }
 
 /// Pushes `image` from the manager to the registry; returns its `repo@sha256:…` reference.
-async fn push(manager: &Host, endpoint: &str, image: &ImageRef) -> anyhow::Result<String> {
+async fn push(
+    manager: &Host,
+    registry: &crate::engine::registry::Registry,
+    image: &ImageRef,
+) -> anyhow::Result<String> {
+    let endpoint = &registry.endpoint;
     let remote = crate::engine::registry::remote_ref(endpoint, &image.tag);
     tag_as(manager, &image.tag, &remote).await?;
     let (repo, tag) = remote
@@ -135,7 +140,11 @@ async fn push(manager: &Host, endpoint: &str, image: &ImageRef) -> anyhow::Resul
     // The registry may still be starting: retry for a while.
     let deadline = Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let failure = manager.engine.push_image(repo, tag).await.err();
+        let failure = manager
+            .engine
+            .push_image(repo, tag, Some(&registry.auth))
+            .await
+            .err();
         match failure {
             None => break,
             Some(e) if Instant::now() > deadline => anyhow::bail!(
@@ -152,10 +161,15 @@ async fn push(manager: &Host, endpoint: &str, image: &ImageRef) -> anyhow::Resul
         .with_context(|| format!("the manager has no digest for {remote} after pushing it"))
 }
 
-/// Pulls `digest_ref` on `h` and tags it as `image.tag`.
-async fn pull(h: &Host, digest_ref: &str, image: &ImageRef) -> anyhow::Result<()> {
+/// Pulls `digest_ref` on `h` (with the registry's credentials) and tags it as `image.tag`.
+async fn pull(
+    h: &Host,
+    digest_ref: &str,
+    image: &ImageRef,
+    auth: &crate::engine::RegistryAuth,
+) -> anyhow::Result<()> {
     h.engine
-        .pull_image(digest_ref)
+        .pull_image(digest_ref, Some(auth))
         .await
         .with_context(|| format!("host `{}` pulling {digest_ref}", h.name()))?;
     tag_as(h, digest_ref, &image.tag).await?;
@@ -210,7 +224,7 @@ pub async fn distribute(
             let mut digests = std::collections::HashMap::new();
             for i in [&images.peer, &images.coordinator] {
                 if workers.iter().any(|(_, lacks)| lacks.contains(&i)) {
-                    digests.insert(i.tag.clone(), push(manager, &registry.endpoint, i).await?);
+                    digests.insert(i.tag.clone(), push(manager, &registry, i).await?);
                 }
             }
             if !workers.is_empty() {
@@ -221,10 +235,10 @@ pub async fn distribute(
                 );
             }
             let pulls = workers.iter().map(|(h, lacks)| {
-                let digests = &digests;
+                let (digests, auth) = (&digests, &registry.auth);
                 async move {
                     for i in lacks.iter().filter(|i| digests.contains_key(&i.tag)) {
-                        pull(h, &digests[&i.tag], i).await?;
+                        pull(h, &digests[&i.tag], i, auth).await?;
                     }
                     anyhow::Ok(())
                 }

@@ -6,7 +6,8 @@
 use super::{
     ByteStream, ContainerEvent, ContainerInfo, ContainerSpec, ContainerState, ContainerSummary,
     Engine, EngineError, EngineInfo, EventKind, ImageInfo, LogOptions, NetworkDriver, NetworkInfo,
-    NetworkSpec, NodeLabels, NodeState, RestartPolicy, SwarmJoin, SwarmState, VolumeSpec,
+    NetworkSpec, NodeLabels, NodeState, RegistryAuth, RestartPolicy, SwarmJoin, SwarmState,
+    VolumeSpec,
 };
 use async_trait::async_trait;
 use bollard::models::{
@@ -632,7 +633,11 @@ impl Engine for DockerEngine {
         Ok(())
     }
 
-    async fn pull_image(&self, reference: &str) -> Result<(), EngineError> {
+    async fn pull_image(
+        &self,
+        reference: &str,
+        auth: Option<&RegistryAuth>,
+    ) -> Result<(), EngineError> {
         let stream = self.docker.create_image(
             Some(
                 q::CreateImageOptionsBuilder::default()
@@ -640,17 +645,22 @@ impl Engine for DockerEngine {
                     .build(),
             ),
             None,
-            None,
+            auth.map(credentials),
         );
         drain(stream, |i| i.error_detail.and_then(|d| d.message)).await?;
         Ok(())
     }
 
-    async fn push_image(&self, repo: &str, tag: &str) -> Result<(), EngineError> {
+    async fn push_image(
+        &self,
+        repo: &str,
+        tag: &str,
+        auth: Option<&RegistryAuth>,
+    ) -> Result<(), EngineError> {
         let stream = self.docker.push_image(
             repo,
             Some(q::PushImageOptionsBuilder::default().tag(tag).build()),
-            Some(bollard::auth::DockerCredentials::default()),
+            Some(auth.map(credentials).unwrap_or_default()),
         );
         drain(stream, |i| i.error_detail.and_then(|d| d.message)).await?;
         Ok(())
@@ -772,6 +782,16 @@ impl Engine for DockerEngine {
             }
             other => other,
         }
+    }
+}
+
+/// The X-Registry-Auth credentials for `auth`: sent with one request, stored nowhere.
+fn credentials(auth: &RegistryAuth) -> bollard::auth::DockerCredentials {
+    bollard::auth::DockerCredentials {
+        username: Some(auth.username.clone()),
+        password: Some(auth.password.clone()),
+        serveraddress: Some(auth.server.clone()),
+        ..Default::default()
     }
 }
 

@@ -122,7 +122,7 @@ fn first_line(s: &str) -> &str {
 async fn pull_and_build_base(builder: &Host, tag: &str) -> anyhow::Result<String> {
     builder
         .engine
-        .pull_image(DEBIAN_IMAGE)
+        .pull_image(DEBIAN_IMAGE, None)
         .await
         .with_context(|| format!("pulling {DEBIAN_IMAGE}"))?;
     let context = tar_context(&[("Dockerfile", BASE_DOCKERFILE.as_bytes(), 0o644)])?;

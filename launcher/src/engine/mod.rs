@@ -196,6 +196,25 @@ pub enum RestartPolicy {
     UnlessStopped,
 }
 
+/// Credentials for cmesh's registry (basic auth, its htpasswd). Never printed.
+#[derive(Clone)]
+pub struct RegistryAuth {
+    pub username: String,
+    pub password: String,
+    /// `addr:port`.
+    pub server: String,
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "RegistryAuth({}@{}, <password>)",
+            self.username, self.server
+        )
+    }
+}
+
 /// Everything a container is created with.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContainerSpec {
@@ -433,9 +452,20 @@ pub trait Engine: Send + Sync {
         tag: &str,
         tar: ByteStream,
     ) -> Result<(), EngineError>;
-    async fn pull_image(&self, reference: &str) -> Result<(), EngineError>;
-    /// Pushes `repo:tag` to the registry named in `repo`.
-    async fn push_image(&self, repo: &str, tag: &str) -> Result<(), EngineError>;
+    /// Pulls `reference`, with `auth` for a registry that needs it (sent with the request
+    /// only: nothing is stored on the host).
+    async fn pull_image(
+        &self,
+        reference: &str,
+        auth: Option<&RegistryAuth>,
+    ) -> Result<(), EngineError>;
+    /// Pushes `repo:tag` to the registry named in `repo`, with `auth` if it needs it.
+    async fn push_image(
+        &self,
+        repo: &str,
+        tag: &str,
+        auth: Option<&RegistryAuth>,
+    ) -> Result<(), EngineError>;
     async fn tag_image(&self, source: &str, repo: &str, tag: &str) -> Result<(), EngineError>;
     /// `docker save`.
     fn export_images(&self, tags: &[&str]) -> ByteStream;

@@ -7,18 +7,26 @@
 //!   the certificate and `config.yml` go into the volume `cmesh-registry-certs`, written
 //!   through a never-started container; the CA's key is never stored. The CA certificate
 //!   is installed on every host at `/etc/docker/certs.d/<addr>:5000/ca.crt` (over SSH).
-//! - The registry publishes port 5000 on the manager itself: workers reach it at the
-//!   manager's address, not through the routing mesh (which needs IPVS).
+//! - It needs a password: one user, `cmesh`, with a password generated at creation. The
+//!   password and its bcrypt hash (`htpasswd`) are kept in the certs volume; the launcher
+//!   reads the password back from there and hands it to each engine with the push or
+//!   pull request (X-Registry-Auth), so no host stores it. Deletes are disabled.
+//! - The registry publishes port 5000 on the manager's advertise address only (not every
+//!   interface): workers reach it at that address, not through the routing mesh (which
+//!   needs IPVS).
 //!
-//! [`ensure`] is idempotent: a running registry for the same address is reused, and its
-//! CA certificate re-installed.
+//! [`ensure`] is idempotent: a running registry for the same address and configuration is
+//! reused, and its CA certificate re-installed. [`remove`] takes it away with its
+//! volumes (`launcher registry rm`, `launcher swarm leave`).
 
 use crate::engine::host::Host;
 use crate::engine::images::ImageRef;
 use crate::engine::labels;
 use crate::engine::retry::retry;
 use crate::engine::scratch::with_scratch;
-use crate::engine::{images, ContainerSpec, ContainerState, Publish, RestartPolicy};
+use crate::engine::{
+    images, ContainerSpec, ContainerState, EngineError, Publish, RegistryAuth, RestartPolicy,
+};
 use anyhow::Context;
 use futures_util::TryStreamExt;
 use std::collections::BTreeMap;
@@ -28,16 +36,33 @@ pub const CONTAINER: &str = "cmesh-registry";
 const CERTS_VOLUME: &str = "cmesh-registry-certs";
 const DATA_VOLUME: &str = "cmesh-registry-data";
 const ADDR_LABEL: &str = "io.cmesh.registry-addr";
+/// A short hash of [`CONFIG`]: a registry made with another configuration is remade.
+const CONFIG_LABEL: &str = "io.cmesh.registry-config";
+/// The registry's one user.
+const USER: &str = "cmesh";
 const UPSTREAM: &str = "registry:2";
 const DOCKERFILE: &str = include_str!("../../../images/registry/Dockerfile");
 const CONFIG: &str = include_str!("../../../images/registry/config.yml");
 
-/// A running registry: where hosts reach it, and the CA that signed its certificate.
+/// A running registry: where hosts reach it, the CA that signed its certificate, and its
+/// credentials.
 #[derive(Clone, Debug)]
 pub struct Registry {
     /// `addr:port`, as image references spell it.
     pub endpoint: String,
     pub ca_pem: String,
+    pub auth: RegistryAuth,
+}
+
+fn config_hash() -> String {
+    cmesh_common::token::sha256_hex(CONFIG.as_bytes())[..12].to_owned()
+}
+
+/// A generated password and its htpasswd line (bcrypt, as distribution requires).
+fn make_password() -> anyhow::Result<(String, String)> {
+    let password = cmesh_common::token::random_token().context("cannot read /dev/urandom")?;
+    let hash = bcrypt::hash(&password, bcrypt::DEFAULT_COST)?;
+    Ok((password, format!("{USER}:{hash}\n")))
 }
 
 /// A CA certificate, and a server certificate and key for `addr`, signed by it.
@@ -86,7 +111,7 @@ async fn registry_image(builder: &Host, manager: &Host, base: &ImageRef) -> anyh
     if manager.engine.inspect_image(UPSTREAM).await.is_ok() {
         return Ok(UPSTREAM.into());
     }
-    if manager.engine.pull_image(UPSTREAM).await.is_ok() {
+    if manager.engine.pull_image(UPSTREAM, None).await.is_ok() {
         tracing::info!("registry: pulled {UPSTREAM}");
         return Ok(UPSTREAM.into());
     }
@@ -104,21 +129,22 @@ async fn registry_image(builder: &Host, manager: &Host, base: &ImageRef) -> anyh
     Ok(image.tag)
 }
 
-async fn read_ca(manager: &Host) -> anyhow::Result<String> {
+/// A file of the registry's certs volume (`/certs/NAME`), read through the registry.
+async fn read_certs_file(manager: &Host, name: &str) -> anyhow::Result<String> {
     let tar: Vec<u8> = manager
         .engine
-        .download(CONTAINER, "/certs/ca.crt")
+        .download(CONTAINER, &format!("/certs/{name}"))
         .try_fold(Vec::new(), |mut acc, chunk| async move {
             acc.extend_from_slice(&chunk);
             Ok(acc)
         })
         .await
-        .context("reading the registry's CA certificate")?;
+        .with_context(|| format!("reading the registry's /certs/{name}"))?;
     let mut archive = tar::Archive::new(tar.as_slice());
     let mut entry = archive
         .entries()?
         .next()
-        .context("the registry's /certs/ca.crt is missing")??;
+        .with_context(|| format!("the registry's /certs/{name} is missing"))??;
     let mut text = String::new();
     std::io::Read::read_to_string(&mut entry, &mut text)?;
     Ok(text)
@@ -135,14 +161,17 @@ pub async fn ensure(builder: &Host, hosts: &[Host], base: &ImageRef) -> anyhow::
     })?;
     let endpoint = format!("{addr}:{REGISTRY_PORT}");
     let existing = manager.engine.inspect_container(CONTAINER).await.ok();
-    let reusable = existing
-        .as_ref()
-        .is_some_and(|c| c.labels.get(ADDR_LABEL) == Some(&endpoint));
-    let ca_pem = if reusable {
+    let reusable = existing.as_ref().is_some_and(|c| {
+        c.labels.get(ADDR_LABEL) == Some(&endpoint)
+            && c.labels.get(CONFIG_LABEL) == Some(&config_hash())
+    });
+    let (ca_pem, password) = if reusable {
         if existing.map(|c| c.state()) != Some(ContainerState::Running) {
             retry(|| manager.engine.start_container(CONTAINER)).await?;
         }
-        read_ca(manager).await?
+        let ca = read_certs_file(manager, "ca.crt").await?;
+        let password = read_certs_file(manager, "password").await?;
+        (ca, password.trim().to_owned())
     } else {
         if existing.is_some() {
             retry(|| manager.engine.remove_container(CONTAINER)).await?;
@@ -160,7 +189,46 @@ pub async fn ensure(builder: &Host, hosts: &[Host], base: &ImageRef) -> anyhow::
     for r in futures_util::future::join_all(installs).await {
         r?;
     }
-    Ok(Registry { endpoint, ca_pem })
+    let auth = RegistryAuth {
+        username: USER.into(),
+        password,
+        server: endpoint.clone(),
+    };
+    Ok(Registry {
+        endpoint,
+        ca_pem,
+        auth,
+    })
+}
+
+/// Removes the registry from the manager, with its volumes (its images go too). A
+/// manager without one is fine. Returns whether there was one.
+pub async fn remove(manager: &Host) -> anyhow::Result<bool> {
+    let existed = match retry(|| manager.engine.remove_container(CONTAINER)).await {
+        Ok(()) => true,
+        Err(EngineError::NotFound(_)) => false,
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "removing the registry on host `{}`",
+                manager.name()
+            )))
+        }
+    };
+    for volume in [CERTS_VOLUME, DATA_VOLUME] {
+        match retry(|| manager.engine.remove_volume(volume)).await {
+            Ok(()) | Err(EngineError::NotFound(_)) => {}
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "removing volume {volume} on host `{}`",
+                    manager.name()
+                )))
+            }
+        }
+    }
+    if existed {
+        tracing::info!("registry: removed from host {}", manager.name());
+    }
+    Ok(existed)
 }
 
 async fn create(
@@ -169,9 +237,10 @@ async fn create(
     base: &ImageRef,
     addr: &str,
     endpoint: &str,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(String, String)> {
     let image = registry_image(builder, manager, base).await?;
     let certs = make_certs(addr)?;
+    let (password, htpasswd) = make_password()?;
     for volume in [CERTS_VOLUME, DATA_VOLUME] {
         manager
             .ensure_volume(volume, (labels::ROLE, "registry"))
@@ -182,6 +251,8 @@ async fn create(
         ("ca.crt", certs.ca_pem.as_bytes(), 0o444),
         ("registry.crt", certs.cert_pem.as_bytes(), 0o444),
         ("registry.key", certs.key_pem.as_bytes(), 0o400),
+        ("htpasswd", htpasswd.as_bytes(), 0o444),
+        ("password", password.as_bytes(), 0o400),
     ])?;
     let seed = "cmesh-registry-certs-seed";
     let tar = bytes::Bytes::from(tar);
@@ -205,6 +276,7 @@ async fn create(
         labels: BTreeMap::from([
             (labels::ROLE.to_owned(), "registry".to_owned()),
             (ADDR_LABEL.to_owned(), endpoint.to_owned()),
+            (CONFIG_LABEL.to_owned(), config_hash()),
         ]),
         binds: vec![
             format!("{CERTS_VOLUME}:/certs:ro"),
@@ -212,7 +284,7 @@ async fn create(
         ],
         publish: vec![Publish {
             port: REGISTRY_PORT,
-            host_ip: String::new(),
+            host_ip: publish_ip(addr),
             host_port: REGISTRY_PORT,
         }],
         restart: RestartPolicy::UnlessStopped,
@@ -233,7 +305,21 @@ async fn create(
         "registry: started on host {} at {endpoint} ({image})",
         manager.name()
     );
-    Ok(certs.ca_pem)
+    Ok((certs.ca_pem, password))
+}
+
+/// The address to publish the registry on: the manager's advertise address when it is an
+/// IP address, else (a DNS name) every interface, with a warning.
+fn publish_ip(addr: &str) -> String {
+    match addr.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.to_string(),
+        Err(_) => {
+            tracing::warn!(
+                "registry: advertise address {addr} is not an IP address; publishing on every interface"
+            );
+            String::new()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -269,6 +355,25 @@ mod tests {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+    }
+
+    #[test]
+    fn the_password_is_fresh_and_its_htpasswd_line_verifies() {
+        let (p1, line) = make_password().unwrap();
+        let (p2, _) = make_password().unwrap();
+        assert_ne!(p1, p2);
+        let hash = line.trim().strip_prefix("cmesh:").unwrap();
+        assert!(hash.starts_with("$2"), "bcrypt: {hash}");
+        assert!(bcrypt::verify(&p1, hash).unwrap());
+        assert!(!bcrypt::verify(&p2, hash).unwrap());
+        assert_eq!(publish_ip("10.0.0.2"), "10.0.0.2");
+        assert_eq!(publish_ip("manager.lab"), "");
+        let auth = RegistryAuth {
+            username: USER.into(),
+            password: p1.clone(),
+            server: "10.0.0.2:5000".into(),
+        };
+        assert!(!format!("{auth:?}").contains(&p1));
     }
 
     #[test]

@@ -29,7 +29,7 @@
 use super::{
     ByteStream, ContainerEvent, ContainerInfo, ContainerSpec, ContainerState, ContainerSummary,
     Engine, EngineError, EngineInfo, EventKind, ImageInfo, LogOptions, NetworkInfo, NetworkSpec,
-    NodeLabels, NodeState, SwarmJoin, SwarmState, VolumeSpec,
+    NodeLabels, NodeState, RegistryAuth, SwarmJoin, SwarmState, VolumeSpec,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -961,7 +961,11 @@ impl Engine for SimEngine {
         Ok(())
     }
 
-    async fn pull_image(&self, reference: &str) -> Result<(), EngineError> {
+    async fn pull_image(
+        &self,
+        reference: &str,
+        _auth: Option<&RegistryAuth>,
+    ) -> Result<(), EngineError> {
         self.serve(self.model().image, |_| {
             Err(EngineError::Other(format!(
                 "simulated hosts reach no registry ({reference})"
@@ -970,7 +974,12 @@ impl Engine for SimEngine {
         .await
     }
 
-    async fn push_image(&self, repo: &str, _tag: &str) -> Result<(), EngineError> {
+    async fn push_image(
+        &self,
+        repo: &str,
+        _tag: &str,
+        _auth: Option<&RegistryAuth>,
+    ) -> Result<(), EngineError> {
         self.serve(self.model().image, |_| {
             Err(EngineError::Other(format!(
                 "simulated hosts reach no registry ({repo})"

@@ -44,6 +44,18 @@ pub fn load(run: &RunDir) -> anyhow::Result<Intake> {
                 .unwrap_or_else(|| format!("report {:?}", entry.report)),
         );
     }
+    let coordinator = coordinator_status(run, &index);
+    // What each peer said its report's SHA-256 was, as the coordinator recorded it.
+    let posted: BTreeMap<String, (Option<String>, bool)> = coordinator
+        .iter()
+        .flat_map(|s| &s.peers)
+        .map(|p| {
+            (
+                p.peer.clone(),
+                (p.report_sha256.clone(), p.report_sha256_differs),
+            )
+        })
+        .collect();
     let mut intake = Intake::new(RunInput {
         run_id: run.id.clone(),
         hosts: manifest.hosts.len(),
@@ -59,7 +71,7 @@ pub fn load(run: &RunDir) -> anyhow::Result<Intake> {
         missing,
         unreadable: BTreeMap::new(),
         unreachable: index.unreachable.clone(),
-        coordinator: coordinator_status(run, &index),
+        coordinator,
         interventions: Interventions {
             killed: crate::faults::chaos::killed(&chaos),
             disturbed: crate::faults::chaos::disturbed(&chaos)
@@ -78,6 +90,11 @@ pub fn load(run: &RunDir) -> anyhow::Result<Intake> {
         scope.spawn(move || {
             for entry in readable {
                 let parsed = extract::read_report_file(run, entry).and_then(|bytes| {
+                    if entry.report == ReportState::Complete {
+                        if let Some((digest, differs)) = posted.get(&entry.name) {
+                            check_digest(&bytes, digest.as_deref(), *differs)?;
+                        }
+                    }
                     PeerReport::from_json(&String::from_utf8_lossy(&bytes))
                         .map_err(anyhow::Error::msg)
                 });
@@ -94,6 +111,28 @@ pub fn load(run: &RunDir) -> anyhow::Result<Intake> {
         }
     });
     Ok(intake)
+}
+
+/// Checks a peer's `report.json` against the SHA-256 it posted with Done: a report
+/// altered afterwards (another container on the host's shared reports volume can write
+/// it), or one under whose name two different digests were posted, is not taken.
+fn check_digest(report: &[u8], posted: Option<&str>, differs: bool) -> anyhow::Result<()> {
+    if differs {
+        anyhow::bail!(
+            "not trusted: two different report digests were posted under this peer's name \
+             (another container posted as it; see the coordinator's timeline)"
+        );
+    }
+    let Some(posted) = posted else {
+        return Ok(());
+    };
+    let actual = cmesh_common::token::sha256_hex(report);
+    anyhow::ensure!(
+        actual.eq_ignore_ascii_case(posted),
+        "altered after the peer wrote it: report.json has SHA-256 {actual}, the peer posted \
+         {posted} when it finished (another container on its host's reports volume changed it)"
+    );
+    Ok(())
 }
 
 /// Analyzes an extracted run; writes every renderer's file under `analysis/`.
@@ -184,4 +223,22 @@ fn coordinator_status(
         .map_err(|e| tracing::warn!("analyze: the coordinator's report is not readable: {e}"))
         .ok()
         .map(|r| r.status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_must_match_the_digest_its_peer_posted() {
+        let report = b"{\"peer\": \"p\"}";
+        let digest = cmesh_common::token::sha256_hex(report);
+        check_digest(report, Some(&digest), false).unwrap();
+        check_digest(report, Some(&digest.to_uppercase()), false).unwrap();
+        check_digest(report, None, false).unwrap();
+        let altered = check_digest(b"{}", Some(&digest), false).unwrap_err();
+        assert!(altered.to_string().contains("altered"), "{altered}");
+        let twice = check_digest(report, Some(&digest), true).unwrap_err();
+        assert!(twice.to_string().contains("two different"), "{twice}");
+    }
 }

@@ -35,7 +35,7 @@ use crate::engine::{ContainerState, Engine, LogOptions};
 use crate::results::archive::{self, Caps, Split};
 use crate::run::dir::RunDir;
 use crate::run::live::LiveRun;
-use crate::run::names::{report_dir, reports_volume, REPORTS_DIR};
+use crate::run::names::{coordinator_volume, report_dir, reports_volume, REPORTS_DIR};
 use crate::tasks;
 use anyhow::Context;
 use cmesh_common::fsutil::write_atomic;
@@ -160,31 +160,64 @@ async fn stream_reports(
     .await
 }
 
-/// Fetches the reports of `names` (all on `host`; `dirs` gives each one's directory) in
-/// one archive, through a helper container that mounts the run's reports volume
-/// read-only and is never started, streamed into each container's `report.tar.gz`.
-/// Empty if the host has no reports volume.
+/// Where the helper mounts the coordinator's own volume.
+const COORDINATOR_MOUNT: &str = "/coordinator";
+
+/// Fetches the reports of `names` (all on `host`; `dirs` gives each one's directory),
+/// through a helper container that mounts the run's volumes read-only and is never
+/// started, streamed into each container's `report.tar.gz`: the peers' in one archive of
+/// the shared reports volume, the coordinator's from its own volume (whatever a peer put
+/// under its name in the shared one is not taken). Empty if the host has neither volume.
 async fn fetch_reports(
     host: &Host,
     run: &str,
     image: &str,
-    dirs: HashMap<String, PathBuf>,
+    coordinator: &str,
+    mut dirs: HashMap<String, PathBuf>,
     caps: Caps,
 ) -> anyhow::Result<BTreeMap<String, Split>> {
-    let volume = reports_volume(run);
-    if !retry(|| host.engine.volume_exists(&volume))
-        .await
-        .unwrap_or(false)
-    {
+    let exists = |volume: String| async move {
+        retry(|| host.engine.volume_exists(&volume))
+            .await
+            .unwrap_or(false)
+            .then_some(volume)
+    };
+    let shared = exists(reports_volume(run)).await;
+    let own = match dirs.remove_entry(coordinator) {
+        Some(entry) => exists(coordinator_volume(run)).await.map(|v| (v, entry)),
+        None => None,
+    };
+    let mut binds = Vec::new();
+    if let Some(volume) = &shared {
+        binds.push(format!("{volume}:{REPORTS_DIR}:ro"));
+    }
+    if let Some((volume, _)) = &own {
+        binds.push(format!("{volume}:{COORDINATOR_MOUNT}:ro"));
+    }
+    if binds.is_empty() {
         return Ok(BTreeMap::new());
     }
     let helper = format!("{run}-extract");
-    let binds = vec![format!("{volume}:{REPORTS_DIR}:ro")];
     let labels = [(labels::RUN, run)];
     with_scratch(host, &helper, image, binds, &labels, || async {
-        stream_reports(host.engine.as_ref(), &helper, REPORTS_DIR, caps, dirs)
-            .await
-            .with_context(|| format!("fetching reports through {helper} on host {}", host.name()))
+        let engine = host.engine.as_ref();
+        let context = || format!("fetching reports through {helper} on host {}", host.name());
+        let mut fetched = BTreeMap::new();
+        if shared.is_some() {
+            fetched = stream_reports(engine, &helper, REPORTS_DIR, caps, dirs)
+                .await
+                .with_context(context)?;
+        }
+        if let Some((_, (name, dir))) = own {
+            let path = format!("{COORDINATOR_MOUNT}/{name}");
+            let one = HashMap::from([(name, dir)]);
+            fetched.extend(
+                stream_reports(engine, &helper, &path, caps, one)
+                    .await
+                    .with_context(context)?,
+            );
+        }
+        Ok(fetched)
     })
     .await
 }
@@ -511,7 +544,16 @@ pub async fn extract_with(
             if dirs.is_empty() {
                 return Ok(BTreeMap::new());
             }
-            fetch_reports(host, &run.id, &manifest.images.peer.tag, dirs, caps).await
+            let coordinator = &manifest.coordinator.name;
+            fetch_reports(
+                host,
+                &run.id,
+                &manifest.images.peer.tag,
+                coordinator,
+                dirs,
+                caps,
+            )
+            .await
         });
     let first_pass = tasks::for_each_on_hosts("extract", todo, per_host, |h, name: String| {
         let host = &hosts[h];

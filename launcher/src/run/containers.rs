@@ -10,9 +10,9 @@ use crate::engine::labels;
 use crate::engine::retry::retry;
 use crate::engine::{ContainerSpec, ContainerState, EngineError, Publish, RestartPolicy};
 use crate::run::names::{
-    admin_digest_path, backend_secret_volume, coordinator_name, report_dir, reports_volume,
-    secret_path, secrets_volume, BACKEND_SECRET_DIR, COORDINATOR_PORT, PEER_PORT, REPORTS_DIR,
-    TOKEN_DIR,
+    admin_digest_path, backend_secret_volume, coordinator_name, coordinator_volume, report_dir,
+    reports_volume, secret_path, secrets_volume, BACKEND_SECRET_DIR, COORDINATOR_PORT, PEER_PORT,
+    REPORTS_DIR, TOKEN_DIR,
 };
 use cmesh_common::plan::PlanSpec;
 use std::collections::{BTreeMap, HashMap};
@@ -126,12 +126,18 @@ pub fn peer_args(run: &str, name: &str, host: &str, backend: &str) -> Vec<String
 
 /// The engine's spec for container `c` of run `run` on host `host`, attached to
 /// `network`: the run's labels, its secrets volume read-only (and the backend's secret,
-/// for peers that need it) and its reports volume, NET_ADMIN, memory without swap, capped
-/// json-file logs. Nothing goes through the environment.
+/// for peers that need it), a reports volume (the host's shared one for peers, its own
+/// for the coordinator), NET_ADMIN, memory without swap, capped json-file logs. Nothing
+/// goes through the environment.
 pub fn spec(run: &str, host: &str, network: &str, c: &ContainerPlan) -> ContainerSpec {
+    let reports = if c.role == labels::ROLE_COORDINATOR {
+        coordinator_volume(run)
+    } else {
+        reports_volume(run)
+    };
     let mut binds = vec![
         format!("{}:{TOKEN_DIR}:ro", secrets_volume(run)),
-        format!("{}:{REPORTS_DIR}", reports_volume(run)),
+        format!("{reports}:{REPORTS_DIR}"),
     ];
     if c.backend_secret {
         binds.push(format!(
@@ -286,6 +292,15 @@ mod tests {
         assert!(
             args.contains("--admin-digest-file /cmesh/admin.sha256"),
             "{args}"
+        );
+        let coordinator = ContainerPlan {
+            role: labels::ROLE_COORDINATOR,
+            ..c.clone()
+        };
+        assert_eq!(
+            spec("r", "local", "cmesh-r", &coordinator).binds[1],
+            "cmesh-r-coordinator:/reports",
+            "the coordinator's report is out of the peers' reach"
         );
     }
 }

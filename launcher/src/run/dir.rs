@@ -72,7 +72,47 @@ pub struct Placement {
     pub index: u32,
 }
 
+/// The largest manifest read (10,000 peers take about 1 MiB).
+pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+
 impl RunManifest {
+    /// Checks what the launcher builds paths, names and commands from: the run id (it must
+    /// be the directory's), host names, container names, and the plan.
+    pub fn check(&self, dir_id: &str) -> Result<(), String> {
+        if self.run_id != dir_id {
+            return Err(format!(
+                "run_id `{}` is not the run directory's `{dir_id}`",
+                self.run_id.chars().take(64).collect::<String>()
+            ));
+        }
+        validate_run_id(&self.run_id).map_err(|e| e.to_string())?;
+        for h in &self.hosts {
+            crate::hosts::check_host_name(&h.name)?;
+            if let Some(ssh) = &h.ssh {
+                if ssh.len() > crate::hosts::MAX_SSH_DESTINATION {
+                    return Err(format!(
+                        "host `{}`: an ssh destination over {} bytes",
+                        h.name,
+                        crate::hosts::MAX_SSH_DESTINATION
+                    ));
+                }
+                crate::hosts::parse_ssh(ssh)?;
+            }
+        }
+        if self.peers.len() > cmesh_common::plan::MAX_PEERS {
+            return Err(format!(
+                "{} peers; at most {}",
+                self.peers.len(),
+                cmesh_common::plan::MAX_PEERS
+            ));
+        }
+        for p in self.peers.iter().chain(std::iter::once(&self.coordinator)) {
+            cmesh_common::protocol::validate_peer_name(&p.name)?;
+            crate::hosts::check_host_name(&p.host)?;
+        }
+        self.spec.validate().map_err(|e| e.to_string())
+    }
+
     /// The run's hosts as a hosts file (hosts and SSH settings).
     pub fn hosts_file(&self) -> crate::hosts::HostsFile {
         crate::hosts::HostsFile {
@@ -188,11 +228,21 @@ impl RunDir {
     }
 
     pub fn read_manifest(&self) -> anyhow::Result<RunManifest> {
-        let text = std::fs::read_to_string(self.manifest_path())
-            .with_context(|| format!("cannot read {}", self.manifest_path().display()))?;
-        let m: RunManifest = serde_json::from_str(&text).with_context(|| {
-            format!("{} is not a valid manifest", self.manifest_path().display())
-        })?;
+        let path = self.manifest_path();
+        let size = std::fs::metadata(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .len();
+        anyhow::ensure!(
+            size <= MAX_MANIFEST_BYTES,
+            "{} is {size} bytes; a manifest is at most {MAX_MANIFEST_BYTES} (was it edited by hand?)",
+            path.display()
+        );
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let m: RunManifest = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a valid manifest", path.display()))?;
+        m.check(&self.id)
+            .map_err(|e| anyhow::anyhow!("{}: {e} (was it edited by hand?)", path.display()))?;
         if m.schema != MANIFEST_SCHEMA || m.schema_version != 1 {
             anyhow::bail!(
                 "{} has schema {} v{}; this launcher reads {MANIFEST_SCHEMA} v1",
@@ -225,12 +275,7 @@ fn secret_file(path: &Path) -> anyhow::Result<String> {
     if path.exists() {
         return Ok(cmesh_common::token::read_token_file(path)?);
     }
-    let mut bytes = [0u8; 24];
-    std::io::Read::read_exact(
-        &mut std::fs::File::open("/dev/urandom").context("cannot open /dev/urandom")?,
-        &mut bytes,
-    )?;
-    let token = hex::encode(bytes);
+    let token = cmesh_common::token::random_token().context("cannot read /dev/urandom")?;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
@@ -287,6 +332,62 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown run `r2`") && e.contains("r1"), "{e}");
+    }
+
+    fn manifest(run_id: &str) -> RunManifest {
+        let image = serde_json::json!({ "tag": "t:1", "id": "sha256:x" });
+        serde_json::from_value(serde_json::json!({
+            "schema": MANIFEST_SCHEMA,
+            "schema_version": 1,
+            "run_id": run_id,
+            "created_at": "2026-12-06T00:00:00Z",
+            "hosts": [{ "name": "local" }],
+            "network": { "name": "cmesh-r1", "id": "n", "subnet": "10.0.0.0/24" },
+            "images": { "base": image, "peer": image, "coordinator": image },
+            "spec": cmesh_common::plan::PlanSpec { peers: 2, ..Default::default() },
+            "coordinator": { "name": "r1-coordinator", "host": "local", "index": 0 },
+            "peers": [
+                { "name": "r1-peer-0001", "host": "local", "index": 1 },
+                { "name": "r1-peer-0002", "host": "local", "index": 2 },
+            ],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_hand_edited_manifest_is_checked_before_use() {
+        let base = tempfile::tempdir().unwrap();
+        let run = RunDir::create(base.path(), "r1").unwrap();
+        run.write_manifest(&manifest("r1")).unwrap();
+        assert_eq!(run.read_manifest().unwrap().peers.len(), 2);
+        let bad = |edit: &dyn Fn(&mut RunManifest)| {
+            let mut m = manifest("r1");
+            edit(&mut m);
+            run.write_manifest(&m).unwrap();
+            run.read_manifest().unwrap_err().to_string()
+        };
+        assert!(bad(&|m| m.run_id = "r2".into()).contains("not the run directory's"));
+        let e = bad(&|m| m.peers[0].host = "../../etc".into());
+        assert!(e.contains("not a host name"), "{e}");
+        let e = bad(&|m| m.peers[1].name = "x".repeat(5_000_000));
+        assert!(
+            e.contains("not a valid peer name") && e.len() < 500,
+            "{} bytes",
+            e.len()
+        );
+        let e = bad(&|m| m.hosts[0].ssh = Some("-oProxyCommand=x".into()));
+        assert!(e.contains("-"), "{e}");
+        assert!(bad(&|m| m.spec.duration_ms = u64::MAX).contains("at most"));
+        std::fs::write(
+            run.manifest_path(),
+            vec![b' '; (MAX_MANIFEST_BYTES + 1) as usize],
+        )
+        .unwrap();
+        assert!(run
+            .read_manifest()
+            .unwrap_err()
+            .to_string()
+            .contains("at most"));
     }
 
     #[test]

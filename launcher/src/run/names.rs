@@ -52,6 +52,13 @@ pub fn reports_volume(run: &str) -> String {
     format!("cmesh-{run}-reports")
 }
 
+/// The coordinator's own reports volume, on the manager, mounted at [`REPORTS_DIR`] by the
+/// coordinator only: no peer can write its report (which holds the digests of the peers'
+/// reports, docs/security.md).
+pub fn coordinator_volume(run: &str) -> String {
+    format!("cmesh-{run}-coordinator")
+}
+
 /// A container's report directory: `/reports/<container>`.
 pub fn report_dir(container: &str) -> String {
     format!("{REPORTS_DIR}/{container}")

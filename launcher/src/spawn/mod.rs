@@ -199,6 +199,12 @@ async fn start_coordinator(
         publish: true,
         backend_secret: false,
     };
+    manager
+        .ensure_volume(
+            &crate::run::names::coordinator_volume(&run.id),
+            (labels::RUN, &run.id),
+        )
+        .await?;
     containers::ensure(
         manager,
         &run.id,

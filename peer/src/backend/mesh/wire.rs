@@ -73,9 +73,12 @@ pub async fn read<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Option<(Fr
     }
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).await?;
-    let frame = postcard::from_bytes(&body)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-    Ok(Some((frame, len + 4)))
+    Ok(Some((decode(&body)?, len + 4)))
+}
+
+/// Decodes a frame's body (what follows its length prefix).
+pub fn decode(body: &[u8]) -> std::io::Result<Frame> {
+    postcard::from_bytes(body).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 #[cfg(test)]
