@@ -513,6 +513,12 @@ pub struct SpawnArgs {
     /// answer) and record the ones left out in the manifest. Without it, spawn refuses.
     #[arg(long)]
     pub allow_missing_hosts: bool,
+    /// Encrypt the run's overlay between hosts (IPsec, Docker's `encrypted` overlay), so
+    /// that no one else on the lab network reads or alters the peers' traffic. Every
+    /// host's kernel must have IPsec (ESP and XFRM): `launcher hosts check` says; spawn
+    /// refuses before creating anything if one has not. Costs CPU per packet.
+    #[arg(long)]
+    pub encrypt_overlay: bool,
     #[command(flatten)]
     pub images: ImageArgs,
 }
@@ -638,6 +644,7 @@ pub fn spawn_request(runs_dir: &Path, a: &SpawnArgs) -> anyhow::Result<spawn::Sp
             a.peer_image.as_deref(),
         )?,
         allow_missing_hosts: a.allow_missing_hosts,
+        encrypt_overlay: a.encrypt_overlay,
     };
     spawn::precheck(&req)?;
     Ok(req)

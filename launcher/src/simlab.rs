@@ -114,6 +114,7 @@ impl SimLab {
                 ..Default::default()
             },
             allow_missing_hosts: false,
+            encrypt_overlay: false,
         }
     }
 }

@@ -4,7 +4,9 @@
 //! prove the Docker path, not step around it. Each test uses its own runs directory and
 //! run id, and removes its containers when it ends, passing or not.
 
-use cmesh_testkit::{binary, images_built, launcher, read_json, text, wait_until};
+use cmesh_testkit::{
+    binary, images_built, kernel_offers_ipsec, launcher, read_json, text, wait_until,
+};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -495,6 +497,63 @@ fn a_report_altered_by_another_container_is_detected() {
         "{reason}"
     );
     assert_eq!(summary["peers_reported"], 3, "{summary}");
+}
+
+/// `spawn --encrypt-overlay`: where the kernel has IPsec, the run's overlay is made
+/// encrypted and the run goes through; where it has not, spawn refuses (exit 2) naming
+/// the host, and creates nothing. `hosts check` says which, as the kernel does.
+#[test]
+fn an_encrypted_overlay_is_made_where_the_kernel_can_and_refused_where_it_cannot() {
+    images_built();
+    let runs = tempfile::tempdir().unwrap();
+    let id = run_id("ipsec");
+    let _cleanup = Cleanup {
+        runs: runs.path().into(),
+        id: id.clone(),
+    };
+    let can = kernel_offers_ipsec();
+    let out = launcher(runs.path(), &["hosts", "check", "--json"]);
+    let rows: Value = serde_json::from_slice(&out.stdout).expect("hosts check --json");
+    assert_eq!(rows[0]["ipsec"], if can { "yes" } else { "no" }, "{rows}");
+    let out = launcher(
+        runs.path(),
+        &[
+            "spawn",
+            "--peers",
+            "2",
+            "--duration",
+            "2s",
+            "--encrypt-overlay",
+            "--run-id",
+            &id,
+        ],
+    );
+    let stderr = text(&out.stderr);
+    if can {
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        let options = Command::new("docker")
+            .args(["network", "inspect", &format!("cmesh-{id}"), "--format"])
+            .arg("{{json .Options}}")
+            .output()
+            .unwrap();
+        assert!(
+            text(&options.stdout).contains("encrypted"),
+            "{}",
+            text(&options.stdout)
+        );
+        let manifest = read_json(&runs.path().join(&id).join("manifest.json"));
+        assert_eq!(manifest["network"]["encrypted"], true);
+        let out = launcher(runs.path(), &["wait", "--run", &id]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    } else {
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("--encrypt-overlay needs IPsec") && stderr.contains("`local`"),
+            "{stderr}"
+        );
+        assert_eq!(docker_objects(&id), (0, 0), "nothing created");
+        assert!(!runs.path().join(&id).exists(), "no run directory");
+    }
 }
 
 #[test]

@@ -421,6 +421,25 @@ pub fn kernel_offers_netem() -> bool {
     }
 }
 
+/// Whether this machine's kernel can carry an encrypted overlay, found by trying it in a
+/// throwaway network namespace: an ESP state with AES-GCM and an iptables policy match
+/// (what Docker's `encrypted` overlay uses). Independent of the launcher's probe.
+pub fn kernel_offers_ipsec() -> bool {
+    Command::new("unshare")
+        .args([
+            "-n",
+            "sh",
+            "-c",
+            "ip xfrm state add src 10.0.0.1 dst 10.0.0.2 proto esp spi 0x100 mode transport \
+             aead 'rfc4106(gcm(aes))' 0x0102030405060708090a0b0c0d0e0f1011121314 128 && \
+             iptables -A INPUT -m policy --dir in --pol ipsec -j ACCEPT",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// Whether this machine's kernel has IPVS (the swarm routing mesh needs it).
 pub fn kernel_offers_ipvs() -> bool {
     kernel_config_has("CONFIG_IP_VS", "ip_vs")

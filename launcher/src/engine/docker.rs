@@ -552,6 +552,8 @@ impl Engine for DockerEngine {
                     ..Default::default()
                 }),
                 labels: Some(spec.labels.clone().into_iter().collect()),
+                options: (overlay && spec.encrypted)
+                    .then(|| HashMap::from([("encrypted".to_owned(), String::new())])),
                 ..Default::default()
             })
             .await

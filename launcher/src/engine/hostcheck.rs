@@ -31,6 +31,8 @@ pub struct Row {
     pub swarm: Option<String>,
     /// `yes`, `no` or `unknown`.
     pub netem: Option<String>,
+    /// Whether the kernel can carry `spawn --encrypt-overlay`: `yes`, `no` or `unknown`.
+    pub ipsec: Option<String>,
     pub ipvs: Option<String>,
     /// How link shaping would be done here: `netem`, `userspace` (NFQUEUE for delay,
     /// iptables for loss, tbf for rate), or `none` (see `cmesh_common::faults`).
@@ -80,6 +82,8 @@ pub fn parse_probe(text: &str) -> std::collections::HashMap<String, String> {
 }
 
 /// A POSIX shell script that prints the kernel facts; `$ROOT` is the engine's root dir.
+/// `ipsec` says whether the kernel can carry an encrypted overlay (ESP, the XFRM user
+/// interface and iptables' policy match: Docker's `encrypted` overlay needs all three).
 /// The limits' lines ([`limits::PROBE`]) follow it.
 pub const PROBE: &str = r#"
 cfg=$( (zcat /proc/config.gz || cat "/boot/config-$(uname -r)") 2>/dev/null )
@@ -90,6 +94,14 @@ feat() {
   elif [ -n "$cfg" ]; then echo no
   else echo unknown; fi
 }
+ipsec=yes
+for f in "esp4 CONFIG_INET_ESP" "xfrm_user CONFIG_XFRM_USER" "xt_policy CONFIG_NETFILTER_XT_MATCH_POLICY"; do
+  case "$(feat $f)" in
+    no) ipsec=no ;;
+    unknown) [ "$ipsec" = yes ] && ipsec=unknown ;;
+  esac
+done
+echo "ipsec=$ipsec"
 echo "netem=$(feat sch_netem CONFIG_NET_SCH_NETEM)"
 echo "ipvs=$(feat ip_vs CONFIG_IP_VS)"
 echo "nfqueue=$(feat nfnetlink_queue CONFIG_NETFILTER_NETLINK_QUEUE)"
@@ -97,6 +109,47 @@ echo "statistic=$(feat xt_statistic CONFIG_NETFILTER_XT_MATCH_STATISTIC)"
 echo "tbf=$(feat sch_tbf CONFIG_NET_SCH_TBF)"
 echo "kernel=$(uname -r)"
 "#;
+
+/// Refuses (bad input) unless every host's kernel can do IPsec for `spawn
+/// --encrypt-overlay`; a host whose kernel cannot be read gets a warning.
+pub async fn require_ipsec(hosts: &[Host]) -> anyhow::Result<()> {
+    let answers = futures_util::future::join_all(hosts.iter().map(|h| async move {
+        let out = h.exec(PROBE, b"").await;
+        let ipsec = out
+            .map(|o| {
+                parse_probe(&o.stdout)
+                    .get("ipsec")
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default();
+        (h.name().to_owned(), ipsec)
+    }))
+    .await;
+    let mut without = Vec::new();
+    for (host, ipsec) in answers {
+        match ipsec.as_str() {
+            "yes" => {}
+            "no" => without.push(host),
+            _ => tracing::warn!(
+                "spawn: cannot tell whether host `{host}`'s kernel has IPsec; --encrypt-overlay may carry nothing there"
+            ),
+        }
+    }
+    if without.is_empty() {
+        return Ok(());
+    }
+    Err(crate::error::bad_input(format!(
+        "--encrypt-overlay needs IPsec (ESP, XFRM and the iptables policy match) in every host's kernel; {} {} not (see `launcher hosts check`, column ipsec). Load esp4, xfrm_user and xt_policy there, or spawn without --encrypt-overlay",
+        if without.len() == 1 { "host" } else { "hosts" },
+        without
+            .iter()
+            .map(|h| format!("`{h}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+            + if without.len() == 1 { " has" } else { " have" }
+    )))
+}
 
 /// The shaping path for a delay, in a word: `netem`, `userspace` or `none`.
 pub fn shaping_path(caps: KernelCaps) -> &'static str {
@@ -154,6 +207,7 @@ async fn check_one(spec: HostSpec, file: &HostsFile) -> (Row, Option<Host>) {
             let get = |k: &str| facts.get(k).filter(|v| !v.is_empty()).cloned();
             row.netem = get("netem");
             row.ipvs = get("ipvs");
+            row.ipsec = get("ipsec");
             row.kernel = get("kernel");
             let yes = |k: &str| get(k).as_deref() == Some("yes");
             row.shaping = Some(
@@ -242,6 +296,7 @@ pub fn render(rows: &[Row]) -> String {
         "swarm",
         "netem",
         "ipvs",
+        "ipsec",
         "shaping",
         "disk free",
         "clock",
@@ -264,6 +319,7 @@ pub fn render(rows: &[Row]) -> String {
                 o(&r.swarm),
                 o(&r.netem),
                 o(&r.ipvs),
+                o(&r.ipsec),
                 o(&r.shaping),
                 r.disk_free_gib
                     .map(|g| format!("{g} GiB"))

@@ -176,6 +176,7 @@ async fn ensure_network(builder: &Host, lab: &str) -> anyhow::Result<Subnet> {
 
 async fn create_network(builder: &Host, lab: &str, subnet: Subnet) -> anyhow::Result<()> {
     let spec = NetworkSpec {
+        encrypted: false,
         name: lab.to_owned(),
         driver: NetworkDriver::Bridge,
         subnet: subnet.to_string(),

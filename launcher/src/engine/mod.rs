@@ -273,6 +273,9 @@ pub struct NetworkSpec {
     pub driver: NetworkDriver,
     pub subnet: String,
     pub labels: BTreeMap<String, String>,
+    /// An overlay whose traffic between hosts is encrypted (IPsec, the `encrypted`
+    /// driver option).
+    pub encrypted: bool,
 }
 
 /// A network as inspect shows it.

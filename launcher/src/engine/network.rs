@@ -128,6 +128,7 @@ pub async fn ensure_network(
     name: &str,
     labels: BTreeMap<String, String>,
     subnet: Subnet,
+    encrypted: bool,
 ) -> anyhow::Result<(String, Subnet)> {
     let name = name.to_owned();
     let spec = NetworkSpec {
@@ -135,6 +136,7 @@ pub async fn ensure_network(
         driver: NetworkDriver::AttachableOverlay,
         subnet: subnet.to_string(),
         labels,
+        encrypted,
     };
     // A network created by a spawn that raced this one (409) is found on the next pass.
     for _ in 0..2 {

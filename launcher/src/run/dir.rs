@@ -57,6 +57,9 @@ pub struct NetworkInfo {
     pub name: String,
     pub id: String,
     pub subnet: String,
+    /// Made with `spawn --encrypt-overlay` (IPsec between hosts).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encrypted: bool,
 }
 
 fn mesh() -> String {

@@ -61,6 +61,8 @@ pub struct SpawnRequest {
     /// Place the peers on the hosts that answer when some do not (the manager must);
     /// the manifest records the ones left out. Without it, spawn refuses (exit 1).
     pub allow_missing_hosts: bool,
+    /// Encrypt the overlay's traffic between hosts (IPsec; `--encrypt-overlay`).
+    pub encrypt_overlay: bool,
 }
 
 /// What spawn did (`--json`).
@@ -166,6 +168,7 @@ async fn ensure_network(
     hint: Option<network::Subnet>,
     peers: usize,
     hosts: usize,
+    encrypted: bool,
 ) -> anyhow::Result<(String, network::Subnet)> {
     let subnet = match hint {
         Some(s) => s,
@@ -175,7 +178,7 @@ async fn ensure_network(
         }
     };
     let labels = BTreeMap::from([(labels::RUN.to_owned(), run.id.clone())]);
-    network::ensure_network(manager, &network_name(&run.id), labels, subnet).await
+    network::ensure_network(manager, &network_name(&run.id), labels, subnet, encrypted).await
 }
 
 /// Starts the coordinator on the manager (if it is not there yet).
@@ -261,6 +264,16 @@ pub async fn spawn_with(connector: &Connector, req: SpawnRequest) -> anyhow::Res
         None => None,
     };
     let manager = host::manager(&hosts)?.clone();
+    // A re-run keeps the run's network as it was made.
+    let encrypted = match &previous {
+        Some((m, _)) => m.network.encrypted,
+        None => req.encrypt_overlay,
+    };
+    if encrypted && previous.is_none() {
+        // Before anything is created: every host's kernel must do IPsec, or the overlay
+        // would carry nothing between hosts.
+        crate::engine::hostcheck::require_ipsec(&hosts).await?;
+    }
     if previous.is_none() {
         // Before anything is created: each host's share against its limits.
         let placed = crate::engine::limits::peers_per_host(
@@ -282,7 +295,7 @@ pub async fn spawn_with(connector: &Connector, req: SpawnRequest) -> anyhow::Res
         None => req.subnet,
     };
     let (network_id, subnet) =
-        ensure_network(&run, &manager, hint, spec.peers, hosts.len()).await?;
+        ensure_network(&run, &manager, hint, spec.peers, hosts.len(), encrypted).await?;
     let net_name = network_name(&run.id);
     tracing::info!("network: {net_name} {subnet}");
 
@@ -320,6 +333,7 @@ pub async fn spawn_with(connector: &Connector, req: SpawnRequest) -> anyhow::Res
             name: net_name.clone(),
             id: network_id,
             subnet: subnet.to_string(),
+            encrypted,
         },
         images: images.clone(),
         spec: spec.clone(),
