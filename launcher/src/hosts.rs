@@ -108,6 +108,78 @@ pub fn check_host_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The most hosts a hosts file may list.
+pub const MAX_HOSTS: usize = 1_000;
+/// The largest hosts file read.
+pub const MAX_HOSTS_FILE_BYTES: u64 = 1 << 20;
+
+/// A label key or value: at most 63 of `A-Z a-z 0-9 . _ -` (they become swarm node
+/// labels and `--host-label` filters); a key is not empty.
+fn check_label(s: &str, key: bool) -> bool {
+    (!key || !s.is_empty())
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// Checks one `[[host]]`'s values: the key at fault and what is wrong. Also run on the
+/// hosts a manifest records.
+pub fn check_host(h: &HostSpec) -> Result<(), (&'static str, String)> {
+    check_host_name(&h.name).map_err(|e| ("name", e))?;
+    if let Some(d) = &h.ssh {
+        if d.len() > MAX_SSH_DESTINATION {
+            return Err((
+                "ssh",
+                format!(
+                    "`{}` is {} bytes long; an SSH destination is at most {MAX_SSH_DESTINATION}",
+                    shown(d),
+                    d.len()
+                ),
+            ));
+        }
+        parse_ssh(d).map_err(|e| ("ssh", e))?;
+    }
+    if !h.docker_socket.starts_with('/') || h.docker_socket.len() > 4096 {
+        return Err((
+            "docker_socket",
+            format!(
+                "`{}` is not an absolute socket path like /var/run/docker.sock",
+                shown(&h.docker_socket)
+            ),
+        ));
+    }
+    if h.capacity == 0 {
+        return Err(("capacity", "must be at least 1".into()));
+    }
+    if h.weight == Some(0) {
+        return Err(("weight", "must be at least 1".into()));
+    }
+    if let Some(a) = &h.advertise_addr {
+        if a.parse::<std::net::IpAddr>().is_err() {
+            return Err((
+                "advertise_addr",
+                format!("`{}` is not an IP address", shown(a)),
+            ));
+        }
+    }
+    if h.labels.len() > 32 {
+        return Err(("labels", format!("{} labels; at most 32", h.labels.len())));
+    }
+    for (k, v) in &h.labels {
+        if !check_label(k, true) || !check_label(v, false) {
+            return Err((
+                "labels",
+                format!(
+                    "`{}` = `{}`: a label key (1 to 63) and value (at most 63) are of A-Z a-z 0-9 . _ -",
+                    shown(k),
+                    shown(v)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The longest `ssh` destination (a DNS name is at most 253 bytes).
 pub const MAX_SSH_DESTINATION: usize = 300;
 
@@ -241,6 +313,15 @@ impl HostsFile {
 
 /// Reads and checks a hosts file. Relative key paths become relative to its directory.
 pub fn load(path: &Path) -> anyhow::Result<HostsFile> {
+    if let Ok(m) = std::fs::metadata(path) {
+        if m.len() > MAX_HOSTS_FILE_BYTES {
+            return Err(bad_input(format!(
+                "the hosts file {} is {} bytes; a hosts file is at most {MAX_HOSTS_FILE_BYTES}",
+                path.display(),
+                m.len()
+            )));
+        }
+    }
     let text = std::fs::read_to_string(path).map_err(|e| {
         bad_input(format!(
             "cannot read the hosts file {}: {e}. Pass --hosts with a hosts.toml (see docs/hosts.md)",
@@ -307,8 +388,14 @@ pub fn parse(text: &str, origin: &str) -> anyhow::Result<HostsFile> {
     }
     let mut names = std::collections::BTreeSet::new();
     let mut local = None;
+    if file.hosts.len() > MAX_HOSTS {
+        return Err(bad_input(format!(
+            "{origin}: {} hosts; at most {MAX_HOSTS}",
+            file.hosts.len()
+        )));
+    }
     for (i, h) in file.hosts.iter().enumerate() {
-        check_host_name(&h.name).map_err(|e| bad_input(format!("{}: {e}", at(i, "name"))))?;
+        check_host(h).map_err(|(key, e)| bad_input(format!("{}: {e}", at(i, key))))?;
         if !names.insert(h.name.clone()) {
             return Err(bad_input(format!(
                 "{}: `{}` is named twice; host names must be unique",
@@ -316,47 +403,12 @@ pub fn parse(text: &str, origin: &str) -> anyhow::Result<HostsFile> {
                 h.name
             )));
         }
-        if let Some(d) = &h.ssh {
-            if d.len() > MAX_SSH_DESTINATION {
+        if h.ssh.is_none() {
+            if let Some(other) = local.replace(&h.name) {
                 return Err(bad_input(format!(
-                    "{}: `{}` is {} bytes long; an SSH destination is at most {MAX_SSH_DESTINATION}",
-                    at(i, "ssh"),
-                    shown(d),
-                    d.len()
-                )));
-            }
-            parse_ssh(d).map_err(|e| bad_input(format!("{}: {e}", at(i, "ssh"))))?;
-        } else if let Some(other) = local.replace(&h.name) {
-            return Err(bad_input(format!(
-                "{}: hosts `{other}` and `{}` both have no `ssh`, so both would be this machine's engine; give one an ssh destination",
-                at(i, "name"),
-                h.name
-            )));
-        }
-        if !h.docker_socket.starts_with('/') {
-            return Err(bad_input(format!(
-                "{}: `{}` is not an absolute socket path like /var/run/docker.sock",
-                at(i, "docker_socket"),
-                h.docker_socket
-            )));
-        }
-        if h.capacity == 0 {
-            return Err(bad_input(format!(
-                "{}: must be at least 1",
-                at(i, "capacity")
-            )));
-        }
-        if h.weight == Some(0) {
-            return Err(bad_input(format!(
-                "{}: must be at least 1",
-                at(i, "weight")
-            )));
-        }
-        if let Some(a) = &h.advertise_addr {
-            if a.parse::<std::net::IpAddr>().is_err() {
-                return Err(bad_input(format!(
-                    "{}: `{a}` is not an IP address",
-                    at(i, "advertise_addr")
+                    "{}: hosts `{other}` and `{}` both have no `ssh`, so both would be this machine's engine; give one an ssh destination",
+                    at(i, "name"),
+                    h.name
                 )));
             }
         }
@@ -543,6 +595,30 @@ advertise_addr = "10.9.9.9"
             &e[..e.len().min(300)]
         );
         assert!(err(&format!("[[host]]\nname = \"{}\"\n", "a".repeat(64))).contains("1 to 63"));
+        let e = err("[[host]]\nname = \"a\"\nlabels = { \"rack a\" = \"1\" }\n");
+        assert!(e.contains("`labels`") && e.contains("a label key"), "{e}");
+        let e = err(&format!(
+            "[[host]]\nname = \"a\"\nlabels = {{ rack = \"{}\" }}\n",
+            "x".repeat(100_000)
+        ));
+        assert!(
+            e.contains("a label key") && e.len() < 400,
+            "{} bytes",
+            e.len()
+        );
+        let e = err(&format!(
+            "[[host]]\nname = \"a\"\ndocker_socket = \"/{}\"\n",
+            "s".repeat(5000)
+        ));
+        assert!(
+            e.contains("`docker_socket`") && e.len() < 400,
+            "{} bytes",
+            e.len()
+        );
+        let many: String = (0..1001)
+            .map(|i| format!("[[host]]\nname = \"h{i}\"\nssh = \"h{i}\"\n"))
+            .collect();
+        assert!(err(&many).contains("at most 1000"));
         let ssh = format!("root@{}", "h".repeat(400));
         let e = err(&format!(
             "[[host]]\nname = \"a\"\nssh = \"{ssh}\"\n[[host]]\nname = \"b\"\n"

@@ -120,7 +120,14 @@ pub async fn coordinator_api(
         .get(&COORDINATOR_PORT)
         .ok_or_else(|| anyhow::anyhow!("the coordinator publishes no port"))?;
     // Read only: this must never make a token (RunDir::admin_token would, if missing).
-    let token = cmesh_common::token::read_token_file(&run.admin_token_path())?;
+    // A run spawned before there were two tokens has only the peers' one.
+    let admin = run.admin_token_path();
+    let path = if admin.exists() {
+        admin
+    } else {
+        run.token_path()
+    };
+    let token = cmesh_common::token::read_token_file(&path)?;
     // On a remote manager the port is on its loopback: reach it through the SSH master.
     let addr = host.forward_tcp(port).await?;
     Ok((format!("http://{addr}"), token))

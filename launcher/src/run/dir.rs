@@ -90,17 +90,7 @@ impl RunManifest {
         }
         validate_run_id(&self.run_id).map_err(|e| e.to_string())?;
         for h in &self.hosts {
-            crate::hosts::check_host_name(&h.name)?;
-            if let Some(ssh) = &h.ssh {
-                if ssh.len() > crate::hosts::MAX_SSH_DESTINATION {
-                    return Err(format!(
-                        "host `{}`: an ssh destination over {} bytes",
-                        h.name,
-                        crate::hosts::MAX_SSH_DESTINATION
-                    ));
-                }
-                crate::hosts::parse_ssh(ssh)?;
-            }
+            crate::hosts::check_host(h).map_err(|(key, e)| format!("a host's `{key}`: {e}"))?;
         }
         if self.peers.len() > cmesh_common::plan::MAX_PEERS {
             return Err(format!(
