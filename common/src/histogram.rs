@@ -146,8 +146,11 @@ impl LatencyHistogram {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(text.trim())
             .map_err(|e| DecodeError(format!("not base64: {e}")))?;
+        // The deserializer sizes its buffer from the length the header claims: checked
+        // here first, or a 4-byte header asks for gigabytes (found by fuzz/peer_report).
+        let plain = checked_v2(&bytes)?;
         let decoded: Histogram<u64> = Deserializer::new()
-            .deserialize(&mut bytes.as_slice())
+            .deserialize(&mut plain.as_ref())
             .map_err(|e| DecodeError(format!("{e:?}")))?;
         // Kept at its own precision (a coarse one is a few KiB, a full one about 180):
         // copying every window into a full histogram was most of analyze's time. Only
@@ -161,6 +164,70 @@ impl LatencyHistogram {
             )));
         }
         Ok(LatencyHistogram { inner: decoded })
+    }
+}
+
+/// The cookie of HdrHistogram's V2 format, as the `hdrhistogram` crate writes it.
+const V2_COOKIE: u32 = 0x1c84_9303 | 0x10;
+/// V2's header: cookie, payload length, normalizing offset, significant digits (4 bytes
+/// each), lowest and highest trackable values and the conversion ratio (8 each).
+const V2_HEADER: usize = 40;
+/// The most a deflated histogram may inflate to: a full one of cmesh's (1 µs to an hour,
+/// 3 digits) takes under 500 KiB in the worst case.
+const MAX_PLAIN_BYTES: u64 = 1 << 20;
+
+/// `bytes` as a plain V2 histogram whose header's payload length fits what follows it:
+/// inflated (up to [`MAX_PLAIN_BYTES`]) if deflated. Anything else is refused.
+fn checked_v2(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, DecodeError> {
+    let word = |b: &[u8], at: usize| -> Option<usize> {
+        b.get(at..at + 4)
+            .map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]) as usize)
+    };
+    let plain_fits = |b: &[u8]| -> Result<(), DecodeError> {
+        match (word(b, 0), word(b, 4)) {
+            (Some(c), Some(len)) if c == V2_COOKIE as usize => {
+                if b.len() >= V2_HEADER && len <= b.len() - V2_HEADER {
+                    Ok(())
+                } else {
+                    Err(DecodeError(format!(
+                        "its header claims {len} bytes of counts; {} follow it",
+                        b.len().saturating_sub(V2_HEADER)
+                    )))
+                }
+            }
+            _ => Err(DecodeError("not a V2 histogram".into())),
+        }
+    };
+    match word(bytes, 0) {
+        Some(c) if c == V2_COMPRESSED_COOKIE as usize => {
+            let len = word(bytes, 4).unwrap_or(0);
+            let deflated = bytes.get(8..8 + len).ok_or_else(|| {
+                DecodeError(format!(
+                    "its header claims {len} deflated bytes; {} follow it",
+                    bytes.len().saturating_sub(8)
+                ))
+            })?;
+            let mut plain = Vec::new();
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(
+                    flate2::read::ZlibDecoder::new(deflated),
+                    MAX_PLAIN_BYTES + 1,
+                ),
+                &mut plain,
+            )
+            .map_err(|e| DecodeError(format!("does not inflate: {e}")))?;
+            if plain.len() as u64 > MAX_PLAIN_BYTES {
+                return Err(DecodeError(format!(
+                    "inflates to over {MAX_PLAIN_BYTES} bytes"
+                )));
+            }
+            plain_fits(&plain)?;
+            Ok(std::borrow::Cow::Owned(plain))
+        }
+        _ => {
+            plain_fits(bytes)?;
+            Ok(std::borrow::Cow::Borrowed(bytes))
+        }
     }
 }
 
@@ -254,6 +321,43 @@ mod tests {
                 coarse.count()
             );
         }
+    }
+
+    #[test]
+    fn a_header_that_claims_more_than_follows_is_refused_before_any_allocation() {
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let mut coarse = LatencyHistogram::coarse();
+        coarse.record(250);
+        let mut plain = base64::engine::general_purpose::STANDARD
+            .decode(coarse.encode())
+            .unwrap();
+        // What fuzz/peer_report found: a payload length of 3.9 GB in a 60-byte histogram.
+        plain[4..8].copy_from_slice(&0xEC00_0007u32.to_be_bytes());
+        let err = LatencyHistogram::decode(&b64(&plain)).unwrap_err();
+        assert!(err.0.contains("claims"), "{}", err.0);
+        // The same inside a deflated one.
+        let deflated = deflated(&plain);
+        let err = LatencyHistogram::decode(&b64(&deflated)).unwrap_err();
+        assert!(err.0.contains("claims"), "{}", err.0);
+        // A deflated one whose length claims more than follows, and a zlib bomb.
+        let mut short = deflated.clone();
+        short[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(LatencyHistogram::decode(&b64(&short)).is_err());
+        let bomb = deflated_raw(&vec![0u8; 4 << 20]);
+        let err = LatencyHistogram::decode(&b64(&bomb)).unwrap_err();
+        assert!(err.0.contains("inflates to over"), "{}", err.0);
+        assert!(LatencyHistogram::decode(&b64(b"HIST")).is_err());
+    }
+
+    /// `bytes` zlib-compressed behind the deflated V2 cookie, whatever they are.
+    fn deflated_raw(bytes: &[u8]) -> Vec<u8> {
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut z, bytes).unwrap();
+        let body = z.finish().unwrap();
+        let mut out = V2_COMPRESSED_COOKIE.to_be_bytes().to_vec();
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        out.extend_from_slice(&body);
+        out
     }
 
     #[test]
