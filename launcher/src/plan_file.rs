@@ -115,8 +115,22 @@ impl PlanFile {
 /// Parses a plan file's text (`origin` names it in errors), without the environment:
 /// what `load` does with a file, for tests and fuzzing.
 pub fn parse(text: &str, origin: &str) -> anyhow::Result<PlanFile> {
-    config::Config::builder()
-        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+    build(
+        config::Config::builder().add_source(toml_text(text)),
+        origin,
+    )
+}
+
+fn toml_text(text: &str) -> config::File<config::FileSourceString, config::FileFormat> {
+    config::File::from_str(text, config::FileFormat::Toml)
+}
+
+/// `builder`'s sources, built and read as a plan file.
+fn build(
+    builder: config::ConfigBuilder<config::builder::DefaultState>,
+    origin: &str,
+) -> anyhow::Result<PlanFile> {
+    builder
         .build()
         .map_err(|e| bad_input(format!("{origin}: {e}")))?
         .try_deserialize::<PlanFile>()
@@ -126,39 +140,41 @@ pub fn parse(text: &str, origin: &str) -> anyhow::Result<PlanFile> {
 /// The largest plan file read (the shipped ones are under 4 KiB; 1,000 faults fit).
 pub const MAX_PLAN_FILE_BYTES: u64 = 1 << 20;
 
-/// Reads the plan file (if any) and the `CMESH_PLAN_*` environment, through `config`.
+/// Reads the plan file (if any) and the `CMESH_PLAN_*` environment, through `config`
+/// (the environment over the file).
 pub fn load(path: Option<&Path>) -> anyhow::Result<PlanFile> {
-    let mut builder = config::Config::builder();
-    if let Some(path) = path {
-        let size = match std::fs::metadata(path) {
-            Ok(m) => m.len(),
-            Err(_) => {
+    let text = match path {
+        None => None,
+        Some(path) => {
+            let size = std::fs::metadata(path)
+                .map_err(|_| {
+                    bad_input(format!(
+                        "the plan file {} does not exist; see configs/ for examples",
+                        path.display()
+                    ))
+                })?
+                .len();
+            if size > MAX_PLAN_FILE_BYTES {
                 return Err(bad_input(format!(
-                    "the plan file {} does not exist; see configs/ for examples",
+                    "the plan file {} is {size} bytes; a plan file is at most {MAX_PLAN_FILE_BYTES}",
                     path.display()
-                )))
+                )));
             }
-        };
-        if size > MAX_PLAN_FILE_BYTES {
-            return Err(bad_input(format!(
-                "the plan file {} is {size} bytes; a plan file is at most {MAX_PLAN_FILE_BYTES}",
-                path.display()
-            )));
+            Some(std::fs::read_to_string(path).map_err(|e| {
+                bad_input(format!("cannot read the plan file {}: {e}", path.display()))
+            })?)
         }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| bad_input(format!("cannot read the plan file {}: {e}", path.display())))?;
-        builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
-    }
-    builder =
-        builder.add_source(config::Environment::with_prefix("CMESH_PLAN").prefix_separator("_"));
+    };
     let origin = path
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "CMESH_PLAN_* environment".into());
-    let cfg = builder
-        .build()
-        .map_err(|e| bad_input(format!("{origin}: {e}")))?;
-    cfg.try_deserialize::<PlanFile>()
-        .map_err(|e| bad_input(format!("{origin}: {e}. See docs/configs.md for the keys")))
+    // Sources later in the builder win: the file first, then the environment.
+    let mut builder = config::Config::builder();
+    if let Some(text) = &text {
+        builder = builder.add_source(toml_text(text));
+    }
+    let env = config::Environment::with_prefix("CMESH_PLAN").prefix_separator("_");
+    build(builder.add_source(env), &origin)
 }
 
 #[cfg(test)]

@@ -8,9 +8,9 @@
 //! A host that cannot be reached keeps what is on it: `down` removes everything else,
 //! lists what remains and where (exit 1), and a later `down` finishes the job.
 
+use crate::engine::gone_is_fine;
 use crate::engine::host::{Connector, Host};
 use crate::engine::retry::retry;
-use crate::engine::EngineError;
 use crate::error::bad_input;
 use crate::results::extract;
 use crate::run::dir::RunDir;
@@ -40,14 +40,6 @@ pub struct Remaining {
     /// Containers, the network, volumes: by name.
     pub objects: Vec<String>,
     pub reason: String,
-}
-
-/// Gone already is as good as removed.
-fn gone_is_fine(r: Result<(), EngineError>) -> Result<(), EngineError> {
-    match r {
-        Err(EngineError::NotFound(_)) => Ok(()),
-        other => other,
-    }
 }
 
 /// Removes the run's containers, network and volumes on real engines.

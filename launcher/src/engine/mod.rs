@@ -196,6 +196,15 @@ pub enum RestartPolicy {
     UnlessStopped,
 }
 
+/// `r`, with "it is not there" counted as done: for removals that an earlier, interrupted
+/// run of the same command may have made already.
+pub fn gone_is_fine(r: Result<(), EngineError>) -> Result<(), EngineError> {
+    match r {
+        Err(EngineError::NotFound(_)) => Ok(()),
+        other => other,
+    }
+}
+
 /// Credentials for cmesh's registry (basic auth, its htpasswd). Never printed.
 #[derive(Clone)]
 pub struct RegistryAuth {

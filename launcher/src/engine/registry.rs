@@ -215,15 +215,8 @@ pub async fn remove(manager: &Host) -> anyhow::Result<bool> {
         }
     };
     for volume in [CERTS_VOLUME, DATA_VOLUME] {
-        match retry(|| manager.engine.remove_volume(volume)).await {
-            Ok(()) | Err(EngineError::NotFound(_)) => {}
-            Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!(
-                    "removing volume {volume} on host `{}`",
-                    manager.name()
-                )))
-            }
-        }
+        crate::engine::gone_is_fine(retry(|| manager.engine.remove_volume(volume)).await)
+            .with_context(|| format!("removing volume {volume} on host `{}`", manager.name()))?;
     }
     if existed {
         tracing::info!("registry: removed from host {}", manager.name());
