@@ -148,9 +148,9 @@ impl LatencyHistogram {
             .map_err(|e| DecodeError(format!("not base64: {e}")))?;
         // The deserializer sizes its buffer from the length the header claims: checked
         // here first, or a 4-byte header asks for gigabytes (found by fuzz/peer_report).
-        let plain = checked_v2(&bytes)?;
+        check_claims(&bytes)?;
         let decoded: Histogram<u64> = Deserializer::new()
-            .deserialize(&mut plain.as_ref())
+            .deserialize(&mut bytes.as_slice())
             .map_err(|e| DecodeError(format!("{e:?}")))?;
         // Kept at its own precision (a coarse one is a few KiB, a full one about 180):
         // copying every window into a full histogram was most of analyze's time. Only
@@ -172,62 +172,49 @@ const V2_COOKIE: u32 = 0x1c84_9303 | 0x10;
 /// V2's header: cookie, payload length, normalizing offset, significant digits (4 bytes
 /// each), lowest and highest trackable values and the conversion ratio (8 each).
 const V2_HEADER: usize = 40;
-/// The most a deflated histogram may inflate to: a full one of cmesh's (1 µs to an hour,
+/// The most counts bytes a histogram may claim: a full one of cmesh's (1 µs to an hour,
 /// 3 digits) takes under 500 KiB in the worst case.
 const MAX_PLAIN_BYTES: u64 = 1 << 20;
 
-/// `bytes` as a plain V2 histogram whose header's payload length fits what follows it:
-/// inflated (up to [`MAX_PLAIN_BYTES`]) if deflated. Anything else is refused.
-fn checked_v2(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, DecodeError> {
+/// Checks that `bytes`' header claims no more than it can hold before the deserializer
+/// sizes its buffer from it: a plain V2 histogram's payload must fit what follows its
+/// header; a deflated one's compressed length must, and the plain histogram inside (its
+/// first 8 bytes inflated to read) may claim at most [`MAX_PLAIN_BYTES`].
+fn check_claims(bytes: &[u8]) -> Result<(), DecodeError> {
     let word = |b: &[u8], at: usize| -> Option<usize> {
         b.get(at..at + 4)
             .map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]) as usize)
     };
-    let plain_fits = |b: &[u8]| -> Result<(), DecodeError> {
-        match (word(b, 0), word(b, 4)) {
-            (Some(c), Some(len)) if c == V2_COOKIE as usize => {
-                if b.len() >= V2_HEADER && len <= b.len() - V2_HEADER {
-                    Ok(())
-                } else {
-                    Err(DecodeError(format!(
-                        "its header claims {len} bytes of counts; {} follow it",
-                        b.len().saturating_sub(V2_HEADER)
-                    )))
-                }
-            }
-            _ => Err(DecodeError("not a V2 histogram".into())),
+    let (cookie, len) = (word(bytes, 0), word(bytes, 4).unwrap_or(usize::MAX));
+    if cookie == Some(V2_COOKIE as usize) {
+        if bytes.len() >= V2_HEADER && len <= bytes.len() - V2_HEADER {
+            return Ok(());
         }
-    };
-    match word(bytes, 0) {
-        Some(c) if c == V2_COMPRESSED_COOKIE as usize => {
-            let len = word(bytes, 4).unwrap_or(0);
-            let deflated = bytes.get(8..8 + len).ok_or_else(|| {
-                DecodeError(format!(
-                    "its header claims {len} deflated bytes; {} follow it",
-                    bytes.len().saturating_sub(8)
-                ))
-            })?;
-            let mut plain = Vec::new();
-            std::io::Read::read_to_end(
-                &mut std::io::Read::take(
-                    flate2::read::ZlibDecoder::new(deflated),
-                    MAX_PLAIN_BYTES + 1,
-                ),
-                &mut plain,
-            )
-            .map_err(|e| DecodeError(format!("does not inflate: {e}")))?;
-            if plain.len() as u64 > MAX_PLAIN_BYTES {
-                return Err(DecodeError(format!(
-                    "inflates to over {MAX_PLAIN_BYTES} bytes"
-                )));
-            }
-            plain_fits(&plain)?;
-            Ok(std::borrow::Cow::Owned(plain))
+        return Err(DecodeError(format!(
+            "its header claims {len} bytes of counts; {} follow it",
+            bytes.len().saturating_sub(V2_HEADER)
+        )));
+    }
+    if cookie != Some(V2_COMPRESSED_COOKIE as usize) {
+        return Err(DecodeError("not a V2 histogram".into()));
+    }
+    let deflated = bytes.get(8..8usize.saturating_add(len)).ok_or_else(|| {
+        DecodeError(format!(
+            "its header claims {len} deflated bytes; {} follow it",
+            bytes.len().saturating_sub(8)
+        ))
+    })?;
+    let mut head = [0u8; 8];
+    std::io::Read::read_exact(&mut flate2::read::ZlibDecoder::new(deflated), &mut head)
+        .map_err(|e| DecodeError(format!("does not inflate: {e}")))?;
+    match (word(&head, 0), word(&head, 4)) {
+        (Some(c), Some(inner)) if c == V2_COOKIE as usize && inner as u64 <= MAX_PLAIN_BYTES => {
+            Ok(())
         }
-        _ => {
-            plain_fits(bytes)?;
-            Ok(std::borrow::Cow::Borrowed(bytes))
-        }
+        (Some(c), Some(inner)) if c == V2_COOKIE as usize => Err(DecodeError(format!(
+            "its header claims {inner} bytes of counts; a histogram of cmesh's holds at most {MAX_PLAIN_BYTES}"
+        ))),
+        _ => Err(DecodeError("not a V2 histogram inside".into())),
     }
 }
 
@@ -343,9 +330,13 @@ mod tests {
         let mut short = deflated.clone();
         short[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
         assert!(LatencyHistogram::decode(&b64(&short)).is_err());
-        let bomb = deflated_raw(&vec![0u8; 4 << 20]);
-        let err = LatencyHistogram::decode(&b64(&bomb)).unwrap_err();
-        assert!(err.0.contains("inflates to over"), "{}", err.0);
+        let mut huge = plain.clone();
+        huge[4..8].copy_from_slice(&(4u32 << 20).to_be_bytes());
+        huge.resize(40 + (4 << 20), 0);
+        let err = LatencyHistogram::decode(&b64(&deflated_raw(&huge))).unwrap_err();
+        assert!(err.0.contains("at most"), "{}", err.0);
+        let err = LatencyHistogram::decode(&b64(&deflated_raw(&[0u8; 64]))).unwrap_err();
+        assert!(err.0.contains("not a V2 histogram inside"), "{}", err.0);
         assert!(LatencyHistogram::decode(&b64(b"HIST")).is_err());
     }
 

@@ -79,15 +79,10 @@ pub struct Placement {
 pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
 
 impl RunManifest {
-    /// Checks what the launcher builds paths, names and commands from: the run id (it must
-    /// be the directory's), host names, container names, and the plan.
-    pub fn check(&self, dir_id: &str) -> Result<(), String> {
-        if self.run_id != dir_id {
-            return Err(format!(
-                "run_id `{}` is not the run directory's `{dir_id}`",
-                self.run_id.chars().take(64).collect::<String>()
-            ));
-        }
+    /// Checks what the launcher builds paths, names and commands from: the run id, host
+    /// names, container names, and the plan. (A run directory may be copied or renamed
+    /// for analysis, so its name need not be the run id.)
+    pub fn check(&self) -> Result<(), String> {
         validate_run_id(&self.run_id).map_err(|e| e.to_string())?;
         for h in &self.hosts {
             crate::hosts::check_host(h).map_err(|(key, e)| format!("a host's `{key}`: {e}"))?;
@@ -134,7 +129,8 @@ pub fn validate_run_id(id: &str) -> anyhow::Result<()> {
         Ok(())
     } else {
         Err(bad_input(format!(
-            "`{id}` is not a run id: use 1 to 40 of a-z 0-9 -, not starting with -"
+            "`{}` is not a run id: use 1 to 40 of a-z 0-9 -, not starting with -",
+            id.chars().take(64).collect::<String>()
         )))
     }
 }
@@ -234,7 +230,7 @@ impl RunDir {
             .with_context(|| format!("cannot read {}", path.display()))?;
         let m: RunManifest = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a valid manifest", path.display()))?;
-        m.check(&self.id)
+        m.check()
             .map_err(|e| anyhow::anyhow!("{}: {e} (was it edited by hand?)", path.display()))?;
         if m.schema != MANIFEST_SCHEMA || m.schema_version != 1 {
             anyhow::bail!(
@@ -359,7 +355,7 @@ mod tests {
             run.write_manifest(&m).unwrap();
             run.read_manifest().unwrap_err().to_string()
         };
-        assert!(bad(&|m| m.run_id = "r2".into()).contains("not the run directory's"));
+        assert!(bad(&|m| m.run_id = "../r2".into()).contains("not a run id"));
         let e = bad(&|m| m.peers[0].host = "../../etc".into());
         assert!(e.contains("not a host name"), "{e}");
         let e = bad(&|m| m.peers[1].name = "x".repeat(5_000_000));
