@@ -140,12 +140,15 @@ pub async fn down_with(
             }
         }
     }
-    let volumes = vec![
+    let mut volumes = vec![
         reports_volume(&run.id),
         secrets_volume(&run.id),
-        backend_secret_volume(&run.id),
         coordinator_volume(&run.id),
     ];
+    // Only a backend with a secret (not mesh) has its volume, so only then is it named.
+    if live.manifest.backend != "mesh" {
+        volumes.push(backend_secret_volume(&run.id));
+    }
     let removals = reachable.iter().map(|h| {
         let volumes = &volumes;
         async move {
