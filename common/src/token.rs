@@ -71,10 +71,15 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
+/// Whether `s` spells a SHA-256 in hex: 64 hex digits, either case.
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// Reads a file holding a token's [`digest`] (64 hex digits on its first line).
 pub fn read_digest_file(path: &Path) -> Result<String, TokenError> {
     let digest = read_token_file(path)?;
-    if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !is_sha256_hex(&digest) {
         return Err(TokenError::NotDigest {
             path: path.to_owned(),
         });

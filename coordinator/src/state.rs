@@ -408,7 +408,7 @@ impl Run {
     /// under its name) and is in the timeline.
     pub fn report_digest(&mut self, peer: &str, sha256: &str, now: u64) -> Result<(), RunError> {
         self.known(peer)?;
-        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !cmesh_common::token::is_sha256_hex(sha256) {
             return Err(RunError::BadRequest(
                 "report_sha256 must be 64 hex digits (a SHA-256)".into(),
             ));
