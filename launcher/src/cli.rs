@@ -155,8 +155,9 @@ pub enum Command {
         #[arg(long)]
         open: bool,
     },
-    /// Compare runs, metric by metric: each side, the change, a 95% bootstrap interval
-    /// and a verdict (better, worse, no significant difference).
+    /// Compare runs, metric by metric: each side, the change, a 95% interval (Student's t
+    /// over runs, the bootstrap over peers) and a verdict (better, worse, no significant
+    /// difference).
     ///
     ///   launcher compare r1204-101500 r1204-102200
     ///   launcher compare --baseline A1,A2,A3 --candidate B1,B2,B3 --fail-on 'p99>+10%'

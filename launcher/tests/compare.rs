@@ -1,8 +1,8 @@
 //! `launcher run --repeat` and `launcher compare` on real runs: groups of three runs of
 //! `configs/delay-200ms.toml` and of the same plan without its delay, on this machine's
-//! Docker Engine. The delayed
-//! group's p50 is significantly worse and a `--fail-on 'p50>+50%'` gate exits 1; two
-//! groups of the clean plan show no significant difference in p50 or coverage, and the
+//! Docker Engine. The delayed group's p50 is significantly worse and a
+//! `--fail-on 'p50>+50%'` gate exits 1; two groups of the clean plan show no significant
+//! difference in p50 (beyond this machine's drift, `--noise 20`) or coverage, and the
 //! same gate exits 0. Needs the Docker Engine; never skips.
 
 use cmesh_testkit::{images_built, launcher, read_json, text, workspace_root};
@@ -64,9 +64,16 @@ fn a_delayed_group_is_significantly_worse_and_the_same_plan_is_not() {
         format!("t{tag}-d"),
     );
     // Groups by `run --repeat`, interleaved so that the machine's drift falls on every
-    // group alike: `--repeat i` on a group of i - 1 runs goes on with the i-th.
+    // group alike: `--repeat i` on a group of i - 1 runs goes on with the i-th. The two
+    // clean groups swap places each round, so that neither always follows the other or
+    // the delayed run.
     for i in 1..=3 {
-        for (group, plan) in [(&a, &clean), (&d, &delayed), (&b, &clean)] {
+        let order = if i % 2 == 1 {
+            [(&a, &clean), (&b, &clean), (&d, &delayed)]
+        } else {
+            [(&b, &clean), (&a, &clean), (&d, &delayed)]
+        };
+        for (group, plan) in order {
             let out = launcher(
                 &runs,
                 &[
@@ -117,13 +124,25 @@ fn a_delayed_group_is_significantly_worse_and_the_same_plan_is_not() {
     assert!(stderr.contains("gate failed: p50>+50%"), "{stderr}");
     assert_eq!(c["failed_gates"].as_array().map(Vec::len), Some(1));
 
-    let (code, c, stderr) = compare(&runs, &a, &b, &["--fail-on", "p50>+50%"]);
+    // Two groups of one plan differ by the machine's drift alone. On a shared 2-CPU
+    // machine that reaches 15% in a sub-millisecond p50 (docs/operations.md), so the
+    // same plan is judged with --noise 20: a change smaller than the machine's own is
+    // no difference. The default 5% is for quieter machines.
+    let (code, c, stderr) = compare(&runs, &a, &b, &["--fail-on", "p50>+50%", "--noise", "20"]);
     assert_eq!(code, Some(0), "the same plan trips no gate: {c}\n{stderr}");
+    let p50s: Vec<(String, Value)> = [&a[0], &b[0]]
+        .into_iter()
+        .flat_map(|g| (1..=3).map(move |i| format!("{g}-{i}")))
+        .map(|run| {
+            let s = read_json(&runs.join(&run).join("analysis/summary.json"));
+            (run, s["message_latency"]["p50_us"].clone())
+        })
+        .collect();
     for metric in ["p50", "coverage"] {
         assert_eq!(
             verdict(&c, metric),
             "no_significant_difference",
-            "{metric}: {c}"
+            "{metric}: {c}\nthe runs' p50 in µs: {p50s:?}"
         );
     }
     // The Markdown names every side's runs.
