@@ -87,6 +87,10 @@ pub struct PeerReport {
     /// holds the run token (mesh: a stranger on the network, docs/security.md).
     #[serde(default)]
     pub handshakes_refused: u64,
+    /// Handshakes this peer gave up on because the other side took longer than this
+    /// side's patience (mesh: a host short of CPU; peer/src/backend/mesh/patience.rs).
+    #[serde(default)]
+    pub handshakes_timed_out: u64,
     /// Latency of every record received from another origin: reader clock minus writer
     /// timestamp, in microseconds.
     pub message_latency: LatencyReport,
@@ -342,6 +346,7 @@ impl PeerReport {
             delta_sync: DeltaSyncStats::default(),
             dissemination: None,
             handshakes_refused: 0,
+            handshakes_timed_out: 0,
             message_latency: LatencyReport {
                 histogram: crate::histogram::LatencyHistogram::new().encode(),
                 ..LatencyReport::default()

@@ -426,6 +426,7 @@ async fn follow_plan(
     report.delta_sync = stats.delta_sync;
     report.dissemination = stats.dissemination;
     report.handshakes_refused = stats.handshakes_refused;
+    report.handshakes_timed_out = stats.handshakes_timed_out;
     report.resync = metrics.resyncs(caught_up);
     report.scheduling_lag = Some(lag_all);
     report.cpu = crate::usage::cpu_usage();

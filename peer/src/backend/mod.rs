@@ -57,6 +57,9 @@ pub struct BackendStats {
     /// Connections refused because the other end did not prove it holds the run token
     /// (mesh).
     pub handshakes_refused: u64,
+    /// Handshakes given up on after the other side was slower than this side's patience
+    /// (mesh).
+    pub handshakes_timed_out: u64,
 }
 
 /// A replication engine under test.
@@ -129,6 +132,7 @@ impl Backend {
                     dissemination: setup.dissemination,
                     graph: setup.graph,
                     key: mesh::auth::RunKey::new(&setup.token),
+                    handshake_wait: mesh::patience::BASE,
                 },
                 setup.listener,
                 metrics,

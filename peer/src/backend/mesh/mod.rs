@@ -23,6 +23,7 @@
 
 pub mod auth;
 pub mod gossip;
+pub mod patience;
 pub mod store;
 pub mod wire;
 
@@ -46,7 +47,9 @@ use wire::{Frame, WIRE_VERSION};
 
 /// Records per `Records` frame during catch-up.
 const CATCH_UP_BATCH: usize = 256;
-const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a dial waits for TCP's own handshake (the kernel's: no turn of the other
+/// process needed), and an acceptor for the dialer's `Hello` (sent with the connection).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How to start a mesh backend.
 #[derive(Clone, Debug)]
@@ -69,6 +72,9 @@ pub struct MeshConfig {
     pub graph: Vec<(u32, u32)>,
     /// The run token, which both ends of a link prove they hold.
     pub key: auth::RunKey,
+    /// The first wait for a neighbour's half of a handshake, which grows with that
+    /// neighbour's timeouts in a row ([`patience`]); [`patience::BASE`] but in tests.
+    pub handshake_wait: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -115,6 +121,10 @@ struct Inner {
     gossip_work: Notify,
     /// Connections whose other end did not prove it holds the run token.
     refused: AtomicU64,
+    /// How long to wait for each neighbour's half of a handshake.
+    patience: Mutex<patience::Patience>,
+    /// Handshakes given up on because the neighbour was slower than that.
+    timed_out: AtomicU64,
 }
 
 /// A running mesh backend.
@@ -152,6 +162,8 @@ impl MeshBackend {
             gossip_work: Notify::new(),
             stopping: watch::channel(false).0,
             refused: AtomicU64::new(0),
+            patience: Mutex::new(patience::Patience::new(cfg.handshake_wait)),
+            timed_out: AtomicU64::new(0),
             cfg,
         });
         let mut tasks = JoinSet::new();
@@ -279,9 +291,7 @@ impl Inner {
         challenge: &auth::Nonce,
         theirs: &auth::Nonce,
     ) -> std::io::Result<(Vec<u64>, usize)> {
-        let answer = tokio::time::timeout(HELLO_TIMEOUT, wire::read(read))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no auth"))??;
+        let answer = self.handshake_read(read, peer, "auth").await?;
         let refused = |why: &str| {
             self.refused.fetch_add(1, Ordering::Relaxed);
             std::io::Error::new(std::io::ErrorKind::PermissionDenied, why.to_owned())
@@ -302,8 +312,46 @@ impl Inner {
                     Err(refused("its proof of the run token is wrong"))
                 }
             }
-            _ => Err(refused("it sent no proof of the run token")),
+            // Closed before its proof: most often a dialer that gave up waiting (its
+            // host is slow), not a stranger; not counted.
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "closed before its proof of the run token",
+            )),
+            Some(_) => Err(refused("it sent no proof of the run token")),
         }
+    }
+
+    /// Reads `peer`'s next handshake message (`what`, for the error), waiting as long as
+    /// this side's patience with `peer` says; a timeout makes that patience grow.
+    async fn handshake_read<R: tokio::io::AsyncRead + Unpin>(
+        &self,
+        read: &mut R,
+        peer: u32,
+        what: &str,
+    ) -> std::io::Result<Option<(Frame, usize)>> {
+        let wait = self.patience().wait(peer);
+        match tokio::time::timeout(wait, wire::read(read)).await {
+            Ok(read) => read,
+            Err(_) => {
+                self.timed_out.fetch_add(1, Ordering::Relaxed);
+                if self.patience().timed_out(peer) {
+                    tracing::info!(
+                        peer,
+                        waited_ms = wait.as_millis() as u64,
+                        "handshake timed out; waiting longer for this neighbour next time (is its host short of CPU?)"
+                    );
+                }
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no {what} within {} ms", wait.as_millis()),
+                ))
+            }
+        }
+    }
+
+    fn patience(&self) -> MutexGuard<'_, patience::Patience> {
+        self.patience.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Queues `frame` (holding `records` records) on the link to `peer`. A link whose
@@ -513,6 +561,7 @@ impl SyncBackend for MeshBackend {
                 announcements_sent: g.announcements_sent,
             }),
             handshakes_refused: self.inner.refused.load(Ordering::Relaxed),
+            handshakes_timed_out: self.inner.timed_out.load(Ordering::Relaxed),
         }
     }
 }
@@ -566,7 +615,7 @@ async fn accept_one(inner: Arc<Inner>, stream: TcpStream, addr: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
-    let hello = tokio::time::timeout(HELLO_TIMEOUT, wire::read(&mut read)).await;
+    let hello = tokio::time::timeout(CONNECT_TIMEOUT, wire::read(&mut read)).await;
     let (from, theirs, n) = match hello {
         Ok(Ok(Some((
             Frame::Hello {
@@ -603,8 +652,12 @@ async fn accept_one(inner: Arc<Inner>, stream: TcpStream, addr: SocketAddr) {
     }
     let (versions, m) = match inner.read_auth(&mut read, from, &challenge, &theirs).await {
         Ok(v) => v,
-        Err(e) => {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             tracing::warn!(%addr, claimed = from, "connection refused: {e}");
+            return;
+        }
+        Err(e) => {
+            tracing::debug!(%addr, claimed = from, "handshake failed: {e}");
             return;
         }
     };
@@ -612,6 +665,7 @@ async fn accept_one(inner: Arc<Inner>, stream: TcpStream, addr: SocketAddr) {
     if write.write_all(&answer).await.is_err() {
         return;
     }
+    inner.patience().met(from);
     let c = &inner.counters[from as usize];
     c.bytes_sent
         .fetch_add((hello.len() + answer.len()) as u64, Ordering::Relaxed);
@@ -655,7 +709,7 @@ async fn dial_loop(inner: Arc<Inner>, peer: u32) {
 
 async fn dial_once(inner: &Arc<Inner>, peer: u32, addr: &str) -> std::io::Result<()> {
     // The neighbour's name looked up once (crate::resolve), again after a failure.
-    let connected = tokio::time::timeout(HELLO_TIMEOUT, async {
+    let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
         TcpStream::connect(crate::resolve::lookup(addr).await?).await
     })
     .await
@@ -668,9 +722,7 @@ async fn dial_once(inner: &Arc<Inner>, peer: u32, addr: &str) -> std::io::Result
     let challenge = auth::nonce()?;
     let hello = inner.hello(challenge);
     write.write_all(&hello).await?;
-    let answer = tokio::time::timeout(HELLO_TIMEOUT, wire::read(&mut read))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no hello"))??;
+    let answer = inner.handshake_read(&mut read, peer, "hello").await?;
     let (theirs, n) = match answer {
         Some((
             Frame::Hello {
@@ -695,7 +747,13 @@ async fn dial_once(inner: &Arc<Inner>, peer: u32, addr: &str) -> std::io::Result
     let (versions, m) = inner
         .read_auth(&mut read, peer, &challenge, &theirs)
         .await
-        .inspect_err(|e| tracing::warn!(peer, %addr, "link refused: {e}"))?;
+        .inspect_err(|e| match e.kind() {
+            std::io::ErrorKind::PermissionDenied => {
+                tracing::warn!(peer, %addr, "link refused: {e}")
+            }
+            _ => tracing::debug!(peer, %addr, "handshake failed: {e}"),
+        })?;
+    inner.patience().met(peer);
     let c = &inner.counters[peer as usize];
     c.bytes_sent
         .fetch_add((hello.len() + auth.len()) as u64, Ordering::Relaxed);
@@ -874,8 +932,16 @@ mod tests {
         listener: TcpListener,
         addrs: Vec<String>,
     ) -> (MeshBackend, Arc<Mutex<Metrics>>) {
-        let metrics = Arc::new(Mutex::new(Metrics::new(me, n)));
-        let cfg = MeshConfig {
+        start(config(mode, me, neighbours, addrs), n, listener)
+    }
+
+    fn config(
+        mode: Dissemination,
+        me: u32,
+        neighbours: Vec<u32>,
+        addrs: Vec<String>,
+    ) -> MeshConfig {
+        MeshConfig {
             run_id: "t".into(),
             me,
             addrs,
@@ -885,7 +951,17 @@ mod tests {
             dissemination: mode,
             graph: Vec::new(),
             key: auth::RunKey::new("test-token"),
-        };
+            handshake_wait: patience::BASE,
+        }
+    }
+
+    /// Starts `cfg` in a run of `n` peers.
+    fn start(
+        cfg: MeshConfig,
+        n: usize,
+        listener: TcpListener,
+    ) -> (MeshBackend, Arc<Mutex<Metrics>>) {
+        let metrics = Arc::new(Mutex::new(Metrics::new(cfg.me, n)));
         (MeshBackend::start(cfg, listener, metrics.clone()), metrics)
     }
 
@@ -993,6 +1069,71 @@ mod tests {
         let stats = b1.stop().await;
         assert_eq!(stats.handshakes_refused, 2);
         assert_eq!(b0.stop().await.handshakes_refused, 0);
+    }
+
+    /// A TCP relay to `to` that holds every chunk for `delay` before passing it on, both
+    /// ways: a neighbour on a host too busy to answer in time. Returns its address.
+    async fn slow_relay(to: String, delay: Duration) -> String {
+        async fn pass(
+            mut from: tokio::net::tcp::OwnedReadHalf,
+            mut into: tokio::net::tcp::OwnedWriteHalf,
+            delay: Duration,
+        ) {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n @ 1..) = from.read(&mut buf).await {
+                tokio::time::sleep(delay).await;
+                if into.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+            let _ = into.shutdown().await;
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(&to).await else {
+                    continue;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(pass(cr, sw, delay));
+                tokio::spawn(pass(sr, cw, delay));
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_neighbour_slower_than_the_first_wait_is_joined_all_the_same() {
+        // Each handshake message takes 150 ms each way; both sides first wait 100 ms for
+        // the other's. With a fixed wait every attempt would time out, forever.
+        let (mut ls, addrs) = listeners(2).await;
+        let wait = Duration::from_millis(100);
+        let mode = Dissemination::Flood;
+        let mut c1 = config(mode, 1, vec![0], addrs.clone());
+        c1.handshake_wait = wait;
+        let (b1, m1) = start(c1, 2, ls.pop().unwrap());
+        let relay = slow_relay(addrs[1].clone(), Duration::from_millis(150)).await;
+        let mut c0 = config(mode, 0, vec![1], vec![addrs[0].clone(), relay]);
+        c0.handshake_wait = wait;
+        let (b0, _) = start(c0, 2, ls.pop().unwrap());
+        until(&b0, |b| b.connected() == 1).await;
+        b0.write(Bytes::from_static(b"late but there"));
+        until(&b1, |b| b.progress()[0] == 1).await;
+        assert_eq!(m1.lock().unwrap().received()[0], 1);
+        let (s0, s1) = (b0.stop().await, b1.stop().await);
+        assert!(
+            s0.handshakes_timed_out >= 1,
+            "the dialer gave up at least once before it waited long enough: {}",
+            s0.handshakes_timed_out
+        );
+        assert_eq!(
+            (s0.handshakes_refused, s1.handshakes_refused),
+            (0, 0),
+            "attempts given up on are no strangers"
+        );
     }
 
     #[tokio::test]
