@@ -132,7 +132,8 @@ pub enum Command {
     },
     /// Merge the extracted reports: coverage, latency percentiles, a table per peer.
     Analyze {
-        /// The run directory, e.g. runs/r1122-031800 [default: the newest run].
+        /// The run directory (runs/r1122-031800) or the run's id (r1122-031800)
+        /// [default: the newest run].
         dir: Option<PathBuf>,
         /// Print summary.json instead of the table.
         #[arg(long)]
@@ -781,7 +782,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Analyze { dir, json } => {
             let run = match dir {
-                Some(d) => RunDir::open_path(&d)?,
+                Some(d) => RunDir::open_arg(runs, &d)?,
                 None => RunDir::open(runs, None)?,
             };
             let s = analyze::analyze(&run)?;

@@ -188,8 +188,20 @@ impl RunDir {
         Ok(RunDir { id, path })
     }
 
-    /// Opens a run by its directory (for `analyze runs/<id>`).
-    pub fn open_path(path: &Path) -> anyhow::Result<RunDir> {
+    /// Opens a run by its directory (`analyze runs/<id>`), or by its id under `base`
+    /// when `arg` is a bare name that is no directory here (`analyze <id>`, as the other
+    /// commands take it).
+    pub fn open_arg(base: &Path, arg: &Path) -> anyhow::Result<RunDir> {
+        match arg.to_str() {
+            Some(id) if arg.components().count() == 1 && !arg.is_dir() => {
+                RunDir::open(base, Some(id))
+            }
+            _ => RunDir::open_path(arg),
+        }
+    }
+
+    /// Opens a run by its directory.
+    fn open_path(path: &Path) -> anyhow::Result<RunDir> {
         let id = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -321,6 +333,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown run `r2`") && e.contains("r1"), "{e}");
+    }
+
+    #[test]
+    fn analyze_takes_a_run_directory_or_a_run_id() {
+        let scratch = tempfile::tempdir().unwrap();
+        let base = scratch.path().join("runs");
+        std::fs::create_dir_all(base.join("r1")).unwrap();
+        std::fs::write(base.join("r1/manifest.json"), "{}").unwrap();
+        let by_dir = RunDir::open_arg(&base, &base.join("r1")).unwrap();
+        let by_id = RunDir::open_arg(&base, Path::new("r1")).unwrap();
+        assert_eq!((by_dir.id.as_str(), by_id.path), ("r1", base.join("r1")));
+        let e = RunDir::open_arg(&base, Path::new("r2")).unwrap_err();
+        assert!(e.to_string().contains("Known runs: r1"), "{e}");
     }
 
     fn manifest(run_id: &str) -> RunManifest {
