@@ -8,8 +8,9 @@
 //! 2. each side sends `Auth` with [`proof`]: HMAC-SHA256 keyed by the token over the run
 //!    id, the sender's and the receiver's plan indexes, the *receiver's* nonce (the
 //!    challenge) and its own;
-//! 3. each side [`verify`]s the other's proof; a wrong one closes the connection and is
-//!    counted (`handshakes_refused` in the peer's report).
+//! 3. each side [`verify`]s the other's proof; a wrong one (or another frame in its
+//!    place) closes the connection and is counted (`handshakes_refused` in the peer's
+//!    report); a connection closed before its proof is not counted.
 //!
 //! The indexes in the proof bind it to one direction of one link, so a proof cannot be
 //! reflected back or replayed on another link, and the fresh nonces stop replays of an
