@@ -1,5 +1,5 @@
 //! `launcher compare`: a candidate against a baseline, metric by metric, with a 95%
-//! bootstrap confidence interval on the change, and a verdict per metric.
+//! confidence interval on the change, and a verdict per metric.
 //!
 //! - With several runs on a side (`--baseline A1,A2,A3 --candidate B1,B2,B3`), each run
 //!   is one sample: a side's value is the mean of its runs' figures. This is the
