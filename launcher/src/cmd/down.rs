@@ -16,7 +16,8 @@ use crate::results::extract;
 use crate::run::dir::RunDir;
 use crate::run::live::LiveRun;
 use crate::run::names::{
-    backend_secret_volume, coordinator_volume, network_name, reports_volume, secrets_volume,
+    backend_secret_volume, coordinator_volume, has_backend_secret, network_name, reports_volume,
+    secrets_volume,
 };
 use crate::tasks;
 use anyhow::Context;
@@ -145,8 +146,8 @@ pub async fn down_with(
         secrets_volume(&run.id),
         coordinator_volume(&run.id),
     ];
-    // Only a backend with a secret (not mesh) has its volume, so only then is it named.
-    if live.manifest.backend != "mesh" {
+    // Only a backend with a secret has its volume, so only then is it named.
+    if has_backend_secret(&live.manifest.backend) {
         volumes.push(backend_secret_volume(&run.id));
     }
     let removals = reachable.iter().map(|h| {

@@ -10,9 +10,9 @@ use crate::engine::labels;
 use crate::engine::retry::retry;
 use crate::engine::{ContainerSpec, ContainerState, EngineError, Publish, RestartPolicy};
 use crate::run::names::{
-    admin_digest_path, backend_secret_volume, coordinator_name, coordinator_volume, report_dir,
-    reports_volume, secret_path, secrets_volume, BACKEND_SECRET_DIR, COORDINATOR_PORT, PEER_PORT,
-    REPORTS_DIR, TOKEN_DIR,
+    admin_digest_path, backend_secret_volume, coordinator_name, coordinator_volume,
+    has_backend_secret, report_dir, reports_volume, secret_path, secrets_volume,
+    BACKEND_SECRET_DIR, COORDINATOR_PORT, PEER_PORT, REPORTS_DIR, TOKEN_DIR,
 };
 use cmesh_common::plan::PlanSpec;
 use std::collections::{BTreeMap, HashMap};
@@ -113,7 +113,7 @@ pub fn peer_args(run: &str, name: &str, host: &str, backend: &str) -> Vec<String
     .iter()
     .map(|s| s.to_string())
     .collect();
-    if backend != "mesh" {
+    if has_backend_secret(backend) {
         args.extend([
             "--backend".into(),
             backend.into(),

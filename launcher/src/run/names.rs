@@ -76,6 +76,12 @@ pub fn backend_secret_volume(run: &str) -> String {
     format!("cmesh-{run}-backend-secret")
 }
 
+/// Whether a run's peers of `backend` have a secret (its volume, `--secret-file`): every
+/// backend but the built-in `mesh`.
+pub fn has_backend_secret(backend: &str) -> bool {
+    backend != "mesh"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 
 use crate::engine::host::Host;
 use crate::error::bad_input;
+use crate::run::names::has_backend_secret;
 use std::path::Path;
 
 /// The peers' sync backend, its secret, and the peer image that has it.
@@ -45,12 +46,12 @@ impl BackendChoice {
                 Some(bytes)
             }
         };
-        if name != "mesh" && secret.is_none() {
+        if has_backend_secret(name) && secret.is_none() {
             return Err(bad_input(format!(
                 "--backend {name} needs --secret-file F (for ditto: license_token and database_id, docs/ditto.md)"
             )));
         }
-        if name == "mesh" && secret.is_some() {
+        if !has_backend_secret(name) && secret.is_some() {
             return Err(bad_input(
                 "--secret-file is for a backend that needs one (e.g. --backend ditto); the mesh backend takes none",
             ));

@@ -31,7 +31,7 @@ use crate::hosts::HostsFile;
 use crate::placement::place;
 use crate::run::containers::{self, coordinator_args, peer_args, ContainerPlan};
 use crate::run::dir::{Images, NetworkInfo, Placement, RunDir, RunManifest, MANIFEST_SCHEMA};
-use crate::run::names::{coordinator_name, network_name};
+use crate::run::names::{coordinator_name, has_backend_secret, network_name};
 use crate::tasks;
 pub use backend::{image_backends, BackendChoice, BACKENDS_LABEL};
 use cmesh_common::plan::PlanSpec;
@@ -411,7 +411,7 @@ pub async fn spawn_with(connector: &Connector, req: SpawnRequest) -> anyhow::Res
             nano_cpus: req.peer_nano_cpus,
             cpu_shares: None,
             publish: false,
-            backend_secret: backend != "mesh",
+            backend_secret: has_backend_secret(&backend),
         };
         let (host, run_id, net, state) =
             (&hosts[h], &run.id, &net_name, states.get(&p.name).copied());
