@@ -3,6 +3,8 @@
 //! The launcher, the coordinator and the peer talk to each other through the
 //! types in this crate and nothing else:
 //!
+//! - [`adapter`]: the protocol between a peer and the adapter program that drives a
+//!   user's app, and the sync service's messages and bounds.
 //! - [`plan`]: what a run asks for ([`plan::PlanSpec`]) and what the coordinator
 //!   decides ([`plan::ExecutionPlan`]): who connects to whom, when to start, how fast to write.
 //! - [`graph`]: the connection graphs a plan can use, generated deterministically from a seed.
@@ -18,6 +20,7 @@
 //! Everything that crosses a process boundary carries a schema version, so a launcher can
 //! refuse (rather than misread) a report written by a newer peer.
 
+pub mod adapter;
 pub mod clock;
 pub mod exit;
 pub mod faults;

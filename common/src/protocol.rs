@@ -12,6 +12,8 @@
 //! | `POST /v1/barrier/{name}` | [`BarrierArrive`] | long-poll: [`BarrierStatus`] |
 //! | `POST /v1/chaos` | [`ChaosRequest`] | [`ChaosAction`]; `400` bad action, `409` the run is not running |
 //! | `GET /v1/chaos?peer=NAME&after=N` | | long-poll: `200` the [`ChaosAction`]s with `seq > N` (may be empty) |
+//! | `POST /v1/sync/{topic}` | [`crate::adapter::PublishRequest`] | `200` its number on the topic; `400` bad topic name, `429` past a bound of [`crate::adapter::SYNC_LIMITS`] |
+//! | `GET /v1/sync/{topic}?after=N` | | long-poll: `200` the [`crate::adapter::Publication`]s after the first N (may be empty) |
 //! | `GET /status` | | [`StatusReport`] |
 //! | `GET /healthz` | (no token needed) | `200 ok` |
 //!

@@ -43,8 +43,12 @@ pub struct PeerReport {
     /// The peer's number in the plan (absent if it never got a plan).
     #[serde(default)]
     pub index: Option<u32>,
-    /// The sync backend, e.g. `mesh`.
+    /// The sync backend, e.g. `mesh`, or `adapter` for an app driven by an adapter
+    /// program.
     pub backend: String,
+    /// The adapter program's command line, for the `adapter` backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
     pub outcome: Outcome,
     #[serde(default)]
     pub error: Option<String>,
@@ -327,6 +331,7 @@ impl PeerReport {
             run_id: None,
             index: None,
             backend: backend.to_owned(),
+            adapter: None,
             outcome: Outcome::Ok,
             error: None,
             partial: false,

@@ -13,6 +13,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use cmesh_common::adapter::{Publication, PublishRequest};
 use cmesh_common::protocol::{
     BarrierArrive, ChaosAction, ChaosRequest, ErrorBody, Heartbeat, RegisterRequest,
     RegisterResponse, StateChange,
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/state", post(change_state))
         .route("/v1/barrier/{name}", post(barrier))
         .route("/v1/chaos", post(chaos).get(chaos_since))
+        .route("/v1/sync/{topic}", post(publish).get(publications))
         .route("/status", get(status))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -276,6 +278,45 @@ async fn chaos_since(
     let mut signal = state.lock().chaos_signal();
     let _ = tokio::time::timeout(state.long_poll, signal.wait_for(|n| *n > q.after)).await;
     Json(state.lock().chaos_after(q.after))
+}
+
+async fn publish(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+    Json(req): Json<PublishRequest>,
+) -> Result<Json<u64>, RunError> {
+    Ok(Json(state.lock().publish(&topic, &req.peer, &req.value)?))
+}
+
+/// The most publications one answer carries; a reader asks again for the rest.
+const MAX_PUBLICATIONS_PER_ANSWER: usize = 1024;
+
+#[derive(Deserialize)]
+struct SyncQuery {
+    after: u64,
+}
+
+/// Long-polls for `topic`'s publications after its first `after`; answers with what
+/// there is (maybe nothing) when the poll times out.
+async fn publications(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+    Query(q): Query<SyncQuery>,
+) -> Json<Vec<Publication>> {
+    let mut signal = state.lock().sync_signal();
+    let deadline = tokio::time::Instant::now() + state.long_poll;
+    loop {
+        let found = state
+            .lock()
+            .publications(&topic, q.after, MAX_PUBLICATIONS_PER_ANSWER);
+        if !found.is_empty() {
+            return Json(found);
+        }
+        match tokio::time::timeout_at(deadline, signal.changed()).await {
+            Ok(Ok(())) => {}
+            _ => return Json(found),
+        }
+    }
 }
 
 async fn status(State(state): State<AppState>) -> Response {

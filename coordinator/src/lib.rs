@@ -4,6 +4,7 @@
 //!
 //! - [`state`]: the run's state machine (registrations, peer states, plan, barriers),
 //!   synchronous and unit-tested;
+//! - [`sync`]: the sync service, topics apps publish on before they connect;
 //! - [`api`]: the HTTP/JSON API over it, behind the run's tokens;
 //! - [`conn`]: its connections, bounded in number and in how long they may idle;
 //! - [`clock`]: its clock over UDP on the same port, for the peers' clock offsets;
@@ -20,6 +21,7 @@ pub mod clock;
 pub mod conn;
 pub mod output;
 pub mod state;
+pub mod sync;
 
 use anyhow::Context;
 use cmesh_common::exit;

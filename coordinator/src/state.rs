@@ -104,6 +104,8 @@ pub struct Run {
     chaos_count: watch::Sender<u32>,
     /// Mobility re-draws already in the timeline.
     mobility_logged: usize,
+    /// What apps publish for each other ([`crate::sync`]).
+    topics: crate::sync::Topics,
 }
 
 impl Run {
@@ -125,6 +127,7 @@ impl Run {
             chaos: Vec::new(),
             chaos_count: watch::channel(0).0,
             mobility_logged: 0,
+            topics: crate::sync::Topics::new(cmesh_common::adapter::SYNC_LIMITS),
         }
     }
 
@@ -630,6 +633,33 @@ impl Run {
     /// Waits here for chaos actions: the count so far.
     pub fn chaos_signal(&self) -> watch::Receiver<u32> {
         self.chaos_count.subscribe()
+    }
+
+    /// `peer` publishes `value` on `topic` (the sync service, [`crate::sync`]); returns
+    /// its number on the topic.
+    pub fn publish(&mut self, topic: &str, peer: &str, value: &str) -> Result<u64, RunError> {
+        self.known(peer)?;
+        self.topics
+            .publish(topic, peer, value)
+            .map_err(|e| match e {
+                crate::sync::SyncError::BadName(m) => RunError::BadRequest(m),
+                crate::sync::SyncError::Limit(m) => RunError::TooMany(m),
+            })
+    }
+
+    /// `topic`'s publications after its first `after`, at most `max`.
+    pub fn publications(
+        &self,
+        topic: &str,
+        after: u64,
+        max: usize,
+    ) -> Vec<cmesh_common::adapter::Publication> {
+        self.topics.after(topic, after, max)
+    }
+
+    /// Waits here for publications: how many the run has.
+    pub fn sync_signal(&self) -> watch::Receiver<u64> {
+        self.topics.signal()
     }
 
     /// A peer arrives at barrier `name`. Returns a receiver that becomes true on release.

@@ -56,10 +56,22 @@ pub struct Args {
     /// Memory for the window of recent records, over all origins (bytes).
     #[arg(long, default_value_t = 2 << 20)]
     pub window_bytes: usize,
-    /// The sync backend: mesh (built in), or ditto (a Ditto small peer; only in a peer
+    /// The sync backend: mesh (built in), adapter (any app, driven by the program
+    /// --adapter names; docs/apps.md), or ditto (a Ditto small peer; only in a peer
     /// built with the `ditto` feature, see docs/ditto.md).
     #[arg(long, default_value = "mesh")]
     pub backend: String,
+    /// For --backend adapter: the adapter's command line, run with `sh -c` in the app's
+    /// directory (OUTPUT/app). It speaks the protocol of docs/apps.md on stdin/stdout.
+    #[arg(long, value_name = "CMD")]
+    pub adapter: Option<String>,
+    /// How long the adapter may take to answer `init` with `ready` (the app's start).
+    #[arg(long, value_parser = parse::duration, default_value = "60s")]
+    pub adapter_ready_timeout: Duration,
+    /// How long the adapter may take to answer a `write` with `written`, or `stop`
+    /// with `stopped`.
+    #[arg(long, value_parser = parse::duration, default_value = "30s")]
+    pub adapter_answer_timeout: Duration,
     /// A secret file for the backend: for ditto, `license_token = …` and
     /// `database_id = …` lines. The launcher copies it in; never put it in the
     /// environment.

@@ -4,6 +4,7 @@
 //! backoff until a deadline; answers that retrying cannot change (401 wrong token, 404,
 //! 409 aborted) fail at once with what the coordinator said.
 
+use cmesh_common::adapter::{Publication, PublishRequest};
 use cmesh_common::plan::ExecutionPlan;
 use cmesh_common::protocol::{
     BarrierArrive, BarrierStatus, ChaosAction, ErrorBody, Heartbeat, PeerState, RegisterRequest,
@@ -190,9 +191,18 @@ impl CoordinatorClient {
 
     /// Long-polls once for the chaos actions after the first `after` (maybe none).
     pub async fn chaos_since(&self, after: u32) -> Result<Vec<ChaosAction>, ClientError> {
+        self.poll_once("/v1/chaos", u64::from(after)).await
+    }
+
+    /// Long-polls `path?after=N` once: what came after the first `after` (maybe none).
+    async fn poll_once<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        after: u64,
+    ) -> Result<Vec<T>, ClientError> {
         let r = self
             .http
-            .get(format!("{}/v1/chaos", self.base))
+            .get(format!("{}{path}", self.base))
             .query(&[("after", after)])
             .header(token::HEADER, &self.token)
             .timeout(Duration::from_secs(60))
@@ -208,6 +218,40 @@ impl CoordinatorClient {
                 last,
             }),
         }
+    }
+
+    /// Publishes `value` on the sync service's `topic`, retrying until `patience` runs
+    /// out; returns its number on the topic. Past a bound the coordinator answers 429,
+    /// which fails at once with its message.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        value: &str,
+        patience: Duration,
+    ) -> Result<u64, ClientError> {
+        let body = PublishRequest {
+            peer: self.peer.clone(),
+            value: value.to_owned(),
+        };
+        self.retry(patience, || async {
+            let r = self
+                .post(&format!("/v1/sync/{topic}"))
+                .timeout(Duration::from_secs(30))
+                .json(&body)
+                .send()
+                .await;
+            self.classify(r).await
+        })
+        .await
+    }
+
+    /// Long-polls once for `topic`'s publications after its first `after` (maybe none).
+    pub async fn publications(
+        &self,
+        topic: &str,
+        after: u64,
+    ) -> Result<Vec<Publication>, ClientError> {
+        self.poll_once(&format!("/v1/sync/{topic}"), after).await
     }
 
     /// One heartbeat, no retry (the next beat is the retry).

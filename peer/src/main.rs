@@ -20,7 +20,11 @@ fn main_code(args: Args) -> i32 {
     if let Err(e) = cmesh_common::protocol::validate_peer_name(&args.name) {
         return bad(e);
     }
-    if let Err(e) = cmesh_peer::backend::check(&args.backend, args.secret_file.as_deref()) {
+    if let Err(e) = cmesh_peer::backend::check(
+        &args.backend,
+        args.secret_file.as_deref(),
+        args.adapter.as_deref(),
+    ) {
         return bad(e);
     }
     let token = match cmesh_common::token::read_token_file(&args.token_file) {
@@ -73,6 +77,12 @@ fn main_code(args: Args) -> i32 {
             backend: args.backend.clone(),
             secret_file: args.secret_file.clone(),
             state_dir: args.output.clone(),
+            adapter: args.adapter.clone(),
+            adapter_deadlines: cmesh_peer::backend::adapter::session::Deadlines {
+                ready: args.adapter_ready_timeout,
+                answer: args.adapter_answer_timeout,
+                ..Default::default()
+            },
         };
         let report = run(cfg.clone(), listener, &events).await;
         let digest = match cmesh_peer::write_report(&args.output, &report) {

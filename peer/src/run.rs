@@ -60,6 +60,9 @@ pub struct PeerConfig {
     pub secret_file: Option<std::path::PathBuf>,
     /// Where the backend may keep state (the output directory).
     pub state_dir: std::path::PathBuf,
+    /// The adapter's command line, for the adapter backend.
+    pub adapter: Option<String>,
+    pub adapter_deadlines: crate::backend::adapter::session::Deadlines,
 }
 
 /// Records kept per origin: the budget split over the origins, within 16..=1024.
@@ -72,6 +75,7 @@ pub fn window_per_origin(window_bytes: usize, origins: usize, payload_bytes: usi
 pub async fn run(cfg: PeerConfig, listener: TcpListener, events: &EventLog) -> PeerReport {
     let mut report = PeerReport::new(&cfg.name, &cfg.backend, cmesh_common::unix_millis());
     report.host = cfg.host.clone();
+    report.adapter = cfg.adapter.clone();
     let client = CoordinatorClient::new(&cfg.coordinator, &cfg.token, &cfg.name);
     let (state_tx, state_rx) = watch::channel(PeerState::Init);
     let result = lifecycle(
@@ -235,10 +239,35 @@ async fn follow_plan(
             secret_file: cfg.secret_file.clone(),
             state_dir: cfg.state_dir.clone(),
             token: cfg.token.clone(),
+            names: names.clone(),
+            duration_ms: plan.spec.duration_ms,
+            payload_bytes: plan.spec.payload_bytes,
+            adapter: cfg.adapter.clone(),
+            adapter_deadlines: cfg.adapter_deadlines,
+            client: client.clone(),
+            patience,
         },
         metrics.clone(),
     )
     .await?;
+    // From here on, a backend that cannot go on (an adapter that exits, breaks the
+    // protocol or misses a deadline) ends this peer, keeping what it measured.
+    let kept = |report: &mut PeerReport, produced: u64| {
+        report.records_produced = produced;
+        let m = metrics.lock().unwrap_or_else(|e| e.into_inner());
+        fill_from_metrics(report, &m, &names, me.index, None);
+    };
+    macro_rules! unless_failed {
+        ($work:expr, $produced:expr) => {
+            tokio::select! {
+                done = $work => done,
+                reason = backend.failed() => {
+                    kept(report, $produced);
+                    anyhow::bail!("{reason}");
+                }
+            }
+        };
+    }
 
     // The plan's faults, and any `launcher chaos` sends while the peers write.
     let read_caps = !my_faults.is_empty();
@@ -278,7 +307,7 @@ async fn follow_plan(
         events.log("clock", json!({"at": "start", "estimate": start}));
         report.clock_sync = start.map(|start| ClockSync { start, end: None });
     }
-    tokio::time::sleep_until(start_at).await;
+    unless_failed!(tokio::time::sleep_until(start_at), 0);
     if rejoined {
         // Learn from the neighbours how far this peer had written before it writes
         // again (the mesh backend takes the highest from their hellos): all of them, or
@@ -354,6 +383,11 @@ async fn follow_plan(
             done = &mut writing => done,
             never = follow_chaos(client, &plan, me.index, &faults, events) => match never {},
             never = follow_mobility(&backend, &plan, me.index, &moved, events) => match never {},
+            reason = backend.failed() => {
+                report.faults = faults.finish().await;
+                kept(report, produced_so_far.load(Ordering::Relaxed));
+                anyhow::bail!("{reason}");
+            }
         }
     };
     report.availability = Some(availability);
@@ -375,20 +409,21 @@ async fn follow_plan(
     events.log("written", json!({"records": produced}));
 
     let settle = Duration::from_millis(plan.spec.settle_timeout_ms);
-    let written = client
-        .barrier(
+    let written = unless_failed!(
+        client.barrier(
             "written",
             Some(produced),
             settle + Duration::from_secs(30),
             patience,
-        )
-        .await?;
-    let caught_up = catch_up(&backend, &plan, &written.values, settle).await;
+        ),
+        produced
+    )?;
+    let caught_up = unless_failed!(catch_up(&backend, &plan, &written.values, settle), produced);
     events.log("caught_up", json!({"complete": caught_up}));
     // The measurement ends here: what follows (barriers, the report) is the harness's.
     let (lag_all, lag_windows) = sampler.lag();
     // Stay connected until everyone has caught up: others may depend on us as a hop.
-    let synced = client.barrier("synced", None, settle, patience).await?;
+    let synced = unless_failed!(client.barrier("synced", None, settle, patience), produced)?;
     if !synced.released {
         events.log(
             "barrier_timeout",
@@ -427,6 +462,11 @@ async fn follow_plan(
     report.dissemination = stats.dissemination;
     report.handshakes_refused = stats.handshakes_refused;
     report.handshakes_timed_out = stats.handshakes_timed_out;
+    if let (Some(in_time), Some(a)) = (stats.writes_in_time, report.availability.as_mut()) {
+        // A write is available when the harness sent it on time and the app took it
+        // in time: of the two counts, the lesser.
+        a.write_ok = a.write_ok.min(in_time);
+    }
     report.resync = metrics.resyncs(caught_up);
     report.scheduling_lag = Some(lag_all);
     report.cpu = crate::usage::cpu_usage();

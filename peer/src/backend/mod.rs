@@ -1,13 +1,17 @@
 //! Sync backends: how a peer shares its records with its neighbours.
 //!
 //! The peer's lifecycle ([`crate::run`]) is written against [`SyncBackend`], the only
-//! seam: the built-in [`mesh`] backend, and [`ditto`] (a Ditto small peer, behind the
+//! seam: the built-in [`mesh`] backend, [`adapter`] (any app, driven by the user's
+//! adapter program over JSON lines) and [`ditto`] (a Ditto small peer, behind the
 //! `ditto` cargo feature) plug in without touching registration, timing, faults or
 //! reporting. A backend reports every record it receives to the shared
-//! [`crate::metrics::Metrics`].
+//! [`crate::metrics::Metrics`]; [`progress`] keeps the version vector for backends
+//! whose app tells of records one at a time.
 
+pub mod adapter;
 pub mod ditto;
 pub mod mesh;
+pub mod progress;
 
 use crate::metrics::Metrics;
 use cmesh_common::plan::Dissemination;
@@ -18,14 +22,37 @@ use tokio::net::TcpListener;
 /// The backends this build has, as `--backend` takes them.
 pub fn available() -> &'static [&'static str] {
     if cfg!(feature = "ditto") {
-        &["mesh", "ditto"]
+        &["mesh", "adapter", "ditto"]
     } else {
-        &["mesh"]
+        &["mesh", "adapter"]
     }
 }
 
-/// Checks `--backend` and its secret before anything starts (bad input otherwise).
-pub fn check(kind: &str, secret_file: Option<&std::path::Path>) -> Result<(), String> {
+/// Checks `--backend`, its secret and its adapter before anything starts (bad input
+/// otherwise).
+pub fn check(
+    kind: &str,
+    secret_file: Option<&std::path::Path>,
+    adapter: Option<&str>,
+) -> Result<(), String> {
+    match (kind, adapter) {
+        ("adapter", None) => {
+            return Err(
+                "the adapter backend needs --adapter CMD, the program that drives the app (docs/apps.md)"
+                    .into(),
+            )
+        }
+        ("adapter", Some(cmd)) if cmd.trim().is_empty() => {
+            return Err("--adapter is empty; give the adapter's command line".into())
+        }
+        ("adapter", _) => {}
+        (_, Some(_)) => {
+            return Err(format!(
+                "--adapter is for --backend adapter, not `{kind}`"
+            ))
+        }
+        _ => {}
+    }
     if !available().contains(&kind) {
         return Err(format!(
             "this peer has no `{kind}` backend (it has: {}){}",
@@ -60,6 +87,9 @@ pub struct BackendStats {
     /// Handshakes given up on after the other side was slower than this side's patience
     /// (mesh).
     pub handshakes_timed_out: u64,
+    /// Writes the app acknowledged in time, where the app acknowledges them
+    /// ([`SyncBackend::writes_in_time`]).
+    pub writes_in_time: Option<u64>,
 }
 
 /// A replication engine under test.
@@ -78,6 +108,18 @@ pub trait SyncBackend {
     fn connected(&self) -> usize;
     /// Moves to a re-drawn graph's neighbours (mobility).
     fn set_neighbours(&self, neighbours: &[u32]);
+    /// Resolves, with the reason, once the backend cannot go on (an adapter that
+    /// exited, broke the protocol or missed a deadline); the peer then fails. Never,
+    /// for backends that cannot fail on their own.
+    async fn failed(&self) -> String {
+        std::future::pending().await
+    }
+    /// Writes the app acknowledged within the availability deadline of being sent, for
+    /// backends whose app acknowledges writes itself (adapter); `None` where `write`
+    /// returning is the acknowledgement.
+    fn writes_in_time(&self) -> Option<u64> {
+        None
+    }
     /// Disconnects from every neighbour and returns the traffic figures.
     async fn stop(self) -> BackendStats;
 }
@@ -104,11 +146,24 @@ pub struct Setup {
     pub state_dir: std::path::PathBuf,
     /// The run's peers' token (the mesh handshake's key).
     pub token: String,
+    /// Every peer's name, by plan index.
+    pub names: Vec<String>,
+    /// How long the peers write, and each record's payload.
+    pub duration_ms: u64,
+    pub payload_bytes: usize,
+    /// The adapter's command line (the adapter backend).
+    pub adapter: Option<String>,
+    pub adapter_deadlines: adapter::session::Deadlines,
+    /// The coordinator, for the adapter's sync service, and how long its requests may
+    /// retry.
+    pub client: crate::client::CoordinatorClient,
+    pub patience: std::time::Duration,
 }
 
 /// The backend a peer runs.
 pub enum Backend {
     Mesh(mesh::MeshBackend),
+    Adapter(adapter::AdapterBackend),
     #[cfg(feature = "ditto")]
     Ditto(ditto::sdk::DittoBackend),
 }
@@ -137,6 +192,39 @@ impl Backend {
                 setup.listener,
                 metrics,
             ))),
+            "adapter" => {
+                let command = setup.adapter.clone().ok_or_else(|| {
+                    anyhow::anyhow!("the adapter backend needs --adapter CMD (docs/apps.md)")
+                })?;
+                let listen = setup
+                    .listener
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                // The app takes the peer's port over.
+                drop(setup.listener);
+                Ok(Backend::Adapter(
+                    adapter::AdapterBackend::start(
+                        adapter::AdapterSetup {
+                            command,
+                            run_id: setup.run_id,
+                            me: setup.me,
+                            names: setup.names,
+                            addrs: setup.addrs,
+                            neighbours: setup.neighbours,
+                            listen,
+                            data_dir: setup.state_dir.join("app"),
+                            duration_ms: setup.duration_ms,
+                            payload_bytes: setup.payload_bytes,
+                            deadlines: setup.adapter_deadlines,
+                            client: setup.client,
+                            patience: setup.patience,
+                        },
+                        metrics,
+                    )
+                    .await?,
+                ))
+            }
             #[cfg(feature = "ditto")]
             "ditto" => {
                 let path = setup.secret_file.as_deref().ok_or_else(|| {
@@ -160,9 +248,13 @@ impl Backend {
                 Ok(Backend::Ditto(backend))
             }
             other => Err(anyhow::Error::msg(
-                check(other, setup.secret_file.as_deref())
-                    .err()
-                    .unwrap_or_else(|| format!("backend `{other}` cannot start here")),
+                check(
+                    other,
+                    setup.secret_file.as_deref(),
+                    setup.adapter.as_deref(),
+                )
+                .err()
+                .unwrap_or_else(|| format!("backend `{other}` cannot start here")),
             )),
         }
     }
@@ -173,6 +265,7 @@ macro_rules! each {
     ($self:expr, $b:ident => $e:expr) => {
         match $self {
             Backend::Mesh($b) => $e,
+            Backend::Adapter($b) => $e,
             #[cfg(feature = "ditto")]
             Backend::Ditto($b) => $e,
         }
@@ -198,6 +291,12 @@ impl SyncBackend for Backend {
     fn set_neighbours(&self, neighbours: &[u32]) {
         each!(self, b => b.set_neighbours(neighbours))
     }
+    async fn failed(&self) -> String {
+        each!(self, b => b.failed().await)
+    }
+    fn writes_in_time(&self) -> Option<u64> {
+        each!(self, b => b.writes_in_time())
+    }
     async fn stop(self) -> BackendStats {
         each!(self, b => b.stop().await)
     }
@@ -209,11 +308,21 @@ mod tests {
 
     #[test]
     fn the_backend_and_its_secret_are_checked_before_anything_starts() {
-        assert!(check("mesh", None).is_ok());
-        let e = check("raft", None).unwrap_err();
-        assert!(e.contains("no `raft` backend (it has: mesh"), "{e}");
+        assert!(check("mesh", None, None).is_ok());
+        assert!(check("adapter", None, Some("./adapter.py")).is_ok());
+        let e = check("adapter", None, None).unwrap_err();
+        assert!(e.contains("needs --adapter CMD"), "{e}");
+        let e = check("adapter", None, Some(" ")).unwrap_err();
+        assert!(e.contains("--adapter is empty"), "{e}");
+        let e = check("mesh", None, Some("x")).unwrap_err();
+        assert!(e.contains("--adapter is for --backend adapter"), "{e}");
+        let e = check("raft", None, None).unwrap_err();
+        assert!(
+            e.contains("no `raft` backend (it has: mesh, adapter"),
+            "{e}"
+        );
         if !cfg!(feature = "ditto") {
-            let e = check("ditto", None).unwrap_err();
+            let e = check("ditto", None, None).unwrap_err();
             assert!(e.contains("build the peer with the `ditto` feature"), "{e}");
         }
     }

@@ -10,8 +10,6 @@
 //!   dials, as in the mesh backend), every other transport off;
 //! - [`record_to_document`] / [`document_to_record`]: a record is one document in the
 //!   [`COLLECTION`] collection, written with DQL;
-//! - [`Progress`]: per origin, the highest sequence number held with nothing missing
-//!   below, from the documents the observer sees.
 //!
 //! [`sdk`] (only with the feature) opens Ditto with that configuration, inserts records
 //! with DQL, and turns every document from another origin that its observer sees into a
@@ -176,39 +174,6 @@ pub const INSERT: &str = "INSERT INTO cmesh_records DOCUMENTS (:doc) ON ID CONFL
 /// The DQL every peer subscribes to and observes.
 pub const SELECT_ALL: &str = "SELECT * FROM cmesh_records";
 
-/// Per origin, the contiguous progress and the sequence numbers held above it.
-#[derive(Debug, Default)]
-pub struct Progress {
-    contiguous: Vec<u64>,
-    above: Vec<BTreeSet<u64>>,
-}
-
-impl Progress {
-    pub fn new(origins: usize) -> Self {
-        Progress {
-            contiguous: vec![0; origins],
-            above: vec![BTreeSet::new(); origins],
-        }
-    }
-
-    /// Records that `origin`'s `seq` is held; returns false if it already was.
-    pub fn insert(&mut self, origin: u32, seq: u64) -> bool {
-        let o = origin as usize;
-        if o >= self.contiguous.len() || seq <= self.contiguous[o] || !self.above[o].insert(seq) {
-            return false;
-        }
-        while self.above[o].remove(&(self.contiguous[o] + 1)) {
-            self.contiguous[o] += 1;
-        }
-        true
-    }
-
-    /// Per origin, the highest sequence number held with nothing missing below.
-    pub fn version_vector(&self) -> Vec<u64> {
-        self.contiguous.clone()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,16 +253,5 @@ mod tests {
             .contains("`seq`"));
         let bad = json!({"origin": 1, "seq": 1, "written_at_us": 1, "payload": "%%"});
         assert!(document_to_record(&bad).unwrap_err().contains("base64"));
-    }
-
-    #[test]
-    fn progress_is_contiguous_per_origin() {
-        let mut p = Progress::new(2);
-        assert!(p.insert(1, 2));
-        assert_eq!(p.version_vector(), vec![0, 0]);
-        assert!(p.insert(1, 1));
-        assert_eq!(p.version_vector(), vec![0, 2]);
-        assert!(!p.insert(1, 2), "held already");
-        assert!(!p.insert(5, 1), "no such origin");
     }
 }

@@ -4,7 +4,8 @@
 //! build script then skips the download); a real build needs the library
 //! (`DITTOFFI_SEARCH_PATH`, docs/ditto.md).
 
-use super::{document_to_record, record_to_document, Progress, Secret, TransportPlan};
+use super::{document_to_record, record_to_document, Secret, TransportPlan};
+use crate::backend::progress::Progress;
 use crate::backend::{BackendStats, SyncBackend};
 use crate::metrics::Metrics;
 use bytes::Bytes;

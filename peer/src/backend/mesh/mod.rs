@@ -562,6 +562,7 @@ impl SyncBackend for MeshBackend {
             }),
             handshakes_refused: self.inner.refused.load(Ordering::Relaxed),
             handshakes_timed_out: self.inner.timed_out.load(Ordering::Relaxed),
+            writes_in_time: None,
         }
     }
 }
