@@ -371,6 +371,9 @@ pub fn value_name(value: impl ValueEnum) -> String {
 pub enum BackendKind {
     /// The built-in replicated log over TCP.
     Mesh,
+    /// Your app, driven by your adapter program (needs --app-image and --adapter;
+    /// docs/apps.md). The default when --adapter is given.
+    Adapter,
     /// A Ditto small peer (needs --peer-image and --secret-file; docs/ditto.md).
     Ditto,
 }
@@ -500,9 +503,18 @@ pub struct SpawnArgs {
     #[arg(long, value_name = "CPUS", value_parser = parse_cpus)]
     pub peer_cpus: Option<f64>,
     /// The peers' sync backend; the peer image must have it (its io.cmesh.backends
-    /// label).
-    #[arg(long, value_enum, default_value_t = BackendKind::Mesh)]
-    pub backend: BackendKind,
+    /// label) [default: mesh, or adapter with --adapter].
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendKind>,
+    /// Your app's image (on this machine's engine): the peers run in an image derived
+    /// from it, with the peer and --adapter added, and checked for what they need
+    /// (docs/apps.md).
+    #[arg(long, value_name = "IMAGE", requires = "adapter", conflicts_with = "peer_image")]
+    pub app_image: Option<String>,
+    /// The program that drives your app in each peer: a script or binary speaking
+    /// cmesh's adapter protocol on stdin/stdout (docs/apps.md; apps/toy/adapter.py).
+    #[arg(long, value_name = "PATH", requires = "app_image")]
+    pub adapter: Option<PathBuf>,
     /// A secret file the backend needs (ditto: licence token and database id). It is
     /// copied into each host's secrets volume, never into an environment or an image.
     #[arg(long)]
@@ -641,9 +653,19 @@ pub fn spawn_request(runs_dir: &Path, a: &SpawnArgs) -> anyhow::Result<spawn::Sp
         bin_dir: images::bin_dir(a.images.bin_dir.as_deref()),
         base_image: a.images.base_image.clone(),
         backend: spawn::BackendChoice::new(
-            &value_name(a.backend),
+            &value_name(a.backend.unwrap_or(if a.adapter.is_some() {
+                BackendKind::Adapter
+            } else {
+                BackendKind::Mesh
+            })),
             a.secret_file.as_deref(),
             a.peer_image.as_deref(),
+            match (&a.app_image, &a.adapter) {
+                (Some(image), Some(adapter)) => {
+                    Some(spawn::app_image::AppChoice::new(image, adapter)?)
+                }
+                _ => None,
+            },
         )?,
         allow_missing_hosts: a.allow_missing_hosts,
         encrypt_overlay: a.encrypt_overlay,

@@ -1,6 +1,7 @@
 //! The images a run needs: a base, the peer and the coordinator.
 //!
-//! **Base** (`cmesh-base:bookworm-<hash>`), first of:
+//! **Base** (`cmesh-base:bookworm-<hash>`, also tagged [`BASE_ALIAS`] for app images to
+//! build on), first of:
 //! 1. already present on the engine;
 //! 2. built from `images/base/Dockerfile` on a pulled `debian:bookworm-slim`;
 //! 3. built from Debian's packages with `debootstrap` and imported (no registry needed).
@@ -25,6 +26,9 @@ const PEER_DOCKERFILE: &str = include_str!("../../../images/peer/Dockerfile");
 const COORDINATOR_DOCKERFILE: &str = include_str!("../../../images/coordinator/Dockerfile");
 const DEBIAN_IMAGE: &str = "debian:bookworm-slim";
 const DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
+
+/// The base image's stable name, for app images built on it (`FROM cmesh-base:bookworm`).
+pub const BASE_ALIAS: &str = "cmesh-base:bookworm";
 
 /// An image, by tag and id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -327,6 +331,11 @@ pub async fn ensure_all(
         BasePath::Given => "given with --base-image",
     };
     tracing::info!("images: base {} ({how})", base.tag);
+    // A stable name for users' app images to build on (docs/apps.md): FROM cmesh-base:bookworm.
+    let (repo, tag) = BASE_ALIAS.split_once(':').expect("repo:tag");
+    retry(|| builder.engine.tag_image(&base.tag, repo, tag))
+        .await
+        .with_context(|| format!("tagging the base image {} as {BASE_ALIAS}", base.tag))?;
     let (peer, built_peer) = ensure_app(builder, AppImage::Peer, bins, &base).await?;
     let (coordinator, built_coord) =
         ensure_app(builder, AppImage::Coordinator, bins, &base).await?;

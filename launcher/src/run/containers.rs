@@ -94,8 +94,15 @@ pub fn coordinator_args(run: &str, spec: &PlanSpec) -> Vec<String> {
     args
 }
 
-/// A peer's command line; a backend other than mesh gets `--backend` and its secret.
-pub fn peer_args(run: &str, name: &str, host: &str, backend: &str) -> Vec<String> {
+/// A peer's command line; a backend other than mesh gets `--backend`, and its secret or
+/// (`adapter`) the adapter's command.
+pub fn peer_args(
+    run: &str,
+    name: &str,
+    host: &str,
+    backend: &str,
+    adapter: Option<&str>,
+) -> Vec<String> {
     let mut args: Vec<String> = [
         "--name",
         name,
@@ -119,6 +126,14 @@ pub fn peer_args(run: &str, name: &str, host: &str, backend: &str) -> Vec<String
             backend.into(),
             "--secret-file".into(),
             secret_path(),
+        ]);
+    }
+    if let Some(command) = adapter {
+        args.extend([
+            "--backend".into(),
+            "adapter".into(),
+            "--adapter".into(),
+            command.into(),
         ]);
     }
     args
@@ -223,9 +238,9 @@ mod tests {
 
     #[test]
     fn peers_get_the_backend_and_the_secret_path() {
-        let mesh = peer_args("r", "r-peer-0001", "local", "mesh");
+        let mesh = peer_args("r", "r-peer-0001", "local", "mesh", None);
         assert!(!mesh.contains(&"--backend".to_owned()));
-        let ditto = peer_args("r", "r-peer-0001", "local", "ditto");
+        let ditto = peer_args("r", "r-peer-0001", "local", "ditto", None);
         let tail: Vec<&str> = ditto
             .iter()
             .rev()
@@ -252,7 +267,7 @@ mod tests {
             role: labels::ROLE_PEER,
             index: 1,
             image: "img".into(),
-            args: peer_args("r", "r-peer-0001", "local", "mesh"),
+            args: peer_args("r", "r-peer-0001", "local", "mesh", None),
             memory: 64 << 20,
             nano_cpus: Some(250_000_000),
             cpu_shares: Some(COORDINATOR_CPU_SHARES),

@@ -41,6 +41,9 @@ pub struct RunManifest {
     /// The peers' sync backend (`mesh` unless `--backend` said otherwise).
     #[serde(default = "mesh")]
     pub backend: String,
+    /// The adapter's command in the peer image, for the `adapter` backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
     pub network: NetworkInfo,
     pub images: Images,
     pub spec: PlanSpec,

@@ -77,9 +77,10 @@ pub fn backend_secret_volume(run: &str) -> String {
 }
 
 /// Whether a run's peers of `backend` have a secret (its volume, `--secret-file`): every
-/// backend but the built-in `mesh`.
+/// backend but the built-in `mesh` and `adapter` (an app's adapter gets no secret of
+/// the run; what the app needs goes into its image).
 pub fn has_backend_secret(backend: &str) -> bool {
-    backend != "mesh"
+    backend != "mesh" && backend != "adapter"
 }
 
 #[cfg(test)]

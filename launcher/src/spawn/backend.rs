@@ -15,6 +15,9 @@ pub struct BackendChoice {
     pub secret: Option<Vec<u8>>,
     /// A peer image to run instead of the workspace's.
     pub peer_image: Option<String>,
+    /// The user's app and its adapter (`--app-image`, `--adapter`): the peer image is
+    /// derived from it ([`super::app_image`]).
+    pub app: Option<super::app_image::AppChoice>,
 }
 
 /// The label a peer image lists its backends in (comma-separated).
@@ -22,12 +25,28 @@ pub const BACKENDS_LABEL: &str = "io.cmesh.backends";
 
 impl BackendChoice {
     /// Checks the flags without an engine: a secret file, when given, must be readable
-    /// and not empty; a backend other than `mesh` needs a peer image built with it.
+    /// and not empty; the `adapter` backend needs an app and its adapter; another backend
+    /// other than `mesh` needs a peer image built with it.
     pub fn new(
         name: &str,
         secret_file: Option<&Path>,
         peer_image: Option<&str>,
+        app: Option<super::app_image::AppChoice>,
     ) -> anyhow::Result<BackendChoice> {
+        match (name, &app) {
+            ("adapter", None) => {
+                return Err(bad_input(
+                    "--backend adapter needs --app-image IMAGE --adapter PATH: your app's image and the program that drives it (docs/apps.md)",
+                ))
+            }
+            ("adapter", Some(_)) => {}
+            (_, Some(_)) => {
+                return Err(bad_input(format!(
+                    "--app-image and --adapter run your app with the adapter backend, not `{name}`; leave out --backend"
+                )))
+            }
+            _ => {}
+        }
         let secret = match secret_file {
             None => None,
             Some(path) => {
@@ -56,7 +75,7 @@ impl BackendChoice {
                 "--secret-file is for a backend that needs one (e.g. --backend ditto); the mesh backend takes none",
             ));
         }
-        if name != "mesh" && peer_image.is_none() {
+        if name != "mesh" && name != "adapter" && peer_image.is_none() {
             return Err(bad_input(format!(
                 "the peer image built from this workspace has only the mesh backend, not `{name}`. Build a peer image with it (for ditto: docker build -f images/peer-ditto/Dockerfile -t cmesh-peer-ditto . on a machine with the vendor's library, docs/ditto.md) and pass --peer-image cmesh-peer-ditto"
             )));
@@ -65,6 +84,7 @@ impl BackendChoice {
             name: name.to_owned(),
             secret,
             peer_image: peer_image.map(str::to_owned),
+            app,
         })
     }
 }
@@ -113,11 +133,22 @@ mod tests {
         std::fs::write(&secret, "license_token = t\ndatabase_id = d\n").unwrap();
         let empty = dir.path().join("empty");
         std::fs::write(&empty, "  \n").unwrap();
-        let ok = BackendChoice::new("ditto", Some(&secret), Some("cmesh-peer-ditto")).unwrap();
+        let ok =
+            BackendChoice::new("ditto", Some(&secret), Some("cmesh-peer-ditto"), None).unwrap();
         assert_eq!(ok.secret.as_deref().map(<[u8]>::len), Some(34));
-        assert!(BackendChoice::new("mesh", None, None).is_ok());
+        assert!(BackendChoice::new("mesh", None, None, None).is_ok());
+        let adapter = dir.path().join("adapter.sh");
+        std::fs::write(&adapter, "#!/bin/sh\n").unwrap();
+        let app = || Some(super::super::app_image::AppChoice::new("my-app", &adapter).unwrap());
+        assert!(BackendChoice::new("adapter", None, None, app()).is_ok());
+        for (name, want) in [("adapter", "needs --app-image"), ("mesh", "leave out --backend")] {
+            let given = if name == "mesh" { app() } else { None };
+            let e = BackendChoice::new(name, None, None, given).unwrap_err();
+            assert_eq!(crate::error::exit_code(&e), 2);
+            assert!(e.to_string().contains(want), "{e}");
+        }
         let err = |name: &str, secret: Option<&Path>, image: Option<&str>| {
-            let e = BackendChoice::new(name, secret, image).unwrap_err();
+            let e = BackendChoice::new(name, secret, image, None).unwrap_err();
             assert_eq!(crate::error::exit_code(&e), 2);
             e.to_string()
         };

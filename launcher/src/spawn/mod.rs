@@ -19,6 +19,7 @@
 //! missing: containers that exist are left alone (or started, if created but never
 //! started). So an interrupted spawn is repaired by running it again.
 
+pub mod app_image;
 pub mod backend;
 
 use crate::engine::clock;
@@ -259,9 +260,21 @@ pub async fn spawn_with(connector: &Connector, req: SpawnRequest) -> anyhow::Res
         ssh: hosts_file.ssh,
     };
     // A peer image of the user's must have the backend: checked before anything exists.
-    let chosen_peer = match &req.backend.peer_image {
-        Some(image) => Some(backend::chosen_peer_image(&builder, image, &req.backend.name).await?),
-        None => None,
+    let chosen_peer = match (&req.backend.peer_image, &req.backend.app) {
+        (Some(image), _) => {
+            Some(backend::chosen_peer_image(&builder, image, &req.backend.name).await?)
+        }
+        // The user's app: the peer image derived from it, its checks failing here.
+        (None, Some(app)) if previous.is_none() => Some(
+            app_image::ensure(
+                &builder,
+                app,
+                &req.bin_dir.join("peer"),
+                !req.spec.faults.is_empty(),
+            )
+            .await?,
+        ),
+        _ => None,
     };
     let manager = host::manager(&hosts)?.clone();
     // A re-run keeps the run's network as it was made.
@@ -305,6 +318,10 @@ pub async fn spawn_with(connector: &Connector, req: SpawnRequest) -> anyhow::Res
     let backend = previous_manifest
         .map(|m| m.backend.clone())
         .unwrap_or_else(|| req.backend.name.clone());
+    let adapter = match previous_manifest {
+        Some(m) => m.adapter.clone(),
+        None => req.backend.app.as_ref().map(app_image::AppChoice::command),
+    };
     let placements = match previous_manifest {
         Some(m) => m.peers.clone(),
         None => place(&run.id, spec.peers, &hosts_file.hosts, &req.host_filter)?,
@@ -329,6 +346,7 @@ pub async fn spawn_with(connector: &Connector, req: SpawnRequest) -> anyhow::Res
         },
         image_transport: transport_used.clone(),
         backend: backend.clone(),
+        adapter: adapter.clone(),
         network: NetworkInfo {
             name: net_name.clone(),
             id: network_id,
@@ -402,7 +420,7 @@ pub async fn spawn_with(connector: &Connector, req: SpawnRequest) -> anyhow::Res
     let started = items.len();
     let results = tasks::for_each_on_hosts("spawn", items, req.concurrency, |h, p: Placement| {
         let plan = ContainerPlan {
-            args: peer_args(&run.id, &p.name, &p.host, &backend),
+            args: peer_args(&run.id, &p.name, &p.host, &backend, adapter.as_deref()),
             name: p.name.clone(),
             role: labels::ROLE_PEER,
             index: p.index,

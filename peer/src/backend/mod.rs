@@ -213,7 +213,8 @@ impl Backend {
                             addrs: setup.addrs,
                             neighbours: setup.neighbours,
                             listen,
-                            data_dir: setup.state_dir.join("app"),
+                            // Absolute: the adapter runs in it, and passes it on.
+                            data_dir: std::path::absolute(setup.state_dir.join("app"))?,
                             duration_ms: setup.duration_ms,
                             payload_bytes: setup.payload_bytes,
                             deadlines: setup.adapter_deadlines,
