@@ -81,6 +81,26 @@ pub struct Totals {
     pub full_resend_bytes: u64,
 }
 
+/// A peer's link bytes, sent and received: what its backend counted per neighbour
+/// (mesh), else what its container's interfaces carried over the run (an app behind an
+/// adapter, which counts nothing itself).
+pub fn link_bytes(r: &PeerReport) -> (u64, u64) {
+    if !r.neighbours.is_empty() {
+        return (
+            r.neighbours.iter().map(|n| n.bytes_sent).sum(),
+            r.neighbours.iter().map(|n| n.bytes_received).sum(),
+        );
+    }
+    r.time_series.as_ref().map_or((0, 0), |t| {
+        t.interfaces.values().fold((0, 0), |(tx, rx), i| {
+            (
+                tx + i.tx_bytes.iter().sum::<u64>(),
+                rx + i.rx_bytes.iter().sum::<u64>(),
+            )
+        })
+    })
+}
+
 /// `analysis/summary.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -318,8 +338,7 @@ pub fn merge_folded(
             .filter(|origin| *origin != name)
             .filter(|origin| r.origins.get(*origin).is_some_and(|o| o.received > 0))
             .count() as u64;
-        let sent: u64 = r.neighbours.iter().map(|n| n.bytes_sent).sum();
-        let received: u64 = r.neighbours.iter().map(|n| n.bytes_received).sum();
+        let (sent, received) = link_bytes(r);
         totals.records_produced += r.records_produced;
         totals.records_received += r.records_received;
         totals.records_duplicate += r.records_duplicate;
@@ -818,6 +837,30 @@ pub fn to_markdown(s: &Summary) -> String {
 mod tests {
     use super::*;
     use cmesh_common::report::{LatencyReport, OriginStats};
+
+    #[test]
+    fn link_bytes_come_from_the_backend_else_from_the_interfaces() {
+        let mut r = PeerReport::new("p", "adapter", 0);
+        assert_eq!(link_bytes(&r), (0, 0));
+        let mut series = cmesh_common::report::TimeSeries::default();
+        for (name, tx, rx) in [("eth0", [10, 20], [1, 2]), ("eth1", [5, 0], [0, 3])] {
+            series.interfaces.insert(
+                name.into(),
+                cmesh_common::report::InterfaceSeries {
+                    rx_bytes: rx.to_vec(),
+                    tx_bytes: tx.to_vec(),
+                },
+            );
+        }
+        r.time_series = Some(series);
+        assert_eq!(link_bytes(&r), (35, 6), "an app's: its interfaces");
+        r.neighbours.push(cmesh_common::report::NeighbourStats {
+            bytes_sent: 7,
+            bytes_received: 9,
+            ..Default::default()
+        });
+        assert_eq!(link_bytes(&r), (7, 9), "the mesh's: its own count");
+    }
 
     fn none() -> Interventions {
         Interventions::default()

@@ -375,6 +375,115 @@ mod tests {
         }
     }
 
+    /// The JSON Schema in docs/apps.md lists exactly the messages the types have.
+    #[test]
+    fn the_documented_schema_names_every_message() {
+        let doc = include_str!("../../docs/apps.md");
+        let start = doc.find("### JSON Schema").expect("a schema section");
+        let block = &doc[start..];
+        let open = block.find("```json\n").expect("a json block") + 8;
+        let close = open + block[open..].find("```").expect("its end");
+        let schema: serde_json::Value = serde_json::from_str(&block[open..close]).unwrap();
+        let types = |side: &str| -> Vec<String> {
+            schema["$defs"][side]["oneOf"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| {
+                    m["properties"]["type"]["const"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
+                })
+                .collect()
+        };
+        let id: RecordId = "0-1-1".parse().unwrap();
+        let to = [
+            ToAdapter::Init(Init {
+                protocol: 1,
+                run: "r".into(),
+                peer: "p".into(),
+                index: 0,
+                peers: 1,
+                data_dir: "/d".into(),
+                listen: "l".into(),
+                advertise: "a".into(),
+                neighbours: vec![],
+                duration_ms: 1,
+                payload_bytes: 1,
+            }),
+            ToAdapter::Write {
+                id,
+                payload: String::new(),
+            },
+            ToAdapter::Neighbours { neighbours: vec![] },
+            ToAdapter::Published {
+                topic: "t".into(),
+                peer: "p".into(),
+                index: 0,
+                value: String::new(),
+            },
+            ToAdapter::BarrierReleased { name: "b".into() },
+            ToAdapter::Stop,
+        ];
+        let from = [
+            FromAdapter::Ready,
+            FromAdapter::Written { id },
+            FromAdapter::Seen { id, at_us: None },
+            FromAdapter::Links { count: 0 },
+            FromAdapter::Log {
+                level: LogLevel::Info,
+                message: String::new(),
+            },
+            FromAdapter::Error {
+                message: String::new(),
+            },
+            FromAdapter::Publish {
+                topic: "t".into(),
+                value: String::new(),
+            },
+            FromAdapter::Subscribe {
+                topic: "t".into(),
+                from: SubscribeFrom::All,
+            },
+            FromAdapter::Barrier { name: "b".into() },
+            FromAdapter::Stopped,
+        ];
+        let names = |v: Vec<serde_json::Value>| -> Vec<String> {
+            v.iter()
+                .map(|m| m["type"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let to: Vec<_> = to
+            .iter()
+            .map(|m| serde_json::to_value(m).unwrap())
+            .collect();
+        let from: Vec<_> = from
+            .iter()
+            .map(|m| serde_json::to_value(m).unwrap())
+            .collect();
+        // Every field a message has is in the schema's properties for it.
+        for (side, messages) in [("to_adapter", &to), ("from_adapter", &from)] {
+            for m in messages.iter() {
+                let documented = schema["$defs"][side]["oneOf"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|d| d["properties"]["type"]["const"] == m["type"])
+                    .unwrap_or_else(|| panic!("{side}: {} is not documented", m["type"]));
+                for field in m.as_object().unwrap().keys() {
+                    assert!(
+                        documented["properties"].get(field).is_some(),
+                        "{side} {}: field {field} is not documented",
+                        m["type"]
+                    );
+                }
+            }
+        }
+        assert_eq!(types("to_adapter"), names(to));
+        assert_eq!(types("from_adapter"), names(from));
+    }
+
     #[test]
     fn topic_and_barrier_names_are_bounded() {
         assert!(check_name("topic", "device-id_2").is_ok());

@@ -509,7 +509,12 @@ pub struct SpawnArgs {
     /// Your app's image (on this machine's engine): the peers run in an image derived
     /// from it, with the peer and --adapter added, and checked for what they need
     /// (docs/apps.md).
-    #[arg(long, value_name = "IMAGE", requires = "adapter", conflicts_with = "peer_image")]
+    #[arg(
+        long,
+        value_name = "IMAGE",
+        requires = "adapter",
+        conflicts_with = "peer_image"
+    )]
     pub app_image: Option<String>,
     /// The program that drives your app in each peer: a script or binary speaking
     /// cmesh's adapter protocol on stdin/stdout (docs/apps.md; apps/toy/adapter.py).

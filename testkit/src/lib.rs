@@ -340,17 +340,20 @@ pub fn unpack(archive: &Path) -> tempfile::TempDir {
 /// `launcher run --config PLAN --run-id ID --json` under `runs`: asserts it exits 0
 /// (after removing what it left, if not) and returns the summary and the stderr.
 pub fn run_plan_json(runs: &Path, plan: &Path, id: &str) -> (serde_json::Value, String) {
-    let out = launcher(
+    run_json(
         runs,
-        &[
-            "run",
-            "--config",
-            plan.to_str().expect("a UTF-8 path"),
-            "--run-id",
-            id,
-            "--json",
-        ],
-    );
+        &["--config", plan.to_str().expect("a UTF-8 path")],
+        id,
+    )
+}
+
+/// `launcher run ARGS --run-id ID --json` under `runs`: asserts it exits 0 (after
+/// removing what it left, if not) and returns the summary and the stderr.
+pub fn run_json(runs: &Path, args: &[&str], id: &str) -> (serde_json::Value, String) {
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    all.extend(["--run-id", id, "--json"]);
+    let out = launcher(runs, &all);
     let stderr = text(&out.stderr);
     if out.status.code() != Some(0) {
         let _ = launcher(runs, &["down", "--force", "--run", id]);

@@ -81,7 +81,8 @@ impl AppChoice {
                     adapter.display()
                 ))
             })?;
-        interpreter(&bytes).map_err(|e| bad_input(format!("--adapter {}: {e}", adapter.display())))?;
+        interpreter(&bytes)
+            .map_err(|e| bad_input(format!("--adapter {}: {e}", adapter.display())))?;
         Ok(AppChoice {
             image: image.to_owned(),
             adapter_name: name.to_owned(),
@@ -261,7 +262,11 @@ mod tests {
             b"#!/usr/bin/env $(x)\n",
             b"#!\xff\n",
         ] {
-            assert!(interpreter(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                interpreter(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -309,7 +314,9 @@ mod tests {
             failed_checks(log),
             "the adapter's interpreter python3 is missing"
         );
-        assert!(failed_checks("exec: \"/bin/sh\": stat /bin/sh: no such file or directory")
-            .contains("no /bin/sh"));
+        assert!(
+            failed_checks("exec: \"/bin/sh\": stat /bin/sh: no such file or directory")
+                .contains("no /bin/sh")
+        );
     }
 }

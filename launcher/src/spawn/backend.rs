@@ -141,7 +141,10 @@ mod tests {
         std::fs::write(&adapter, "#!/bin/sh\n").unwrap();
         let app = || Some(super::super::app_image::AppChoice::new("my-app", &adapter).unwrap());
         assert!(BackendChoice::new("adapter", None, None, app()).is_ok());
-        for (name, want) in [("adapter", "needs --app-image"), ("mesh", "leave out --backend")] {
+        for (name, want) in [
+            ("adapter", "needs --app-image"),
+            ("mesh", "leave out --backend"),
+        ] {
             let given = if name == "mesh" { app() } else { None };
             let e = BackendChoice::new(name, None, None, given).unwrap_err();
             assert_eq!(crate::error::exit_code(&e), 2);
