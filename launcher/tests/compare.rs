@@ -1,8 +1,10 @@
 //! `launcher run --repeat` and `launcher compare` on real runs, one short comparison:
 //! groups of two runs of `configs/delay-200ms.toml` and of the same plan without its
-//! delay, interleaved, on this machine's Docker Engine. The delayed group's p50 is
-//! significantly worse, a `--fail-on 'p50>+50%'` gate exits 1, and the comparison page
-//! and the Markdown name every run. What the statistics say of groups of one plan (no
+//! delay, interleaved, on this machine's Docker Engine. The groups' comparison page and
+//! Markdown name every run; one run a side (its peers the samples), the delayed run's p50
+//! is significantly worse and a `--fail-on 'p50>+50%'` gate exits 1. (Two runs a side
+//! are too few for a t interval to call even a 200x change: its 95% quantile at one
+//! degree of freedom is 12.7; compare.rs's unit tests cover groups.) What the statistics say of groups of one plan (no
 //! significant difference beyond the runs' own spread) is analysis/src/compare.rs's unit
 //! tests', on simulated runs: real runs of one plan on a shared 2-CPU machine differ by
 //! its drift (docs/operations.md). Needs the Docker Engine; never skips.
@@ -115,8 +117,14 @@ fn a_delayed_group_is_significantly_worse() {
         assert!(html.contains(&needle), "{needle} in the page");
     }
     assert_eq!(c["comparison"]["basis"], "runs");
+    assert_ne!(verdict(&c, "p50"), "better", "{c}");
+    // One run a side: the peers are the samples.
+    let (a1, d1) = (vec![format!("{}-1", a[0])], vec![format!("{}-1", d[0])]);
+    let (code, c, stderr) = compare(&runs, &a1, &d1, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(c["comparison"]["basis"], "peers");
     assert_eq!(verdict(&c, "p50"), "worse", "{c}");
-    let (code, c, stderr) = compare(&runs, &a, &d, &["--fail-on", "p50>+50%"]);
+    let (code, c, stderr) = compare(&runs, &a1, &d1, &["--fail-on", "p50>+50%"]);
     assert_eq!(code, Some(1), "{c}");
     assert!(stderr.contains("gate failed: p50>+50%"), "{stderr}");
     assert_eq!(c["failed_gates"].as_array().map(Vec::len), Some(1));
