@@ -468,6 +468,12 @@ async fn follow_topic(
                 .collect(),
         ),
     };
+    let index: std::collections::HashMap<&str, u32> = setup
+        .names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i as u32))
+        .collect();
     let mut after = 0;
     let mut unreachable_since: Option<tokio::time::Instant> = None;
     loop {
@@ -482,13 +488,13 @@ async fn follow_topic(
                     {
                         continue;
                     }
-                    let Some(index) = setup.names.iter().position(|n| *n == p.peer) else {
+                    let Some(&index) = index.get(p.peer.as_str()) else {
                         continue;
                     };
                     let message = ToAdapter::Published {
                         topic: topic.clone(),
                         peer: p.peer,
-                        index: index as u32,
+                        index,
                         value: p.value,
                     };
                     if input.send(message).await.is_err() {

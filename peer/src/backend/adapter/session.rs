@@ -248,7 +248,7 @@ impl Session {
             |since: u64, limit: Duration| now_us.saturating_sub(since) > limit.as_micros() as u64;
         if !self.ready && past(self.started_us, self.deadlines.ready) {
             return Err(Failure::Deadline(format!(
-                "the adapter did not answer `init` with `ready` within {:?}",
+                "the adapter did not answer `init` with `ready` within {:?} (peer --adapter-ready-timeout); its stderr, in the peer's log, may say why",
                 self.deadlines.ready
             )));
         }
@@ -269,7 +269,7 @@ impl Session {
                     written_at_us: sent,
                 };
                 return Err(Failure::Deadline(format!(
-                    "the adapter did not acknowledge `write` {id} with `written` within {:?} ({} writes wait)",
+                    "the adapter did not acknowledge `write` {id} with `written` within {:?} ({} writes wait; peer --adapter-answer-timeout)",
                     self.deadlines.answer,
                     self.pending.len()
                 )));
