@@ -18,7 +18,7 @@ use std::path::Path;
 /// Where the adapter lives in the peer image.
 pub const ADAPTER_DIR: &str = "/cmesh/app";
 /// The largest adapter taken (a script; a large program belongs in the app image).
-pub const MAX_ADAPTER_BYTES: usize = 4 << 20;
+pub const MAX_ADAPTER_BYTES: u64 = 4 << 20;
 
 /// The app and its adapter, checked from the flags.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,25 +47,12 @@ impl AppChoice {
         if image.trim().is_empty() {
             return Err(bad_input("--app-image is empty; name your app's image"));
         }
-        let bytes = std::fs::read(adapter).map_err(|e| {
-            bad_input(format!(
-                "--adapter {}: cannot read it: {e}",
-                adapter.display()
-            ))
-        })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(bad_input(format!(
-                "--adapter {} is empty; it must be the program that drives your app (docs/apps.md)",
-                adapter.display()
-            )));
-        }
-        if bytes.len() > MAX_ADAPTER_BYTES {
-            return Err(bad_input(format!(
-                "--adapter {} is {} bytes, over {MAX_ADAPTER_BYTES}; put large programs in the app image and make the adapter a small script that starts them",
-                adapter.display(),
-                bytes.len()
-            )));
-        }
+        let bytes = super::backend::read_flag_file(
+            "--adapter",
+            adapter,
+            "it must be the program that drives your app (docs/apps.md)",
+            MAX_ADAPTER_BYTES,
+        )?;
         let name = adapter
             .file_name()
             .and_then(|n| n.to_str())

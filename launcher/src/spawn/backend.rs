@@ -20,6 +20,9 @@ pub struct BackendChoice {
     pub app: Option<super::app_image::AppChoice>,
 }
 
+/// The largest secret file taken (Ditto's is a few hundred bytes).
+pub const MAX_SECRET_BYTES: u64 = 64 << 10;
+
 /// The label a peer image lists its backends in (comma-separated).
 pub const BACKENDS_LABEL: &str = "io.cmesh.backends";
 
@@ -49,21 +52,12 @@ impl BackendChoice {
         }
         let secret = match secret_file {
             None => None,
-            Some(path) => {
-                let bytes = std::fs::read(path).map_err(|e| {
-                    bad_input(format!(
-                        "--secret-file {}: cannot read it: {e}",
-                        path.display()
-                    ))
-                })?;
-                if bytes.iter().all(u8::is_ascii_whitespace) {
-                    return Err(bad_input(format!(
-                        "--secret-file {} is empty; it must hold what the {name} backend needs (docs/ditto.md for ditto)",
-                        path.display()
-                    )));
-                }
-                Some(bytes)
-            }
+            Some(path) => Some(read_flag_file(
+                "--secret-file",
+                path,
+                &format!("it must hold what the {name} backend needs (docs/ditto.md for ditto)"),
+                MAX_SECRET_BYTES,
+            )?),
         };
         if has_backend_secret(name) && secret.is_none() {
             return Err(bad_input(format!(
@@ -87,6 +81,39 @@ impl BackendChoice {
             app,
         })
     }
+}
+
+/// The file a flag names, whole: bad input, naming the flag and the file, if it is not a
+/// regular file (a FIFO would hold spawn forever), cannot be read, is over `max` bytes,
+/// or holds only white space (`empty`: what it should hold instead).
+pub fn read_flag_file(flag: &str, path: &Path, empty: &str, max: u64) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let unreadable =
+        |e: std::io::Error| bad_input(format!("{flag} {}: cannot read it: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    if !file.metadata().map_err(unreadable)?.is_file() {
+        return Err(bad_input(format!(
+            "{flag} {}: not a regular file; name a file",
+            path.display()
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > max {
+        return Err(bad_input(format!(
+            "{flag} {} is over {max} bytes, the most it may hold",
+            path.display()
+        )));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(bad_input(format!(
+            "{flag} {} is empty; {empty}",
+            path.display()
+        )));
+    }
+    Ok(bytes)
 }
 
 /// The backends a peer image declares in its [`BACKENDS_LABEL`].
@@ -158,6 +185,10 @@ mod tests {
         assert!(err("ditto", None, Some("x")).contains("needs --secret-file"));
         assert!(err("ditto", Some(&empty), Some("x")).contains("is empty"));
         assert!(err("ditto", Some(&dir.path().join("none")), Some("x")).contains("cannot read it"));
+        assert!(err("ditto", Some(dir.path()), Some("x")).contains("not a regular file"));
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'x'; MAX_SECRET_BYTES as usize + 1]).unwrap();
+        assert!(err("ditto", Some(&big), Some("x")).contains("is over 65536 bytes"));
         assert!(err("mesh", Some(&secret), None).contains("takes none"));
         let e = err("ditto", Some(&secret), None);
         assert!(
