@@ -23,8 +23,10 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Builds apps/<app>/Dockerfile as `tag` once per test process, on the cmesh base.
-fn app_image_built(app: &str, tag: &str) {
+/// Builds apps/syncthing/Dockerfile as [`SYNCTHING_IMAGE`] once per test process, on the
+/// cmesh base.
+fn syncthing_image_built() {
+    let (app, tag) = ("syncthing", SYNCTHING_IMAGE);
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         images_built();
@@ -80,7 +82,7 @@ fn syncthing_run(runs: &Path, plan: &Path, id: &str) -> Value {
 #[test]
 fn syncthing_peers_sync_every_file_and_compare_with_the_mesh() {
     let _serial = one_at_a_time();
-    app_image_built("syncthing", SYNCTHING_IMAGE);
+    syncthing_image_built();
     let scratch = tempfile::tempdir().unwrap();
     let runs = scratch.path().join("runs");
     let plan = shorter("apps/syncthing/plan.toml", "10s", scratch.path());
@@ -121,7 +123,7 @@ fn syncthing_peers_sync_every_file_and_compare_with_the_mesh() {
 #[test]
 fn a_syncthing_partition_shows_the_cut_and_the_resync() {
     let _serial = one_at_a_time();
-    app_image_built("syncthing", SYNCTHING_IMAGE);
+    syncthing_image_built();
     let scratch = tempfile::tempdir().unwrap();
     let runs = scratch.path().join("runs");
     let plan = shorter("apps/syncthing/partition.toml", "24s", scratch.path());
