@@ -49,16 +49,14 @@ use cmesh_common::report::PeerReport;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Scheduling lag p99 from which a host's figures are degraded, µs.
-///
-/// Linux's scheduler gives every runnable task a turn within its latency period (6 ms
-/// × (1 + log2 CPUs): 12 ms on 2 CPUs), so a host with dozens of peer processes sees a
-/// few ms of lag at p99 while it keeps up: measured here, 40 peers writing every 5 to
-/// 10 s on 2 CPUs read 3.2 and 5.4 ms in two runs. Past 10 ms, tasks wait longer than
-/// the scheduler's period: the host is short of CPU.
-pub const LAG_DEGRADED_US: u64 = 10_000;
-/// Scheduling lag p99 from which a host's figures measure the host, µs.
-pub const LAG_SATURATED_US: u64 = 50_000;
+// The lag lines: Linux's scheduler gives every runnable task a turn within its latency
+// period (6 ms × (1 + log2 CPUs): 12 ms on 2 CPUs), so a host with dozens of peer
+// processes sees a few ms of lag at p99 while it keeps up: measured here, 40 peers
+// writing every 5 to 10 s on 2 CPUs read 3.2 and 5.4 ms in two runs. Past 10 ms
+// (LAG_DEGRADED_US), tasks wait longer than the scheduler's period: the host is short of
+// CPU. The lines live in `cmesh_common::live`, so the live verdict a run shows while it
+// goes draws them where this one does.
+pub use cmesh_common::live::{LAG_DEGRADED_US, LAG_SATURATED_US, QUOTA_DEGRADED, QUOTA_SATURATED};
 /// Fraction of writes late by more than the availability deadline: degraded.
 pub const LATE_DEGRADED: f64 = 0.01;
 /// Fraction of writes late by more than the availability deadline: saturated.
@@ -74,10 +72,6 @@ pub const CPU_BUSY_PERMILLE: u16 = 900;
 pub const CPU_BUSY_WINDOWS: f64 = 0.25;
 /// Time throttled, against the CPU the peers used, from which a host is degraded.
 pub const THROTTLED_DEGRADED: f64 = 0.10;
-/// Share of the CPU quota used (from the plan's start) from which a host is degraded.
-pub const QUOTA_DEGRADED: f64 = 0.5;
-/// Share of the CPU quota used from which a host is saturated: its peers wanted more.
-pub const QUOTA_SATURATED: f64 = 0.9;
 /// Affected windows listed at most (the count says how many there were).
 const MAX_WINDOWS_LISTED: usize = 60;
 /// Peers named at most in a reason.

@@ -9,6 +9,8 @@
 //!   decides ([`plan::ExecutionPlan`]): who connects to whom, when to start, how fast to write.
 //! - [`graph`]: the connection graphs a plan can use, generated deterministically from a seed.
 //! - [`protocol`]: the coordinator's HTTP/JSON API messages, and the peer lifecycle states.
+//! - [`live`]: a run while it goes: the peers' live counters and the coordinator's
+//!   figures from them.
 //! - [`report`]: the versioned per-peer report schema (`report.json`).
 //! - [`clock`]: clock offsets from NTP-style exchanges, as bounded intervals.
 //! - [`histogram`]: latency histograms that serialize for exact merging across peers.
@@ -27,6 +29,7 @@ pub mod faults;
 pub mod fsutil;
 pub mod graph;
 pub mod histogram;
+pub mod live;
 pub mod parse;
 pub mod plan;
 pub mod protocol;

@@ -15,6 +15,8 @@
 //! | `POST /v1/sync/{topic}` | [`crate::adapter::PublishRequest`] | `200` its number on the topic; `400` bad topic name, `429` past a bound of [`crate::adapter::SYNC_LIMITS`] |
 //! | `GET /v1/sync/{topic}?after=N` | | long-poll: `200` the [`crate::adapter::Publication`]s after the first N (may be empty) |
 //! | `GET /status` | | [`StatusReport`] |
+//! | `GET /v1/live` | | [`crate::live::LiveReport`] |
+//! | `GET /metrics` | | the same figures in the Prometheus text format |
 //! | `GET /healthz` | (no token needed) | `200 ok` |
 //!
 //! On the same port over UDP, the coordinator answers clock requests
@@ -154,10 +156,13 @@ pub struct RegisterResponse {
     pub rejoined: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Heartbeat {
     pub peer: String,
     pub state: PeerState,
+    /// What the peer measured so far, once it has the plan (see [`crate::live`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<crate::live::LiveCounters>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

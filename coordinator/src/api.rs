@@ -33,6 +33,8 @@ pub struct Shared {
     pub tokens: Tokens,
     /// How long a long-poll (plan, barrier) holds before answering "not yet".
     pub long_poll: Duration,
+    /// Peers that get series of their own on `GET /metrics`, at most.
+    pub metrics_per_peer: usize,
 }
 
 impl Shared {
@@ -49,17 +51,25 @@ pub fn router(state: AppState) -> Router {
     let authed = Router::new()
         .route("/v1/register", post(register))
         .route("/v1/plan", get(plan))
-        .route("/v1/heartbeat", post(heartbeat))
+        .route(
+            "/v1/heartbeat",
+            post(heartbeat).layer(axum::extract::DefaultBodyLimit::max(
+                cmesh_common::live::MAX_HEARTBEAT_BYTES,
+            )),
+        )
         .route("/v1/state", post(change_state))
         .route("/v1/barrier/{name}", post(barrier))
         .route("/v1/chaos", post(chaos).get(chaos_since))
         .route("/v1/sync/{topic}", post(publish).get(publications))
         .route("/status", get(status))
+        .route("/v1/live", get(live))
+        .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(authed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::map_response(close_after_refused_body))
         .layer(middleware::from_fn_with_state(state.clone(), deadline))
         .with_state(state)
 }
@@ -84,6 +94,18 @@ impl IntoResponse for RunError {
         };
         error(status, self.to_string())
     }
+}
+
+/// A body refused for its size was not read to its end: the connection cannot carry
+/// another request, so the answer says so (a client would otherwise reuse it and fail).
+async fn close_after_refused_body(mut response: Response) -> Response {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// Ends a request that runs past its long-poll by more than 10 s with `408`: a client
@@ -114,9 +136,16 @@ async fn require_token(
     request: Request,
     next: Next,
 ) -> Response {
+    // Prometheus sends what it has as `Authorization: Bearer TOKEN`.
     let presented = headers
         .get(token::HEADER)
         .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        })
         .unwrap_or("");
     let needed = required_role(request.method(), request.uri().path());
     match state.tokens.role(presented) {
@@ -220,7 +249,12 @@ async fn heartbeat(
     State(state): State<AppState>,
     Json(beat): Json<Heartbeat>,
 ) -> Result<StatusCode, RunError> {
-    state.lock().heartbeat(&beat.peer, beat.state, now())?;
+    let mut run = state.lock();
+    let now = now();
+    run.heartbeat(&beat.peer, beat.state, now)?;
+    if let Some(live) = &beat.live {
+        run.observe_live(&beat.peer, live, now)?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -321,4 +355,16 @@ async fn publications(
 
 async fn status(State(state): State<AppState>) -> Response {
     Json(state.lock().status()).into_response()
+}
+
+async fn live(State(state): State<AppState>) -> Response {
+    Json(state.lock().live_report(now())).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let text = {
+        let run = state.lock();
+        crate::metrics::render(&run.live_report(now()), run.live(), state.metrics_per_peer)
+    };
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }

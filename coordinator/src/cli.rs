@@ -80,6 +80,10 @@ pub struct Args {
     /// Keep serving /status this long after the run finishes.
     #[arg(long, value_parser = parse::duration, default_value = "1s")]
     pub linger: Duration,
+    /// Give the first N peers (by name) series of their own on `GET /metrics`. Off by
+    /// default: a run's series are per host, so a Prometheus of any size can take them.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1000))]
+    pub metrics_per_peer: u16,
     /// The plan's fault timeline as JSON: {"groups": {...}, "faults": [...]} (the launcher
     /// writes it from the plan file's [groups] and [[fault]]; see docs/configs.md).
     #[arg(long)]

@@ -5,6 +5,8 @@
 //! - [`state`]: the run's state machine (registrations, peer states, plan, barriers),
 //!   synchronous and unit-tested;
 //! - [`sync`]: the sync service, topics apps publish on before they connect;
+//! - [`live`]: the peers' live counters, added up per host and for the run;
+//! - [`metrics`]: the same figures in the Prometheus text format;
 //! - [`api`]: the HTTP/JSON API over it, behind the run's tokens;
 //! - [`conn`]: its connections, bounded in number and in how long they may idle;
 //! - [`clock`]: its clock over UDP on the same port, for the peers' clock offsets;
@@ -19,6 +21,8 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod conn;
+pub mod live;
+pub mod metrics;
 pub mod output;
 pub mod state;
 pub mod sync;
@@ -43,6 +47,8 @@ pub struct Config {
     pub linger: Duration,
     /// Long-polls answer "not yet" after this long.
     pub long_poll: Duration,
+    /// Peers with series of their own on `GET /metrics`, at most.
+    pub metrics_per_peer: usize,
 }
 
 /// A failure before serving: bad input (exit 2).
@@ -78,6 +84,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> anyhow::Result<i32>
         run: std::sync::Mutex::new(Run::new(&config.run_id, spec.clone(), timeline_tx)),
         tokens: config.tokens.clone(),
         long_poll: config.long_poll,
+        metrics_per_peer: config.metrics_per_peer,
     });
     let (mut plan_signal, mut finished) = {
         let run = shared.lock();

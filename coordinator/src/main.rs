@@ -64,6 +64,7 @@ fn run(args: Args) -> i32 {
             spec,
             linger: args.linger,
             long_poll: Duration::from_secs(20),
+            metrics_per_peer: usize::from(args.metrics_per_peer),
         };
         match serve(config, listener).await {
             Ok(code) => code,

@@ -74,6 +74,9 @@ struct PeerEntry {
     report_sha256_differs: bool,
 }
 
+/// The host a peer is on when it did not say (one engine, no hosts file).
+pub const LOCAL_HOST: &str = "local";
+
 /// The most barriers a run may have: peers meet at two ("written", "synced"); a peer
 /// that invents names cannot grow the map (each arrival rechecks every open barrier).
 pub const MAX_BARRIERS: usize = 64;
@@ -106,6 +109,8 @@ pub struct Run {
     mobility_logged: usize,
     /// What apps publish for each other ([`crate::sync`]).
     topics: crate::sync::Topics,
+    /// The peers' live counters, added up ([`crate::live`]).
+    live: crate::live::Live,
 }
 
 impl Run {
@@ -128,6 +133,7 @@ impl Run {
             chaos_count: watch::channel(0).0,
             mobility_logged: 0,
             topics: crate::sync::Topics::new(cmesh_common::adapter::SYNC_LIMITS),
+            live: crate::live::Live::default(),
         }
     }
 
@@ -322,6 +328,21 @@ impl Run {
                         plan.start_at_unix_ms
                     )),
                 );
+                if let Ok((groups, faults)) = plan.spec.checked_faults() {
+                    let names: Vec<String> = plan.peers.iter().map(|p| p.name.clone()).collect();
+                    for (i, f) in faults.iter().enumerate() {
+                        let peers = f
+                            .targets(&names, &groups, plan.spec.seed)
+                            .map_or(0, |t| t.len());
+                        self.live.fault(
+                            format!("plan#{}", i + 1),
+                            f.action.name(),
+                            f.at_ms,
+                            f.for_ms.map(|d| f.at_ms + d),
+                            peers,
+                        );
+                    }
+                }
                 self.plan
                     .send_replace(PlanSignal::Ready(Arc::new(PublishedPlan { plan, json })));
             }
@@ -385,6 +406,55 @@ impl Run {
         self.peers.get_mut(peer).expect("known").last_beat_ms = now;
         self.set_state(peer, state, None, now);
         Ok(())
+    }
+
+    /// The live counters a heartbeat carried ([`crate::live`]).
+    pub fn observe_live(
+        &mut self,
+        peer: &str,
+        counters: &cmesh_common::live::LiveCounters,
+        now: u64,
+    ) -> Result<(), RunError> {
+        self.known(peer)?;
+        counters.check().map_err(RunError::BadRequest)?;
+        let host = self.peers[peer].host.as_deref().unwrap_or(LOCAL_HOST);
+        self.live.observe(peer, host, counters, now);
+        Ok(())
+    }
+
+    /// `GET /v1/live`: the figures now.
+    pub fn live_report(&self, now: u64) -> cmesh_common::live::LiveReport {
+        let start = self.plan().map(|p| p.plan.start_at_unix_ms);
+        let view = self.peers.iter().map(|(name, p)| crate::live::PeerView {
+            name,
+            host: p.host.as_deref().unwrap_or(LOCAL_HOST),
+            state: p.state,
+        });
+        let mut report = self
+            .live
+            .report(view, now, start.and_then(|s| now.checked_sub(s)));
+        report.run_id = self.run_id.clone();
+        report.phase = Some(self.phase);
+        report.start_at_unix_ms = start;
+        report.duration_ms = self.spec.duration_ms;
+        report.expected_peers = self.spec.peers;
+        report
+    }
+
+    /// The live figures as they are kept, for `GET /metrics`.
+    pub fn live(&self) -> &crate::live::Live {
+        &self.live
+    }
+
+    /// Each registered peer's host and state, for `GET /metrics`.
+    pub fn peer_states(&self) -> impl Iterator<Item = (&str, &str, PeerState)> {
+        self.peers.iter().map(|(name, p)| {
+            (
+                name.as_str(),
+                p.host.as_deref().unwrap_or(LOCAL_HOST),
+                p.state,
+            )
+        })
     }
 
     /// A peer says it moved to `state`.
@@ -578,6 +648,19 @@ impl Run {
                     .unwrap_or_default()
             )),
         );
+        if !action.id.starts_with("plan#") {
+            // The plan's own are in the live figures from the plan.
+            let from = self
+                .plan()
+                .map_or(0, |p| now.saturating_sub(p.plan.start_at_unix_ms));
+            self.live.fault(
+                action.id.clone(),
+                action.fault.action.name(),
+                from,
+                action.fault.for_ms.map(|d| from + d),
+                action.peers.len(),
+            );
+        }
         if action.fault.action == Action::Kill {
             for peer in &action.peers {
                 let by = if action.id.starts_with("plan#") {

@@ -1,6 +1,6 @@
 //! The launcher's command line, and what each command does with it.
 
-use crate::cmd::{down, logs, ls, status, wait};
+use crate::cmd::{down, logs, ls, status, wait, watch};
 use crate::engine::distribute::Transport;
 use crate::engine::host::Connector;
 use crate::engine::{hostcheck, images, lab, network, swarm};
@@ -98,6 +98,19 @@ pub enum Command {
         #[arg(short, long)]
         follow: bool,
     },
+    /// Watch a run live: per host, peers running, linked and lost, records a second,
+    /// coverage so far, latency and the live verdict; the faults acting now; warnings.
+    ///
+    /// Refreshes every second on a terminal; elsewhere prints one line a second
+    /// (`--json`: one JSON object a second, as `GET /v1/live` answers). Ends with the run.
+    Watch {
+        /// The run's id, as spawn printed it (`launcher ls` lists them) [default: the newest].
+        #[arg(long)]
+        run: Option<String>,
+        /// One JSON object a second instead of a screen or lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Wait until every peer has exited; exit 1 if any failed.
     Wait {
         /// The run's id, as spawn printed it (`launcher ls` lists them) [default: the newest].
@@ -106,6 +119,11 @@ pub enum Command {
         /// Give up after this long.
         #[arg(long, value_parser = parse::duration, default_value = "30m")]
         timeout: Duration,
+        /// Stop the run as soon as its numbers will be garbage, and exit 1 with the
+        /// reason: `isolated` (half the running peers have no link 30 s after the start),
+        /// `saturated` (a host saturated for 20 s). Repeat or comma-separate for both.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        abort_on: Vec<cmesh_common::live::AbortOn>,
         /// Print how every peer ended as JSON.
         #[arg(long)]
         json: bool,
@@ -557,6 +575,11 @@ pub struct RunArgs {
     /// Give up waiting for the peers after this long [default: from the plan].
     #[arg(long, value_parser = parse::duration)]
     pub timeout: Option<Duration>,
+    /// Stop the run as soon as its numbers will be garbage: `isolated` (half the running
+    /// peers have no link 30 s after the start), `saturated` (a host saturated for 20 s).
+    /// What was measured is still extracted and analysed; the exit is 1, with the reason.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub abort_on: Vec<cmesh_common::live::AbortOn>,
     /// Run the plan N times, seeds the plan's seed, +1, +2, …, as a group that `launcher
     /// compare` takes by name (runs/NAME.group.json; runs NAME-1 … NAME-N). Running the
     /// same command again after an interruption goes on from the last finished run.
@@ -690,7 +713,11 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let handles_signals = matches!(
         cli.command,
-        Command::Wait { .. } | Command::Chaos(_) | Command::Run(_) | Command::Logs { .. }
+        Command::Wait { .. }
+            | Command::Chaos(_)
+            | Command::Run(_)
+            | Command::Logs { .. }
+            | Command::Watch { .. }
     );
     if handles_signals {
         return dispatch(cli).await;
@@ -706,6 +733,7 @@ fn cli_name(c: &Command) -> &'static str {
         Command::Spawn { .. } => "spawn",
         Command::Ls { .. } => "ls",
         Command::Status { .. } => "status",
+        Command::Watch { .. } => "watch",
         Command::Logs { .. } => "logs",
         Command::Wait { .. } => "wait",
         Command::Extract { .. } => "extract",
@@ -776,16 +804,33 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             .await?;
             Ok(0)
         }
-        Command::Wait { run, timeout, json } => {
-            let waited = wait::wait(&RunDir::open(runs, run.as_deref())?, timeout).await?;
+        Command::Watch { run, json } => {
+            let run = RunDir::open(runs, run.as_deref())?;
+            watch::watch(&run, watch::Output::pick(json)).await
+        }
+        Command::Wait {
+            run,
+            timeout,
+            abort_on,
+            json,
+        } => {
+            let waited =
+                wait::wait(&RunDir::open(runs, run.as_deref())?, timeout, &abort_on).await?;
             let failed = waited.failed();
             for e in &failed {
                 tracing::warn!("{}: {}", e.name, e.reason());
             }
+            if let Some(reason) = &waited.aborted {
+                tracing::error!("run {} aborted: {reason}", waited.run_id);
+            }
             if json {
                 print_json(&waited)?;
             }
-            Ok(if failed.is_empty() { 0 } else { 1 })
+            Ok(if failed.is_empty() && waited.aborted.is_none() {
+                0
+            } else {
+                1
+            })
         }
         Command::Extract {
             run,
@@ -1071,10 +1116,11 @@ async fn run_once(runs: &Path, a: &RunArgs, print: bool) -> anyhow::Result<i32> 
             + 300_000,
     ));
     // A failed wait (a stuck peer) still goes on to extract what exists.
-    let waited = wait::wait(&run, timeout).await;
+    let waited = wait::wait(&run, timeout, &a.abort_on).await;
     if let Err(e) = &waited {
         tracing::warn!("wait: {e:#}");
     }
+    let aborted = waited.as_ref().ok().and_then(|w| w.aborted.clone());
     let x = crate::tasks::until_interrupted("extract", extract::extract(&run, 16, a.caps.caps()))
         .await?;
     extract::print_summary(&x);
@@ -1085,6 +1131,12 @@ async fn run_once(runs: &Path, a: &RunArgs, print: bool) -> anyhow::Result<i32> 
         print!("{}", analyze::to_markdown(&summary));
     }
     tracing::info!("run {}: results in {}", run.id, run.path.display());
+    if let Some(reason) = &aborted {
+        tracing::error!(
+            "run {} aborted: {reason}. What was measured until then is analysed above",
+            run.id
+        );
+    }
     if !a.keep {
         if waited.is_err() {
             tracing::warn!("run {}: containers kept, since some were still running; `launcher status`, then `launcher down --force` when done with them", run.id);
@@ -1094,7 +1146,11 @@ async fn run_once(runs: &Path, a: &RunArgs, print: bool) -> anyhow::Result<i32> 
             down::down(&run, false, 16).await?;
         }
     }
-    Ok(if summary.ok && waited.is_ok() { 0 } else { 1 })
+    Ok(if summary.ok && waited.is_ok() && aborted.is_none() {
+        0
+    } else {
+        1
+    })
 }
 
 /// `--noise`: a percentage from 0 to 100.

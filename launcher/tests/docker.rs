@@ -5,7 +5,7 @@
 //! run id, and removes its containers when it ends, passing or not.
 
 use cmesh_testkit::{
-    binary, images_built, kernel_offers_ipsec, launcher, read_json, text, wait_until,
+    binary, images_built, kernel_offers_ipsec, launcher, read_json, text, wait_until, RunCleanup,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -15,18 +15,6 @@ use std::time::Duration;
 
 fn run_id(name: &str) -> String {
     format!("t{}-{name}", std::process::id() % 100_000)
-}
-
-/// Removes a run's containers and network when dropped.
-struct Cleanup {
-    runs: PathBuf,
-    id: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = launcher(&self.runs, &["down", "--force", "--run", &self.id]);
-    }
 }
 
 /// How many objects `docker OBJECT ls -q` lists with the run's label (`ps -a` for
@@ -56,7 +44,7 @@ fn run_10_peers_end_to_end() {
     images_built();
     let runs = tempfile::tempdir().unwrap();
     let id = run_id("e2e");
-    let _cleanup = Cleanup {
+    let _cleanup = RunCleanup {
         runs: runs.path().into(),
         id: id.clone(),
     };
@@ -120,7 +108,7 @@ fn a_peer_killed_mid_run_is_extracted_with_its_logs_and_its_last_checkpoint() {
     images_built();
     let runs = tempfile::tempdir().unwrap();
     let id = run_id("kill");
-    let _cleanup = Cleanup {
+    let _cleanup = RunCleanup {
         runs: runs.path().into(),
         id: id.clone(),
     };
@@ -345,7 +333,7 @@ fn an_interrupted_extract_completes_with_verified_checksums() {
     images_built();
     let runs = tempfile::tempdir().unwrap();
     let id = run_id("resume");
-    let _cleanup = Cleanup {
+    let _cleanup = RunCleanup {
         runs: runs.path().into(),
         id: id.clone(),
     };
@@ -449,7 +437,7 @@ fn a_report_altered_by_another_container_is_detected() {
     images_built();
     let runs = tempfile::tempdir().unwrap();
     let id = run_id("tamper");
-    let _cleanup = Cleanup {
+    let _cleanup = RunCleanup {
         runs: runs.path().into(),
         id: id.clone(),
     };
@@ -507,7 +495,7 @@ fn an_encrypted_overlay_is_made_where_the_kernel_can_and_refused_where_it_cannot
     images_built();
     let runs = tempfile::tempdir().unwrap();
     let id = run_id("ipsec");
-    let _cleanup = Cleanup {
+    let _cleanup = RunCleanup {
         runs: runs.path().into(),
         id: id.clone(),
     };
@@ -700,7 +688,7 @@ fn spawn_again_creates_only_what_is_missing() {
     images_built();
     let runs = tempfile::tempdir().unwrap();
     let id = run_id("respawn");
-    let _cleanup = Cleanup {
+    let _cleanup = RunCleanup {
         runs: runs.path().into(),
         id: id.clone(),
     };
@@ -781,7 +769,7 @@ fn interrupted_spawn_and_extract_finish_when_run_again_and_down_leaves_nothing()
     images_built();
     let runs = tempfile::tempdir().unwrap();
     let id = run_id("sigint");
-    let _cleanup = Cleanup {
+    let _cleanup = RunCleanup {
         runs: runs.path().into(),
         id: id.clone(),
     };
@@ -876,7 +864,7 @@ fn a_2_gib_file_in_a_report_directory_is_cut_and_extract_memory_stays_bounded() 
     images_built();
     let runs = tempfile::tempdir().unwrap();
     let id = run_id("big");
-    let _cleanup = Cleanup {
+    let _cleanup = RunCleanup {
         runs: runs.path().into(),
         id: id.clone(),
     };

@@ -4,7 +4,9 @@
 //! measurement holds the points the summary says it should. Needs the Docker Engine for
 //! the run; never skips.
 
-use cmesh_testkit::{images_built, launcher, run_plan_json, text, wait_until, workspace_root};
+use cmesh_testkit::{
+    free_port, images_built, launcher, run_plan_json, text, wait_until, workspace_root,
+};
 use serde_json::Value;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -21,14 +23,6 @@ impl Drop for Influx {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn get(url: &str) -> Option<(u16, String)> {

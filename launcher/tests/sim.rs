@@ -47,7 +47,7 @@ async fn a_run_goes_from_spawn_to_down_with_peers_exiting_in_any_order() {
     let manifest = run.read_manifest().unwrap();
     assert_eq!(manifest.coordinator.host, "sim-1");
 
-    let waited = wait::wait_with(&connector, &run, Duration::from_secs(600))
+    let waited = wait::wait_with(&connector, &run, Duration::from_secs(600), &[])
         .await
         .unwrap();
     assert_eq!(waited.peers.len(), 30);
@@ -145,7 +145,7 @@ async fn a_host_lost_during_wait_makes_its_peers_unreachable_and_the_rest_still_
         "sim-3",
         tokio::time::Instant::now() + Duration::from_secs(5),
     );
-    let waited = wait::wait_with(&connector, &run, Duration::from_secs(600))
+    let waited = wait::wait_with(&connector, &run, Duration::from_secs(600), &[])
         .await
         .unwrap();
     let manifest = run.read_manifest().unwrap();
@@ -178,7 +178,7 @@ async fn a_host_lost_during_extract_loses_only_its_own_containers() {
         .await
         .unwrap();
     let run = RunDir::open(runs.path(), Some("sim4")).unwrap();
-    wait::wait_with(&connector, &run, Duration::from_secs(600))
+    wait::wait_with(&connector, &run, Duration::from_secs(600), &[])
         .await
         .unwrap();
     // sim-2 answers the listing (about 5 ms in the model), then goes away before any of
@@ -311,7 +311,7 @@ async fn down_removes_what_it_can_reach_and_a_later_down_finishes() {
         .await
         .unwrap();
     let run = RunDir::open(runs.path(), Some("sim6")).unwrap();
-    wait::wait_with(&connector, &run, Duration::from_secs(600))
+    wait::wait_with(&connector, &run, Duration::from_secs(600), &[])
         .await
         .unwrap();
     lab.cluster.vanish_at("sim-3", tokio::time::Instant::now());
@@ -399,6 +399,7 @@ async fn spawn_refuses_a_missing_host_or_leaves_it_out_when_allowed() {
         &connector,
         &RunDir::open(runs.path(), Some("sim7")).unwrap(),
         Duration::from_secs(600),
+        &[],
     )
     .await
     .unwrap();

@@ -11,6 +11,8 @@
 
 use cmesh_common::report::{Outcome, PeerReport};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The checkpoint's file name in the peer's output directory.
@@ -19,6 +21,8 @@ pub const FILE: &str = "checkpoint.json";
 /// Writes checkpoints until dropped.
 pub struct Checkpointer {
     task: Option<tokio::task::JoinHandle<()>>,
+    /// When the last checkpoint was written, ms since the Unix epoch (0: none yet).
+    last_written: Arc<AtomicU64>,
 }
 
 /// `base`, filled by `fill` at `now_ms` and marked as a checkpoint.
@@ -51,9 +55,14 @@ impl Checkpointer {
         base: PeerReport,
         fill: impl Fn(&mut PeerReport) + Send + 'static,
     ) -> Checkpointer {
+        let last_written = Arc::new(AtomicU64::new(0));
         if interval.is_zero() {
-            return Checkpointer { task: None };
+            return Checkpointer {
+                task: None,
+                last_written,
+            };
         }
+        let written_at = last_written.clone();
         let task = tokio::spawn(async move {
             let first = tokio::time::Instant::now() + interval + offset;
             let mut ticks = tokio::time::interval_at(first, interval);
@@ -69,7 +78,7 @@ impl Checkpointer {
                 })
                 .await;
                 match written {
-                    Ok(Ok(())) => {}
+                    Ok(Ok(())) => written_at.store(cmesh_common::unix_millis(), Ordering::Relaxed),
                     Ok(Err(e)) if !warned => {
                         warned = true;
                         tracing::warn!("cannot write a checkpoint: {e:#}");
@@ -82,7 +91,16 @@ impl Checkpointer {
                 }
             }
         });
-        Checkpointer { task: Some(task) }
+        Checkpointer {
+            task: Some(task),
+            last_written,
+        }
+    }
+
+    /// When the last checkpoint was written (ms since the Unix epoch; 0: none yet), for
+    /// the heartbeat's live counters.
+    pub fn last_written(&self) -> Arc<AtomicU64> {
+        self.last_written.clone()
     }
 }
 

@@ -254,11 +254,17 @@ impl CoordinatorClient {
         self.poll_once(&format!("/v1/sync/{topic}"), after).await
     }
 
-    /// One heartbeat, no retry (the next beat is the retry).
-    pub async fn heartbeat(&self, state: PeerState) -> Result<(), ClientError> {
+    /// One heartbeat, with the live counters if there are any yet; no retry (the next
+    /// beat is the retry).
+    pub async fn heartbeat(
+        &self,
+        state: PeerState,
+        live: Option<cmesh_common::live::LiveCounters>,
+    ) -> Result<(), ClientError> {
         let body = Heartbeat {
             peer: self.peer.clone(),
             state,
+            live,
         };
         self.send_once("/v1/heartbeat", &body).await
     }

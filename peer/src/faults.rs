@@ -26,8 +26,8 @@ pub struct Planned {
     /// Where it comes from, as reports name it: `plan#N` (the N-th `[[fault]]`).
     pub id: String,
     pub fault: Fault,
-    /// For a partition: the addresses of the peers to cut off from.
-    pub cut: Vec<String>,
+    /// For a partition: the peers to cut off from, by index and address.
+    pub cut: Vec<(u32, String)>,
     /// For shaping with `to`: the addresses of the peers whose traffic is shaped.
     pub to: Option<Vec<String>>,
 }
@@ -85,7 +85,7 @@ fn planned_for(
         Action::Partition { groups: listed } => {
             partition_cut(listed, &names, groups, seed, me as usize)?
                 .into_iter()
-                .map(|i| plan.peers[i].addr.clone())
+                .map(|i| (i as u32, plan.peers[i].addr.clone()))
                 .collect()
         }
         _ => Vec::new(),
@@ -139,6 +139,7 @@ pub fn start(
     seed: u64,
     events: EventLog,
     metrics: Arc<Mutex<Metrics>>,
+    live: Arc<crate::live::LiveBoard>,
 ) -> Runner {
     let known = std::sync::OnceLock::new();
     if let Some(caps) = caps {
@@ -147,14 +148,19 @@ pub fn start(
     start_with(faults, start_unix_ms, events, move |i, planned| {
         let action = &planned.fault.action;
         if let Action::Partition { .. } = action {
-            let a = shaping::partition(&planned.cut, i)?;
+            let addrs: Vec<String> = planned.cut.iter().map(|(_, a)| a.clone()).collect();
+            let a = shaping::partition(&addrs, i)?;
+            let cut: Vec<u32> = planned.cut.iter().map(|&(p, _)| p).collect();
+            live.cut(&cut, true);
             let metrics = metrics.clone();
+            let live = live.clone();
             let undo = move || {
                 metrics
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .begin_resync("partition", cmesh_common::unix_micros());
                 a.undo();
+                live.cut(&cut, false);
             };
             return Ok(("iptables".into(), Box::new(undo) as Undo));
         }

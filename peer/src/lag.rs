@@ -18,6 +18,8 @@ pub struct Lag {
     window_us: u64,
     all: LatencyHistogram,
     windows: Vec<Option<LatencyHistogram>>,
+    /// Since the heartbeat last took it ([`Lag::take_recent`]).
+    recent: cmesh_common::live::LiveHistogram,
 }
 
 impl Lag {
@@ -28,6 +30,7 @@ impl Lag {
             window_us: window_ms.max(1) * 1000,
             all: LatencyHistogram::coarse(),
             windows: (0..windows.max(1)).map(|_| None).collect(),
+            recent: Default::default(),
         }
     }
 
@@ -43,9 +46,15 @@ impl Lag {
         };
         if let Some(slot) = self.windows.get_mut(w as usize) {
             self.all.record(late_us);
+            self.recent.record(late_us);
             slot.get_or_insert_with(LatencyHistogram::coarse)
                 .record(late_us);
         }
+    }
+
+    /// The samples since the last call, for the next heartbeat.
+    pub fn take_recent(&mut self) -> cmesh_common::live::LiveHistogram {
+        std::mem::take(&mut self.recent)
     }
 
     /// What was sampled so far: over the run, and per window (windows without samples

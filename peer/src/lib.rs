@@ -13,6 +13,7 @@
 //!   throttling;
 //! - [`pacing`]: how often the sampler and the checkpoints run, by the peers on the host;
 //! - [`faults`], [`shaping`]: the plan's faults, carried out on this container;
+//! - [`live`]: the counters each heartbeat carries while the run goes;
 //! - [`checkpoint`]: what was measured so far, every few seconds, in `checkpoint.json`;
 //! - [`events`]: the `events.jsonl` log;
 //! - [`time`]: Unix times on the tokio clock;
@@ -27,6 +28,7 @@ pub mod cpu;
 pub mod events;
 pub mod faults;
 pub mod lag;
+pub mod live;
 pub mod metrics;
 pub mod netdev;
 pub mod pacing;

@@ -114,6 +114,8 @@ pub struct Metrics {
     by_host: Vec<HostLatency>,
     series: Option<Series>,
     heals: Vec<Heal>,
+    /// Latency since the heartbeat last took it ([`Metrics::take_live_latency`]).
+    live_latency: cmesh_common::live::LiveHistogram,
 }
 
 impl Metrics {
@@ -129,6 +131,7 @@ impl Metrics {
             by_host: Vec::new(),
             series: None,
             heals: Vec::new(),
+            live_latency: Default::default(),
         }
     }
 
@@ -303,6 +306,7 @@ impl Metrics {
         match now_us.checked_sub(written_at_us) {
             Some(latency) => {
                 self.latency.record(latency);
+                self.live_latency.record(latency);
                 if let Some(h) = by_host {
                     h.latency.record(latency);
                 }
@@ -310,6 +314,7 @@ impl Metrics {
             None => {
                 self.negative += 1;
                 self.latency.record(1);
+                self.live_latency.record(1);
                 if let Some(h) = by_host {
                     h.negative
                         .get_or_insert_with(LatencyHistogram::new)
@@ -344,6 +349,11 @@ impl Metrics {
 
     pub fn duplicates(&self) -> u64 {
         self.duplicates
+    }
+
+    /// The latency recorded since the last call, for the next heartbeat.
+    pub fn take_live_latency(&mut self) -> cmesh_common::live::LiveHistogram {
+        std::mem::take(&mut self.live_latency)
     }
 }
 

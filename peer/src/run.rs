@@ -139,9 +139,11 @@ async fn lifecycle(
         "registered",
         json!({"run_id": registered.run_id, "rejoined": registered.rejoined}),
     );
+    let live = crate::live::LiveBoard::new(crate::cpu::quota_cpus());
     let heartbeat = tokio::spawn(heartbeats(
         client.clone(),
         state_rx,
+        live.clone(),
         Duration::from_millis(registered.heartbeat_ms),
     ));
     let result = follow_plan(
@@ -152,12 +154,15 @@ async fn lifecycle(
         events,
         report,
         registered.rejoined,
+        &live,
     )
     .await;
     heartbeat.abort();
     result
 }
 
+// The lifecycle's pieces, each a different owner's: bundling them would only rename them.
+#[allow(clippy::too_many_arguments)]
 async fn follow_plan(
     cfg: &PeerConfig,
     listener: TcpListener,
@@ -166,6 +171,7 @@ async fn follow_plan(
     events: &EventLog,
     report: &mut PeerReport,
     rejoined: bool,
+    live: &Arc<crate::live::LiveBoard>,
 ) -> anyhow::Result<()> {
     let patience = cfg.coordinator_timeout;
     let plan: ExecutionPlan = client
@@ -278,6 +284,7 @@ async fn follow_plan(
         plan.spec.seed ^ u64::from(me.index),
         events.clone(),
         metrics.clone(),
+        live.clone(),
     );
     // Mobility: what each re-drawing fault did, for the report.
     let moved = Mutex::new(Vec::<AppliedFault>::new());
@@ -291,6 +298,16 @@ async fn follow_plan(
         on_my_host,
         me.index,
     ));
+    let produced_so_far = Arc::new(AtomicU64::new(0));
+    live.measure(
+        crate::live::Sources {
+            metrics: metrics.clone(),
+            produced: produced_so_far.clone(),
+            links: backend.link_gauge(),
+            lag: sampler.lag_handle(),
+        },
+        &neighbours,
+    );
     let start_at = crate::time::unix_ms_to_instant(plan.start_at_unix_ms);
     // The clock, while everyone waits for the start (and before the first checkpoint).
     if cfg.clock_samples > 0 {
@@ -323,7 +340,6 @@ async fn follow_plan(
     }
     move_to(client, state, PeerState::Running, patience).await?;
     let start_unix = cmesh_common::unix_millis();
-    let produced_so_far = Arc::new(AtomicU64::new(0));
     // From now on a peer that dies leaves what it measured: stopped (dropped) before
     // the final report.
     let checkpoint_every = crate::pacing::checkpoint_interval(cfg.checkpoint_interval, on_my_host);
@@ -369,6 +385,7 @@ async fn follow_plan(
             }
         },
     );
+    live.checkpoints(checkpoints.last_written());
     events.log(
         "writing",
         json!({"connected": backend.connected(), "of": neighbours.len()}),
@@ -382,7 +399,7 @@ async fn follow_plan(
         tokio::select! {
             done = &mut writing => done,
             never = follow_chaos(client, &plan, me.index, &faults, events) => match never {},
-            never = follow_mobility(&backend, &plan, me.index, &moved, events) => match never {},
+            never = follow_mobility(&backend, &plan, me.index, &moved, events, live) => match never {},
             reason = backend.failed() => {
                 report.faults = faults.finish().await;
                 kept(report, produced_so_far.load(Ordering::Relaxed));
@@ -594,6 +611,7 @@ async fn follow_mobility(
     me: u32,
     moved: &Mutex<Vec<AppliedFault>>,
     events: &EventLog,
+    live: &crate::live::LiveBoard,
 ) -> std::convert::Infallible {
     let steps = plan.mobility_epochs();
     {
@@ -615,6 +633,7 @@ async fn follow_mobility(
         tokio::time::sleep_until(crate::time::unix_ms_to_instant(at)).await;
         let neighbours = plan.redrawn(i, epoch).neighbours(me);
         backend.set_neighbours(&neighbours);
+        live.set_neighbours(&neighbours);
         let now = cmesh_common::unix_millis();
         if let Some(m) = moved
             .lock()
@@ -716,14 +735,21 @@ async fn catch_up<B: SyncBackend>(
     true
 }
 
-/// Beats every `every` until dropped, on a timerfd tick (one wake-up a beat).
-async fn heartbeats(client: CoordinatorClient, state: watch::Receiver<PeerState>, every: Duration) {
+/// Beats every `every` until dropped, on a timerfd tick (one wake-up a beat), with the
+/// live counters once there are any.
+async fn heartbeats(
+    client: CoordinatorClient,
+    state: watch::Receiver<PeerState>,
+    live: Arc<crate::live::LiveBoard>,
+    every: Duration,
+) {
     let mut tick = crate::ticker::Ticker::new(std::time::Instant::now() + every, every);
     let mut failures = 0u32;
     loop {
         tick.tick().await;
         let current = *state.borrow();
-        match client.heartbeat(current).await {
+        let counters = live.counters(cmesh_common::unix_millis(), crate::cpu::process_us());
+        match client.heartbeat(current, counters).await {
             Ok(()) => failures = 0,
             Err(e) => {
                 failures += 1;

@@ -290,6 +290,27 @@ pub fn launcher(runs: &Path, args: &[&str]) -> std::process::Output {
         .expect("run the launcher")
 }
 
+/// A free TCP port on the loopback (free when asked: bind it soon).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// Removes a run's containers, volumes and network when dropped (`launcher down
+/// --force`), so a failed assertion leaves nothing behind.
+pub struct RunCleanup {
+    pub runs: PathBuf,
+    pub id: String,
+}
+
+impl Drop for RunCleanup {
+    fn drop(&mut self) {
+        let _ = launcher(&self.runs, &["down", "--force", "--run", &self.id]);
+    }
+}
+
 /// Lossy UTF-8 of a command's output.
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

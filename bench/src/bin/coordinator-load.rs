@@ -5,7 +5,11 @@
 //! peers do. Two cases in one run, each against a fresh coordinator:
 //! - baseline: the same clients at the same rate hitting `GET /healthz` (bare HTTP, no
 //!   run state), the floor any HTTP server would pay;
-//! - heartbeats: the clients register, then send `POST /v1/heartbeat` every 2 s.
+//! - heartbeats: the clients register, then send `POST /v1/heartbeat` every 2 s;
+//! - live: the same heartbeats carrying live counters as a running peer's do (totals,
+//!   links, a latency and a lag histogram of a dozen buckets each, CPU, checkpoint age),
+//!   with `launcher watch` (`GET /v1/live`) and a Prometheus (`GET /metrics`) each
+//!   asking once a second.
 //!
 //! The coordinator's CPU time is read from /proc over the measurement window.
 //!
@@ -33,6 +37,25 @@ struct Args {
 enum Load {
     Healthz,
     Heartbeats,
+    Live,
+}
+
+/// A running peer's live counters: a dozen buckets of latency around 2 ms, of lag
+/// around 1 ms.
+fn counters(i: usize, beat: u64) -> serde_json::Value {
+    let latency: Vec<(u8, u64)> = (40..52).map(|b| (b, 1 + (i as u64 + beat) % 7)).collect();
+    let lag: Vec<(u8, u64)> = (36..48).map(|b| (b, 2)).collect();
+    serde_json::json!({
+        "written": beat * 4,
+        "received": beat * 4 * 20,
+        "origins": 20,
+        "links_up": 4,
+        "links_wanted": 4,
+        "latency": latency,
+        "lag": lag,
+        "cpu_permille": 12,
+        "checkpoint_age_ms": 1500,
+    })
 }
 
 struct Figures {
@@ -63,7 +86,7 @@ async fn run_case(args: &Args, load: Load) -> Result<Figures> {
     let clients: Vec<reqwest::Client> = (0..args.peers)
         .map(|_| reqwest::Client::builder().pool_max_idle_per_host(1).build())
         .collect::<Result<_, _>>()?;
-    if load == Load::Heartbeats {
+    if load != Load::Healthz {
         let mut tasks = tokio::task::JoinSet::new();
         for (i, client) in clients.iter().enumerate() {
             let (client, base) = (client.clone(), base.clone());
@@ -96,14 +119,24 @@ async fn run_case(args: &Args, load: Load) -> Result<Figures> {
             tokio::time::sleep(offset).await;
             let mut tick = tokio::time::interval(every);
             let peer = format!("peer-{:04}", i + 1);
+            let mut beat = 0;
             while Instant::now() < stop {
                 tick.tick().await;
+                beat += 1;
                 let req = match load {
                     Load::Healthz => client.get(format!("{base}/healthz")),
                     Load::Heartbeats => client
                         .post(format!("{base}/v1/heartbeat"))
                         .header("x-cmesh-token", "test-token")
                         .json(&serde_json::json!({"peer": peer, "state": "init"})),
+                    Load::Live => client
+                        .post(format!("{base}/v1/heartbeat"))
+                        .header("x-cmesh-token", "test-token")
+                        .json(&serde_json::json!({
+                            "peer": peer,
+                            "state": "init",
+                            "live": counters(i, beat),
+                        })),
                 };
                 match req.send().await {
                     Ok(r) if r.status().is_success() => requests.fetch_add(1, Ordering::Relaxed),
@@ -111,6 +144,28 @@ async fn run_case(args: &Args, load: Load) -> Result<Figures> {
                 };
             }
         });
+    }
+    if load == Load::Live {
+        // A watch and a Prometheus, once a second each.
+        for path in ["/v1/live", "/metrics"] {
+            let (base, errors) = (base.clone(), errors.clone());
+            tasks.spawn(async move {
+                let client = reqwest::Client::new();
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                while Instant::now() < stop {
+                    tick.tick().await;
+                    let ok = client
+                        .get(format!("{base}{path}"))
+                        .header("x-cmesh-token", "test-token")
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success());
+                    if !ok {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
     }
     // Let every client connect and settle, then measure.
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -130,7 +185,7 @@ async fn run_case(args: &Args, load: Load) -> Result<Figures> {
         .await?
         .json()
         .await?;
-    if load == Load::Heartbeats {
+    if load != Load::Healthz {
         anyhow::ensure!(
             status["counts"]["lost"] == 0
                 && status["peers"].as_array().map(Vec::len) == Some(args.peers),
@@ -163,12 +218,17 @@ fn main() -> Result<()> {
     );
     let base = rt.block_on(run_case(&args, Load::Healthz))?;
     let beats = rt.block_on(run_case(&args, Load::Heartbeats))?;
+    let live = rt.block_on(run_case(&args, Load::Live))?;
     println!();
     println!("| case | requests/s | coordinator CPU | RSS | peak RSS | errors |");
     println!("|---|---|---|---|---|---|");
     for (name, f) in [
         ("baseline: GET /healthz", &base),
-        ("2000 peers heartbeating", &beats),
+        ("heartbeats", &beats),
+        (
+            "heartbeats with live counters, /v1/live and /metrics each 1/s",
+            &live,
+        ),
     ] {
         println!(
             "| {name} | {:.0} | {:.1}% of a core | {:.1} MiB | {:.1} MiB | {} |",
@@ -188,7 +248,15 @@ fn main() -> Result<()> {
         "ratio RSS (heartbeats / healthz): {:.2}x",
         beats.rss_mib / base.rss_mib.max(0.01)
     );
-    let met = beats.cpu_percent < 10.0 && beats.hwm_mib < 64.0;
+    println!(
+        "ratio CPU (live / heartbeats): {:.2}x",
+        live.cpu_percent / beats.cpu_percent.max(0.01)
+    );
+    println!(
+        "ratio peak RSS (live / heartbeats): {:.2}x",
+        live.hwm_mib / beats.hwm_mib.max(0.01)
+    );
+    let met = live.cpu_percent < 10.0 && live.hwm_mib < 64.0;
     println!(
         "target: under 10% of a core and under 64 MiB: {}",
         if met { "met" } else { "NOT met" }

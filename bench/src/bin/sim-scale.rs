@@ -97,7 +97,7 @@ async fn bench(args: &Args) -> anyhow::Result<Vec<Phase>> {
 
     let run = RunDir::open(runs.path(), Some("scale"))?;
     let (t0, before) = (Instant::now(), cluster.busy());
-    let waited = wait::wait_with(&connector, &run, Duration::from_secs(3600)).await?;
+    let waited = wait::wait_with(&connector, &run, Duration::from_secs(3600), &[]).await?;
     anyhow::ensure!(
         waited.failed().is_empty(),
         "{} peers failed",

@@ -4,6 +4,12 @@
 //! polling: one list at the start, after subscribing, then events. A host whose event
 //! stream breaks is listed again and re-subscribed; one that does not answer is lost,
 //! and its peers end as `unreachable` while the others are still waited for.
+//!
+//! With `--abort-on saturated|isolated` it also reads the coordinator's live figures
+//! every [`ABORT_CHECK`] ([`super::watch::LiveClient`]); once they say the run's numbers
+//! will be garbage, it kills the peers still running (each leaves its last checkpoint),
+//! waits for the coordinator to see them gone and write its report, and says why in
+//! [`Waited::aborted`]. What was measured is extracted and analysed as for any run.
 
 use crate::engine::host::Connector;
 use crate::engine::labels;
@@ -60,7 +66,13 @@ pub struct Waited {
     pub peers: Vec<Ended>,
     /// Hosts lost while waiting, with the reason.
     pub lost_hosts: Vec<crate::engine::host::LostHost>,
+    /// The run was stopped early (`--abort-on`), and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<String>,
 }
+
+/// How often `--abort-on` reads the live figures.
+pub const ABORT_CHECK: Duration = Duration::from_secs(2);
 
 impl Waited {
     pub fn failed(&self) -> Vec<&Ended> {
@@ -96,9 +108,14 @@ fn apply(live: &mut LiveRun, h: usize, e: ContainerEvent) {
     live.states.insert(e.name, (h, state));
 }
 
-/// Waits until every peer has exited (or `timeout`) on real engines.
-pub async fn wait(run: &RunDir, timeout: Duration) -> anyhow::Result<Waited> {
-    wait_with(&Connector::Docker, run, timeout).await
+/// Waits until every peer has exited (or `timeout`) on real engines; stops the run
+/// early when the live figures say so for any of `abort_on`.
+pub async fn wait(
+    run: &RunDir,
+    timeout: Duration,
+    abort_on: &[cmesh_common::live::AbortOn],
+) -> anyhow::Result<Waited> {
+    wait_with(&Connector::Docker, run, timeout, abort_on).await
 }
 
 /// Waits until every peer on a reachable host has exited (or `timeout`); returns how each
@@ -107,6 +124,7 @@ pub async fn wait_with(
     connector: &Connector,
     run: &RunDir,
     timeout: Duration,
+    abort_on: &[cmesh_common::live::AbortOn],
 ) -> anyhow::Result<Waited> {
     let mut live = LiveRun::load_with(connector, run).await?;
     if live.hosts.is_empty() {
@@ -138,6 +156,7 @@ pub async fn wait_with(
         |live: &LiveRun, name: &str, host: &str| live.is_lost(host) || live.is_done(name);
     let interrupt = tasks::interrupted();
     tokio::pin!(interrupt);
+    let mut watcher = Abort::new(abort_on);
     loop {
         let exited = manifest
             .peers
@@ -186,6 +205,31 @@ pub async fn wait_with(
             );
         }
         let mut pause = Duration::from_secs(1);
+        if let Some(reason) = watcher.check(&live, run).await {
+            tracing::warn!(
+                "wait: aborting run {}: {reason}; stopping the peers still running (each leaves its last checkpoint)",
+                manifest.run_id
+            );
+            let running: Vec<(usize, String)> = manifest
+                .peers
+                .iter()
+                .filter(|p| !finished(&live, &p.name, &p.host))
+                .filter_map(|p| live.states.get(&p.name).map(|(h, _)| (*h, p.name.clone())))
+                .collect();
+            let killed = tasks::for_each_on_hosts("abort", running, 16, |h, name: String| {
+                let host = &live.hosts[h];
+                async move { Ok(retry(|| host.engine.kill_container(&name)).await?) }
+            })
+            .await;
+            for ((_, name), r) in killed {
+                match r {
+                    Ok(()) => {
+                        watcher.killed.insert(name);
+                    }
+                    Err(e) => tracing::warn!("wait: cannot stop {name}: {e:#}"),
+                }
+            }
+        }
         if let Some(p) = &mut planned {
             match p.tick(run, &manifest, &live.hosts).await {
                 Ok(Some(next)) => pause = pause.min(next),
@@ -236,7 +280,14 @@ pub async fn wait_with(
     if let Some(p) = &mut planned {
         p.release(run, &manifest, &live.hosts).await;
     }
-    let killed = crate::faults::chaos::killed(&crate::faults::chaos::read(run));
+    let mut killed = crate::faults::chaos::killed(&crate::faults::chaos::read(run));
+    if let Some(reason) = &watcher.aborted {
+        for name in &watcher.killed {
+            killed
+                .entry(name.clone())
+                .or_insert_with(|| format!("--abort-on: {reason}"));
+        }
+    }
     let peers = ended(&live, &killed).await;
     let failed = peers.iter().filter(|e| e.failed()).count();
     let on_purpose = peers.iter().filter(|e| e.killed_by.is_some()).count();
@@ -265,7 +316,61 @@ pub async fn wait_with(
         run_id: manifest.run_id.clone(),
         peers,
         lost_hosts: live.lost.clone(),
+        aborted: watcher.aborted,
     })
+}
+
+/// `--abort-on`: reads the live figures now and then, and decides once.
+struct Abort<'a> {
+    on: &'a [cmesh_common::live::AbortOn],
+    client: Option<super::watch::LiveClient>,
+    next: Instant,
+    /// Why the run was stopped, once it was.
+    aborted: Option<String>,
+    /// The peers it stopped.
+    killed: std::collections::BTreeSet<String>,
+}
+
+impl<'a> Abort<'a> {
+    fn new(on: &'a [cmesh_common::live::AbortOn]) -> Self {
+        Abort {
+            on,
+            client: None,
+            next: Instant::now(),
+            aborted: None,
+            killed: Default::default(),
+        }
+    }
+
+    /// The reason to stop the run now, once: None while the figures are fine, between
+    /// checks, after the decision, and when the coordinator cannot be asked (the wait
+    /// goes on as without `--abort-on`).
+    async fn check(&mut self, live: &LiveRun, run: &RunDir) -> Option<String> {
+        if self.on.is_empty() || self.aborted.is_some() || Instant::now() < self.next {
+            return None;
+        }
+        self.next = Instant::now() + ABORT_CHECK;
+        if self.client.is_none() {
+            match super::watch::LiveClient::connect(live, run).await {
+                Ok(c) => self.client = Some(c),
+                Err(e) => {
+                    tracing::debug!("wait: --abort-on cannot reach the coordinator: {e:#}");
+                    return None;
+                }
+            }
+        }
+        let report = match self.client.as_ref()?.live().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!("wait: --abort-on: the live figures: {e:#}");
+                self.client = None;
+                return None;
+            }
+        };
+        let reason = self.on.iter().find_map(|&on| report.abort_reason(on))?;
+        self.aborted = Some(reason.clone());
+        Some(reason)
+    }
 }
 
 /// How each peer ended: inspected a bounded number at a time on each host.

@@ -221,6 +221,11 @@ impl RunDir {
         self.path.join("token")
     }
     /// The admin token: with the launcher only (the coordinator holds its digest).
+    /// `prometheus.json`: the coordinator as a Prometheus `file_sd` target.
+    pub fn prometheus_targets_path(&self) -> PathBuf {
+        self.path.join("prometheus.json")
+    }
+
     pub fn admin_token_path(&self) -> PathBuf {
         self.path.join("admin-token")
     }

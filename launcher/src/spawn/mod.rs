@@ -219,6 +219,32 @@ async fn start_coordinator(
     .await
 }
 
+/// Writes `runs/ID/prometheus.json`, a Prometheus `file_sd` target list with the
+/// coordinator's published port on the manager's loopback (docs/operations.md shows the
+/// scrape config). Best effort: a run without it still runs, and `launcher watch` does
+/// not need it.
+async fn write_prometheus_targets(manager: &Host, run: &RunDir) {
+    let name = coordinator_name(&run.id);
+    let port = match crate::engine::retry::retry(|| manager.engine.inspect_container(&name)).await {
+        Ok(info) => info
+            .published
+            .get(&crate::run::names::COORDINATOR_PORT)
+            .copied(),
+        Err(e) => {
+            tracing::debug!("spawn: no Prometheus targets: {e}");
+            None
+        }
+    };
+    let Some(port) = port else { return };
+    let targets = serde_json::json!([{
+        "targets": [format!("127.0.0.1:{port}")],
+        "labels": {"cmesh_run": run.id, "cmesh_manager": manager.name()},
+    }]);
+    if let Err(e) = crate::run::dir::write_json(&run.prometheus_targets_path(), &targets) {
+        tracing::warn!("spawn: cannot write the Prometheus targets: {e:#}");
+    }
+}
+
 /// Spawns (or completes) a run on real Docker Engines.
 pub async fn spawn(req: SpawnRequest) -> anyhow::Result<Spawned> {
     spawn_with(&Connector::Docker, req).await
@@ -396,6 +422,7 @@ pub async fn spawn_with(connector: &Connector, req: SpawnRequest) -> anyhow::Res
         })?);
     }
     start_coordinator(&manager, &run, &spec, &images, &net_name, &states).await?;
+    write_prometheus_targets(&manager, &run).await;
 
     let todo: Vec<Placement> = placements
         .into_iter()

@@ -92,6 +92,9 @@ pub struct BackendStats {
     pub writes_in_time: Option<u64>,
 }
 
+/// Reads a backend's links up, from another task.
+pub type LinkGauge = std::sync::Arc<dyn Fn() -> usize + Send + Sync>;
+
 /// A replication engine under test.
 #[allow(async_fn_in_trait)]
 pub trait SyncBackend {
@@ -106,6 +109,9 @@ pub trait SyncBackend {
     async fn changed(&self);
     /// Neighbours with a link up now (as far as the backend can tell).
     fn connected(&self) -> usize;
+    /// [`SyncBackend::connected`] as a handle the heartbeat can read while the backend
+    /// runs ([`crate::live`]).
+    fn link_gauge(&self) -> LinkGauge;
     /// Moves to a re-drawn graph's neighbours (mobility).
     fn set_neighbours(&self, neighbours: &[u32]);
     /// Resolves, with the reason, once the backend cannot go on (an adapter that
@@ -288,6 +294,9 @@ impl SyncBackend for Backend {
     }
     fn connected(&self) -> usize {
         each!(self, b => b.connected())
+    }
+    fn link_gauge(&self) -> LinkGauge {
+        each!(self, b => b.link_gauge())
     }
     fn set_neighbours(&self, neighbours: &[u32]) {
         each!(self, b => b.set_neighbours(neighbours))

@@ -542,6 +542,11 @@ impl SyncBackend for AdapterBackend {
         self.shared.session().links() as usize
     }
 
+    fn link_gauge(&self) -> crate::backend::LinkGauge {
+        let shared = self.shared.clone();
+        Arc::new(move || shared.session().links() as usize)
+    }
+
     fn set_neighbours(&self, neighbours: &[u32]) {
         self.send(ToAdapter::Neighbours {
             neighbours: neighbours

@@ -43,7 +43,7 @@ struct Shared {
 pub struct DittoBackend {
     ditto: Ditto,
     shared: Arc<Shared>,
-    connected_hint: AtomicU64,
+    connected_hint: Arc<AtomicU64>,
     _observer: Arc<StoreObserver>,
     _subscription: Arc<SyncSubscription>,
 }
@@ -133,7 +133,7 @@ impl DittoBackend {
         Ok(DittoBackend {
             ditto,
             shared,
-            connected_hint: AtomicU64::new(plan.connect.len() as u64),
+            connected_hint: Arc::new(AtomicU64::new(plan.connect.len() as u64)),
             _observer: observer,
             _subscription: subscription,
         })
@@ -180,6 +180,11 @@ impl SyncBackend for DittoBackend {
     fn connected(&self) -> usize {
         // Ditto does not say per TCP server whether it is connected; the plan's count.
         self.connected_hint.load(Ordering::Relaxed) as usize
+    }
+
+    fn link_gauge(&self) -> crate::backend::LinkGauge {
+        let hint = self.connected_hint.clone();
+        Arc::new(move || hint.load(Ordering::Relaxed) as usize)
     }
 
     fn set_neighbours(&self, neighbours: &[u32]) {

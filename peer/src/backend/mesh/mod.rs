@@ -499,6 +499,11 @@ impl SyncBackend for MeshBackend {
         MeshBackend::connected(self)
     }
 
+    fn link_gauge(&self) -> crate::backend::LinkGauge {
+        let inner = self.inner.clone();
+        Arc::new(move || inner.lock().links.len())
+    }
+
     fn set_neighbours(&self, neighbours: &[u32]) {
         MeshBackend::set_neighbours(self, neighbours)
     }
