@@ -446,17 +446,6 @@ impl Run {
         &self.live
     }
 
-    /// Each registered peer's host and state, for `GET /metrics`.
-    pub fn peer_states(&self) -> impl Iterator<Item = (&str, &str, PeerState)> {
-        self.peers.iter().map(|(name, p)| {
-            (
-                name.as_str(),
-                p.host.as_deref().unwrap_or(LOCAL_HOST),
-                p.state,
-            )
-        })
-    }
-
     /// A peer says it moved to `state`.
     pub fn change_state(
         &mut self,

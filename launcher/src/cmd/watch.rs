@@ -82,7 +82,7 @@ impl Output {
 /// Watches the run until it ends. Returns 0 when the run finished, 1 if the coordinator
 /// was never reached.
 pub async fn watch(run: &RunDir, output: Output) -> anyhow::Result<i32> {
-    let live = LiveRun::load(run).await?;
+    let mut live = LiveRun::load(run).await?;
     let mut client = None;
     let mut tick = tokio::time::interval(REFRESH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -99,13 +99,18 @@ pub async fn watch(run: &RunDir, output: Output) -> anyhow::Result<i32> {
             match LiveClient::connect(&live, run).await {
                 Ok(c) => client = Some(c),
                 Err(e) => {
-                    let text = format!("{e:#}");
-                    if text.contains("not running") {
-                        // Ended (or never started): nothing more to watch.
-                        eprintln!("watch: run {}: {text}; `launcher extract --run {}` collects the results", run.id, run.id);
+                    // Ended (or never started), as the engine says: nothing more to watch.
+                    // (A lost manager is not an ended run: the view goes on.)
+                    live.refresh().await;
+                    let coordinator = &live.manifest.coordinator;
+                    if !live.is_lost(&coordinator.host) && live.is_done(&coordinator.name) {
+                        eprintln!(
+                            "watch: run {}: the coordinator has exited; `launcher extract --run {}` collects the results",
+                            run.id, run.id
+                        );
                         return Ok(if seen { 0 } else { 1 });
                     }
-                    show_unreachable(output, &run.id, &text, &mut unreachable_since);
+                    show_unreachable(output, &run.id, &format!("{e:#}"), &mut unreachable_since);
                     continue;
                 }
             }
@@ -185,25 +190,28 @@ fn count(f: &LiveFigures, s: PeerState) -> usize {
 
 /// The phase and time: `planned 12s of 30s (18s left)`.
 fn clock(r: &LiveReport) -> String {
-    let phase = match r.phase {
-        Some(RunPhase::Registering) => "registering",
-        Some(RunPhase::Planned) => "running",
-        Some(RunPhase::Finished) => "finished",
-        Some(RunPhase::Aborted) => "aborted",
-        None => "unknown",
-    };
-    match (r.elapsed_ms(), r.start_at_unix_ms) {
-        (Some(e), _) => format!(
-            "{phase} {} of {} ({} left)",
+    let elapsed = r.elapsed_ms();
+    match (r.phase, elapsed, r.start_at_unix_ms) {
+        (Some(RunPhase::Finished), Some(e), _) => format!("finished after {}", secs(e)),
+        (Some(RunPhase::Finished), None, _) => "finished".into(),
+        (Some(RunPhase::Aborted), ..) => "aborted (too few peers came)".into(),
+        (Some(RunPhase::Planned), Some(e), _) if e > r.duration_ms => format!(
+            "writing done {} ago, the peers catch up and report",
+            secs(e - r.duration_ms)
+        ),
+        (Some(RunPhase::Planned), Some(e), _) => format!(
+            "running {} of {} ({} left)",
             secs(e),
             secs(r.duration_ms),
-            secs(r.duration_ms.saturating_sub(e))
+            secs(r.duration_ms - e)
         ),
-        (None, Some(start)) => format!(
-            "{phase}, starting in {}",
+        (Some(RunPhase::Planned), None, Some(start)) => format!(
+            "planned, starting in {}",
             secs(start.saturating_sub(r.at_unix_ms))
         ),
-        (None, None) => phase.to_owned(),
+        (Some(RunPhase::Registering) | None, ..) | (Some(RunPhase::Planned), None, None) => {
+            "registering".into()
+        }
     }
 }
 
@@ -367,7 +375,15 @@ mod tests {
         quiet.warnings.clear();
         quiet.start_at_unix_ms = Some(20_000);
         let l = line(&quiet);
-        assert!(l.contains("starting in 7s"), "{l}");
+        assert!(l.contains("planned, starting in 7s"), "{l}");
+        let mut ended = report();
+        ended.phase = Some(RunPhase::Finished);
+        ended.at_unix_ms = 40_500;
+        assert!(
+            line(&ended).contains("finished after 40s"),
+            "{}",
+            line(&ended)
+        );
         assert!(!l.contains("faults"), "{l}");
     }
 }
