@@ -87,16 +87,26 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show container logs: one peer's (e.g. peer-0003), or all, prefixed by name.
+    /// Show container logs: one peer's (peer-0003), a glob's ('peer-00[0-4]*'), or all,
+    /// prefixed by name when more than one.
+    ///
+    /// Reads at most 16 containers at a time per host, so it suits a run of any size.
+    /// With -f it asks again every second; a host that stops answering is said, left
+    /// out, and tried again every 10 s.
     Logs {
         /// The run's id, as spawn printed it (`launcher ls` lists them) [default: the newest].
         #[arg(long)]
         run: Option<String>,
-        /// A peer (peer-0003) or container name; all containers if left out.
+        /// A peer (peer-0003), a container name, or a glob over either (`*`, `?`,
+        /// `[0-4]`; quote it); all containers if left out.
         peer: Option<String>,
         /// Keep following the logs.
         #[arg(short, long)]
         follow: bool,
+        /// Only lines from then on: a time ago (10m, 90s) or an RFC 3339 time
+        /// (2026-12-07T16:00:00Z).
+        #[arg(long, value_parser = parse_since)]
+        since: Option<i64>,
     },
     /// Watch a run live: per host, peers running, linked and lost, records a second,
     /// coverage so far, latency and the live verdict; the faults acting now; warnings.
@@ -795,13 +805,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(if s.unreachable_hosts.is_empty() { 0 } else { 1 })
         }
-        Command::Logs { run, peer, follow } => {
-            logs::logs(
-                &RunDir::open(runs, run.as_deref())?,
-                peer.as_deref(),
+        Command::Logs {
+            run,
+            peer,
+            follow,
+            since,
+        } => {
+            let request = logs::Request {
+                selector: peer,
                 follow,
-            )
-            .await?;
+                since,
+            };
+            logs::logs(&RunDir::open(runs, run.as_deref())?, &request).await?;
             Ok(0)
         }
         Command::Watch { run, json } => {
@@ -1151,6 +1166,11 @@ async fn run_once(runs: &Path, a: &RunArgs, print: bool) -> anyhow::Result<i32> 
     } else {
         1
     })
+}
+
+/// `--since`: a time ago or an RFC 3339 time, as a Unix second.
+fn parse_since(text: &str) -> Result<i64, String> {
+    logs::parse_since(text, std::time::SystemTime::now())
 }
 
 /// `--noise`: a percentage from 0 to 100.

@@ -63,12 +63,6 @@ where
     F: Fn(usize, T) -> Fut,
     Fut: Future<Output = anyhow::Result<R>>,
 {
-    use futures_util::StreamExt;
-    let per_host = per_host.max(1);
-    let hosts = items.iter().map(|(h, _)| h + 1).max().unwrap_or(0);
-    let gates: Vec<tokio::sync::Semaphore> = (0..hosts)
-        .map(|_| tokio::sync::Semaphore::new(per_host))
-        .collect();
     let bar = bar(
         what,
         items.len() as u64,
@@ -76,21 +70,15 @@ where
     );
     let start = Instant::now();
     let total = items.len();
-    let results: Vec<((usize, T), anyhow::Result<R>)> = futures_util::stream::iter(items)
-        .map(|(h, item)| {
-            let (bar, gate, fut) = (bar.clone(), &gates[h], task(h, item.clone()));
-            async move {
-                let r = match gate.acquire().await {
-                    Ok(_permit) => fut.await,
-                    Err(_) => Err(anyhow::anyhow!("the task runner was closed")),
-                };
-                bar.inc(1);
-                ((h, item), r)
-            }
-        })
-        .buffer_unordered((per_host * hosts).max(1))
-        .collect()
-        .await;
+    let results = bounded_on_hosts(items, per_host, |h, item| {
+        let (bar, fut) = (bar.clone(), task(h, item));
+        async move {
+            let r = fut.await;
+            bar.inc(1);
+            r
+        }
+    })
+    .await;
     bar.finish_and_clear();
     progress().remove(&bar);
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();
@@ -105,6 +93,40 @@ where
         }
     );
     results
+}
+
+/// [`for_each_on_hosts`] without its bar and closing line, for work repeated every
+/// second or so (`logs -f`'s rounds).
+pub async fn bounded_on_hosts<T, R, F, Fut>(
+    items: Vec<(usize, T)>,
+    per_host: usize,
+    task: F,
+) -> Vec<((usize, T), anyhow::Result<R>)>
+where
+    T: Clone,
+    F: Fn(usize, T) -> Fut,
+    Fut: Future<Output = anyhow::Result<R>>,
+{
+    use futures_util::StreamExt;
+    let per_host = per_host.max(1);
+    let hosts = items.iter().map(|(h, _)| h + 1).max().unwrap_or(0);
+    let gates: Vec<tokio::sync::Semaphore> = (0..hosts)
+        .map(|_| tokio::sync::Semaphore::new(per_host))
+        .collect();
+    futures_util::stream::iter(items)
+        .map(|(h, item)| {
+            let (gate, fut) = (&gates[h], task(h, item.clone()));
+            async move {
+                let r = match gate.acquire().await {
+                    Ok(_permit) => fut.await,
+                    Err(_) => Err(anyhow::anyhow!("the task runner was closed")),
+                };
+                ((h, item), r)
+            }
+        })
+        .buffer_unordered((per_host * hosts).max(1))
+        .collect()
+        .await
 }
 
 /// Runs `task` on every item, `concurrency` at a time; returns `(item, outcome)` in

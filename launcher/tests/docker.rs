@@ -288,6 +288,28 @@ fn a_peer_killed_mid_run_is_extracted_with_its_logs_and_its_last_checkpoint() {
     assert!(all.contains(&format!("{id}-coordinator | ")), "{all}");
     let unknown = launcher(runs.path(), &["logs", "--run", &id, "peer-9999"]);
     assert_eq!(unknown.status.code(), Some(2));
+    // A glob picks peers; --since leaves out what came before.
+    let two = launcher(runs.path(), &["logs", "--run", &id, "peer-000[1-2]"]);
+    assert_eq!(two.status.code(), Some(0), "{}", text(&two.stderr));
+    let two = text(&two.stdout);
+    assert!(
+        two.contains(&format!("{id}-peer-0001 | ")) && two.contains(&format!("{id}-peer-0002 | ")),
+        "{two}"
+    );
+    assert!(
+        !two.contains(&format!("{id}-peer-0003 | ")) && !two.contains("coordinator | "),
+        "{two}"
+    );
+    let an_hour = launcher(runs.path(), &["logs", "--run", &id, "--since", "1h"]);
+    assert_eq!(text(&an_hour.stdout), all);
+    let later = launcher(
+        runs.path(),
+        &["logs", "--run", &id, "--since", "2037-01-01T00:00:00Z"],
+    );
+    assert_eq!(later.status.code(), Some(0), "{}", text(&later.stderr));
+    assert_eq!(text(&later.stdout), "");
+    let bad = launcher(runs.path(), &["logs", "--run", &id, "--since", "soonish"]);
+    assert_eq!(bad.status.code(), Some(2));
 
     let down = launcher(runs.path(), &["down", "--run", &id, "--json"]);
     assert_eq!(down.status.code(), Some(0), "{}", text(&down.stderr));

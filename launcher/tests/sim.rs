@@ -450,3 +450,93 @@ async fn spawn_refuses_a_run_past_a_hosts_hard_limit_and_creates_nothing() {
         .unwrap();
     assert_eq!(spawned.peers, 10);
 }
+
+/// A `Write` the test reads while `logs -f` writes into it.
+#[derive(Clone, Default)]
+struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Sink {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Waits (in virtual time) until `cond` holds; fails after a minute.
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    for _ in 0..600 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn logs_follow_a_glob_through_a_lost_host_and_pick_it_up_again() {
+    use cmesh_launcher::cmd::logs::{self, Request};
+    let lab = lab(3, 5);
+    let runs = tempfile::tempdir().unwrap();
+    let connector = lab.connector();
+    spawn::spawn_with(&connector, lab.request(runs.path(), "sim9", 12))
+        .await
+        .unwrap();
+    let run = RunDir::open(runs.path(), Some("sim9")).unwrap();
+    let manifest = run.read_manifest().unwrap();
+    let on_3: Vec<String> = manifest
+        .peers
+        .iter()
+        .filter(|p| p.host == "sim-3")
+        .map(|p| p.name.clone())
+        .collect();
+    assert!(!on_3.is_empty());
+    let (out, notes) = (Sink::default(), Sink::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let follow = {
+        let (connector, run, mut out, mut notes) =
+            (connector.clone(), run.clone(), out.clone(), notes.clone());
+        tokio::spawn(async move {
+            let request = Request {
+                selector: Some("peer-*".into()),
+                follow: true,
+                since: None,
+            };
+            logs::logs_with(&connector, &run, &request, &mut out, &mut notes, stopped).await
+        })
+    };
+    until("every peer's line", || out.text().lines().count() == 12).await;
+    assert!(
+        !out.text().contains("coordinator"),
+        "the glob picks peers only: {}",
+        out.text()
+    );
+    lab.cluster.vanish_at("sim-3", tokio::time::Instant::now());
+    until("sim-3 said lost", || {
+        notes.text().contains("host `sim-3` is lost")
+    })
+    .await;
+    lab.cluster.restore("sim-3");
+    until("sim-3 said back", || {
+        notes.text().contains("host `sim-3` is back")
+    })
+    .await;
+    // A few more rounds after it is back: nothing is shown twice.
+    tokio::time::sleep(logs::ROUND * 3).await;
+    stop.send(()).unwrap();
+    follow.await.unwrap().unwrap();
+    let text = out.text();
+    assert_eq!(text.lines().count(), 12, "{text}");
+    for name in &on_3 {
+        assert_eq!(text.matches(&format!("{name} | ")).count(), 1, "{text}");
+    }
+}

@@ -438,6 +438,11 @@ impl Engine for DockerEngine {
                         .stderr(true)
                         .follow(options.follow)
                         .timestamps(options.timestamps)
+                        .since(
+                            options
+                                .since
+                                .map_or(0, |s| s.clamp(0, i64::from(i32::MAX)) as i32),
+                        )
                         .build(),
                 ),
             )

@@ -396,7 +396,10 @@ pub struct ContainerEvent {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LogOptions {
     pub follow: bool,
+    /// Each line starts with its RFC 3339 time (nanoseconds) and a space.
     pub timestamps: bool,
+    /// Only lines from this second on (Unix time).
+    pub since: Option<i64>,
 }
 
 /// A stream of bytes from the engine (logs, archives, exported images).

@@ -784,14 +784,21 @@ impl Engine for SimEngine {
         .await
     }
 
-    fn logs(&self, name: &str, _options: LogOptions) -> ByteStream {
+    fn logs(&self, name: &str, options: LogOptions) -> ByteStream {
         let (engine, name) = (self.clone(), name.to_owned());
+        // One line, written when the run began (so a follower that asks again sees it
+        // once).
+        let stamp = if options.timestamps {
+            "2026-01-01T00:00:00.000000001Z "
+        } else {
+            ""
+        };
         futures_util::stream::once(async move {
             let cost = engine.model().logs;
             engine
                 .serve(cost, |s| {
                     s.container(&name)
-                        .map(|_| Bytes::from(format!("{name}: simulated\n")))
+                        .map(|_| Bytes::from(format!("{stamp}{name}: simulated\n")))
                 })
                 .await
         })

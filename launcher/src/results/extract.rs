@@ -325,6 +325,7 @@ async fn observe(host: &Host, run: &RunDir, name: &str, caps: Caps) -> anyhow::R
         LogOptions {
             follow: false,
             timestamps: true,
+            since: None,
         },
     );
     let path = dir.join("logs.txt.gz");
