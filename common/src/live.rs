@@ -141,7 +141,7 @@ impl LiveHistogram {
 
     fn add(&mut self, bucket: u8, count: u64) {
         match self.0.binary_search_by_key(&bucket, |&(b, _)| b) {
-            Ok(i) => self.0[i].1 += count,
+            Ok(i) => self.0[i].1 = self.0[i].1.saturating_add(count),
             Err(i) => self.0.insert(i, (bucket, count)),
         }
     }
@@ -153,8 +153,11 @@ impl LiveHistogram {
         }
     }
 
+    /// The values counted (saturating: a peer may send any count).
     pub fn count(&self) -> u64 {
-        self.0.iter().map(|&(_, n)| n).sum()
+        self.0
+            .iter()
+            .fold(0u64, |sum, &(_, n)| sum.saturating_add(n))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -169,9 +172,9 @@ impl LiveHistogram {
             return None;
         }
         let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
-        let mut seen = 0;
+        let mut seen = 0u64;
         for &(b, n) in &self.0 {
-            seen += n;
+            seen = seen.saturating_add(n);
             if seen >= rank {
                 return Some(Self::upper(b));
             }
@@ -187,8 +190,7 @@ impl LiveHistogram {
                 self.0
                     .iter()
                     .filter(|&&(b, _)| Self::upper(b) <= e.saturating_add(1))
-                    .map(|&(_, n)| n)
-                    .sum()
+                    .fold(0u64, |sum, &(_, n)| sum.saturating_add(n))
             })
             .collect()
     }

@@ -129,11 +129,12 @@ impl Live {
         let h = self.hosts.entry(host.to_owned()).or_default();
         h.latency_total.merge(&c.latency);
         let slot = h.slot(now_ms);
-        slot.received += new;
+        // Sums saturate: a peer may send any number.
+        slot.received = slot.received.saturating_add(new);
         slot.latency.merge(&c.latency);
         slot.lag.merge(&c.lag);
         if let Some(q) = c.quota_permille {
-            slot.quota_permille += u64::from(q);
+            slot.quota_permille = slot.quota_permille.saturating_add(u64::from(q));
             slot.quota_beats += 1;
         }
         let mut kept = c.clone();
@@ -184,7 +185,10 @@ impl Live {
         let mut hosts: BTreeMap<String, LiveFigures> = BTreeMap::new();
         let mut isolated_names = Vec::new();
         // Coverage: what each counted peer received, against what the others wrote.
-        let written_total: u64 = self.peers.values().map(|p| p.counters.written).sum();
+        let written_total = self
+            .peers
+            .values()
+            .fold(0u64, |sum, p| sum.saturating_add(p.counters.written));
         let mut could: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         for p in view {
             let h = hosts.entry(p.host.to_owned()).or_default();
@@ -204,8 +208,8 @@ impl Live {
                 isolated_names.push(p.name.to_owned());
             }
             for f in [&mut run, &mut *h] {
-                f.written += c.written;
-                f.received += c.received;
+                f.written = f.written.saturating_add(c.written);
+                f.received = f.received.saturating_add(c.received);
                 if active {
                     f.links_up += u64::from(c.links_up);
                     f.links_wanted += u64::from(c.links_wanted);
@@ -225,8 +229,8 @@ impl Live {
                 let others = written_total.saturating_sub(c.written);
                 for key in ["", p.host] {
                     let e = could.entry(key.to_owned()).or_default();
-                    e.0 += c.received;
-                    e.1 += others;
+                    e.0 = e.0.saturating_add(c.received);
+                    e.1 = e.1.saturating_add(others);
                 }
             }
         }
@@ -260,16 +264,16 @@ impl Live {
             for s in h.window(now_ms) {
                 latency.merge(&s.latency);
                 lag.merge(&s.lag);
-                quota += s.quota_permille;
+                quota = quota.saturating_add(s.quota_permille);
                 beats += s.quota_beats;
-                received += s.received;
+                received = received.saturating_add(s.received);
             }
             f.received_per_s = received as f64 / window_s;
             run.received_per_s += f.received_per_s;
             fill_window(f, &latency, &lag, quota, beats);
             run_latency.merge(&latency);
             run_lag.merge(&lag);
-            run_quota += quota;
+            run_quota = run_quota.saturating_add(quota);
             run_quota_beats += beats;
             let saturated_ms = h.saturated_for_ms(now_ms);
             if f.verdict == LiveVerdict::Saturated && saturated_ms > 0 {

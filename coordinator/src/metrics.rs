@@ -105,7 +105,7 @@ impl EncodeMetric for Counts<'_> {
             .iter()
             .zip(&cumulative)
             .map(|(&edge, &n)| {
-                let in_bucket = n - below;
+                let in_bucket = n.saturating_sub(below);
                 below = n;
                 (edge as f64 / 1e6, in_bucket)
             })

@@ -121,10 +121,12 @@ pub fn mesh_frame(data: &[u8]) {
 }
 
 /// The coordinator's request bodies, applied to its state machine as its HTTP layer
-/// would: each line is a route letter and a JSON body (r register, h heartbeat, s state,
+/// would: each line is a route letter and a JSON body (r register, h heartbeat with its
+/// live counters, s state,
 /// b barrier NAME BODY, c chaos, q chaos-after, p publish TOPIC BODY, g publications
-/// TOPIC AFTER, anything else: a second passes). Four peers are registered and planned
-/// first, so barriers and chaos are reachable.
+/// TOPIC AFTER, anything else: a second passes, and the live figures and the metrics are
+/// read). Four peers are registered and planned first, so barriers and chaos are
+/// reachable.
 pub fn coordinator_api(data: &[u8]) {
     use cmesh_common::adapter::PublishRequest;
     use cmesh_common::protocol::{
@@ -157,6 +159,9 @@ pub fn coordinator_api(data: &[u8]) {
             'h' => {
                 if let Ok(b) = serde_json::from_str::<Heartbeat>(body) {
                     let _ = run.heartbeat(&b.peer, b.state, now);
+                    if let Some(live) = &b.live {
+                        let _ = run.observe_live(&b.peer, live, now);
+                    }
                 }
             }
             's' => {
@@ -200,6 +205,8 @@ pub fn coordinator_api(data: &[u8]) {
                 if now > 300_000 {
                     run.deadline(now);
                 }
+                let live = run.live_report(now);
+                let _ = cmesh_coordinator::metrics::render(&live, run.live(), 2);
             }
         }
     }
