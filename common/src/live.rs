@@ -41,6 +41,9 @@ pub const ISOLATED_SHARE: f64 = 0.5;
 pub const SATURATED_FOR_MS: u64 = 20_000;
 /// The window the live rates, percentiles and verdicts cover.
 pub const WINDOW_MS: u64 = 10_000;
+/// How far back the coordinator keeps a host's seconds, and so how long a saturation
+/// it can time: past this, a warning says "a minute or more".
+pub const MEMORY_MS: u64 = 60_000;
 
 /// What a peer says of itself on a heartbeat, once it has the plan. Counts are from the
 /// peer's start; histograms and CPU cover the time since its previous heartbeat.
@@ -323,7 +326,8 @@ pub struct ActiveFault {
 pub enum LiveWarning {
     /// Running peers with neighbours and no link, [`ISOLATED_AFTER_MS`] after the start.
     NoLinks { peers: usize, named: Vec<String> },
-    /// A host's last window is saturated.
+    /// A host's last window is saturated, without a break for `since_ms` (at most
+    /// about [`MEMORY_MS`]: the seconds kept).
     Saturating { host: String, since_ms: u64 },
     /// Peers that missed heartbeats (now lost).
     HeartbeatsMissing { host: String, peers: usize },
@@ -341,6 +345,12 @@ impl std::fmt::Display for LiveWarning {
                 named.join(", "),
                 if *peers > named.len() { ", …" } else { "" }
             ),
+            LiveWarning::Saturating { host, since_ms } if *since_ms + 2_000 >= MEMORY_MS => {
+                write!(
+                    f,
+                    "host {host} is saturated (for a minute or more): its latency measures the host"
+                )
+            }
             LiveWarning::Saturating { host, since_ms } => write!(
                 f,
                 "host {host} is saturated (for {}s): its latency measures the host",
@@ -527,6 +537,20 @@ mod tests {
             LiveVerdict::of(Some(1_000), Some(0.95)),
             LiveVerdict::Saturated
         );
+    }
+
+    #[test]
+    fn a_saturation_older_than_the_seconds_kept_says_so() {
+        let w = |since_ms| {
+            LiveWarning::Saturating {
+                host: "local".into(),
+                since_ms,
+            }
+            .to_string()
+        };
+        assert!(w(12_300).contains("(for 12s)"), "{}", w(12_300));
+        // The coordinator keeps a minute of seconds: a streak that fills them is older.
+        assert!(w(59_100).contains("for a minute or more"), "{}", w(59_100));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// Seconds of slots kept per host: the window, and how far back a host's saturation
 /// is followed.
-pub const SLOTS: u64 = 60;
+pub const SLOTS: u64 = cmesh_common::live::MEMORY_MS / 1000;
 /// Peers a warning names at most.
 const NAMED: usize = 5;
 
