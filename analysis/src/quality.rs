@@ -201,6 +201,10 @@ pub struct MeasurementQuality {
     pub scheduling_lag: LatencySummary,
     pub writes: WriteTiming,
     pub heartbeats: Heartbeats,
+    /// Peers with none of their links up when writing started (not those cut off on
+    /// purpose by a fault or `launcher chaos`).
+    #[serde(default)]
+    pub isolated_at_start: usize,
     pub hosts: Vec<HostQuality>,
     /// Windows (and hosts) whose lag reached [`LAG_DEGRADED_US`], the first
     /// [`MAX_WINDOWS_LISTED`] of them.
@@ -553,6 +557,23 @@ pub fn assess(e: &Evidence) -> MeasurementQuality {
         ));
     }
 
+    let isolated: Vec<String> = e
+        .reports
+        .iter()
+        .filter(|(name, r)| {
+            r.links_at_start.is_some_and(|l| l.isolated()) && !e.disturbed.contains(name.as_str())
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    if !isolated.is_empty() {
+        verdict = verdict.max(Verdict::Degraded);
+        reasons.push(format!(
+            "{} peers had none of their links up when writing started ({}): their first records waited for a link",
+            isolated.len(),
+            named(&isolated)
+        ));
+    }
+
     if verdict == Verdict::Clean && !evidence {
         verdict = Verdict::Unknown;
         reasons.push("no report carries a scheduling lag or CPU figures (a peer image older than this launcher, or another backend's): whether the hosts kept up is not known".into());
@@ -615,6 +636,7 @@ pub fn assess(e: &Evidence) -> MeasurementQuality {
         scheduling_lag: all_lag.summary(),
         writes,
         heartbeats,
+        isolated_at_start: isolated.len(),
         hosts: host_rows,
         windows,
         windows_affected,
@@ -845,6 +867,31 @@ mod tests {
         assert_eq!(q.hosts[0].cpu_busy_p50_permille, Some(300));
         assert_eq!(q.windows_affected, 0);
         assert!(to_markdown(&q).starts_with("**Measurement quality: clean.**"));
+    }
+
+    #[test]
+    fn peers_isolated_when_writing_started_degrade_a_quiet_run_unless_cut_on_purpose() {
+        let mut reports: Vec<PeerReport> = (0..4)
+            .map(|i| peer(&format!("p{i}"), 900, 300, 0))
+            .collect();
+        for (i, r) in reports.iter_mut().enumerate() {
+            r.links_at_start = Some(cmesh_common::report::LinkCount {
+                up: u32::from(i != 1),
+                wanted: 2,
+            });
+        }
+        let q = assess_of(reports.clone(), None, &BTreeSet::new());
+        assert_eq!(q.verdict, Verdict::Degraded, "{q:?}");
+        assert_eq!(q.isolated_at_start, 1);
+        assert!(
+            q.reasons
+                .iter()
+                .any(|r| r.contains("1 peers had none of their links up when writing started (p1)")),
+            "{q:?}"
+        );
+        let cut = BTreeSet::from(["p1".to_string()]);
+        let q = assess_of(reports, None, &cut);
+        assert_eq!((q.verdict, q.isolated_at_start), (Verdict::Clean, 0));
     }
 
     #[test]

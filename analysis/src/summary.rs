@@ -132,6 +132,10 @@ pub struct Summary {
     /// when the settle timeout passed: the coverage below says how much was missing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers_not_caught_up: Vec<String>,
+    /// Peers that had none of their links up when writing started
+    /// (`links_at_start` in their reports): their first records waited for a link.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers_isolated_at_start: Vec<String>,
     pub coverage: f64,
     pub pairs_delivered: u64,
     pub pairs_expected: u64,
@@ -286,6 +290,7 @@ pub fn merge_folded(
     let mut killed = Vec::new();
     let mut lost = Vec::new();
     let mut not_caught_up = Vec::new();
+    let mut isolated = Vec::new();
     for name in peers {
         let killed_by = killed_on_purpose.get(name);
         // Killed on purpose: not a failure; what it checkpointed before still counts.
@@ -325,6 +330,9 @@ pub fn merge_folded(
             });
         } else if !r.caught_up {
             not_caught_up.push(name.clone());
+        }
+        if r.links_at_start.is_some_and(|l| l.isolated()) {
+            isolated.push(name.clone());
         }
         match LatencyHistogram::decode(&r.message_latency.histogram) {
             Ok(h) => latency.merge(&h),
@@ -469,6 +477,7 @@ pub fn merge_folded(
         peers_unreachable: Vec::new(),
         peers_invalid: Vec::new(),
         peers_not_caught_up: not_caught_up,
+        peers_isolated_at_start: isolated,
         coverage: if expected_pairs == 0 {
             1.0
         } else {
@@ -618,6 +627,14 @@ pub fn to_markdown(s: &Summary) -> String {
             s.coverage
         ));
     }
+    if !s.peers_isolated_at_start.is_empty() {
+        out.push_str(&format!(
+            "**Isolated at the start:** {} of {} reporting peers had none of their links up when writing started ({}): their first records waited for a link, and their latency includes that wait. Fewer peers per host (their connects starved), or a longer start (`start_delay` in the plan file).\n\n",
+            s.peers_isolated_at_start.len(),
+            s.peers_reported,
+            quality::named(&s.peers_isolated_at_start),
+        ));
+    }
     let overview = [
         ("result", (if s.ok { "ok" } else { "FAILED" }).to_owned()),
         ("peers expected", s.peers_expected.to_string()),
@@ -636,6 +653,10 @@ pub fn to_markdown(s: &Summary) -> String {
         (
             "peers not caught up at the settle timeout",
             s.peers_not_caught_up.len().to_string(),
+        ),
+        (
+            "peers isolated when writing started",
+            s.peers_isolated_at_start.len().to_string(),
         ),
         (
             "coverage",
@@ -1053,6 +1074,37 @@ mod tests {
         assert!(serde_json::to_value(&s)
             .unwrap()
             .get("peers_not_caught_up")
+            .is_none());
+    }
+
+    #[test]
+    fn peers_with_no_link_when_writing_started_are_named_headlined_and_counted() {
+        let peers: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        let mut reports = BTreeMap::new();
+        reports.insert("a".into(), report("a", &["b"], &[100]));
+        reports.insert("b".into(), report("b", &["a"], &[100]));
+        let links = |up| Some(cmesh_common::report::LinkCount { up, wanted: 1 });
+        reports.get_mut("a").unwrap().links_at_start = links(1);
+        reports.get_mut("b").unwrap().links_at_start = links(0);
+        let s = summarize("r", &peers, &reports, &BTreeMap::new(), None, &none());
+        assert_eq!(s.peers_isolated_at_start, vec!["b".to_string()]);
+        let md = crate::table::squash(&to_markdown(&s));
+        let headline = md
+            .find("**Isolated at the start:** 1 of 2 reporting peers")
+            .expect(&md);
+        assert!(headline < md.find("| result |").expect(&md), "{md}");
+        assert!(
+            md.contains("| peers isolated when writing started | 1 |"),
+            "{md}"
+        );
+        // Linked, or with no neighbour to link to: not isolated; the list is left out.
+        reports.get_mut("b").unwrap().links_at_start =
+            Some(cmesh_common::report::LinkCount { up: 0, wanted: 0 });
+        let s = summarize("r", &peers, &reports, &BTreeMap::new(), None, &none());
+        assert!(!to_markdown(&s).contains("Isolated at the start"));
+        assert!(serde_json::to_value(&s)
+            .unwrap()
+            .get("peers_isolated_at_start")
             .is_none());
     }
 

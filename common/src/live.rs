@@ -92,6 +92,16 @@ impl LiveCounters {
     }
 }
 
+impl LiveCounters {
+    /// Takes in `older` counters that never reached the coordinator (a beat that failed
+    /// or was turned away): their histograms are added to these, so that what they
+    /// counted is not lost; totals and gauges are these, the newer.
+    pub fn carry(&mut self, older: &LiveCounters) {
+        self.latency.merge(&older.latency);
+        self.lag.merge(&older.lag);
+    }
+}
+
 /// Links a peer may report at most (a plan's largest degree is far below).
 pub const MAX_LINKS: u32 = 100_000;
 
@@ -448,6 +458,26 @@ impl LiveReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counters_carried_over_keep_the_older_histograms() {
+        let mut older = LiveCounters {
+            written: 3,
+            ..Default::default()
+        };
+        older.latency.record(1000);
+        older.lag.record(50);
+        let mut newer = LiveCounters {
+            written: 5,
+            ..Default::default()
+        };
+        newer.latency.record(1000);
+        newer.latency.record(8);
+        newer.carry(&older);
+        assert_eq!(newer.written, 5, "totals are the newer");
+        assert_eq!(newer.latency.count(), 3);
+        assert_eq!(newer.lag.count(), 1);
+    }
 
     #[test]
     fn buckets_are_a_quarter_octave_wide_and_cover_an_hour() {

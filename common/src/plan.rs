@@ -277,6 +277,51 @@ pub struct ExecutionPlan {
     pub graph: Graph,
     /// When every peer starts writing, milliseconds since the Unix epoch.
     pub start_at_unix_ms: u64,
+    /// When each peer connects, before the start ([`Ramp`]); none: all at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<Ramp>,
+}
+
+/// The start burst, spread: peers connect to their neighbours, shake hands and take their
+/// clock samples one after another over `over_ms` from `from_unix_ms`, the highest index
+/// first. A peer dials only neighbours of higher index, so every dial finds its
+/// neighbour already listening and answering. The common start comes after the ramp,
+/// so the measurement windows are the same for everyone.
+///
+/// `over_ms` is sized by the coordinator from each host's peers and CPUs
+/// ([`ramp_ms`]), so a host that carries more peers per core takes longer, and the
+/// busiest host sets the pace for all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ramp {
+    pub from_unix_ms: u64,
+    pub over_ms: u64,
+}
+
+impl Ramp {
+    /// When peer `index` of `peers` connects, ms since the Unix epoch.
+    pub fn slot_unix_ms(&self, index: u32, peers: usize) -> u64 {
+        let n = peers.max(1) as u64;
+        let rank = n.saturating_sub(1).saturating_sub(u64::from(index));
+        self.from_unix_ms + self.over_ms * rank / n
+    }
+}
+
+/// CPU a peer spends starting (reading the plan, connecting, handshakes, clock samples),
+/// in ms of one core, rounded up from what 1000 peers on 2 CPUs took (docs/capacity.md).
+pub const START_CPU_MS_PER_PEER: u64 = 20;
+/// Between the end of the ramp and the common start: the last peers' clock samples.
+pub const RAMP_TO_START_MS: u64 = 3_000;
+/// Below this, a ramp is not worth it: everyone starts at once.
+pub const RAMP_MIN_MS: u64 = 500;
+
+/// The ramp for hosts of `(peers, CPUs)`: the busiest host's peers × their start cost,
+/// shared by its CPUs. `None` when that is short enough to start at once.
+pub fn ramp_ms(hosts: impl IntoIterator<Item = (usize, u32)>) -> Option<u64> {
+    let over = hosts
+        .into_iter()
+        .map(|(peers, cpus)| peers as u64 * START_CPU_MS_PER_PEER / u64::from(cpus.max(1)))
+        .max()?;
+    (over >= RAMP_MIN_MS).then_some(over)
 }
 
 impl ExecutionPlan {
@@ -316,7 +361,26 @@ impl ExecutionPlan {
                 .collect(),
             graph,
             start_at_unix_ms: now_unix_ms + spec.start_delay_for(n),
+            ramp: None,
         })
+    }
+
+    /// Spreads the start over `over_ms` from `now_unix_ms` ([`Ramp`]), moving the common
+    /// start after it if it was sooner.
+    pub fn with_ramp(mut self, now_unix_ms: u64, over_ms: u64) -> Self {
+        self.ramp = Some(Ramp {
+            from_unix_ms: now_unix_ms,
+            over_ms,
+        });
+        self.start_at_unix_ms = self
+            .start_at_unix_ms
+            .max(now_unix_ms + over_ms + RAMP_TO_START_MS);
+        self
+    }
+
+    /// When peer `index` connects: its ramp slot, or now.
+    pub fn connect_at_unix_ms(&self, index: u32) -> Option<u64> {
+        self.ramp.map(|r| r.slot_unix_ms(index, self.peers.len()))
     }
 
     /// The peer with this name.
@@ -376,6 +440,48 @@ impl ExecutionPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ramp_is_sized_by_the_busiest_host_and_dialers_go_last() {
+        // 1000 peers on 2 CPUs: 10 s; the same on 4 hosts of 2 CPUs each: 2.5 s.
+        assert_eq!(ramp_ms([(1000, 2)]), Some(10_000));
+        assert_eq!(ramp_ms([(250, 2); 4]), Some(2_500));
+        assert_eq!(ramp_ms([(250, 2), (500, 4), (100, 1)]), Some(2_500));
+        assert_eq!(ramp_ms([(20, 2)]), None, "too short to bother");
+        assert_eq!(ramp_ms([(10, 0)]), None);
+        assert_eq!(ramp_ms(std::iter::empty()), None);
+        let r = Ramp {
+            from_unix_ms: 1_000,
+            over_ms: 10_000,
+        };
+        // The highest index first: a peer dials higher indices, which listen already.
+        assert_eq!(r.slot_unix_ms(999, 1000), 1_000);
+        assert_eq!(r.slot_unix_ms(0, 1000), 1_000 + 9_990);
+        assert!(r.slot_unix_ms(10, 1000) > r.slot_unix_ms(11, 1000));
+        assert_eq!(r.slot_unix_ms(5, 1), 1_000, "out of range: at once");
+    }
+
+    #[test]
+    fn a_ramp_moves_the_start_after_it() {
+        let spec = PlanSpec {
+            start_delay_ms: 10_000,
+            ..PlanSpec::default()
+        };
+        let peers = (0..4)
+            .map(|i| (format!("p{i}"), format!("a:{i}")))
+            .collect();
+        let plan = ExecutionPlan::make("r", &spec, peers, 1_000).unwrap();
+        let planned_start = plan.start_at_unix_ms;
+        assert_eq!(plan.connect_at_unix_ms(0), None);
+        let ramped = plan.clone().with_ramp(1_000, 20_000);
+        assert_eq!(ramped.start_at_unix_ms, 1_000 + 20_000 + RAMP_TO_START_MS);
+        assert_eq!(ramped.connect_at_unix_ms(3), Some(1_000));
+        let short = plan.with_ramp(1_000, 1);
+        assert_eq!(short.start_at_unix_ms, planned_start, "kept when later");
+        let json = serde_json::to_string(&short).unwrap();
+        let back: ExecutionPlan = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, short);
+    }
 
     #[test]
     fn mobility_redraws_on_its_schedule_the_same_everywhere() {

@@ -144,6 +144,10 @@ pub struct RegisterRequest {
     /// correction of cross-host latency).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// CPUs the peer's host gives it, for sizing the start ramp
+    /// ([`crate::plan::ramp_ms`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

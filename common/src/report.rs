@@ -64,6 +64,10 @@ pub struct PeerReport {
     /// When writing started and stopped, if it did.
     #[serde(default)]
     pub writing: Option<WritingWindow>,
+    /// Its links to neighbours when writing started: none of them up means its first
+    /// records waited for a link ([`LinkCount::isolated`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub links_at_start: Option<LinkCount>,
     /// Records this peer wrote.
     pub records_produced: u64,
     /// Records from other origins received for the first time.
@@ -249,6 +253,22 @@ pub struct AppliedFault {
     pub error: Option<String>,
 }
 
+/// A peer's links at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkCount {
+    /// Links up.
+    pub up: u32,
+    /// Neighbours the plan gave it.
+    pub wanted: u32,
+}
+
+impl LinkCount {
+    /// It had neighbours and none of them was linked.
+    pub fn isolated(&self) -> bool {
+        self.wanted > 0 && self.up == 0
+    }
+}
+
 /// Start and end of the writing phase, milliseconds since the Unix epoch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WritingWindow {
@@ -339,6 +359,7 @@ impl PeerReport {
             started_at_unix_ms,
             finished_at_unix_ms: started_at_unix_ms,
             writing: None,
+            links_at_start: None,
             records_produced: 0,
             records_received: 0,
             records_duplicate: 0,

@@ -35,6 +35,8 @@ pub struct Shared {
     pub long_poll: Duration,
     /// Peers that get series of their own on `GET /metrics`, at most.
     pub metrics_per_peer: usize,
+    /// The coordinator's own lag, and what it sheds ([`crate::pressure`]).
+    pub pressure: Mutex<crate::pressure::Pressure>,
 }
 
 impl Shared {
@@ -42,6 +44,22 @@ impl Shared {
         // A panic while holding the lock would be a bug; keep serving with the state as is.
         self.run.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    pub fn pressure(&self) -> MutexGuard<'_, crate::pressure::Pressure> {
+        self.pressure.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `503` with a `Retry-After` of `seconds`: the coordinator is there, and busy.
+fn busy(seconds: u64) -> Response {
+    let mut response = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the coordinator is busy; ask again in {seconds} s"),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
+    response
 }
 
 type AppState = Arc<Shared>;
@@ -193,17 +211,24 @@ fn now() -> u64 {
     cmesh_common::unix_millis()
 }
 
-async fn register(
-    State(state): State<AppState>,
-    Json(req): Json<RegisterRequest>,
-) -> Result<Json<RegisterResponse>, RunError> {
+async fn register(State(state): State<AppState>, Json(req): Json<RegisterRequest>) -> Response {
+    let now = now();
+    if let Some(after) = state
+        .pressure()
+        .shed(now, crate::pressure::MAX_RETRY_AFTER_S)
+    {
+        return busy(after);
+    }
     let mut run = state.lock();
-    let rejoined = run.register_on(&req.peer, &req.addr, req.host.as_deref(), now())?;
-    Ok(Json(RegisterResponse {
-        run_id: run.run_id().to_owned(),
-        heartbeat_ms: run.spec().heartbeat_period_ms(),
-        rejoined,
-    }))
+    match run.register_on(&req.peer, &req.addr, req.host.as_deref(), req.cpus, now) {
+        Ok(rejoined) => Json(RegisterResponse {
+            run_id: run.run_id().to_owned(),
+            heartbeat_ms: run.spec().heartbeat_period_ms(),
+            rejoined,
+        })
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -224,20 +249,43 @@ async fn plan(State(state): State<AppState>, Query(q): Query<PlanQuery>) -> Resp
         }
         run.plan_signal()
     };
-    let waited = tokio::time::timeout(
-        state.long_poll,
-        signal.wait_for(|s| !matches!(s, PlanSignal::Pending)),
-    )
-    .await;
-    let current = match waited {
-        Ok(Ok(signal)) => signal.clone(),
-        _ => return StatusCode::NO_CONTENT.into_response(),
+    let polled = tokio::time::Instant::now();
+    let current = {
+        // The watch's guard is not held past here (nor across an await).
+        let waited = tokio::time::timeout(
+            state.long_poll,
+            signal.wait_for(|s| !matches!(s, PlanSignal::Pending)),
+        )
+        .await;
+        match waited {
+            Ok(Ok(signal)) => signal.clone(),
+            _ => return StatusCode::NO_CONTENT.into_response(),
+        }
     };
     match current {
-        PlanSignal::Ready(p) => Response::builder()
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(p.json.clone()))
-            .expect("static response parts are valid"),
+        PlanSignal::Ready(p) => {
+            // Each peer gets the plan at its turn in the start ramp, so that a thousand
+            // peers do not read it, and start, in the same millisecond; past the
+            // long-poll, "not yet", and it asks again.
+            let turn = p
+                .plan
+                .peer(&q.peer)
+                .and_then(|me| p.plan.connect_at_unix_ms(me.index));
+            if let Some(at) = turn {
+                // Within the long-poll as a whole, whatever part of it the plan took.
+                let left = state.long_poll.saturating_sub(polled.elapsed());
+                let wait = Duration::from_millis(at.saturating_sub(now()));
+                if wait > left {
+                    tokio::time::sleep(left).await;
+                    return StatusCode::NO_CONTENT.into_response();
+                }
+                tokio::time::sleep(wait).await;
+            }
+            Response::builder()
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(p.json.clone()))
+                .expect("static response parts are valid")
+        }
         PlanSignal::Aborted(reason) => {
             error(StatusCode::CONFLICT, format!("run aborted: {reason}"))
         }
@@ -245,17 +293,26 @@ async fn plan(State(state): State<AppState>, Query(q): Query<PlanQuery>) -> Resp
     }
 }
 
-async fn heartbeat(
-    State(state): State<AppState>,
-    Json(beat): Json<Heartbeat>,
-) -> Result<StatusCode, RunError> {
-    let mut run = state.lock();
+async fn heartbeat(State(state): State<AppState>, Json(beat): Json<Heartbeat>) -> Response {
     let now = now();
-    run.heartbeat(&beat.peer, beat.state, now)?;
-    if let Some(live) = &beat.live {
-        run.observe_live(&beat.peer, live, now)?;
+    let mut run = state.lock();
+    let period_s = run.spec().heartbeat_period_ms() / 1000;
+    if let Some(after) = state.pressure().shed(now, period_s) {
+        // Shed, but alive: the beat counts, its state and counters wait for the next.
+        return match run.alive(&beat.peer, now) {
+            Ok(()) => busy(after),
+            Err(e) => e.into_response(),
+        };
     }
-    Ok(StatusCode::NO_CONTENT)
+    let observed = run.heartbeat(&beat.peer, beat.state, now).and_then(|()| {
+        beat.live
+            .as_ref()
+            .map_or(Ok(()), |live| run.observe_live(&beat.peer, live, now))
+    });
+    match observed {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn change_state(

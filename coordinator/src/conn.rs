@@ -6,7 +6,9 @@
 //! - [`Gate`] admits a connection or refuses it: at most [`Limits::total`] at once (sized
 //!   from `--peers`), and at most [`Limits::per_address`] from one address other than
 //!   the loopback (a peer needs 3 at most: a heartbeat and two long-polls). A refused
-//!   connection is closed at once, so a flood cannot queue in front of the peers.
+//!   connection gets a fixed `503` with a `Retry-After` ([`REFUSED`], written without
+//!   waiting) and is closed at once, so a flood cannot queue in front of the peers, and
+//!   a peer turned away knows the coordinator is there.
 //! - Each connection must send its request head within [`Limits::header_read`]; an idle
 //!   kept-alive connection is closed after the same time (hyper starts the timer when it
 //!   waits for the next head). Bodies are capped in the router ([`crate::api`]).
@@ -21,6 +23,10 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
+
+/// The answer to a connection past the limits, before it is closed: the coordinator is
+/// there and full ([`crate::pressure`] says what peers do with it).
+pub const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 2\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
 /// What [`Gate`] allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,6 +174,8 @@ pub async fn serve(
                     from,
                 },
                 Err(refusal) => {
+                    // Into the socket's buffer, or not at all: never waited on.
+                    let _ = stream.try_write(REFUSED);
                     if g.refused().is_power_of_two() {
                         tracing::warn!(
                             %from,

@@ -5,10 +5,12 @@
 //! - [`state`]: the run's state machine (registrations, peer states, plan, barriers),
 //!   synchronous and unit-tested;
 //! - [`sync`]: the sync service, topics apps publish on before they connect;
+//! - [`liveness`]: which silent peers are lost and which only starved;
 //! - [`live`]: the peers' live counters, added up per host and for the run;
 //! - [`metrics`]: the same figures in the Prometheus text format;
 //! - [`api`]: the HTTP/JSON API over it, behind the run's tokens;
 //! - [`conn`]: its connections, bounded in number and in how long they may idle;
+//! - [`pressure`]: its own lag, and the load it sheds while it lags;
 //! - [`clock`]: its clock over UDP on the same port, for the peers' clock offsets;
 //! - [`output`]: the files it leaves in its output directory;
 //! - [`cli`]: its flags.
@@ -22,8 +24,10 @@ pub mod cli;
 pub mod clock;
 pub mod conn;
 pub mod live;
+pub mod liveness;
 pub mod metrics;
 pub mod output;
+pub mod pressure;
 pub mod state;
 pub mod sync;
 
@@ -85,6 +89,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> anyhow::Result<i32>
         tokens: config.tokens.clone(),
         long_poll: config.long_poll,
         metrics_per_peer: config.metrics_per_peer,
+        pressure: std::sync::Mutex::new(pressure::Pressure::default()),
     });
     let (mut plan_signal, mut finished) = {
         let run = shared.lock();
@@ -119,13 +124,30 @@ pub async fn serve(config: Config, listener: TcpListener) -> anyhow::Result<i32>
         stop_rx.clone(),
     ));
 
+    // The coordinator's own lag, for shedding load ([`pressure`]).
+    let lag = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let every = Duration::from_millis(pressure::TICK_MS);
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut due = cmesh_common::unix_millis();
+            loop {
+                tick.tick().await;
+                let now = cmesh_common::unix_millis();
+                shared.pressure().tick(due, now);
+                due = now + pressure::TICK_MS;
+            }
+        })
+    };
+
     // Lost-peer sweeps, the start timeout and the run deadline.
     let clock = {
         let shared = shared.clone();
         let spec = spec.clone();
         tokio::spawn(async move {
             let mut tick =
-                tokio::time::interval(Duration::from_millis(spec.heartbeat_period_ms() / 2));
+                tokio::time::interval(Duration::from_millis(state::sweep_every_ms(&spec)));
             let start_deadline = started + spec.start_timeout_ms;
             loop {
                 tick.tick().await;
@@ -211,6 +233,13 @@ pub async fn serve(config: Config, listener: TcpListener) -> anyhow::Result<i32>
         tokio::time::sleep(config.linger).await;
     }
     clock.abort();
+    lag.abort();
+    let shed = shared.pressure().shed_count();
+    if shed > 0 {
+        tracing::warn!(
+            "the coordinator lagged and answered {shed} registrations and heartbeats 503 (come back later); its host was short of CPU"
+        );
+    }
     if let Some(c) = clock_service {
         c.abort();
     }

@@ -168,6 +168,14 @@ impl Live {
     }
 
     /// Each host's slots and totals.
+    /// True when `host`'s peers measured it saturated lately (their timers' lag, or
+    /// their quota): its silent peers are starving, not gone ([`crate::liveness`]).
+    pub fn saturated(&self, host: &str, now_ms: u64) -> bool {
+        self.hosts
+            .get(host)
+            .is_some_and(|h| h.saturated_for_ms(now_ms) > 0)
+    }
+
     pub fn hosts(&self) -> &BTreeMap<String, HostLive> {
         &self.hosts
     }

@@ -64,7 +64,8 @@ struct PeerEntry {
     addr: String,
     host: Option<String>,
     state: PeerState,
-    last_beat_ms: u64,
+    /// When it last beat, on the wall clock and its host's beat clock.
+    mark: crate::liveness::Mark,
     reason: Option<String>,
     /// Times this peer was declared lost for missed heartbeats after the plan's start
     /// (it may have come back).
@@ -76,6 +77,15 @@ struct PeerEntry {
 
 /// The host a peer is on when it did not say (one engine, no hosts file).
 pub const LOCAL_HOST: &str = "local";
+
+fn host_of(entry: &PeerEntry) -> &str {
+    entry.host.as_deref().unwrap_or(LOCAL_HOST)
+}
+
+/// How often the coordinator sweeps for lost peers: twice a beat.
+pub fn sweep_every_ms(spec: &PlanSpec) -> u64 {
+    (spec.heartbeat_period_ms() / 2).max(1)
+}
 
 /// The most barriers a run may have: peers meet at two ("written", "synced"); a peer
 /// that invents names cannot grow the map (each arrival rechecks every open barrier).
@@ -111,7 +121,14 @@ pub struct Run {
     topics: crate::sync::Topics,
     /// The peers' live counters, added up ([`crate::live`]).
     live: crate::live::Live,
+    /// Who is silent for good, and who only starved ([`crate::liveness`]).
+    liveness: crate::liveness::Liveness,
+    /// CPUs each host has, as its peers said: the start ramp's size.
+    host_cpus: BTreeMap<String, u32>,
 }
+
+/// The most CPUs a host is taken to have (a peer may say anything).
+const MAX_CPUS: u32 = 4096;
 
 impl Run {
     /// A new run; timeline events go to `timeline`.
@@ -122,7 +139,6 @@ impl Run {
     ) -> Self {
         Run {
             run_id: run_id.to_owned(),
-            spec,
             phase: RunPhase::Registering,
             peers: BTreeMap::new(),
             plan: watch::channel(PlanSignal::Pending).0,
@@ -134,6 +150,12 @@ impl Run {
             mobility_logged: 0,
             topics: crate::sync::Topics::new(cmesh_common::adapter::SYNC_LIMITS),
             live: crate::live::Live::default(),
+            host_cpus: BTreeMap::new(),
+            liveness: crate::liveness::Liveness::new(
+                spec.heartbeat_period_ms(),
+                sweep_every_ms(&spec),
+            ),
+            spec,
         }
     }
 
@@ -189,16 +211,18 @@ impl Run {
 
     /// A peer registers (or re-registers after a restart) with the address it listens on.
     pub fn register(&mut self, peer: &str, addr: &str, now: u64) -> Result<(), RunError> {
-        self.register_on(peer, addr, None, now).map(|_| ())
+        self.register_on(peer, addr, None, None, now).map(|_| ())
     }
 
-    /// [`Run::register`], saying which Docker host the peer runs on. Returns true when
-    /// the peer rejoins a run already planned (it restarted).
+    /// [`Run::register`], saying which Docker host the peer runs on and how many CPUs
+    /// that host has. Returns true when the peer rejoins a run already planned (it
+    /// restarted).
     pub fn register_on(
         &mut self,
         peer: &str,
         addr: &str,
         host: Option<&str>,
+        cpus: Option<u32>,
         now: u64,
     ) -> Result<bool, RunError> {
         cmesh_common::protocol::validate_peer_name(peer).map_err(RunError::BadRequest)?;
@@ -226,11 +250,15 @@ impl Run {
         }
         match self.peers.get_mut(peer) {
             Some(entry) => {
-                entry.last_beat_ms = now;
                 if self.phase == RunPhase::Registering {
                     entry.addr = addr.to_owned();
-                    entry.host = host.map(str::to_owned);
+                    if entry.host.as_deref() != host && !entry.state.is_terminal() {
+                        self.liveness.left(host_of(entry));
+                        entry.host = host.map(str::to_owned);
+                        self.liveness.joined(host_of(entry));
+                    }
                 }
+                entry.mark = self.liveness.beat(host_of(entry), now);
                 self.emit(
                     now,
                     "re-registered",
@@ -241,13 +269,16 @@ impl Run {
                 );
             }
             None => {
+                let on = host.unwrap_or(LOCAL_HOST);
+                self.liveness.joined(on);
+                let mark = self.liveness.mark_now(on, now);
                 self.peers.insert(
                     peer.to_owned(),
                     PeerEntry {
                         addr: addr.to_owned(),
                         host: host.map(str::to_owned),
                         state: PeerState::Init,
-                        last_beat_ms: now,
+                        mark,
                         reason: None,
                         times_lost: 0,
                         report_sha256: None,
@@ -263,6 +294,13 @@ impl Run {
                     Some(addr.to_owned()),
                 );
             }
+        }
+        if let Some(cpus) = cpus.filter(|&c| c > 0) {
+            let known = self
+                .host_cpus
+                .entry(host.unwrap_or(LOCAL_HOST).to_owned())
+                .or_insert(cpus);
+            *known = (*known).max(cpus).min(MAX_CPUS);
         }
         let rejoined = self.phase == RunPhase::Planned;
         if self.phase == RunPhase::Registering && self.peers.len() == self.spec.peers {
@@ -305,8 +343,22 @@ impl Run {
             .collect();
         match ExecutionPlan::make(&self.run_id, &self.spec, registered, now) {
             Ok(mut plan) => {
+                let mut per_host: BTreeMap<&str, usize> = BTreeMap::new();
                 for p in &mut plan.peers {
                     p.host = self.peers.get(&p.name).and_then(|e| e.host.clone());
+                    *per_host
+                        .entry(self.peers.get(&p.name).map_or(LOCAL_HOST, host_of))
+                        .or_default() += 1;
+                }
+                // The start burst, spread over what each host's CPUs carry: a host whose
+                // peers did not say is taken to have one.
+                let ramp = cmesh_common::plan::ramp_ms(
+                    per_host
+                        .iter()
+                        .map(|(h, &n)| (n, self.host_cpus.get(*h).copied().unwrap_or(1))),
+                );
+                if let Some(over) = ramp {
+                    plan = plan.with_ramp(now, over);
                 }
                 let json = serde_json::to_vec(&plan).expect("plans serialize");
                 // Peers that registered but were lost before the plan are not part of it.
@@ -377,6 +429,13 @@ impl Run {
         if reason.is_some() {
             entry.reason = reason.clone();
         }
+        if from.is_terminal() != to.is_terminal() {
+            if to.is_terminal() {
+                self.liveness.left(host_of(entry));
+            } else {
+                self.liveness.joined(host_of(entry));
+            }
+        }
         self.emit(now, "state", Some(peer), Some(from), Some(to), reason);
         if to.is_terminal() || from == PeerState::Lost {
             self.recheck_barriers();
@@ -403,8 +462,16 @@ impl Run {
     /// A heartbeat, carrying the state the peer believes it is in.
     pub fn heartbeat(&mut self, peer: &str, state: PeerState, now: u64) -> Result<(), RunError> {
         self.known(peer)?;
-        self.peers.get_mut(peer).expect("known").last_beat_ms = now;
+        self.beat(peer, now);
         self.set_state(peer, state, None, now);
+        Ok(())
+    }
+
+    /// A beat that only says `peer` is alive (a heartbeat the coordinator was too busy
+    /// to read further, [`crate::pressure`]).
+    pub fn alive(&mut self, peer: &str, now: u64) -> Result<(), RunError> {
+        self.known(peer)?;
+        self.beat(peer, now);
         Ok(())
     }
 
@@ -460,7 +527,7 @@ impl Run {
                 "a peer cannot declare itself lost".into(),
             ));
         }
-        self.peers.get_mut(peer).expect("known").last_beat_ms = now;
+        self.beat(peer, now);
         self.set_state(peer, state, reason, now);
         Ok(())
     }
@@ -495,20 +562,44 @@ impl Run {
         Ok(())
     }
 
-    /// Marks peers that missed 3 beats as Lost. Returns how many were marked.
+    /// Any request from `peer` is a beat: it is alive now.
+    fn beat(&mut self, peer: &str, now: u64) {
+        let entry = self.peers.get_mut(peer).expect("known");
+        entry.mark = self.liveness.beat(host_of(entry), now);
+    }
+
+    /// Marks as Lost the peers that fell silent ([`crate::liveness`]: missed 3 beats while
+    /// their host's other peers beat, or their whole host silent for long). Returns how
+    /// many were marked. A sweep that comes late (the coordinator itself was starved)
+    /// marks none: the beats that waited are read first.
     pub fn sweep_lost(&mut self, now: u64) -> usize {
-        let limit = 3 * self.spec.heartbeat_period_ms();
-        let lost: Vec<String> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| !p.state.is_terminal() && now.saturating_sub(p.last_beat_ms) > limit)
-            .map(|(name, _)| name.clone())
+        if !self.liveness.sweep_due(now) {
+            return 0;
+        }
+        let live = || self.peers.iter().filter(|(_, p)| !p.state.is_terminal());
+        let mut overdue: BTreeMap<&str, usize> = BTreeMap::new();
+        for (_, p) in live().filter(|(_, p)| self.liveness.overdue(p.mark, now)) {
+            *overdue.entry(host_of(p)).or_default() += 1;
+        }
+        let lost: Vec<(String, crate::liveness::Silence)> = live()
+            .filter_map(|(name, p)| {
+                let host = host_of(p);
+                // A crowd overdue at once, or a host its peers measure as saturated:
+                // starving, not losing peers.
+                let crowded = self
+                    .liveness
+                    .crowded(host, overdue.get(host).copied().unwrap_or(0))
+                    || self.live.saturated(host, now);
+                self.liveness
+                    .silence(host, p.mark, now, crowded)
+                    .map(|s| (name.clone(), s))
+            })
             .collect();
         // Counted from the common start, while the peers measure: a host busy starting
         // containers before it starves heartbeats but no measurement.
         let measuring = self.plan().is_some_and(|p| now >= p.plan.start_at_unix_ms);
-        for name in &lost {
-            let reason = format!("no heartbeat for more than {limit} ms (3 beats)");
+        for (name, silence) in &lost {
+            let reason = self.liveness.describe(*silence);
             if let Some(p) = self.peers.get_mut(name).filter(|_| measuring) {
                 p.times_lost += 1;
             }
@@ -856,7 +947,7 @@ impl Run {
                     peer: name.clone(),
                     state: p.state,
                     addr: p.addr.clone(),
-                    last_beat_unix_ms: p.last_beat_ms,
+                    last_beat_unix_ms: p.mark.wall_ms(),
                     reason: p.reason.clone(),
                     times_lost: p.times_lost,
                     report_sha256: p.report_sha256.clone(),
@@ -1027,16 +1118,37 @@ mod tests {
         assert!(run.register("p9", "127.0.0.1:1", 0).is_err());
     }
 
+    /// Beats `beating` every 50 ms (half a beat) and sweeps as often, over `(from, to]`;
+    /// returns how many the sweeps marked lost.
+    fn beat_and_sweep(run: &mut Run, beating: &[&str], from: u64, to: u64) -> usize {
+        let mut lost = 0;
+        let mut t = from;
+        while t < to {
+            t += 50;
+            for p in beating {
+                run.heartbeat(p, PeerState::Running, t).unwrap();
+            }
+            lost += run.sweep_lost(t);
+        }
+        lost
+    }
+
     #[test]
     fn lost_after_three_missed_beats_and_back_when_it_beats() {
         let (mut run, _rx) = run(2);
         register_all(&mut run, 2);
-        run.heartbeat("p0", PeerState::Running, 250).unwrap();
-        assert_eq!(run.sweep_lost(300), 0, "3 beats of 100 ms not yet missed");
-        assert_eq!(run.sweep_lost(301), 1, "p1 last beat at 0");
+        // p0 beats (twice a period: its host's clock runs as fast as the wall); p1 is
+        // silent from 0. Three beats of 100 ms later it is lost.
+        assert_eq!(beat_and_sweep(&mut run, &["p0"], 0, 300), 0);
+        assert_eq!(beat_and_sweep(&mut run, &["p0"], 300, 400), 1);
         let status = run.status();
         assert_eq!(status.counts[&PeerState::Lost], 1);
         assert_eq!(status.counts[&PeerState::Running], 1);
+        assert!(status.peers[1]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("no heartbeat for 3 beats"));
         run.heartbeat("p1", PeerState::Running, 400).unwrap();
         assert_eq!(run.status().counts[&PeerState::Running], 2);
         let times =
@@ -1049,12 +1161,105 @@ mod tests {
         // Lost again once the peers measure: back, but the coordinator remembers it, and
         // the analysis takes that as evidence of starved heartbeats.
         let start = run.plan().unwrap().plan.start_at_unix_ms;
-        run.heartbeat("p0", PeerState::Running, start + 250)
-            .unwrap();
-        assert_eq!(run.sweep_lost(start + 301), 1);
-        run.heartbeat("p1", PeerState::Running, start + 400)
+        beat_and_sweep(&mut run, &["p0", "p1"], 400, start);
+        assert_eq!(beat_and_sweep(&mut run, &["p0"], start, start + 400), 1);
+        run.heartbeat("p1", PeerState::Running, start + 450)
             .unwrap();
         assert_eq!(times(&run), vec![0, 1]);
+    }
+
+    #[test]
+    fn a_silent_peer_on_a_host_its_peers_measure_saturated_waits_for_the_host_limit() {
+        let (mut run, _rx) = run(4);
+        register_all(&mut run, 4);
+        let start = run.plan().unwrap().plan.start_at_unix_ms;
+        let mut lagging = cmesh_common::live::LiveCounters::default();
+        for _ in 0..100 {
+            lagging.lag.record(2_000_000);
+        }
+        let beating = ["p0", "p1", "p2"];
+        let mut lost = 0;
+        let mut t = start;
+        while t < start + 20_000 {
+            t += 50;
+            for p in beating {
+                run.heartbeat(p, PeerState::Running, t).unwrap();
+                run.observe_live(p, &lagging, t).unwrap();
+            }
+            lost += run.sweep_lost(t);
+        }
+        assert_eq!(
+            lost, 0,
+            "p3 silent 20 s on a saturated host: starving, not lost"
+        );
+        assert_eq!(beat_and_sweep(&mut run, &beating, t, start + 40_000), 1);
+        assert!(run.status().peers[3]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("the longest wait"));
+    }
+
+    #[test]
+    fn the_plan_ramps_the_start_by_each_hosts_peers_and_cpus() {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let spec = PlanSpec {
+            peers: 60,
+            ..PlanSpec::default()
+        };
+        let mut run = Run::new("r", spec.clone(), tx);
+        for i in 0..60 {
+            let (host, cpus) = if i < 40 { ("a", 1) } else { ("b", 8) };
+            run.register_on(
+                &format!("p{i:02}"),
+                "127.0.0.1:1",
+                Some(host),
+                Some(cpus),
+                1_000,
+            )
+            .unwrap();
+        }
+        let plan = &run.plan().unwrap().plan;
+        // Host a: 40 peers on 1 CPU, 800 ms; b: 20 on 8, 50 ms. The busier sets it.
+        let ramp = plan.ramp.unwrap();
+        assert_eq!((ramp.from_unix_ms, ramp.over_ms), (1_000, 800));
+        assert_eq!(
+            plan.start_at_unix_ms,
+            1_000 + 800 + cmesh_common::plan::RAMP_TO_START_MS
+        );
+        // A few peers on CPUs enough: no ramp, the plan's own start.
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let mut run = Run::new("r", PlanSpec { peers: 2, ..spec }, tx);
+        for i in 0..2 {
+            run.register_on(&format!("p{i}"), "127.0.0.1:1", None, Some(2), 1_000)
+                .unwrap();
+        }
+        assert_eq!(run.plan().unwrap().plan.ramp, None);
+    }
+
+    #[test]
+    fn a_starved_host_whose_beats_all_come_late_loses_nobody() {
+        let (mut run, _rx) = run(2);
+        register_all(&mut run, 2);
+        // Both peers' beats come every 250 ms, past three periods of the wall's pace at
+        // times, but neither beats less than the other: nobody is lost.
+        let mut lost = 0;
+        for k in 1..40u64 {
+            let t = k * 125;
+            if k % 2 == 0 {
+                run.heartbeat(if k % 4 == 0 { "p0" } else { "p1" }, PeerState::Running, t)
+                    .unwrap();
+            }
+            lost += run.sweep_lost(t);
+        }
+        assert_eq!(lost, 0);
+        // A sweep that comes late (the coordinator was starved) marks nobody: the beats
+        // that waited are read first.
+        assert_eq!(run.sweep_lost(60_000), 0);
+        run.heartbeat("p0", PeerState::Running, 60_001).unwrap();
+        run.heartbeat("p1", PeerState::Running, 60_001).unwrap();
+        assert_eq!(run.sweep_lost(60_050), 0);
+        assert_eq!(run.status().counts[&PeerState::Running], 2);
     }
 
     #[test]

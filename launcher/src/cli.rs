@@ -79,6 +79,9 @@ pub enum Command {
         json: bool,
     },
     /// Show a run's containers by state, and its peers as the coordinator sees them.
+    ///
+    /// Answers within --host-timeout with what the hosts that answered say; a host that
+    /// has not answered by then (busy or frozen) is listed as such, and the exit code is 1.
     Status {
         /// The run's id, as spawn printed it (`launcher ls` lists them) [default: the newest].
         #[arg(long)]
@@ -86,6 +89,9 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// How long to wait for each host (and the coordinator) to answer.
+        #[arg(long, value_parser = parse::duration, default_value = "8s")]
+        host_timeout: std::time::Duration,
     },
     /// Show container logs: one peer's (peer-0003), a glob's ('peer-00[0-4]*'), or all,
     /// prefixed by name when more than one.
@@ -107,6 +113,10 @@ pub enum Command {
         /// (2026-12-07T16:00:00Z).
         #[arg(long, value_parser = parse_since)]
         since: Option<i64>,
+        /// How long to wait for each host to answer; one that has not is said and left
+        /// out (with -f, tried again every 10 s).
+        #[arg(long, value_parser = parse::duration, default_value = "8s")]
+        host_timeout: std::time::Duration,
     },
     /// Watch a run live: per host, peers running, linked and lost, records a second,
     /// coverage so far, latency and the live verdict; the faults acting now; warnings.
@@ -120,6 +130,10 @@ pub enum Command {
         /// One JSON object a second instead of a screen or lines.
         #[arg(long)]
         json: bool,
+        /// How long to wait for each host to answer at the start; one that has not is
+        /// shown as such.
+        #[arg(long, value_parser = parse::duration, default_value = "8s")]
+        host_timeout: std::time::Duration,
     },
     /// Wait until every peer has exited; exit 1 if any failed.
     Wait {
@@ -514,6 +528,11 @@ pub struct SpawnArgs {
     /// Containers started at once, per host.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+    /// Spawn even when the run does not fit its hosts (memory at the start, idle CPU),
+    /// with a warning. `run --force` then stops the run once a host is saturated for
+    /// 20 s (as --abort-on saturated), unless --abort-on says otherwise.
+    #[arg(long)]
+    pub force: bool,
     /// Place peers only on hosts with this label (KEY=VALUE; repeatable; `name=HOST`
     /// picks a host by name).
     #[arg(long = "host-label")]
@@ -686,6 +705,7 @@ pub fn spawn_request(runs_dir: &Path, a: &SpawnArgs) -> anyhow::Result<spawn::Sp
         run_id: a.run_id.clone(),
         subnet,
         concurrency: a.concurrency,
+        force: a.force,
         peer_memory_bytes: (a.peer_memory_mib as i64) << 20,
         peer_nano_cpus: a.peer_cpus.map(|c| (c * 1e9).round() as i64),
         bin_dir: images::bin_dir(a.images.bin_dir.as_deref()),
@@ -796,8 +816,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Status { run, json } => {
-            let s = status::status(&RunDir::open(runs, run.as_deref())?).await?;
+        Command::Status {
+            run,
+            json,
+            host_timeout,
+        } => {
+            let s = status::status(&RunDir::open(runs, run.as_deref())?, host_timeout).await?;
             if json {
                 print_json(&s)?;
             } else {
@@ -810,18 +834,24 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             peer,
             follow,
             since,
+            host_timeout,
         } => {
             let request = logs::Request {
                 selector: peer,
                 follow,
                 since,
+                host_timeout: Some(host_timeout),
             };
             logs::logs(&RunDir::open(runs, run.as_deref())?, &request).await?;
             Ok(0)
         }
-        Command::Watch { run, json } => {
+        Command::Watch {
+            run,
+            json,
+            host_timeout,
+        } => {
             let run = RunDir::open(runs, run.as_deref())?;
-            watch::watch(&run, watch::Output::pick(json)).await
+            watch::watch(&run, watch::Output::pick(json), host_timeout).await
         }
         Command::Wait {
             run,
@@ -1130,8 +1160,19 @@ async fn run_once(runs: &Path, a: &RunArgs, print: bool) -> anyhow::Result<i32> 
             + spec.settle_timeout_ms
             + 300_000,
     ));
+    // A run that did not fit and was forced stops itself once its numbers are garbage,
+    // rather than burn half an hour at a load in the thousands.
+    let abort_on = if spawned.forced && a.abort_on.is_empty() {
+        tracing::warn!(
+            "run {}: forced past its hosts' limits; it stops if a host is saturated for 20 s (--abort-on saturated)",
+            spawned.run_id
+        );
+        vec![cmesh_common::live::AbortOn::Saturated]
+    } else {
+        a.abort_on.clone()
+    };
     // A failed wait (a stuck peer) still goes on to extract what exists.
-    let waited = wait::wait(&run, timeout, &a.abort_on).await;
+    let waited = wait::wait(&run, timeout, &abort_on).await;
     if let Err(e) = &waited {
         tracing::warn!("wait: {e:#}");
     }

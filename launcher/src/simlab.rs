@@ -105,6 +105,7 @@ impl SimLab {
             run_id: Some(run_id.to_owned()),
             subnet: None,
             concurrency: 16,
+            force: false,
             peer_memory_bytes: 128 << 20,
             peer_nano_cpus: None,
             bin_dir: self.bin_dir.path().to_owned(),

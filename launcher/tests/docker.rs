@@ -311,7 +311,7 @@ fn a_peer_killed_mid_run_is_extracted_with_its_logs_and_its_last_checkpoint() {
     let bad = launcher(runs.path(), &["logs", "--run", &id, "--since", "soonish"]);
     assert_eq!(bad.status.code(), Some(2));
 
-    let down = launcher(runs.path(), &["down", "--run", &id, "--json"]);
+    let down = launcher(runs.path(), &["down", "--run", &id, "--force", "--json"]);
     assert_eq!(down.status.code(), Some(0), "{}", text(&down.stderr));
     let removed: Value = serde_json::from_slice(&down.stdout).unwrap();
     assert_eq!(removed["containers"], 5);
@@ -982,4 +982,92 @@ fn a_2_gib_file_in_a_report_directory_is_cut_and_extract_memory_stays_bounded() 
     let summary: Value = serde_json::from_slice(&analyzed.stdout).unwrap();
     assert_eq!(summary["peers_reported"], 3);
     assert_eq!(summary["ok"], true);
+}
+
+/// The containerd shims whose command line names one of `ids` (`-id ID`), from /proc.
+fn shims_of(ids: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if !args.first().is_some_and(|a| a.contains("containerd-shim")) {
+            continue;
+        }
+        if let Some(id) = args
+            .windows(2)
+            .find(|w| w[0] == "-id")
+            .map(|w| w[1].clone())
+            .filter(|id| ids.contains(id))
+        {
+            found.push(id);
+        }
+    }
+    found
+}
+
+/// The containerd tasks of `ids` that still have a bundle in containerd's state (the
+/// engine's own containerd, or the system's), in the `moby` namespace.
+fn tasks_of(ids: &[String]) -> Vec<String> {
+    [
+        "/run/docker/containerd/daemon/io.containerd.runtime.v2.task/moby",
+        "/run/containerd/io.containerd.runtime.v2.task/moby",
+    ]
+    .iter()
+    .flat_map(|dir| std::fs::read_dir(dir).into_iter().flatten().flatten())
+    .map(|e| e.file_name().to_string_lossy().into_owned())
+    .filter(|id| ids.contains(id))
+    .collect()
+}
+
+#[test]
+fn down_of_200_peers_leaves_no_containerd_task_or_shim() {
+    images_built();
+    let runs = tempfile::tempdir().unwrap();
+    let id = run_id("shims");
+    let _cleanup = RunCleanup {
+        runs: runs.path().into(),
+        id: id.clone(),
+    };
+    let spawned = launcher(
+        runs.path(),
+        &[
+            "spawn",
+            "--peers",
+            "200",
+            "--duration",
+            "3s",
+            "--write-interval",
+            "1000..2000",
+            "--run-id",
+            &id,
+        ],
+    );
+    assert_eq!(spawned.status.code(), Some(0), "{}", text(&spawned.stderr));
+    let ids: Vec<String> = text(
+        &Command::new("docker")
+            .args(["ps", "-aq", "--no-trunc", "--filter"])
+            .arg(format!("label=io.cmesh.run={id}"))
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .lines()
+    .map(str::to_owned)
+    .collect();
+    assert_eq!(ids.len(), 201, "200 peers and the coordinator");
+    // The check sees shims where there are (peers may have begun to exit by now).
+    assert!(shims_of(&ids).len() > 100, "a shim per running container");
+    // All 200 exit at about the same time: the case that left tasks and shims behind.
+    let waited = launcher(runs.path(), &["wait", "--run", &id]);
+    assert_eq!(waited.status.code(), Some(0), "{}", text(&waited.stderr));
+    let down = launcher(runs.path(), &["down", "--run", &id, "--force", "--json"]);
+    assert_eq!(down.status.code(), Some(0), "{}", text(&down.stderr));
+    assert_eq!(docker_objects(&id), (0, 0));
+    assert_eq!(shims_of(&ids), Vec::<String>::new(), "shims left");
+    assert_eq!(tasks_of(&ids), Vec::<String>::new(), "tasks left");
 }

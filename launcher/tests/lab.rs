@@ -364,6 +364,7 @@ fn hosts_check_reports_each_host_and_names_a_stopped_one() {
                 "threads",
                 "dockerd_files",
                 "memory",
+                "idle_cpu",
                 "neighbour_table",
                 "inotify",
                 "disk",
@@ -380,6 +381,7 @@ fn hosts_check_reports_each_host_and_names_a_stopped_one() {
             row["facts"]["mem_available_kib"].as_u64().unwrap() > 0,
             "{row}"
         );
+        assert!(row["facts"]["cpus"].as_u64().unwrap() > 0, "{row}");
     }
 
     // A host stopped by hand is unreachable, with ssh's reason, and the check fails.
@@ -594,6 +596,38 @@ fn a_stopped_host_stops_nothing_else_and_its_checkpoints_come_back() {
         },
     )
     .unwrap();
+    // lab-3 frozen (a host so busy that sshd accepts and says nothing looks the same):
+    // status answers within 10 s with the other hosts' peers and lab-3 as not answering.
+    let pause = Command::new("docker")
+        .args(["pause", &lab.container(3)])
+        .output()
+        .unwrap();
+    assert!(pause.status.success(), "{}", text(&pause.stderr));
+    let asked = std::time::Instant::now();
+    let s = launcher(runs.path(), &["status", "--json", "--run", &id]);
+    let took = asked.elapsed();
+    let unpause = Command::new("docker")
+        .args(["unpause", &lab.container(3)])
+        .output()
+        .unwrap();
+    assert!(unpause.status.success(), "{}", text(&unpause.stderr));
+    assert_eq!(s.status.code(), Some(1), "{}", text(&s.stderr));
+    assert!(took < Duration::from_secs(10), "status took {took:?}");
+    let status: Value = serde_json::from_slice(&s.stdout).unwrap();
+    let silent = status["unreachable_hosts"].as_array().unwrap();
+    assert_eq!(silent.len(), 1, "{status}");
+    assert_eq!(silent[0]["name"], "lab-3");
+    assert!(
+        silent[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("has not answered"),
+        "{status}"
+    );
+    for h in ["lab-1", "lab-2"] {
+        assert_eq!(status["hosts"][h]["peers"]["running"], 5, "{status}");
+    }
+
     let stop = Command::new("docker")
         .args(["stop", "-t", "1", &lab.container(3)])
         .output()

@@ -508,6 +508,7 @@ async fn logs_follow_a_glob_through_a_lost_host_and_pick_it_up_again() {
         tokio::spawn(async move {
             let request = Request {
                 selector: Some("peer-*".into()),
+                host_timeout: None,
                 follow: true,
                 since: None,
             };

@@ -3,6 +3,17 @@
 //! Transient failures (connection refused, timeouts, 5xx) are retried with exponential
 //! backoff until a deadline; answers that retrying cannot change (401 wrong token, 404,
 //! 409 aborted) fail at once with what the coordinator said.
+//!
+//! A slow coordinator is not a gone one:
+//!
+//! - `503` with `Retry-After` (a coordinator shedding load: the coordinator's
+//!   `pressure` module) is an answer: the peer comes back after that long, give or take
+//!   a quarter so that a host's peers do not come back together, and its patience
+//!   starts over.
+//! - A request that connected and then got no answer in time is a coordinator starved
+//!   of CPU as often as a frozen one: those get [`SLOW_PATIENCE`] times the patience.
+//! - Refused or unanswered connections are a coordinator that is gone, or not there
+//!   yet: the patience as given.
 
 use cmesh_common::adapter::{Publication, PublishRequest};
 use cmesh_common::plan::ExecutionPlan;
@@ -24,6 +35,8 @@ pub enum ClientError {
         waited: Duration,
         last: String,
     },
+    #[error("the coordinator at {addr} is busy; it asked to be asked again in {retry_after:?}")]
+    Busy { addr: String, retry_after: Duration },
     #[error("the coordinator refused the run token (401); check that --token-file holds this run's token")]
     Unauthorized,
     #[error("the coordinator answered {status}: {message}")]
@@ -36,7 +49,37 @@ enum Attempt<T> {
     Again,
     /// A transient failure: back off, then ask again.
     Retry(String),
+    /// Connected, and no answer in time: back off, then ask again, with more patience.
+    Slow(String),
+    /// The coordinator is there and busy: ask again after this long.
+    Busy(Duration),
     Fail(ClientError),
+}
+
+/// How many times the patience a coordinator gets that accepts connections and answers
+/// none in time (busy or frozen: from outside they look alike).
+pub const SLOW_PATIENCE: u32 = 4;
+
+/// The longest `Retry-After` taken: a coordinator cannot park a peer for longer.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// The `Retry-After` of a `503`, in seconds (the form the coordinator sends); `None`
+/// without one, or with a date.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+}
+
+/// `d` give or take a quarter, so that peers told the same come back spread out.
+pub fn spread(d: Duration) -> Duration {
+    use rand::{Rng, SeedableRng};
+    d.mul_f64(rand_chacha::ChaCha8Rng::from_os_rng().random_range(0.75..1.25))
 }
 
 /// A client for one peer.
@@ -80,10 +123,19 @@ impl CoordinatorClient {
                 if e.is_connect() {
                     // Ask DNS again next time: the address kept may be stale.
                     crate::resolve::forget(&self.addr);
+                    return Attempt::Retry(describe(&e));
+                }
+                if e.is_timeout() {
+                    return Attempt::Slow(describe(&e));
                 }
                 return Attempt::Retry(describe(&e));
             }
         };
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            if let Some(after) = retry_after(response.headers()) {
+                return Attempt::Busy(after);
+            }
+        }
         let status = response.status();
         if status == StatusCode::NO_CONTENT {
             return Attempt::Again;
@@ -118,27 +170,35 @@ impl CoordinatorClient {
         let mut since = Instant::now();
         let mut backoff = Duration::from_millis(100);
         loop {
-            match call().await {
+            let (last, limit) = match call().await {
                 Attempt::Done(v) => return Ok(v),
                 Attempt::Fail(e) => return Err(e),
                 Attempt::Again => {
                     since = Instant::now();
                     backoff = Duration::from_millis(100);
+                    continue;
                 }
-                Attempt::Retry(last) => {
-                    let waited = since.elapsed();
-                    if waited >= patience {
-                        return Err(ClientError::Unreachable {
-                            addr: self.addr.clone(),
-                            waited,
-                            last,
-                        });
-                    }
-                    tracing::debug!("coordinator not reachable yet: {last}");
-                    tokio::time::sleep(backoff.min(patience.saturating_sub(waited))).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                Attempt::Busy(after) => {
+                    // An answer: the coordinator is there.
+                    tracing::debug!("coordinator busy; asking again in {after:?}");
+                    tokio::time::sleep(spread(after)).await;
+                    since = Instant::now();
+                    continue;
                 }
+                Attempt::Retry(last) => (last, patience),
+                Attempt::Slow(last) => (last, patience * SLOW_PATIENCE),
+            };
+            let waited = since.elapsed();
+            if waited >= limit {
+                return Err(ClientError::Unreachable {
+                    addr: self.addr.clone(),
+                    waited,
+                    last,
+                });
             }
+            tracing::debug!("coordinator not reachable yet: {last}");
+            tokio::time::sleep(backoff.min(limit.saturating_sub(waited))).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 
@@ -159,6 +219,7 @@ impl CoordinatorClient {
             peer: self.peer.clone(),
             addr: addr.to_owned(),
             host: host.map(str::to_owned),
+            cpus: crate::usage::host_cpus(),
         };
         self.retry(patience, || async {
             self.classify(
@@ -211,12 +272,28 @@ impl CoordinatorClient {
         match self.classify(r).await {
             Attempt::Done(v) => Ok(v),
             Attempt::Again => Ok(Vec::new()),
-            Attempt::Fail(e) => Err(e),
-            Attempt::Retry(last) => Err(ClientError::Unreachable {
+            other => Err(self.failed(other)),
+        }
+    }
+
+    /// The error an attempt that did not succeed stands for, when it is not retried here.
+    fn failed<T>(&self, attempt: Attempt<T>) -> ClientError {
+        match attempt {
+            Attempt::Fail(e) => e,
+            Attempt::Busy(retry_after) => ClientError::Busy {
+                addr: self.addr.clone(),
+                retry_after,
+            },
+            Attempt::Retry(last) | Attempt::Slow(last) => ClientError::Unreachable {
                 addr: self.addr.clone(),
                 waited: Duration::ZERO,
                 last,
-            }),
+            },
+            Attempt::Done(_) | Attempt::Again => ClientError::Unreachable {
+                addr: self.addr.clone(),
+                waited: Duration::ZERO,
+                last: "no answer".into(),
+            },
         }
     }
 
@@ -302,49 +379,35 @@ impl CoordinatorClient {
     }
 
     async fn post_state(&self, body: &StateChange, patience: Duration) -> Result<(), ClientError> {
-        self.retry(patience, || async {
-            match self.send_once("/v1/state", body).await {
-                Ok(()) => Attempt::Done(()),
-                Err(ClientError::Unreachable { last, .. }) => Attempt::Retry(last),
-                Err(e) => Attempt::Fail(e),
-            }
-        })
-        .await
+        self.retry(patience, || self.send_attempt("/v1/state", body))
+            .await
     }
 
+    /// One POST of `body` that expects no content back.
     async fn send_once<B: serde::Serialize>(
         &self,
         path: &str,
         body: &B,
     ) -> Result<(), ClientError> {
+        match self.send_attempt(path, body).await {
+            Attempt::Done(()) => Ok(()),
+            other => Err(self.failed(other)),
+        }
+    }
+
+    async fn send_attempt<B: serde::Serialize>(&self, path: &str, body: &B) -> Attempt<()> {
         let r = self
             .post(path)
             .timeout(Duration::from_secs(10))
             .json(body)
             .send()
             .await;
-        match r {
-            Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) if r.status() == StatusCode::UNAUTHORIZED => Err(ClientError::Unauthorized),
-            Ok(r) if r.status().is_server_error() => Err(ClientError::Unreachable {
-                addr: self.addr.clone(),
-                waited: Duration::ZERO,
-                last: format!("the coordinator answered {}", r.status()),
-            }),
-            Ok(r) => {
-                let status = r.status();
-                let message = r
-                    .json::<ErrorBody>()
-                    .await
-                    .map(|b| b.error)
-                    .unwrap_or_default();
-                Err(ClientError::Refused { status, message })
-            }
-            Err(e) => Err(ClientError::Unreachable {
-                addr: self.addr.clone(),
-                waited: Duration::ZERO,
-                last: describe(&e),
-            }),
+        match self.classify::<serde::de::IgnoredAny>(r).await {
+            Attempt::Done(_) | Attempt::Again => Attempt::Done(()),
+            Attempt::Retry(last) => Attempt::Retry(last),
+            Attempt::Slow(last) => Attempt::Slow(last),
+            Attempt::Busy(after) => Attempt::Busy(after),
+            Attempt::Fail(e) => Attempt::Fail(e),
         }
     }
 
@@ -391,4 +454,87 @@ fn describe(e: &reqwest::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_capped() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(reqwest::header::RETRY_AFTER, "3".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert(reqwest::header::RETRY_AFTER, "86400".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            "Wed, 21 Oct 2026 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), None, "a date is not taken");
+        for _ in 0..100 {
+            let d = spread(Duration::from_secs(4));
+            assert!(
+                d >= Duration::from_secs(3) && d < Duration::from_secs(5),
+                "{d:?}"
+            );
+        }
+    }
+
+    /// A coordinator that answers `503` with `Retry-After: 1` to its first `busy`
+    /// requests, then registers the peer.
+    async fn busy_coordinator(busy: usize) -> (String, tokio::task::JoinHandle<usize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let served = tokio::spawn(async move {
+            let mut requests = 0;
+            loop {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                requests += 1;
+                let answer = if requests <= busy {
+                    "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+                } else {
+                    let body = r#"{"run_id":"r","heartbeat_ms":1000,"rejoined":false}"#;
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                };
+                conn.write_all(answer.as_bytes()).await.unwrap();
+                if requests > busy {
+                    return requests;
+                }
+            }
+        });
+        (addr, served)
+    }
+
+    #[tokio::test]
+    async fn a_busy_coordinator_is_waited_for_past_the_patience() {
+        // Three 503s of a second each: longer than the 1 s of patience, which each
+        // answer starts over; a gone coordinator would have failed the peer after 1 s.
+        let (addr, served) = busy_coordinator(3).await;
+        let client = CoordinatorClient::new(&addr, "t", "p1");
+        let started = Instant::now();
+        let registered = client
+            .register("127.0.0.1:1", None, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(registered.run_id, "r");
+        assert_eq!(served.await.unwrap(), 4);
+        assert!(started.elapsed() >= Duration::from_millis(2_250));
+        // One heartbeat told the same says so, with the wait asked for.
+        let (addr, _served) = busy_coordinator(1).await;
+        let client = CoordinatorClient::new(&addr, "t", "p1");
+        match client.heartbeat(PeerState::Running, None).await {
+            Err(ClientError::Busy { retry_after, .. }) => {
+                assert_eq!(retry_after, Duration::from_secs(1))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -158,6 +158,18 @@ impl LiveBoard {
     }
 }
 
+/// The counters for the next beat: `newer`, with what `unsent` (a beat that did not get
+/// through) counted carried in.
+pub fn carry(unsent: Option<LiveCounters>, newer: Option<LiveCounters>) -> Option<LiveCounters> {
+    match (unsent, newer) {
+        (Some(old), Some(mut new)) => {
+            new.carry(&old);
+            Some(new)
+        }
+        (old, new) => new.or(old),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -231,6 +231,11 @@ async fn follow_plan(
             .begin_resync("restart", cmesh_common::unix_micros());
     }
     let window = window_per_origin(cfg.window_bytes, plan.peers.len(), plan.spec.payload_bytes);
+    // Its turn in the start ramp (the plan's `ramp`: the highest index first, so every
+    // neighbour it dials already listens). A peer that rejoins goes at once.
+    if let Some(at) = plan.connect_at_unix_ms(me.index).filter(|_| !rejoined) {
+        tokio::time::sleep_until(crate::time::unix_ms_to_instant(at)).await;
+    }
     let backend = Backend::start(
         &cfg.backend,
         Setup {
@@ -338,8 +343,16 @@ async fn follow_plan(
         }
         events.log("rejoined", json!({"connected": backend.connected()}));
     }
-    move_to(client, state, PeerState::Running, patience).await?;
+    // Running goes with the next heartbeat: a thousand peers posting it in the same
+    // millisecond would be the start burst again.
+    state.send_replace(PeerState::Running);
     let start_unix = cmesh_common::unix_millis();
+    let links = cmesh_common::report::LinkCount {
+        up: backend.connected() as u32,
+        wanted: neighbours.len() as u32,
+    };
+    report.links_at_start = Some(links);
+
     // From now on a peer that dies leaves what it measured: stopped (dropped) before
     // the final report.
     let checkpoint_every = crate::pacing::checkpoint_interval(cfg.checkpoint_interval, on_my_host);
@@ -388,8 +401,14 @@ async fn follow_plan(
     live.checkpoints(checkpoints.last_written());
     events.log(
         "writing",
-        json!({"connected": backend.connected(), "of": neighbours.len()}),
+        json!({"connected": links.up, "of": links.wanted}),
     );
+    if links.isolated() {
+        tracing::warn!(
+            "none of its {} links is up as writing starts: its first records wait for one",
+            links.wanted
+        );
+    }
     let (produced, availability) = {
         // A restarted peer goes on from now; the others keep to the plan's start, so
         // a peer that got there late shows its late writes.
@@ -745,13 +764,29 @@ async fn heartbeats(
 ) {
     let mut tick = crate::ticker::Ticker::new(std::time::Instant::now() + every, every);
     let mut failures = 0u32;
+    // Counters a beat did not deliver go with the next one.
+    let mut unsent: Option<cmesh_common::live::LiveCounters> = None;
+    // A busy coordinator's `Retry-After`: no beat before then.
+    let mut quiet_until: Option<Instant> = None;
     loop {
         tick.tick().await;
+        if quiet_until.is_some_and(|t| Instant::now() < t) {
+            continue;
+        }
         let current = *state.borrow();
         let counters = live.counters(cmesh_common::unix_millis(), crate::cpu::process_us());
-        match client.heartbeat(current, counters).await {
-            Ok(()) => failures = 0,
+        let counters = crate::live::carry(unsent.take(), counters);
+        match client.heartbeat(current, counters.clone()).await {
+            Ok(()) => {
+                failures = 0;
+                quiet_until = None;
+            }
+            Err(ClientError::Busy { retry_after, .. }) => {
+                unsent = counters;
+                quiet_until = Some(Instant::now() + crate::client::spread(retry_after));
+            }
             Err(e) => {
+                unsent = counters;
                 failures += 1;
                 if failures == 1 || failures.is_multiple_of(10) {
                     tracing::warn!("heartbeat failed ({failures} in a row): {e}");

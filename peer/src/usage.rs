@@ -105,9 +105,38 @@ pub fn cpu_usage() -> Option<cmesh_common::report::CpuUsage> {
     })
 }
 
+/// The CPUs of the host this peer runs on (what its container sees in /proc/cpuinfo, not
+/// its quota): for the coordinator's start ramp.
+pub fn host_cpus() -> Option<u32> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok();
+    let counted = info.map(|t| cpus_in(&t)).filter(|&n| n > 0);
+    counted.or_else(|| {
+        std::thread::available_parallelism()
+            .ok()
+            .map(|n| n.get() as u32)
+    })
+}
+
+/// The processors /proc/cpuinfo lists.
+fn cpus_in(cpuinfo: &str) -> u32 {
+    cpuinfo
+        .lines()
+        .filter(|l| l.split(':').next().is_some_and(|k| k.trim() == "processor"))
+        .count() as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_cpus_are_the_processors_listed() {
+        let two =
+            "processor\t: 0\nmodel name\t: AMD EPYC\n\nprocessor\t: 1\nmodel name\t: AMD EPYC\n";
+        assert_eq!(cpus_in(two), 2);
+        assert_eq!(cpus_in(""), 0);
+        assert!(host_cpus().is_some_and(|n| n > 0));
+    }
 
     #[test]
     fn a_late_reading_is_split_over_the_windows_it_covers() {

@@ -153,7 +153,7 @@ pub fn coordinator_api(data: &[u8]) {
         match route {
             'r' => {
                 if let Ok(r) = serde_json::from_str::<RegisterRequest>(body) {
-                    let _ = run.register_on(&r.peer, &r.addr, r.host.as_deref(), now);
+                    let _ = run.register_on(&r.peer, &r.addr, r.host.as_deref(), r.cpus, now);
                 }
             }
             'h' => {

@@ -33,6 +33,9 @@ pub struct Request {
     pub follow: bool,
     /// Only lines from this Unix second on.
     pub since: Option<i64>,
+    /// How long a host may take to answer before it is said and left out (`None`: the
+    /// engine's own bounds).
+    pub host_timeout: Option<std::time::Duration>,
 }
 
 /// `--since`: a time ago (`10m`, `90s`) or an RFC 3339 time (`2026-12-07T16:00:00Z`),
@@ -184,7 +187,7 @@ pub async fn logs_with(
     notes: &mut impl Write,
     stop: impl std::future::Future,
 ) -> anyhow::Result<()> {
-    let mut live = LiveRun::load_with(connector, run).await?;
+    let mut live = LiveRun::load_within(connector, run, request.host_timeout).await?;
     if !request.follow {
         live.require_all_hosts()?;
     }

@@ -1,6 +1,11 @@
 //! `launcher status`: the run's containers by state, from Docker, and the peers by
 //! state, from the coordinator's status API.
+//!
+//! It only reads, so it does not wait long for anyone: a host that has not answered
+//! within the patience given (busy or frozen, which look alike from outside) is listed
+//! with the hosts that could not be reached, and the others are shown as they are.
 
+use crate::engine::host::Connector;
 use crate::engine::labels;
 use crate::run::dir::RunDir;
 use crate::run::live::LiveRun;
@@ -8,6 +13,7 @@ use crate::run::names::COORDINATOR_PORT;
 use cmesh_common::protocol::StatusReport;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -32,9 +38,10 @@ pub struct HostStatus {
     pub peers: BTreeMap<String, usize>,
 }
 
-/// Gathers the status of a run.
-pub async fn status(run: &RunDir) -> anyhow::Result<Status> {
-    let live = LiveRun::load(run).await?;
+/// Gathers the status of a run, waiting at most `patience` for each host, and as long
+/// again for the coordinator.
+pub async fn status(run: &RunDir, patience: Duration) -> anyhow::Result<Status> {
+    let live = LiveRun::load_within(&Connector::Docker, run, Some(patience)).await?;
     let (manifest, hosts, states) = (&live.manifest, &live.hosts, &live.states);
     let mut containers: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
     for (name, _) in live.containers() {
@@ -66,7 +73,17 @@ pub async fn status(run: &RunDir) -> anyhow::Result<Status> {
         .map(|p| p.name.clone())
         .collect();
     let asked = match crate::engine::host::manager(hosts) {
-        Ok(manager) => ask_coordinator(manager, run, &manifest.coordinator.name).await,
+        Ok(manager) => tokio::time::timeout(
+            patience,
+            ask_coordinator(manager, run, &manifest.coordinator.name),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "the coordinator has not answered within {:.0} s",
+                patience.as_secs_f64()
+            ))
+        }),
         Err(e) => Err(e),
     };
     let (coordinator, coordinator_error) = match asked {

@@ -81,8 +81,9 @@ impl Output {
 
 /// Watches the run until it ends. Returns 0 when the run finished, 1 if the coordinator
 /// was never reached.
-pub async fn watch(run: &RunDir, output: Output) -> anyhow::Result<i32> {
-    let mut live = LiveRun::load(run).await?;
+pub async fn watch(run: &RunDir, output: Output, patience: Duration) -> anyhow::Result<i32> {
+    let mut live =
+        LiveRun::load_within(&crate::engine::host::Connector::Docker, run, Some(patience)).await?;
     let mut client = None;
     let mut tick = tokio::time::interval(REFRESH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

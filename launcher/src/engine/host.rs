@@ -51,6 +51,15 @@ pub struct LostHost {
     pub bad_input: bool,
 }
 
+/// Why a host is taken as lost by a command with limited patience: a busy host and a
+/// frozen one look alike from outside (its sshd accepts, and then no banner comes).
+pub fn not_answering(host: &str, patience: std::time::Duration) -> String {
+    format!(
+        "host `{host}` has not answered within {:.0} s (busy or frozen: from outside they look alike); --host-timeout waits longer",
+        patience.as_secs_f64()
+    )
+}
+
 /// What connecting to every host of a hosts file gave.
 #[derive(Clone)]
 pub struct HostSet {
@@ -118,11 +127,25 @@ impl Connector {
 
     /// Connects to every host at once; each host's outcome is in the result.
     pub async fn connect_all(&self, file: &HostsFile) -> HostSet {
-        let results = futures_util::future::join_all(
-            file.hosts
-                .iter()
-                .map(|spec| self.connect(spec.clone(), &file.ssh)),
-        )
+        self.connect_all_within(file, None).await
+    }
+
+    /// [`Connector::connect_all`], where a host that has not connected within `patience`
+    /// counts as lost, saying so ([`not_answering`]).
+    pub async fn connect_all_within(
+        &self,
+        file: &HostsFile,
+        patience: Option<std::time::Duration>,
+    ) -> HostSet {
+        let results = futures_util::future::join_all(file.hosts.iter().map(|spec| async {
+            let connect = self.connect(spec.clone(), &file.ssh);
+            match patience {
+                None => connect.await,
+                Some(p) => tokio::time::timeout(p, connect)
+                    .await
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!(not_answering(&spec.name, p)))),
+            }
+        }))
         .await;
         let mut set = HostSet {
             hosts: Vec::new(),

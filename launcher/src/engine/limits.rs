@@ -10,15 +10,23 @@
 //! `spawn` refuses a run that would pass a hard limit, before anything is created, and
 //! names the setting to raise. Soft limits give a warning.
 //!
-//! Threads and memory belong to a kernel, not to an engine: hosts that report the same
-//! boot id (the lab's hosts are containers on one machine) share them, so each such
+//! Threads, memory and CPUs belong to a kernel, not to an engine: hosts that report the
+//! same boot id (the lab's hosts are containers on one machine) share them, so each such
 //! host's need there is the need of all of them together ([`headrooms`]).
+//!
+//! Memory is sized for the start, when every peer connects at once and the engines hold
+//! the most, not for the quiet middle of a run; and a margin of it stays free. CPU is
+//! sized by what the containers cost doing nothing: a run whose idle containers alone
+//! would take more than half of the host's CPUs has none left for its records, and at the
+//! start it melts the host (2000 peers on 2 CPUs: a load average of 8,000, and numbers
+//! nobody could use). `--force` runs it anyway, with a warning.
 //!
 //! | limit | from | need per container | kind |
 //! |---|---|---|---|
 //! | threads | `kernel.pid_max`, `kernel.threads-max`, threads now | [`PerContainer::threads`] | hard |
 //! | dockerd's open files | its `Max open files`, its descriptors now | [`PerContainer::dockerd_fds`] | hard |
-//! | memory | `MemAvailable` | [`PerContainer::memory_kib`] | hard |
+//! | memory | `MemAvailable`, less [`MEMORY_KEPT_FREE_PERCENT`] | [`PerContainer::memory_kib`], at the start | hard |
+//! | idle CPU | the CPUs (`nproc`), [`IDLE_CPU_SHARE_PERCENT`] of them | [`PerContainer::idle_cpu_micros`] | hard |
 //! | neighbour table | `net.ipv4.neigh.default.gc_thresh3` | one entry per container on the overlay, plus 64 | hard |
 //! | inotify instances | `fs.inotify.max_user_instances` | one per followed log (`launcher logs -f`) | soft |
 //! | disk | free space under the engine's root | reports (hard) and capped logs (soft) | hard / soft |
@@ -42,18 +50,32 @@ pub struct PerContainer {
     pub report_kib: u64,
     /// Its json-file logs at their cap (2 × 10 MB).
     pub log_kib: u64,
+    /// CPU it takes doing nothing, in millionths of a core (the peer's timers and
+    /// heartbeat, its containerd-shim).
+    pub idle_cpu_micros: u64,
 }
+
+/// Of `MemAvailable`, the share a run may not plan to use (the page cache, the engines'
+/// growth, the launcher's own work).
+pub const MEMORY_KEPT_FREE_PERCENT: u64 = 10;
+/// Of a host's CPUs, the share its run's idle containers may take at most.
+pub const IDLE_CPU_SHARE_PERCENT: u64 = 50;
 
 /// Measured on this project's machines (docs/capacity.md): 101 containers started,
 /// the host's tasks went up by 15.5 each (a shim's 11 threads, the peer's 2,
-/// docker-init), dockerd's descriptors by 8.0 each, and MemAvailable fell by 7.5 MiB
-/// each; a 1000-peer run used about 9.5 GiB at its peak.
+/// docker-init), dockerd's descriptors by 8.0 each. Memory is the run's peak, not its
+/// quiet start: 1000 peers took 6.6 MiB each once started and idle, and 10.4 MiB each at
+/// their peak, writing every 20 to 40 s (MemAvailable sampled every 5 s, 2026-12-07);
+/// 2000 on the 4-host lab about 10 each with the four engines. 11 MiB, rounded up.
+/// Idle CPU: 0.61 ms a second per peer and 0.17 per containerd-shim, at 1000 idle
+/// containers (docs/capacity.md).
 pub const PER_CONTAINER: PerContainer = PerContainer {
     threads: 16,
     dockerd_fds: 8,
-    memory_kib: 10 * 1024,
+    memory_kib: 11 * 1024,
     report_kib: 512,
     log_kib: 20 * 1024,
+    idle_cpu_micros: 800,
 };
 
 /// Neighbour-table entries kept free beyond the overlay's containers.
@@ -72,6 +94,8 @@ pub struct HostFacts {
     pub mem_available_kib: Option<u64>,
     pub disk_free_kib: Option<u64>,
     pub gc_thresh3: Option<u64>,
+    /// CPUs the host's processes may use.
+    pub cpus: Option<u64>,
     /// The kernel's boot id, folded to 64 bits: hosts with the same one share a kernel.
     #[serde(skip)]
     pub kernel: Option<u64>,
@@ -93,6 +117,7 @@ fi
 echo "inotify_instances=$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null)"
 echo "mem_available_kb=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo 2>/dev/null)"
 echo "boot_id=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)"
+echo "cpus=$(nproc 2>/dev/null)"
 "#;
 
 impl HostFacts {
@@ -111,6 +136,7 @@ impl HostFacts {
             mem_available_kib: n("mem_available_kb"),
             disk_free_kib: n("disk_free_kb"),
             gc_thresh3: n("gc_thresh3"),
+            cpus: n("cpus").filter(|&c| c > 0),
             kernel: f.get("boot_id").and_then(|id| boot_id_bits(id)),
         }
     }
@@ -132,6 +158,7 @@ pub enum Limit {
     Threads,
     DockerdFiles,
     Memory,
+    IdleCpu,
     NeighbourTable,
     Inotify,
     Disk,
@@ -144,6 +171,7 @@ impl Limit {
             Limit::Threads => "threads",
             Limit::DockerdFiles => "dockerd files",
             Limit::Memory => "memory",
+            Limit::IdleCpu => "idle CPU",
             Limit::NeighbourTable => "neighbour table",
             Limit::Inotify => "inotify",
             Limit::Disk => "disk",
@@ -156,7 +184,8 @@ impl Limit {
         match self {
             Limit::Threads => "raise kernel.pid_max and kernel.threads-max (sysctl -w kernel.pid_max=4194304 kernel.threads-max=4194304), or place fewer peers on the host",
             Limit::DockerdFiles => "raise dockerd's open-file limit (LimitNOFILE=1048576 in its systemd unit, then systemctl daemon-reload and restart docker)",
-            Limit::Memory => "place fewer peers on the host (hosts.toml `capacity` or `weight`), or add hosts",
+            Limit::Memory => "place fewer peers on the host (hosts.toml `capacity` or `weight`), or add hosts; --force runs it anyway",
+            Limit::IdleCpu => "place fewer peers on the host (hosts.toml `capacity` or `weight`), or add hosts or CPUs (docs/capacity.md: about 60 peers per core measure the network); --force runs it anyway",
             Limit::NeighbourTable => "raise net.ipv4.neigh.default.gc_thresh1/2/3 (sysctl -w net.ipv4.neigh.default.gc_thresh3=65536, gc_thresh2=49152, gc_thresh1=8192)",
             Limit::Inotify => "raise fs.inotify.max_user_instances (sysctl -w fs.inotify.max_user_instances=8192) to follow many logs",
             Limit::Disk => "free disk under the engine's root, or place fewer peers on the host",
@@ -203,6 +232,7 @@ impl Headroom {
             Limit::Memory | Limit::Disk | Limit::DiskForLogs => {
                 format!("{:.1} GiB", v as f64 / (1024.0 * 1024.0))
             }
+            Limit::IdleCpu => format!("{:.2} CPUs", v as f64 / 1e6),
             _ => k(v),
         };
         match (self.free, self.fits()) {
@@ -247,7 +277,17 @@ pub fn headroom(
             limit: Limit::Memory,
             severity: Severity::Hard,
             need: here * c.memory_kib,
-            free: facts.mem_available_kib,
+            free: facts
+                .mem_available_kib
+                .map(|m| m / 100 * (100 - MEMORY_KEPT_FREE_PERCENT)),
+        },
+        Headroom {
+            limit: Limit::IdleCpu,
+            severity: Severity::Hard,
+            need: here * c.idle_cpu_micros,
+            free: facts
+                .cpus
+                .map(|n| n * 1_000_000 / 100 * IDLE_CPU_SHARE_PERCENT),
         },
         Headroom {
             limit: Limit::NeighbourTable,
@@ -278,7 +318,7 @@ pub fn headroom(
 
 /// True for the limits of a kernel, which hosts on one kernel share.
 fn kernel_wide(limit: Limit) -> bool {
-    matches!(limit, Limit::Threads | Limit::Memory)
+    matches!(limit, Limit::Threads | Limit::Memory | Limit::IdleCpu)
 }
 
 /// One host's share of a run, for [`headrooms`].
@@ -433,14 +473,31 @@ pub async fn facts(host: &Host) -> HostFacts {
     }
 }
 
+/// What [`preflight`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fit {
+    /// Within every hard limit.
+    Fits,
+    /// Past one, and `--force` said to go on.
+    Forced,
+}
+
+/// Limits `--force` may override: what makes the run slow or its numbers poor. The
+/// others (threads, files, the neighbour table, disk) make it fail outright.
+fn forceable(limit: Limit) -> bool {
+    matches!(limit, Limit::Memory | Limit::IdleCpu)
+}
+
 /// Before anything is created: refuses (bad input) a run whose share of some host would
 /// pass a hard limit there, naming each and what to raise; warns about soft ones.
-/// `placed` is peers per host; the coordinator goes on `manager`.
+/// `placed` is peers per host; the coordinator goes on `manager`. With `force`, memory
+/// and idle CPU only warn.
 pub async fn preflight(
     hosts: &[Host],
     placed: &BTreeMap<String, usize>,
     manager: &str,
-) -> anyhow::Result<()> {
+    force: bool,
+) -> anyhow::Result<Fit> {
     let facts = futures_util::future::join_all(hosts.iter().map(facts)).await;
     let overlay = placed.values().sum::<usize>() + 1;
     let shares: Vec<Share> = hosts
@@ -457,19 +514,31 @@ pub async fn preflight(
     for s in short.iter().filter(|s| s.severity == Severity::Soft) {
         tracing::warn!("spawn: {s}");
     }
-    let hard: Vec<String> = short
+    let hard: Vec<&Short> = short
         .iter()
         .filter(|s| s.severity == Severity::Hard)
-        .map(|s| format!("  {s}"))
         .collect();
+    let overridden = force && !hard.is_empty() && hard.iter().all(|s| forceable(s.limit));
+    if overridden {
+        for s in &hard {
+            tracing::warn!("spawn: --force: going on past a limit: {s}");
+        }
+        return Ok(Fit::Forced);
+    }
     if !hard.is_empty() {
+        let lines: Vec<String> = hard.iter().map(|s| format!("  {s}")).collect();
         return Err(crate::error::bad_input(format!(
-            "the run does not fit its hosts; nothing was created:\n{}\n`launcher hosts check --peers {}` shows every host's headroom",
-            hard.join("\n"),
-            overlay - 1
+            "the run does not fit its hosts; nothing was created:\n{}\n`launcher hosts check --peers {}` shows every host's headroom{}",
+            lines.join("\n"),
+            overlay - 1,
+            if hard.iter().all(|s| forceable(s.limit)) {
+                "; --force spawns it anyway"
+            } else {
+                ""
+            }
         )));
     }
-    Ok(())
+    Ok(Fit::Fits)
 }
 
 #[cfg(test)]
@@ -515,13 +584,15 @@ mod tests {
             .filter(|s| s.host == "lab-2")
             .map(|s| (s.limit, s.need))
             .collect();
-        // pid_max 32768 holds 2000 threads-hungry peers on none of them together.
+        // pid_max 32768 holds 2000 threads-hungry peers on none of them together, and
+        // their peak memory passes this machine's 23 GiB less its margin.
         assert_eq!(
             on_lab2,
-            vec![(Limit::Threads, 2001 * PER_CONTAINER.threads)]
+            vec![
+                (Limit::Threads, 2001 * PER_CONTAINER.threads),
+                (Limit::Memory, 2001 * PER_CONTAINER.memory_kib)
+            ]
         );
-        // Memory is counted together too (it fits this machine's 23 GiB, by the
-        // per-container estimate).
         let (rows, kin) = &headrooms(&shares, 2001)[1];
         let memory = rows.iter().find(|h| h.limit == Limit::Memory).unwrap();
         assert_eq!(memory.need, 2001 * PER_CONTAINER.memory_kib);
@@ -586,6 +657,37 @@ mod tests {
     }
 
     #[test]
+    fn two_thousand_peers_on_the_lab_of_one_two_cpu_machine_pass_its_cpus_and_memory() {
+        // The 4-host lab on this machine, with pid_max raised as for the 2000-peer runs:
+        // 2000 idle containers would take 1.6 of its 2 CPUs, and their start more memory
+        // than it keeps free. 1000 on the machine itself fit.
+        let raised = THIS_MACHINE.replace("pid_max=32768", "pid_max=4194304");
+        let lab = HostFacts::parse(&format!(
+            "{raised}cpus=2\nboot_id=1b4e28ba-2fa1-11d2-883f-0016d3cca427\n"
+        ));
+        assert_eq!(lab.cpus, Some(2));
+        let shares: Vec<Share> = ["lab-1", "lab-2", "lab-3", "lab-4"]
+            .iter()
+            .map(|h| share(h, 500, *h == "lab-1", &lab))
+            .collect();
+        let short = shortfalls(&shares, 2001);
+        let on_lab1: Vec<Limit> = short
+            .iter()
+            .filter(|s| s.host == "lab-1")
+            .map(|s| s.limit)
+            .collect();
+        assert_eq!(on_lab1, vec![Limit::Memory, Limit::IdleCpu]);
+        let msg = short[1].to_string();
+        assert!(
+            msg.contains("idle CPU needs 1.60 CPUs / 1.00 CPUs") && msg.contains("--force"),
+            "{msg}"
+        );
+        assert!(short.iter().all(|s| forceable(s.limit)));
+        let machine = HostFacts::parse(&format!("{THIS_MACHINE}cpus=2\n"));
+        assert!(shortfalls(&[share("local", 1000, true, &machine)], 1001).is_empty());
+    }
+
+    #[test]
     fn unknown_facts_refuse_nothing_and_say_unknown() {
         let rows = headroom(&HostFacts::default(), 5000, false, 5000);
         assert!(rows.iter().all(|h| h.fits().is_none()));
@@ -611,10 +713,10 @@ mod tests {
             ]
         );
         assert!(short[0].to_string().contains("gc_thresh3"), "{}", short[0]);
-        let cells: Vec<String> = headroom(&f, 300, false, 1000)
+        let cell = headroom(&f, 300, false, 1000)
             .iter()
-            .map(Headroom::cell)
-            .collect();
-        assert_eq!(cells[3], "LOW 1064 / 1024");
+            .find(|h| h.limit == Limit::NeighbourTable)
+            .map(Headroom::cell);
+        assert_eq!(cell.as_deref(), Some("LOW 1064 / 1024"));
     }
 }

@@ -5,10 +5,11 @@
 //! Hosts that cannot be reached are kept as values ([`LiveRun::lost`]), with the reason:
 //! a command decides what a lost host means for it.
 
-use crate::engine::host::{Connector, Host, LostHost};
+use crate::engine::host::{not_answering, Connector, Host, LostHost};
 use crate::engine::ContainerState;
 use crate::run::dir::{RunDir, RunManifest};
 use std::collections::HashMap;
+use std::time::Duration;
 
 pub struct LiveRun {
     pub manifest: RunManifest,
@@ -18,6 +19,9 @@ pub struct LiveRun {
     pub lost: Vec<LostHost>,
     /// Container name → (index into `hosts`, state).
     pub states: HashMap<String, (usize, ContainerState)>,
+    /// How long a host may take to answer before it counts as lost (`None`: the
+    /// engine's own bounds).
+    patience: Option<Duration>,
 }
 
 impl LiveRun {
@@ -28,27 +32,58 @@ impl LiveRun {
 
     /// [`LiveRun::load`] on the hosts `connector` reaches.
     pub async fn load_with(connector: &Connector, run: &RunDir) -> anyhow::Result<LiveRun> {
+        LiveRun::load_within(connector, run, None).await
+    }
+
+    /// [`LiveRun::load_with`], where a host that has not connected within `patience`,
+    /// or then not listed its containers within `patience`, is taken as lost, saying it
+    /// has not answered: the commands that only read answer with what the other hosts
+    /// say.
+    pub async fn load_within(
+        connector: &Connector,
+        run: &RunDir,
+        patience: Option<Duration>,
+    ) -> anyhow::Result<LiveRun> {
         let manifest = run.read_manifest()?;
-        let set = connector.connect_all(&manifest.hosts_file()).await;
+        let set = connector
+            .connect_all_within(&manifest.hosts_file(), patience)
+            .await;
         let mut live = LiveRun {
             manifest,
             hosts: set.hosts,
             lost: set.lost,
             states: HashMap::new(),
+            patience,
         };
-        live.refresh().await;
+        // The hosts that connected list their containers, each with the same patience
+        // (a host connects or lists in time, or it is left out: the slowest of either
+        // step sets how long this takes).
+        live.refresh_within(patience).await;
         Ok(live)
     }
 
     /// Lists the run's containers again; a host that fails to answer joins
     /// [`LiveRun::lost`] (and its containers leave `states`).
     pub async fn refresh(&mut self) {
+        self.refresh_within(self.patience).await
+    }
+
+    async fn refresh_within(&mut self, patience: Option<Duration>) {
         let run = self.manifest.run_id.clone();
-        let lists = futures_util::future::join_all(
-            self.hosts
-                .iter()
-                .map(|h| crate::run::containers::existing(h, &run)),
-        )
+        // Each host's containers, or why it is lost.
+        let lists = futures_util::future::join_all(self.hosts.iter().map(|h| async {
+            let stopped = |e: crate::engine::EngineError| {
+                format!("host `{}` stopped answering: {e}", h.name())
+            };
+            let list = crate::run::containers::existing(h, &run);
+            match patience {
+                None => list.await.map_err(stopped),
+                Some(p) => match tokio::time::timeout(p, list).await {
+                    Ok(r) => r.map_err(stopped),
+                    Err(_) => Err(not_answering(h.name(), p)),
+                },
+            }
+        }))
         .await;
         self.states.clear();
         for (i, list) in lists.into_iter().enumerate() {
@@ -58,17 +93,23 @@ impl LiveRun {
                         self.states.insert(name, (i, state));
                     }
                 }
-                Err(e) => self.mark_lost(i, &e.to_string()),
+                Err(reason) => self.mark(i, reason),
             }
         }
     }
 
     /// Records that host `i` stopped answering.
     pub fn mark_lost(&mut self, i: usize, reason: &str) {
+        let name = self.hosts[i].name();
+        let reason = format!("host `{name}` stopped answering: {reason}");
+        self.mark(i, reason);
+    }
+
+    fn mark(&mut self, i: usize, reason: String) {
         let name = self.hosts[i].name().to_owned();
         if !self.lost.iter().any(|l| l.name == name) {
             self.lost.push(LostHost {
-                reason: format!("host `{name}` stopped answering: {reason}"),
+                reason,
                 name,
                 bad_input: false,
             });

@@ -53,6 +53,8 @@ pub struct SpawnRequest {
     pub subnet: Option<network::Subnet>,
     /// Containers started at once per host.
     pub concurrency: usize,
+    /// Spawn a run that does not fit its hosts, with a warning (`--force`).
+    pub force: bool,
     pub peer_memory_bytes: i64,
     /// CPU quota per peer container, in billionths of a CPU (`--peer-cpus`).
     pub peer_nano_cpus: Option<i64>,
@@ -81,6 +83,8 @@ pub struct Spawned {
     pub started: usize,
     pub image_transport: String,
     pub seconds: f64,
+    /// The run did not fit its hosts and `--force` spawned it anyway.
+    pub forced: bool,
 }
 
 /// The checks that need no engine: run id, subnet size, capacity.
@@ -183,6 +187,23 @@ async fn ensure_network(
 }
 
 /// Starts the coordinator on the manager (if it is not there yet).
+/// Sets `over` once the coordinator `name` on `manager` has exited, looking every 5 s.
+async fn coordinator_gone(
+    manager: Host,
+    name: String,
+    over: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        if let Ok(info) = manager.engine.inspect_container(&name).await {
+            if info.state().is_finished() {
+                over.store(true, std::sync::atomic::Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+}
+
 async fn start_coordinator(
     manager: &Host,
     run: &RunDir,
@@ -313,6 +334,7 @@ pub async fn spawn_with(connector: &Connector, req: SpawnRequest) -> anyhow::Res
         // would carry nothing between hosts.
         crate::engine::hostcheck::require_ipsec(&hosts).await?;
     }
+    let mut forced = false;
     if previous.is_none() {
         // Before anything is created: each host's share against its limits.
         let placed = crate::engine::limits::peers_per_host(
@@ -320,7 +342,9 @@ pub async fn spawn_with(connector: &Connector, req: SpawnRequest) -> anyhow::Res
             &hosts_file.hosts,
             &req.host_filter,
         )?;
-        crate::engine::limits::preflight(&hosts, &placed, manager.name()).await?;
+        forced = crate::engine::limits::preflight(&hosts, &placed, manager.name(), req.force)
+            .await?
+            == crate::engine::limits::Fit::Forced;
     }
     let (run, spec) = open_run(&req, previous.as_ref())?;
     let previous_manifest = previous.as_ref().map(|(m, _)| m);
@@ -445,6 +469,15 @@ pub async fn spawn_with(connector: &Connector, req: SpawnRequest) -> anyhow::Res
         .map(|p| (index.get(p.host.as_str()).copied().unwrap_or(0), p))
         .collect();
     let started = items.len();
+    // The coordinator gives up on peers that do not register by its start timeout; once
+    // it has exited the run is over, and starting more peers only adds load to hosts that
+    // could not keep up. Checked every few seconds while the peers start.
+    let over = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watching = tokio::spawn(coordinator_gone(
+        manager.clone(),
+        coordinator_name(&run.id),
+        over.clone(),
+    ));
     let results = tasks::for_each_on_hosts("spawn", items, req.concurrency, |h, p: Placement| {
         let plan = ContainerPlan {
             args: peer_args(&run.id, &p.name, &p.host, &backend, adapter.as_deref()),
@@ -460,9 +493,27 @@ pub async fn spawn_with(connector: &Connector, req: SpawnRequest) -> anyhow::Res
         };
         let (host, run_id, net, state) =
             (&hosts[h], &run.id, &net_name, states.get(&p.name).copied());
-        async move { containers::ensure(host, run_id, net, &plan, state).await }
+        let over = over.clone();
+        async move {
+            if over.load(std::sync::atomic::Ordering::Relaxed) {
+                anyhow::bail!("not started: the coordinator has exited, the run is over");
+            }
+            containers::ensure(host, run_id, net, &plan, state).await
+        }
     })
     .await;
+    watching.abort();
+    if over.load(std::sync::atomic::Ordering::Relaxed) {
+        let left = results.iter().filter(|(_, r)| r.is_err()).count();
+        anyhow::bail!(
+            "the coordinator of run {} exited while spawn was starting its peers ({left} of {} not started): the run is over, most likely aborted at its start timeout because the hosts started the peers too slowly. `launcher logs --run {} {}` says why; `launcher down --run {}` removes what was made",
+            run.id,
+            spec.peers,
+            run.id,
+            coordinator_name(&run.id),
+            run.id
+        );
+    }
     let failed: Vec<String> = results
         .iter()
         .filter_map(|((_, p), r)| {
@@ -513,5 +564,6 @@ pub async fn spawn_with(connector: &Connector, req: SpawnRequest) -> anyhow::Res
         started,
         image_transport: transport_used,
         seconds: started_at.elapsed().as_secs_f64(),
+        forced,
     })
 }

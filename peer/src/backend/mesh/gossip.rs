@@ -39,6 +39,16 @@
 //!   starting point like any other: duplicates still prune, announcements still graft
 //!   (a dead peer on the tree is worked around within a tick and a graft timeout).
 //!
+//! Under load the tree is slow, not broken: on a saturated host a record can take
+//! seconds from peer to peer, and its announcement over a lazy link comes first. Pulling
+//! it after a fixed [`GRAFT_TIMEOUT`] then duplicates nearly every record (830,058
+//! duplicates beside 2,009,988 deliveries at 1000 peers on 2 CPUs), and the duplicates
+//! are more work for the same starved CPUs. So the wait before a graft follows what the
+//! tree takes: an announced record that then comes through the tree without a graft
+//! says how late the tree is ([`Gossip::arrived`]), and a graft waits twice the latest
+//! such delay (decaying by half every [`TREE_DELAY_HALF_LIFE`]), between
+//! [`GRAFT_TIMEOUT`] and [`MAX_GRAFT_TIMEOUT`].
+//!
 //! Nothing here allocates more than the plan's peers and origins allow: announcements
 //! are one entry per origin, and at most [`MAX_MISSING`] announced records are awaited.
 
@@ -56,6 +66,10 @@ use std::time::Duration;
 pub const TICK: Duration = Duration::from_millis(500);
 /// How long an announced record may take through the tree before it is pulled.
 pub const GRAFT_TIMEOUT: Duration = Duration::from_millis(150);
+/// The longest a graft waits for a slow tree.
+pub const MAX_GRAFT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How fast a slow tree's delay is forgotten.
+pub const TREE_DELAY_HALF_LIFE: Duration = Duration::from_secs(10);
 /// Announced records awaited at most; more announcements wait for the next ones.
 pub const MAX_MISSING: usize = 4096;
 
@@ -83,6 +97,10 @@ struct Missing {
     announcers: VecDeque<u32>,
     /// When to pull it if it has not come, µs.
     due_us: u64,
+    /// When it was first announced, µs.
+    announced_us: u64,
+    /// Whether it was pulled already (then its arrival says nothing of the tree).
+    grafted: bool,
 }
 
 /// This peer's links on each origin's breadth-first tree over the plan's graph: its
@@ -163,6 +181,8 @@ pub struct Gossip {
     announce: BTreeMap<u32, u64>,
     /// Announced records not held yet: (origin, seq).
     missing: BTreeMap<(u32, u64), Missing>,
+    /// How late the tree brought announced records lately: `(delay µs, when µs)`.
+    tree_delay: (u64, u64),
     pub stats: GossipStats,
 }
 
@@ -177,7 +197,40 @@ impl Gossip {
             lazy: BTreeMap::new(),
             announce: BTreeMap::new(),
             missing: BTreeMap::new(),
+            tree_delay: (0, 0),
             stats: GossipStats::default(),
+        }
+    }
+
+    /// How long an announced record may take through the tree before it is pulled, at
+    /// `now_us`: twice the tree's recent delay, within [`GRAFT_TIMEOUT`] and
+    /// [`MAX_GRAFT_TIMEOUT`].
+    pub fn graft_timeout_us(&self, now_us: u64) -> u64 {
+        (2 * self.tree_delay_us(now_us)).clamp(
+            GRAFT_TIMEOUT.as_micros() as u64,
+            MAX_GRAFT_TIMEOUT.as_micros() as u64,
+        )
+    }
+
+    /// The tree's recent delay at `now_us`: the latest, halved every
+    /// [`TREE_DELAY_HALF_LIFE`] since.
+    fn tree_delay_us(&self, now_us: u64) -> u64 {
+        let (delay, at) = self.tree_delay;
+        let halvings = now_us.saturating_sub(at) / TREE_DELAY_HALF_LIFE.as_micros() as u64;
+        delay.checked_shr(halvings.min(63) as u32).unwrap_or(0)
+    }
+
+    /// A record new to this peer arrived at `now_us`: if it was announced first and not
+    /// pulled, the tree brought it that late.
+    pub fn arrived(&mut self, origin: u32, seq: u64, now_us: u64) {
+        if self.missing.is_empty() {
+            return;
+        }
+        if let Some(m) = self.missing.remove(&(origin, seq)) {
+            if !m.grafted {
+                let delay = now_us.saturating_sub(m.announced_us);
+                self.tree_delay = (delay.max(self.tree_delay_us(now_us)), now_us);
+            }
         }
     }
 
@@ -336,7 +389,7 @@ impl Gossip {
         holds: impl Fn(u32, u64) -> bool,
         now_us: u64,
     ) {
-        let due_us = now_us + GRAFT_TIMEOUT.as_micros() as u64;
+        let due_us = now_us + self.graft_timeout_us(now_us);
         for &(origin, seq) in entries {
             if origin == self.me || holds(origin, seq) {
                 continue;
@@ -351,6 +404,8 @@ impl Gossip {
                     Missing {
                         announcers: VecDeque::from([from]),
                         due_us,
+                        announced_us: now_us,
+                        grafted: false,
                     },
                 );
             }
@@ -380,7 +435,7 @@ impl Gossip {
         }
         self.missing.retain(|&(o, s), _| !holds(o, s));
         let mut grafts: BTreeSet<(u32, u32)> = BTreeSet::new();
-        let retry_us = now_us + GRAFT_TIMEOUT.as_micros() as u64;
+        let retry_us = now_us + self.graft_timeout_us(now_us);
         self.missing.retain(|&(origin, _), m| {
             if m.due_us > now_us {
                 return true;
@@ -390,6 +445,7 @@ impl Gossip {
             };
             grafts.insert((to, origin));
             m.due_us = retry_us;
+            m.grafted = true;
             true
         });
         for (to, origin) in grafts {
@@ -579,6 +635,42 @@ mod tests {
         assert!(g.tick(3 * t, |_, _| true, |_| 7).is_empty());
         assert!(!g.has_work());
         assert_eq!(g.stats.grafts_sent, 2);
+    }
+
+    #[test]
+    fn a_slow_tree_makes_grafts_wait_for_it_and_a_fast_one_again_not() {
+        let mut g = Gossip::new(Dissemination::Plumtree, 0);
+        let base = GRAFT_TIMEOUT.as_micros() as u64;
+        assert_eq!(g.graft_timeout_us(0), base);
+        // Announced at 0, came through the tree 2 s later: grafts wait 4 s.
+        g.on_ihave(1, &[(5, 1)], |_, _| false, 0);
+        g.arrived(5, 1, 2_000_000);
+        assert_eq!(g.graft_timeout_us(2_000_000), 4_000_000);
+        // The next announcement is not pulled 150 ms later, but 4 s later.
+        g.on_ihave(1, &[(5, 2)], |_, _| false, 2_000_000);
+        assert!(g.tick(2_200_000, |_, _| false, |_| 1).is_empty());
+        let out = g.tick(6_000_000, |_, _| false, |_| 1);
+        assert_eq!(
+            out,
+            vec![Control::Graft {
+                to: 1,
+                origin: 5,
+                after: 1
+            }]
+        );
+        // A pulled record's arrival says nothing of the tree.
+        g.arrived(5, 2, 9_000_000);
+        assert_eq!(g.graft_timeout_us(9_000_000), 4_000_000);
+        // Forgotten by half every half-life, down to the floor; capped above.
+        let half = TREE_DELAY_HALF_LIFE.as_micros() as u64;
+        assert_eq!(g.graft_timeout_us(2_000_000 + half), 2_000_000);
+        assert_eq!(g.graft_timeout_us(2_000_000 + 10 * half), base);
+        g.on_ihave(1, &[(6, 1)], |_, _| false, 0);
+        g.arrived(6, 1, 60_000_000);
+        assert_eq!(
+            g.graft_timeout_us(60_000_000),
+            MAX_GRAFT_TIMEOUT.as_micros() as u64
+        );
     }
 
     #[test]

@@ -380,7 +380,9 @@ impl Inner {
     fn push(&self, node: &mut Node, from: Option<u32>, records: Vec<Record>) {
         let mut to: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
         let links: Vec<u32> = node.links.keys().copied().collect();
+        let now_us = cmesh_common::unix_micros();
         for r in records {
+            node.gossip.arrived(r.origin, r.seq, now_us);
             for p in node
                 .gossip
                 .on_new(from, r.origin, r.seq, links.iter().copied())
