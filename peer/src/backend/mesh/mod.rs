@@ -377,10 +377,10 @@ impl Inner {
 
     /// Pushes records new to this peer (from `from`, or written here) to the links the
     /// dissemination names, one frame per link.
-    fn push(&self, node: &mut Node, from: Option<u32>, records: Vec<Record>) {
+    /// `now_us` is when they arrived (were written, for this peer's own).
+    fn push(&self, node: &mut Node, from: Option<u32>, records: Vec<Record>, now_us: u64) {
         let mut to: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
         let links: Vec<u32> = node.links.keys().copied().collect();
-        let now_us = cmesh_common::unix_micros();
         for r in records {
             node.gossip.arrived(r.origin, r.seq, now_us);
             for p in node
@@ -430,7 +430,7 @@ impl Inner {
         if fresh.is_empty() {
             return;
         }
-        self.push(&mut node, Some(from), fresh);
+        self.push(&mut node, Some(from), fresh, now);
         drop(node);
         self.changed.notify_one();
     }
@@ -520,9 +520,9 @@ impl SyncBackend for MeshBackend {
             written_at_us: cmesh_common::unix_micros(),
             payload,
         };
-        let seq = record.seq;
+        let (seq, at) = (record.seq, record.written_at_us);
         node.store.insert(record.clone());
-        inner.push(&mut node, None, vec![record]);
+        inner.push(&mut node, None, vec![record], at);
         seq
     }
 
