@@ -112,7 +112,7 @@ impl Intake {
             return;
         }
         self.windows
-            .add(&r, &quality::host_of(&self.host_of, &name, &r));
+            .add(&r, &windows::host_of(&self.host_of, &name, &r));
         windows::Windows::strip(&mut r);
         self.input.reports.insert(name, r);
     }

@@ -42,7 +42,7 @@
 //! teardown) as well as *whether*.
 
 use crate::table::ms;
-use crate::windows::Windows;
+use crate::windows::{host_of, Windows};
 use cmesh_common::histogram::{LatencyHistogram, LatencySummary};
 use cmesh_common::protocol::StatusReport;
 use cmesh_common::report::PeerReport;
@@ -228,16 +228,6 @@ pub struct Evidence<'a> {
     /// The reports' windows, folded as they were read (their scheduling-lag windows
     /// may have been taken out of them).
     pub windows: &'a Windows,
-}
-
-/// The host a peer's evidence counts for: the manifest's, else the report's own, else
-/// `local`.
-pub fn host_of(manifest: &BTreeMap<String, String>, name: &str, r: &PeerReport) -> String {
-    manifest
-        .get(name)
-        .or(r.host.as_ref())
-        .cloned()
-        .unwrap_or_else(|| "local".into())
 }
 
 fn pct(f: f64) -> String {
@@ -771,7 +761,8 @@ pub fn details_markdown(q: &MeasurementQuality) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cmesh_common::protocol::{PeerState, PeerStatus, RunPhase};
+    use cmesh_common::lifecycle::{PeerState, RunPhase};
+    use cmesh_common::protocol::PeerStatus;
     use cmesh_common::report::{Availability, CpuSeries, CpuUsage, LatencyReport, TimeSeries};
 
     fn lag_report(samples_us: &[u64]) -> LatencyReport {

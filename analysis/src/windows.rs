@@ -119,13 +119,10 @@ impl Windows {
 
     /// The windows of `reports` (left as they are), the lag counted for each report's
     /// host in `host_of`, else its own, else `local`.
-    pub fn of(
-        reports: &BTreeMap<String, PeerReport>,
-        host_of: &BTreeMap<String, String>,
-    ) -> Windows {
+    pub fn of(reports: &BTreeMap<String, PeerReport>, hosts: &BTreeMap<String, String>) -> Windows {
         let mut w = Windows::default();
         for (name, r) in reports {
-            w.add(r, &crate::quality::host_of(host_of, name, r));
+            w.add(r, &host_of(hosts, name, r));
         }
         w
     }
@@ -135,6 +132,16 @@ impl Windows {
         self.groups.retain(|(s, _), _| *s != start);
         self.lag.retain(|(s, _), _| *s != start);
     }
+}
+
+/// The host a peer's evidence counts for: the manifest's, else the report's own, else
+/// `local`.
+pub fn host_of(manifest: &BTreeMap<String, String>, name: &str, r: &PeerReport) -> String {
+    manifest
+        .get(name)
+        .or(r.host.as_ref())
+        .cloned()
+        .unwrap_or_else(|| "local".into())
 }
 
 #[cfg(test)]

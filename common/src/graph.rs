@@ -109,7 +109,7 @@ impl Graph {
         use rand::seq::SliceRandom;
         use rand::SeedableRng;
         let mut perm: Vec<usize> = (0..self.n).collect();
-        perm.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+        perm.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
         Graph::from_edges(
             self.n,
             self.edges

@@ -29,6 +29,7 @@ pub mod faults;
 pub mod fsutil;
 pub mod graph;
 pub mod histogram;
+pub mod lifecycle;
 pub mod live;
 pub mod parse;
 pub mod plan;

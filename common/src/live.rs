@@ -13,7 +13,7 @@
 //! quota with the same lines as the final measurement-quality verdict
 //! (`cmesh_analysis::quality`, which takes them from here).
 
-use crate::protocol::{PeerState, RunPhase};
+use crate::lifecycle::{PeerState, RunPhase};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

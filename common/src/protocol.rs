@@ -22,6 +22,7 @@
 //! On the same port over UDP, the coordinator answers clock requests
 //! ([`crate::clock::request`]), for the peers' clock offsets.
 
+use crate::lifecycle::{PeerState, RunPhase};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -62,62 +63,6 @@ pub struct ChaosAction {
 
 /// The API version, in every path as `/v1/`.
 pub const API_VERSION: u32 = 1;
-
-/// A peer's lifecycle as the coordinator sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PeerState {
-    /// Registered, waiting for the plan.
-    Init,
-    /// Has the plan, connecting to its neighbours.
-    Ready,
-    /// Writing records.
-    Running,
-    /// Writing stopped; catching up and writing its report.
-    Reporting,
-    /// Report written; exited or about to.
-    Done,
-    /// The peer said it failed.
-    Failed,
-    /// Missed 3 heartbeats in a row.
-    Lost,
-}
-
-impl PeerState {
-    pub const ALL: [PeerState; 7] = [
-        PeerState::Init,
-        PeerState::Ready,
-        PeerState::Running,
-        PeerState::Reporting,
-        PeerState::Done,
-        PeerState::Failed,
-        PeerState::Lost,
-    ];
-
-    /// Done, Failed and Lost end a peer's part in the run (a Lost peer that beats again
-    /// comes back, but the run does not wait for it).
-    pub fn is_terminal(self) -> bool {
-        matches!(self, PeerState::Done | PeerState::Failed | PeerState::Lost)
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            PeerState::Init => "init",
-            PeerState::Ready => "ready",
-            PeerState::Running => "running",
-            PeerState::Reporting => "reporting",
-            PeerState::Done => "done",
-            PeerState::Failed => "failed",
-            PeerState::Lost => "lost",
-        }
-    }
-}
-
-impl std::fmt::Display for PeerState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// Checks a peer name: 1 to 64 of `A-Z a-z 0-9 . _ -`.
 pub fn validate_peer_name(name: &str) -> Result<(), String> {
@@ -232,20 +177,6 @@ pub struct PeerStatus {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
-}
-
-/// The run's phase as the coordinator sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunPhase {
-    /// Waiting for peers to register.
-    Registering,
-    /// The plan is out; peers are working.
-    Planned,
-    /// Every peer is Done, Failed or Lost.
-    Finished,
-    /// Not enough peers came before the start timeout.
-    Aborted,
 }
 
 /// `GET /status`.

@@ -1,4 +1,8 @@
 //! The coordinator's command line.
+//!
+//! The doc comments on the flags are their `--help` text, written for a terminal, not
+//! for rustdoc.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 
 use clap::Parser;
 use cmesh_common::graph::GraphKind;

@@ -33,7 +33,7 @@ pub mod sync;
 
 use anyhow::Context;
 use cmesh_common::exit;
-use cmesh_common::protocol::RunPhase;
+use cmesh_common::lifecycle::RunPhase;
 use state::{PlanSignal, Run};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,15 +55,11 @@ pub struct Config {
     pub metrics_per_peer: usize,
 }
 
-/// A failure before serving: bad input (exit 2).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct BadInput(pub String);
-
-/// Binds the listener; a bound listener is ready to take registrations.
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BadInput> {
+/// Binds the listener; a bound listener is ready to take registrations. An address
+/// that cannot be bound is bad input (exit 2).
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| {
-        BadInput(format!(
+        exit::bad_input(format!(
             "cannot listen on {addr}: {e}. Choose a free address with --listen (port 0 picks one)"
         ))
     })
@@ -205,10 +201,10 @@ pub async fn serve(config: Config, listener: TcpListener) -> anyhow::Result<i32>
             (PlanSignal::Aborted(reason), _) => Some(reason.clone()),
             _ if !run.all_done() => Some(format!(
                 "{} of {} peers did not finish: {} failed, {} lost",
-                status.peers.len() - status.counts[&cmesh_common::protocol::PeerState::Done],
+                status.peers.len() - status.counts[&cmesh_common::lifecycle::PeerState::Done],
                 status.peers.len(),
-                status.counts[&cmesh_common::protocol::PeerState::Failed],
-                status.counts[&cmesh_common::protocol::PeerState::Lost],
+                status.counts[&cmesh_common::lifecycle::PeerState::Failed],
+                status.counts[&cmesh_common::lifecycle::PeerState::Lost],
             )),
             _ => None,
         };

@@ -12,11 +12,11 @@
 //! [`Live::report`] reads the last [`WINDOW_MS`] of slots for the rates, percentiles
 //! and verdicts, and walks further back to say how long a host has been saturated.
 
+use cmesh_common::lifecycle::PeerState;
 use cmesh_common::live::{
     ActiveFault, LiveCounters, LiveFigures, LiveHistogram, LiveReport, LiveVerdict, LiveWarning,
     ISOLATED_AFTER_MS, WINDOW_MS,
 };
-use cmesh_common::protocol::PeerState;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// Seconds of slots kept per host: the window, and how far back a host's saturation

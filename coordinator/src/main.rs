@@ -1,5 +1,5 @@
 use clap::Parser;
-use cmesh_common::exit;
+use cmesh_common::exit::{bad_input, finish};
 use cmesh_coordinator::{bind, cli::Args, serve, Config};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -7,31 +7,19 @@ use std::time::Duration;
 fn main() -> ExitCode {
     let args = Args::parse();
     cmesh_common::init_logging();
-    ExitCode::from(run(args) as u8)
+    finish("coordinator", run(args))
 }
 
-fn run(args: Args) -> i32 {
-    let bad = |msg: String| {
-        eprintln!("coordinator: error: {msg}");
-        exit::BAD_INPUT
-    };
-    let spec = match args.spec() {
-        Ok(s) => s,
-        Err(e) => return bad(e),
-    };
-    if let Err(e) = spec.validate() {
-        return bad(e.to_string());
-    }
-    let peers = match cmesh_common::token::read_token_file(&args.token_file) {
-        Ok(t) => t,
-        Err(e) => return bad(e.to_string()),
-    };
+fn run(args: Args) -> anyhow::Result<i32> {
+    let spec = args.spec().map_err(bad_input)?;
+    spec.validate().map_err(|e| bad_input(e.to_string()))?;
+    let peers = cmesh_common::token::read_token_file(&args.token_file)
+        .map_err(|e| bad_input(e.to_string()))?;
     let admin_digest = match args.admin_digest_file.as_deref() {
         None => None,
-        Some(path) => match cmesh_common::token::read_digest_file(path) {
-            Ok(d) => Some(d),
-            Err(e) => return bad(e.to_string()),
-        },
+        Some(path) => Some(
+            cmesh_common::token::read_digest_file(path).map_err(|e| bad_input(e.to_string()))?,
+        ),
     };
     let tokens = cmesh_common::token::Tokens {
         peers,
@@ -49,13 +37,9 @@ fn run(args: Args) -> i32 {
     // wake-ups (measured in bench/coordinator-load).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()
-        .expect("the tokio runtime starts");
+        .build()?;
     runtime.block_on(async {
-        let listener = match bind(args.listen).await {
-            Ok(l) => l,
-            Err(e) => return bad(e.0),
-        };
+        let listener = bind(args.listen).await?;
         let config = Config {
             listen: args.listen,
             tokens,
@@ -66,12 +50,6 @@ fn run(args: Args) -> i32 {
             long_poll: Duration::from_secs(20),
             metrics_per_peer: usize::from(args.metrics_per_peer),
         };
-        match serve(config, listener).await {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("coordinator: error: {e:#}");
-                exit::RUN_FAILED
-            }
-        }
+        serve(config, listener).await
     })
 }

@@ -316,8 +316,8 @@ impl prometheus_client::collector::Collector for Scrape {
 mod tests {
     use super::*;
     use crate::live::PeerView;
+    use cmesh_common::lifecycle::PeerState;
     use cmesh_common::live::LiveCounters;
-    use cmesh_common::protocol::PeerState;
 
     fn live() -> (Live, LiveReport) {
         let mut live = Live::default();

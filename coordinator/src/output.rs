@@ -13,8 +13,9 @@
 use crate::state::TimelineEvent;
 use anyhow::Context;
 pub use cmesh_common::fsutil::write_atomic;
+use cmesh_common::lifecycle::RunPhase;
 use cmesh_common::plan::ExecutionPlan;
-use cmesh_common::protocol::{RunPhase, StatusReport};
+use cmesh_common::protocol::StatusReport;
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};

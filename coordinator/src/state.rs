@@ -6,10 +6,9 @@
 //! `watch` channels a `Run` exposes.
 
 use cmesh_common::faults::{self, Action};
+use cmesh_common::lifecycle::{PeerState, RunPhase};
 use cmesh_common::plan::{ExecutionPlan, PlanSpec};
-use cmesh_common::protocol::{
-    BarrierStatus, ChaosAction, ChaosRequest, PeerState, PeerStatus, RunPhase, StatusReport,
-};
+use cmesh_common::protocol::{BarrierStatus, ChaosAction, ChaosRequest, PeerStatus, StatusReport};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,9 +1,10 @@
 //! Where each peer goes: hosts by weight, within capacity, deterministically.
 
-use crate::error::bad_input;
 use crate::hosts::HostSpec;
 use crate::run::dir::Placement;
 use crate::run::names::peer_name;
+use cmesh_common::exit::bad_input;
+use std::collections::BTreeMap;
 
 /// Places `peers` peers on the hosts that match `filter`, in proportion to their
 /// weights (smooth weighted round-robin, so hosts interleave), never beyond a host's
@@ -54,6 +55,22 @@ pub fn place(
     Ok(out)
 }
 
+/// How many of `peers` peers the placement puts on each host (those matching `filter`).
+pub fn peers_per_host(
+    peers: usize,
+    hosts: &[HostSpec],
+    filter: &[(String, String)],
+) -> anyhow::Result<BTreeMap<String, usize>> {
+    let mut out = BTreeMap::new();
+    if peers == 0 {
+        return Ok(out);
+    }
+    for p in place("preflight", peers, hosts, filter)? {
+        *out.entry(p.host).or_default() += 1;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,7 +117,7 @@ mod tests {
             place("r", 30, &equal, &[]).unwrap()
         );
         let e = place("r", 7, &small, &[]).unwrap_err();
-        assert_eq!(crate::error::exit_code(&e), 2);
+        assert_eq!(cmesh_common::exit::code(&e), 2);
     }
 
     #[test]

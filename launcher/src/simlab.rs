@@ -2,7 +2,7 @@
 //! `spawn` needs to run on them, so the launcher's commands run end to end without
 //! Docker (tests, `bench/sim-scale`).
 
-use crate::engine::host::Connector;
+use crate::cluster::host::Connector;
 use crate::engine::sim::{Behaviour, Cluster};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -52,7 +52,7 @@ pub struct SimLab {
 impl SimLab {
     /// `hosts` simulated hosts of `capacity` peers each, on `cluster`.
     pub fn new(cluster: Cluster, hosts: usize, capacity: usize) -> anyhow::Result<SimLab> {
-        cluster.add_image(&crate::engine::images::base_tag());
+        cluster.add_image(&crate::cluster::images::base_tag());
         let template = crate::hosts::local_default().hosts.remove(0);
         let specs = (1..=hosts)
             .map(|i| crate::hosts::HostSpec {
@@ -97,7 +97,7 @@ impl SimLab {
             runs_dir: runs_dir.to_owned(),
             hosts: self.hosts.clone(),
             host_filter: Vec::new(),
-            transport: crate::engine::distribute::Transport::Registry,
+            transport: crate::cluster::distribute::Transport::Registry,
             spec: cmesh_common::plan::PlanSpec {
                 peers,
                 ..Default::default()

@@ -4,6 +4,7 @@
 //! with it; a partition shows the cut and the cut peers' resync; an app image that lacks
 //! the adapter's interpreter is refused before anything is created. Needs the Docker
 //! Engine; never skips.
+// suite: docker ~200s
 
 use cmesh_testkit::{
     images_built, launcher, read_json, run_json, run_plan_json, text, workspace_root,

@@ -1,6 +1,7 @@
 //! `launcher spawn --backend`: a backend the peer image does not have is refused before
 //! anything is created, with how to build the right image. On this machine's Docker
 //! Engine (the workspace's own peer image); never skips.
+// suite: docker ~15s
 
 use cmesh_testkit::{assert_bad_input, binary, images_built, text};
 use std::process::Command;

@@ -3,6 +3,7 @@
 //! token, the lab's SSH key, a `*.secret` licence, build output) is built into a `FROM
 //! scratch` image that copies all of it, and the image holds only the sources. Needs
 //! the Docker Engine; never skips (scratch needs no pull).
+// suite: docker ~5s
 
 use cmesh_testkit::{text, workspace_root};
 use std::process::Command;

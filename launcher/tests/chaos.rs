@@ -2,6 +2,7 @@
 //! partition carried out by the peers, a kill and a pause through the Docker API, all in
 //! the coordinator's timeline and in `analysis/summary.md`. Needs the Docker Engine and
 //! fails without one; never skips.
+// suite: docker ~100s
 
 use cmesh_testkit::{
     expected_shaping_path, images_built, launcher, read_json, run_plan_json, text, unpack,

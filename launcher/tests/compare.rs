@@ -8,6 +8,7 @@
 //! significant difference beyond the runs' own spread) is analysis/src/compare.rs's unit
 //! tests', on simulated runs: real runs of one plan on a shared 2-CPU machine differ by
 //! its drift (docs/operations.md). Needs the Docker Engine; never skips.
+// suite: docker ~95s
 
 use cmesh_testkit::{images_built, launcher, read_json, text, workspace_root};
 use serde_json::Value;

@@ -3,6 +3,7 @@
 //! These tests need a reachable engine and fail (they never skip) without one: CI must
 //! prove the Docker path, not step around it. Each test uses its own runs directory and
 //! run id, and removes its containers when it ends, passing or not.
+// suite: docker ~210s
 
 use cmesh_testkit::{
     binary, images_built, kernel_offers_ipsec, launcher, read_json, text, wait_until, RunCleanup,

@@ -3,6 +3,7 @@
 //! its data in a scratch directory: a short run with a fault is exported, and every
 //! measurement holds the points the summary says it should. Needs the Docker Engine for
 //! the run; never skips.
+// suite: docker ~30s
 
 use cmesh_testkit::{
     free_port, images_built, launcher, run_plan_json, text, wait_until, workspace_root,

@@ -4,6 +4,7 @@
 //! shows a partition come and go; `--abort-on isolated` stops a run whose peers cannot
 //! link. Needs the Docker Engine; never skips. One test at a time: each is a run of its
 //! own, and the figures they read are a busy machine's.
+// suite: docker ~195s
 
 use cmesh_testkit::{free_port, images_built, launcher, read_json, text, wait_until, RunCleanup};
 use serde_json::Value;

@@ -1,6 +1,7 @@
 //! Mobility on this machine's Docker Engine: the plan re-draws the graph every 5 s and
 //! the peers follow it, with every record delivered in the end. Needs the Docker Engine
 //! and fails without one; never skips.
+// suite: docker ~60s
 
 use cmesh_testkit::{images_built, read_json, run_plan_json, unpack, workspace_root};
 

@@ -5,6 +5,7 @@
 //! (NFQUEUE) and loss through iptables' statistic match. These tests check the path the
 //! kernel offers, found independently (`kernel_offers_netem`).
 //! They need the Docker Engine and fail without one; they never skip.
+// suite: alone ~100s
 
 use cmesh_testkit::{
     assert_bad_input, expected_shaping_path, images_built, read_json, run_plan_json, unpack,

@@ -367,11 +367,7 @@ async fn spawn_refuses_a_missing_host_or_leaves_it_out_when_allowed() {
     let e = spawn::spawn_with(&connector, lab.request(runs.path(), "sim7", 12))
         .await
         .unwrap_err();
-    assert_eq!(
-        cmesh_launcher::error::exit_code(&e),
-        1,
-        "a lost host is a failure"
-    );
+    assert_eq!(cmesh_common::exit::code(&e), 1, "a lost host is a failure");
     assert!(format!("{e:#}").contains("sim-3"), "{e:#}");
     assert!(
         RunDir::open(runs.path(), Some("sim7")).is_err(),
@@ -408,7 +404,7 @@ async fn spawn_refuses_a_missing_host_or_leaves_it_out_when_allowed() {
 
 #[tokio::test(start_paused = true)]
 async fn spawn_refuses_a_run_past_a_hosts_hard_limit_and_creates_nothing() {
-    use cmesh_launcher::engine::limits::HostFacts;
+    use cmesh_launcher::engine::facts::HostFacts;
     let lab = lab(2, 5);
     let runs = tempfile::tempdir().unwrap();
     let connector = lab.connector();
@@ -427,7 +423,7 @@ async fn spawn_refuses_a_run_past_a_hosts_hard_limit_and_creates_nothing() {
         .await
         .unwrap_err();
     let msg = format!("{e:#}");
-    assert_eq!(cmesh_launcher::error::exit_code(&e), 2, "{msg}");
+    assert_eq!(cmesh_common::exit::code(&e), 2, "{msg}");
     assert!(
         msg.contains("host `sim-2` (20 peers): dockerd files needs 160 / 150")
             && msg.contains("LimitNOFILE")

@@ -16,9 +16,10 @@
 //!   yet: the patience as given.
 
 use cmesh_common::adapter::{Publication, PublishRequest};
+use cmesh_common::lifecycle::PeerState;
 use cmesh_common::plan::ExecutionPlan;
 use cmesh_common::protocol::{
-    BarrierArrive, BarrierStatus, ChaosAction, ErrorBody, Heartbeat, PeerState, RegisterRequest,
+    BarrierArrive, BarrierStatus, ChaosAction, ErrorBody, Heartbeat, RegisterRequest,
     RegisterResponse, StateChange,
 };
 use cmesh_common::token;

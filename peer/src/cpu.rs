@@ -218,11 +218,14 @@ ctxt 99
     #[test]
     fn this_process_cpu_time_counts_what_it_spends_to_the_microsecond() {
         let before = process_us().unwrap();
+        // Spin until 3 ms of CPU are seen (a busy machine gives less CPU than wall time);
+        // a reading in 10 ms ticks would jump from 0 to 10,000 instead.
         let spin = std::time::Instant::now();
-        while spin.elapsed() < std::time::Duration::from_millis(3) {
+        let mut spent = 0;
+        while spent < 3_000 && spin.elapsed() < std::time::Duration::from_secs(10) {
             std::hint::black_box(spin.elapsed());
+            spent = process_us().unwrap() - before;
         }
-        let spent = process_us().unwrap() - before;
         // Well under one 10 ms tick, and seen: /proc/self/stat would say 0 or 10,000.
         assert!(
             spent >= 1_000 && !spent.is_multiple_of(10_000),

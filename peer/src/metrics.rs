@@ -6,6 +6,15 @@ use std::collections::BTreeMap;
 
 pub use cmesh_common::report::{window_ms, MAX_WINDOWS};
 
+/// A local probe is ok when it finishes within this long of its scheduled time.
+pub const PROBE_DEADLINE_MS: u64 = 100;
+
+/// `total` in `parts` whole parts, as equal as can be, that add up to it.
+pub fn split(total: u64, parts: usize) -> impl Iterator<Item = u64> {
+    let n = parts.max(1) as u64;
+    (0..n).map(move |k| total / n + u64::from(k < total % n))
+}
+
 /// One window's latency from one origin host: coarse histograms, made at the first
 /// sample (and at the first negative one).
 #[derive(Debug)]

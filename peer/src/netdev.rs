@@ -2,7 +2,7 @@
 //! `/proc/net/dev` (the container's own network namespace). Sampled once a window
 //! ([`crate::usage`]).
 
-use crate::usage::split;
+use crate::metrics::split;
 use cmesh_common::report::InterfaceSeries;
 use std::collections::BTreeMap;
 

@@ -15,12 +15,12 @@
 use crate::backend::{Backend, Setup, SyncBackend};
 use crate::client::{ClientError, CoordinatorClient};
 use crate::events::EventLog;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PROBE_DEADLINE_MS};
 use bytes::Bytes;
 use cmesh_common::clock::ClockSync;
 use cmesh_common::histogram::LatencyHistogram;
+use cmesh_common::lifecycle::PeerState;
 use cmesh_common::plan::ExecutionPlan;
-use cmesh_common::protocol::PeerState;
 use cmesh_common::report::{
     AppliedFault, Availability, LatencyReport, OriginStats, Outcome, PeerReport, TimeSeries,
     WritingWindow,
@@ -535,7 +535,7 @@ fn fill_from_metrics(
     metrics: &Metrics,
     names: &[String],
     me: u32,
-    produced: Option<&std::collections::BTreeMap<String, u64>>,
+    produced: Option<&BTreeMap<String, u64>>,
 ) {
     report.records_received = metrics.received().iter().sum();
     report.records_duplicate = metrics.duplicates();
@@ -674,9 +674,6 @@ async fn follow_mobility(
     }
     std::future::pending().await
 }
-
-/// A local probe is ok when it finishes within this long of its scheduled time.
-pub const PROBE_DEADLINE_MS: u64 = 100;
 
 /// Writes records at the planned rate from `from` until the planned end, and returns at
 /// the end (faults and chaos last while writing does); returns the highest sequence

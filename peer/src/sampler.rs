@@ -196,10 +196,20 @@ mod tests {
         };
         let sampler = Sampler::start(schedule);
         tokio::time::sleep(Duration::from_millis(450)).await;
-        // Hold the only runtime thread for 300 ms, busy: the next tick is that late.
+        // Hold the only runtime thread for 300 ms, busy: the next tick is that late. It
+        // spins until it has also had 60 ms of CPU, so the figure below holds on a
+        // machine busy with other work too.
         tokio::task::spawn(async {
             let spin = std::time::Instant::now();
-            while spin.elapsed() < Duration::from_millis(300) {
+            let cpu_us = || crate::cpu::Reading::now().process_us;
+            let from = cpu_us();
+            let short_of_cpu = || {
+                from.zip(cpu_us())
+                    .is_some_and(|(a, b)| b.saturating_sub(a) < 60_000)
+            };
+            while spin.elapsed() < Duration::from_millis(300)
+                || (short_of_cpu() && spin.elapsed() < Duration::from_secs(10))
+            {
                 std::hint::black_box(spin.elapsed());
             }
         })

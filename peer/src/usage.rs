@@ -6,6 +6,7 @@
 //! difference from the one before here.
 
 use crate::cpu;
+use crate::metrics::split;
 use crate::netdev;
 use cmesh_common::report::{CpuSeries, InterfaceSeries};
 use std::collections::BTreeMap;
@@ -86,12 +87,6 @@ impl Usage {
             series.throttled_us.extend(split(t, windows));
         }
     }
-}
-
-/// `total` in `parts` whole parts, as equal as can be, that add up to it.
-pub fn split(total: u64, parts: usize) -> impl Iterator<Item = u64> {
-    let n = parts.max(1) as u64;
-    (0..n).map(move |k| total / n + u64::from(k < total % n))
 }
 
 /// The peer's CPU over its whole run so far, where it can be read.

@@ -6,9 +6,15 @@
 //! - [`wait_until`]: wait on a condition, with a bound, never a fixed sleep;
 //! - [`Mesh`]: a coordinator and N peers as plain processes on loopback;
 //! - [`launcher`], [`images_built`], [`text`], [`read_json`]: driving the launcher CLI;
-//! - [`browser`]: a page opened in a real headless browser.
+//! - [`browser`]: a page opened in a real headless browser;
+//! - [`lab`]: a local lab of Docker hosts in containers, removed when dropped;
+//! - [`imports`]: the import graph of a crate's modules, and its cycles;
+//! - [`suite`]: the whole test suite as a schedule of test binaries (`scripts/test`).
 
 pub mod browser;
+pub mod imports;
+pub mod lab;
+pub mod suite;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};

@@ -32,7 +32,7 @@ pub const TARGETS: [(&str, Target); 6] = [
 /// hosts.toml: any text gives a hosts file with hosts in it, or a bad-input error.
 pub fn hosts_toml(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
-        if let Ok(file) = cmesh_launcher::hosts::parse(text, "fuzz.toml") {
+        if let Ok(file) = cmesh_inputs::hosts::parse(text, "fuzz.toml") {
             assert!(!file.hosts.is_empty());
         }
     }
@@ -44,7 +44,7 @@ pub fn plan_file(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(file) = cmesh_launcher::plan_file::parse(text, "fuzz.toml") else {
+    let Ok(file) = cmesh_inputs::plan_file::parse(text, "fuzz.toml") else {
         return;
     };
     let Ok(spec) = file.to_spec("fuzz.toml") else {

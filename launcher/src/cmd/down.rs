@@ -8,10 +8,10 @@
 //! A host that cannot be reached keeps what is on it: `down` removes everything else,
 //! lists what remains and where (exit 1), and a later `down` finishes the job.
 
+use crate::cluster::host::{Connector, Host};
+use crate::cmd::{print_json, JsonArg, RunArg};
 use crate::engine::gone_is_fine;
-use crate::engine::host::{Connector, Host};
 use crate::engine::retry::retry;
-use crate::error::bad_input;
 use crate::results::extract;
 use crate::run::dir::RunDir;
 use crate::run::live::LiveRun;
@@ -21,7 +21,29 @@ use crate::run::names::{
 };
 use crate::tasks;
 use anyhow::Context;
+use cmesh_common::exit::bad_input;
 use serde::Serialize;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub run: RunArg,
+    /// Remove even what was not extracted; its reports are lost.
+    #[arg(long)]
+    pub force: bool,
+    // What was removed.
+    #[command(flatten)]
+    pub out: JsonArg,
+}
+
+/// Removes the run's objects; exit 1 if some remain.
+pub async fn main(runs: &std::path::Path, args: Args) -> anyhow::Result<i32> {
+    let removed = down(&args.run.open(runs)?, args.force, 16).await?;
+    if args.out.json {
+        print_json(&removed)?;
+    }
+    Ok(if removed.remaining.is_empty() { 0 } else { 1 })
+}
 
 /// What `down` removed (`--json`).
 #[derive(Clone, Debug, Serialize)]
@@ -126,8 +148,8 @@ pub async fn down_with(
     // With a host lost, the overlay may still have its containers attached: the manager
     // refuses (409) until they are gone, and the network remains for a later down.
     let mut network_kept = None;
-    if let Ok(manager) = crate::engine::host::manager(&reachable) {
-        match crate::engine::network::remove_network(manager, &network).await {
+    if let Ok(manager) = crate::cluster::host::manager(&reachable) {
+        match crate::cluster::network::remove_network(manager, &network).await {
             Ok(()) => {}
             // 409 or 403 ("has active endpoints"), whatever the engine's version says.
             Err(why) if !live.lost.is_empty() => {

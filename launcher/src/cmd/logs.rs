@@ -9,7 +9,8 @@
 //! others, and tries the host again every [`RECONNECT`], picking up where it left off
 //! when it is back.
 
-use crate::engine::host::{Connector, LostHost};
+use crate::cluster::host::{Connector, LostHost};
+use crate::cmd::RunArg;
 use crate::engine::{EngineError, LogOptions};
 use crate::run::dir::RunDir;
 use crate::run::live::LiveRun;
@@ -17,6 +18,42 @@ use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub run: RunArg,
+    /// A peer (peer-0003), a container name, or a glob over either (`*`, `?`,
+    /// `[0-4]`; quote it); all containers if left out.
+    pub peer: Option<String>,
+    /// Keep following the logs.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only lines from then on: a time ago (10m, 90s) or an RFC 3339 time
+    /// (2026-12-07T16:00:00Z).
+    #[arg(long, value_parser = since_now)]
+    pub since: Option<i64>,
+    /// How long to wait for each host to answer; one that has not is said and left
+    /// out (with -f, tried again every 10 s).
+    #[arg(long, value_parser = cmesh_common::parse::duration, default_value = "8s")]
+    pub host_timeout: Duration,
+}
+
+pub async fn main(runs: &std::path::Path, args: Args) -> anyhow::Result<i32> {
+    let request = Request {
+        selector: args.peer,
+        follow: args.follow,
+        since: args.since,
+        host_timeout: Some(args.host_timeout),
+    };
+    logs(&args.run.open(runs)?, &request).await?;
+    Ok(0)
+}
+
+/// `--since`: a time ago or an RFC 3339 time, as a Unix second.
+fn since_now(text: &str) -> Result<i64, String> {
+    parse_since(text, SystemTime::now())
+}
 
 /// Log requests in flight on one host at most.
 pub const REQUESTS_PER_HOST: usize = 16;
@@ -35,7 +72,7 @@ pub struct Request {
     pub since: Option<i64>,
     /// How long a host may take to answer before it is said and left out (`None`: the
     /// engine's own bounds).
-    pub host_timeout: Option<std::time::Duration>,
+    pub host_timeout: Option<Duration>,
 }
 
 /// `--since`: a time ago (`10m`, `90s`) or an RFC 3339 time (`2026-12-07T16:00:00Z`),
@@ -145,7 +182,7 @@ impl Seen {
 
 /// Reads one container's logs whole (Docker's log streams come one frame a write).
 async fn read_logs(
-    host: &crate::engine::host::Host,
+    host: &crate::cluster::host::Host,
     name: &str,
     since: Option<i64>,
 ) -> Result<String, EngineError> {
@@ -195,7 +232,7 @@ pub async fn logs_with(
         writeln!(notes, "logs: {}; its containers are left out", l.reason)?;
     }
     let selected = select(&live.containers(), &run.id, request.selector.as_deref())
-        .map_err(crate::error::bad_input)?;
+        .map_err(cmesh_common::exit::bad_input)?;
     // Host indices move when a lost host comes back; keep names.
     let selected: Vec<(String, String)> = selected
         .into_iter()

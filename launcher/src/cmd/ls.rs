@@ -1,11 +1,28 @@
 //! `launcher ls`: the runs under the runs directory, each with how far it got and its key
 //! numbers, read from its files alone (no engine is asked).
 
+use crate::cmd::{print_json, JsonArg};
 use crate::results::analyze::Summary;
 use crate::results::extract;
 use crate::run::dir::{list_runs, RunDir};
 use serde::Serialize;
 use std::path::Path;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub out: JsonArg,
+}
+
+pub async fn main(runs: &Path, args: Args) -> anyhow::Result<i32> {
+    let rows = ls(runs);
+    if args.out.json {
+        print_json(&rows)?;
+    } else {
+        print!("{}", render(&rows));
+    }
+    Ok(0)
+}
 
 /// How far a run got, by the files it has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -5,15 +5,38 @@
 //! within the patience given (busy or frozen, which look alike from outside) is listed
 //! with the hosts that could not be reached, and the others are shown as they are.
 
-use crate::engine::host::Connector;
+use crate::cluster::host::Connector;
+use crate::cmd::{print_json, JsonArg, RunArg};
 use crate::engine::labels;
+use crate::run::coordinator::coordinator_api;
 use crate::run::dir::RunDir;
 use crate::run::live::LiveRun;
-use crate::run::names::COORDINATOR_PORT;
 use cmesh_common::protocol::StatusReport;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub run: RunArg,
+    #[command(flatten)]
+    pub out: JsonArg,
+    /// How long to wait for each host (and the coordinator) to answer.
+    #[arg(long, value_parser = cmesh_common::parse::duration, default_value = "8s")]
+    pub host_timeout: Duration,
+}
+
+/// Shows the status; exit 1 if a host did not answer.
+pub async fn main(runs: &std::path::Path, args: Args) -> anyhow::Result<i32> {
+    let s = status(&args.run.open(runs)?, args.host_timeout).await?;
+    if args.out.json {
+        print_json(&s)?;
+    } else {
+        print!("{}", render(&s));
+    }
+    Ok(if s.unreachable_hosts.is_empty() { 0 } else { 1 })
+}
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -25,7 +48,7 @@ pub struct Status {
     /// Containers in the manifest that Docker does not have.
     pub missing: Vec<String>,
     /// Hosts that could not be reached, with the reason: their containers are unknown.
-    pub unreachable_hosts: Vec<crate::engine::host::LostHost>,
+    pub unreachable_hosts: Vec<crate::cluster::host::LostHost>,
     /// The coordinator's view, if it could be asked.
     pub coordinator: Option<StatusReport>,
     /// Why the coordinator could not be asked.
@@ -72,7 +95,7 @@ pub async fn status(run: &RunDir, patience: Duration) -> anyhow::Result<Status> 
         .filter(|p| !states.contains_key(&p.name) && !live.is_lost(&p.host))
         .map(|p| p.name.clone())
         .collect();
-    let asked = match crate::engine::host::manager(hosts) {
+    let asked = match crate::cluster::host::manager(hosts) {
         Ok(manager) => tokio::time::timeout(
             patience,
             ask_coordinator(manager, run, &manifest.coordinator.name),
@@ -102,7 +125,7 @@ pub async fn status(run: &RunDir, patience: Duration) -> anyhow::Result<Status> 
 }
 
 async fn ask_coordinator(
-    host: &crate::engine::host::Host,
+    host: &crate::cluster::host::Host,
     run: &RunDir,
     name: &str,
 ) -> anyhow::Result<StatusReport> {
@@ -110,44 +133,13 @@ async fn ask_coordinator(
     let report = reqwest::Client::new()
         .get(format!("{base}/status"))
         .header(cmesh_common::token::HEADER, token)
-        .timeout(std::time::Duration::from_secs(5))
+        .timeout(Duration::from_secs(5))
         .send()
         .await?
         .error_for_status()?
         .json()
         .await?;
     Ok(report)
-}
-
-/// The running coordinator's API, `http://ADDR` (through the SSH master when the manager
-/// is remote), and the admin token to call it with (it opens every route).
-pub async fn coordinator_api(
-    host: &crate::engine::host::Host,
-    run: &RunDir,
-    name: &str,
-) -> anyhow::Result<(String, String)> {
-    let info = crate::engine::retry::retry(|| host.engine.inspect_container(name)).await?;
-    if info.state() != crate::engine::ContainerState::Running {
-        anyhow::bail!(
-            "the coordinator is not running (its final status is in extract/…/report.tar.gz)"
-        );
-    }
-    let port = *info
-        .published
-        .get(&COORDINATOR_PORT)
-        .ok_or_else(|| anyhow::anyhow!("the coordinator publishes no port"))?;
-    // Read only: this must never make a token (RunDir::admin_token would, if missing).
-    // A run spawned before there were two tokens has only the peers' one.
-    let admin = run.admin_token_path();
-    let path = if admin.exists() {
-        admin
-    } else {
-        run.token_path()
-    };
-    let token = cmesh_common::token::read_token_file(&path)?;
-    // On a remote manager the port is on its loopback: reach it through the SSH master.
-    let addr = host.forward_tcp(port).await?;
-    Ok((format!("http://{addr}"), token))
 }
 
 /// The status as a table.
@@ -222,7 +214,7 @@ mod tests {
                 ),
             ]),
             missing: vec![],
-            unreachable_hosts: vec![crate::engine::host::LostHost {
+            unreachable_hosts: vec![crate::cluster::host::LostHost {
                 name: "lab-3".into(),
                 reason: "ssh: connection timed out".into(),
                 bad_input: false,

@@ -11,12 +11,13 @@
 //! waits for the coordinator to see them gone and write its report, and says why in
 //! [`Waited::aborted`]. What was measured is extracted and analysed as for any run.
 
-use crate::engine::host::Connector;
+use crate::cluster::host::Connector;
+use crate::cmd::{print_json, JsonArg, RunArg};
 use crate::engine::labels;
 use crate::engine::retry::retry;
 use crate::engine::{ContainerEvent, ContainerState, EngineError, EventKind};
 use crate::run::dir::RunDir;
-use crate::run::live::LiveRun;
+use crate::run::live::{Ended, LiveRun};
 use crate::tasks;
 use futures_util::stream::{BoxStream, SelectAll};
 use futures_util::StreamExt;
@@ -24,39 +25,41 @@ use serde::Serialize;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// How one container ended.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Ended {
-    pub name: String,
-    pub exit_code: Option<i64>,
-    pub oom_killed: bool,
-    /// Killed on purpose by this fault (`plan#N`, `chaos#N`): not a failure.
-    pub killed_by: Option<String>,
-    /// Its host could not be reached, and why.
-    pub unreachable: Option<String>,
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub run: RunArg,
+    /// Give up after this long.
+    #[arg(long, value_parser = cmesh_common::parse::duration, default_value = "30m")]
+    pub timeout: Duration,
+    /// Stop the run as soon as its numbers will be garbage, and exit 1 with the
+    /// reason: `isolated` (half the running peers have no link 30 s after the start),
+    /// `saturated` (a host saturated for 20 s). Repeat or comma-separate for both.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub abort_on: Vec<cmesh_common::live::AbortOn>,
+    // How every peer ended.
+    #[command(flatten)]
+    pub out: JsonArg,
 }
 
-impl Ended {
-    pub fn failed(&self) -> bool {
-        self.killed_by.is_none()
-            && (self.unreachable.is_some() || self.oom_killed || self.exit_code != Some(0))
+/// Waits; exit 1 if a peer failed or the run was aborted.
+pub async fn main(runs: &std::path::Path, args: Args) -> anyhow::Result<i32> {
+    let waited = wait(&args.run.open(runs)?, args.timeout, &args.abort_on).await?;
+    let failed = waited.failed();
+    for e in &failed {
+        tracing::warn!("{}: {}", e.name, e.reason());
     }
-
-    /// How it ended, in words.
-    pub fn reason(&self) -> String {
-        if let Some(id) = &self.killed_by {
-            return format!("killed on purpose ({id})");
-        }
-        if let Some(why) = &self.unreachable {
-            return format!("unreachable: {why}");
-        }
-        match (self.oom_killed, self.exit_code) {
-            (true, _) => "killed for using too much memory (OOM)".into(),
-            (_, Some(137)) => "killed (exit 137)".into(),
-            (_, Some(c)) => format!("exited {c}"),
-            (_, None) => "never ran".into(),
-        }
+    if let Some(reason) = &waited.aborted {
+        tracing::error!("run {} aborted: {reason}", waited.run_id);
     }
+    if args.out.json {
+        print_json(&waited)?;
+    }
+    Ok(if failed.is_empty() && waited.aborted.is_none() {
+        0
+    } else {
+        1
+    })
 }
 
 /// What `wait` saw.
@@ -65,7 +68,7 @@ pub struct Waited {
     pub run_id: String,
     pub peers: Vec<Ended>,
     /// Hosts lost while waiting, with the reason.
-    pub lost_hosts: Vec<crate::engine::host::LostHost>,
+    pub lost_hosts: Vec<crate::cluster::host::LostHost>,
     /// The run was stopped early (`--abort-on`), and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aborted: Option<String>,

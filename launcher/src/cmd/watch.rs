@@ -10,12 +10,35 @@
 //!
 //! [`LiveClient`] is how `wait --abort-on` reads the same figures.
 
+use crate::cmd::RunArg;
 use crate::run::dir::RunDir;
 use crate::run::live::LiveRun;
+use cmesh_common::lifecycle::{PeerState, RunPhase};
 use cmesh_common::live::{LiveFigures, LiveReport, LiveVerdict};
-use cmesh_common::protocol::{PeerState, RunPhase};
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub run: RunArg,
+    /// One JSON object a second instead of a screen or lines.
+    #[arg(long)]
+    pub json: bool,
+    /// How long to wait for each host to answer at the start; one that has not is
+    /// shown as such.
+    #[arg(long, value_parser = cmesh_common::parse::duration, default_value = "8s")]
+    pub host_timeout: Duration,
+}
+
+pub async fn main(runs: &std::path::Path, args: Args) -> anyhow::Result<i32> {
+    watch(
+        &args.run.open(runs)?,
+        Output::pick(args.json),
+        args.host_timeout,
+    )
+    .await
+}
 
 /// How often the view refreshes.
 pub const REFRESH: Duration = Duration::from_secs(1);
@@ -30,9 +53,10 @@ pub struct LiveClient {
 impl LiveClient {
     /// The running coordinator of `live`'s run.
     pub async fn connect(live: &LiveRun, run: &RunDir) -> anyhow::Result<LiveClient> {
-        let manager = crate::engine::host::manager(&live.hosts)?;
+        let manager = crate::cluster::host::manager(&live.hosts)?;
         let (base, token) =
-            super::status::coordinator_api(manager, run, &live.manifest.coordinator.name).await?;
+            crate::run::coordinator::coordinator_api(manager, run, &live.manifest.coordinator.name)
+                .await?;
         Ok(LiveClient {
             base,
             token,
@@ -82,8 +106,12 @@ impl Output {
 /// Watches the run until it ends. Returns 0 when the run finished, 1 if the coordinator
 /// was never reached.
 pub async fn watch(run: &RunDir, output: Output, patience: Duration) -> anyhow::Result<i32> {
-    let mut live =
-        LiveRun::load_within(&crate::engine::host::Connector::Docker, run, Some(patience)).await?;
+    let mut live = LiveRun::load_within(
+        &crate::cluster::host::Connector::Docker,
+        run,
+        Some(patience),
+    )
+    .await?;
     let mut client = None;
     let mut tick = tokio::time::interval(REFRESH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -7,38 +7,25 @@
 //!
 //! - [`docker::DockerEngine`]: a real Docker Engine through bollard (the only module that
 //!   names bollard), reached at a local socket or, for a remote host, at the socket an
-//!   SSH master forwards ([`ssh`]);
+//!   SSH master forwards ([`crate::cluster::ssh`]);
 //! - [`sim::SimEngine`]: an in-memory engine with per-operation latency and per-host
 //!   parallelism calibrated from this machine, and injectable faults. It runs the same
 //!   orchestration code for fast deterministic tests, and for projecting 10,000 peers on
 //!   20 hosts (`bench/sim-scale`).
 //!
-//! Around it: [`host::Host`] (a hosts.toml entry with its engine and SSH link), and what
-//! is built on the seam for every engine: [`swarm`], [`network`], [`images`],
-//! [`registry`], [`distribute`] (images to every host), [`scratch`] containers for volume
-//! I/O, the [`labels`] that find cmesh's objects, [`lab`] (Docker hosts in containers),
-//! [`hostcheck`] and the [`limits`] a run of thousands meets. Transient errors are retried in one place, [`retry::retry`].
+//! Beside the two engines: [`retry::retry`], where transient errors are retried (the
+//! one place), the [`labels`] that find cmesh's objects, and [`facts`], what a host's
+//! kernel offers, as a probe reads it or the simulated engine models it.
 //!
-//! Nothing here knows about runs: the run's names, containers and volumes are
-//! [`crate::run`]'s, built on this.
+//! Nothing here knows about hosts files, SSH, swarms or runs: the hosts and what is
+//! built on the seam for every engine are [`crate::cluster`]'s; a run's names,
+//! containers and volumes are [`crate::run`]'s.
 
-pub mod clock;
-pub mod distribute;
 pub mod docker;
-pub mod host;
-pub mod hostcheck;
-pub mod images;
-pub mod lab;
+pub mod facts;
 pub mod labels;
-pub mod limits;
-pub mod network;
-pub mod registry;
 pub mod retry;
-pub mod scratch;
 pub mod sim;
-pub mod ssh;
-pub mod swarm;
-pub mod swarm_path;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -46,6 +33,18 @@ use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+
+/// A short content hash (12 hex digits) of `parts`, each length-prefixed: images are
+/// tagged by what they are built from, and the simulated engine's ids are made so.
+pub fn short_hash(parts: &[&[u8]]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    hex::encode(h.finalize())[..12].to_owned()
+}
 
 /// What went wrong with an engine operation, by kind. Callers match on the kind; the
 /// message is for people.
@@ -214,8 +213,8 @@ pub struct RegistryAuth {
     pub server: String,
 }
 
-impl std::fmt::Debug for RegistryAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "RegistryAuth({}@{}, <password>)",

@@ -196,7 +196,7 @@ struct ClusterInner {
     rng: Mutex<u64>,
     clock_offsets: Mutex<BTreeMap<String, i64>>,
     /// Each host's limits, as spawn's pre-flight reads them (unknown unless set).
-    facts: Mutex<BTreeMap<String, crate::engine::limits::HostFacts>>,
+    facts: Mutex<BTreeMap<String, super::facts::HostFacts>>,
     /// When the last container exited on its own.
     last_exit: Mutex<Option<Instant>>,
 }
@@ -289,10 +289,7 @@ impl Cluster {
 
     /// Puts image `tag` on every host.
     pub fn add_image(&self, tag: &str) {
-        let id = format!(
-            "sha256:{}",
-            crate::engine::images::short_hash(&[tag.as_bytes()])
-        );
+        let id = format!("sha256:{}", super::short_hash(&[tag.as_bytes()]));
         lock(&self.inner.images).insert(
             tag.to_owned(),
             ImageInfo {
@@ -354,12 +351,12 @@ impl Cluster {
 
     /// Networks on host `name`.
     /// Gives host `name` these limits (pid_max, memory, …) for spawn's pre-flight.
-    pub fn set_facts(&self, name: &str, facts: crate::engine::limits::HostFacts) {
+    pub fn set_facts(&self, name: &str, facts: super::facts::HostFacts) {
         lock(&self.inner.facts).insert(name.to_owned(), facts);
     }
 
     /// Host `name`'s limits: unknown unless [`Cluster::set_facts`] gave some.
-    pub fn facts(&self, name: &str) -> crate::engine::limits::HostFacts {
+    pub fn facts(&self, name: &str) -> super::facts::HostFacts {
         lock(&self.inner.facts)
             .get(name)
             .copied()
@@ -611,7 +608,7 @@ impl Engine for SimEngine {
                     spec.name
                 )));
             }
-            let id = crate::engine::images::short_hash(&[spec.name.as_bytes()]);
+            let id = super::short_hash(&[spec.name.as_bytes()]);
             s.containers.insert(
                 spec.name.clone(),
                 SimContainer {
@@ -911,7 +908,7 @@ impl Engine for SimEngine {
                     spec.name
                 )));
             }
-            let id = crate::engine::images::short_hash(&[spec.name.as_bytes()]);
+            let id = super::short_hash(&[spec.name.as_bytes()]);
             s.networks.insert(
                 spec.name.clone(),
                 NetworkInfo {

@@ -13,10 +13,10 @@
 //! Every action is appended to `runs/<id>/chaos.jsonl`, which `analyze` reads, and shows
 //! in `analysis/summary.md` under Faults.
 
-use crate::engine::host::{Connector, Host};
-use crate::error::bad_input;
+use crate::cluster::host::{Connector, Host};
 use crate::faults::containers::{on_containers, Op};
 use crate::run::dir::{RunDir, RunManifest};
+use cmesh_common::exit::bad_input;
 use cmesh_common::faults::{self, FaultSpec};
 use cmesh_common::protocol::{ChaosAction, ChaosRequest, ErrorBody};
 use serde::{Deserialize, Serialize};
@@ -167,8 +167,8 @@ pub(crate) async fn coordinator(
     manifest: &RunManifest,
     hosts: &[Host],
 ) -> anyhow::Result<(String, String)> {
-    let manager = crate::engine::host::manager(hosts)?;
-    crate::cmd::status::coordinator_api(manager, run, &manifest.coordinator.name)
+    let manager = crate::cluster::host::manager(hosts)?;
+    crate::run::coordinator::coordinator_api(manager, run, &manifest.coordinator.name)
         .await
         .map_err(|e| {
             bad_input(format!(
@@ -433,7 +433,7 @@ mod tests {
     fn bad_orders_are_bad_input_with_the_flag_named() {
         let err = |o: ChaosOrder| {
             let e = request(&o, "r1").unwrap_err();
-            assert_eq!(crate::error::exit_code(&e), 2);
+            assert_eq!(cmesh_common::exit::code(&e), 2);
             e.to_string()
         };
         assert!(

@@ -1,7 +1,7 @@
 //! The Docker side of faults: kill, pause, unpause and restart of named containers,
 //! every one at once, through each container's host's engine.
 
-use crate::engine::host::Host;
+use crate::cluster::host::Host;
 use crate::engine::EngineError;
 use crate::run::dir::RunManifest;
 use std::collections::BTreeMap;

@@ -1,11 +1,11 @@
 //! A plan's kills, pauses and restarts: the faults peers cannot do to themselves, done
 //! through the engines by `launcher wait` (and so `run`) at their times.
 
-use crate::engine::host::Host;
-use crate::error::bad_input;
+use crate::cluster::host::Host;
 use crate::faults::chaos::{append, coordinator, post, ChaosRecord};
 use crate::faults::containers::{on_containers, Op};
 use crate::run::dir::{RunDir, RunManifest};
+use cmesh_common::exit::bad_input;
 use cmesh_common::faults::{self, FaultSpec};
 use cmesh_common::protocol::ChaosRequest;
 use std::collections::BTreeMap;

@@ -19,7 +19,7 @@ pub use cmesh_analysis::summary::{to_markdown, Summary};
 pub fn load(run: &RunDir) -> anyhow::Result<Intake> {
     let manifest = run.read_manifest()?;
     let index = extract::read_index(run).ok_or_else(|| {
-        crate::error::bad_input(format!(
+        cmesh_common::exit::bad_input(format!(
             "run {} has not been extracted ({} is missing); run `launcher extract --run {}` first",
             run.id,
             run.extract_dir().join("extract.json").display(),

@@ -16,13 +16,20 @@
 //! and the rest of the archive is read on (skipped bytes are read and dropped, never
 //! held), so the other containers are unaffected.
 
-use crate::results::extract::FileEntry;
 use anyhow::Context;
 use flate2::write::GzEncoder;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::path::PathBuf;
+
+/// A file written by extract.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub sha256: String,
+    pub bytes: u64,
+}
 
 /// A tar header or padding block.
 const BLOCK: u64 = 512;

@@ -32,7 +32,7 @@ pub async fn influx(run: &RunDir, url: &str, db: &str) -> anyhow::Result<Exporte
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https"))
         .ok_or_else(|| {
-            crate::error::bad_input(format!(
+            cmesh_common::exit::bad_input(format!(
                 "--influx `{url}` is not an http(s) URL, e.g. http://localhost:8086"
             ))
         })?;
@@ -42,7 +42,7 @@ pub async fn influx(run: &RunDir, url: &str, db: &str) -> anyhow::Result<Exporte
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     {
-        return Err(crate::error::bad_input(format!(
+        return Err(cmesh_common::exit::bad_input(format!(
             "--db `{db}` is not a database name: 1 to 64 of A-Z a-z 0-9 _ -"
         )));
     }
@@ -57,7 +57,7 @@ pub async fn influx(run: &RunDir, url: &str, db: &str) -> anyhow::Result<Exporte
         .build()?;
     let at = |path: &str| {
         base.join(path)
-            .map_err(|e| crate::error::bad_input(format!("--influx `{url}`: {e}")))
+            .map_err(|e| cmesh_common::exit::bad_input(format!("--influx `{url}`: {e}")))
     };
     let server = shown(&base);
     let create = client

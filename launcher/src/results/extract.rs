@@ -26,14 +26,14 @@
 //! fetched again: an interrupted extract is completed by running it again.
 //! `extract.json` indexes every container with its checksums, sizes and outcome.
 
-use crate::cmd::wait;
-use crate::engine::host::{Connector, Host};
+use crate::cluster::host::{Connector, Host};
+use crate::cluster::scratch::with_scratch;
 use crate::engine::labels;
 use crate::engine::retry::retry;
-use crate::engine::scratch::with_scratch;
 use crate::engine::{ContainerState, Engine, LogOptions};
-use crate::results::archive::{self, Caps, Split};
+use crate::results::archive::{self, Caps, FileEntry, Split};
 use crate::run::dir::RunDir;
+use crate::run::live::Ended;
 use crate::run::live::LiveRun;
 use crate::run::names::{coordinator_volume, report_dir, reports_volume, REPORTS_DIR};
 use crate::tasks;
@@ -47,13 +47,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub const EXTRACT_SCHEMA: &str = "cmesh.extract-index";
-
-/// A file written by extract.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileEntry {
-    pub sha256: String,
-    pub bytes: u64,
-}
 
 /// Whether the container's report made it out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -450,7 +443,7 @@ async fn finish(
             }
         }
     };
-    let ended = wait::Ended {
+    let ended = Ended {
         name: name.clone(),
         exit_code,
         oom_killed,

@@ -5,7 +5,7 @@
 //! volumes and network. [`ensure`] creates and starts a container idempotently, so an
 //! interrupted spawn is completed by running it again.
 
-use crate::engine::host::Host;
+use crate::cluster::host::Host;
 use crate::engine::labels;
 use crate::engine::retry::retry;
 use crate::engine::{ContainerSpec, ContainerState, EngineError, Publish, RestartPolicy};

@@ -10,9 +10,9 @@
 //!
 //! `runs/latest` holds the id of the newest run, the default for `--run`.
 
-pub use crate::engine::images::{ImageRef, Images};
-use crate::error::bad_input;
+pub use crate::cluster::images::{ImageRef, Images};
 use anyhow::Context;
+use cmesh_common::exit::bad_input;
 use cmesh_common::fsutil::write_atomic;
 use cmesh_common::plan::PlanSpec;
 use serde::{Deserialize, Serialize};
@@ -32,7 +32,7 @@ pub struct RunManifest {
     #[serde(default)]
     pub ssh: crate::hosts::SshSettings,
     /// Each host's clock minus the launcher's, in ms, measured at spawn (see
-    /// [`crate::clock`]). `analyze` corrects cross-host latencies with them.
+    /// [`crate::cluster::clock`]). `analyze` corrects cross-host latencies with them.
     #[serde(default)]
     pub clock_offsets_ms: std::collections::BTreeMap<String, f64>,
     /// How images reached the hosts: `local`, `registry` or `load`.
@@ -52,7 +52,7 @@ pub struct RunManifest {
     /// Hosts of the hosts file that could not be reached at spawn and were left out
     /// (`spawn --allow-missing-hosts`), with the reason. `hosts` lists only the others.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub hosts_missing_at_spawn: Vec<crate::engine::host::LostHost>,
+    pub hosts_missing_at_spawn: Vec<crate::cluster::host::LostHost>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -309,7 +309,7 @@ pub fn list_runs(base: &Path) -> Vec<String> {
 }
 
 /// Writes `value` as pretty JSON to `path`, atomically and durably.
-pub fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
     Ok(write_atomic(
         path,
         serde_json::to_string_pretty(value)?.as_bytes(),
@@ -334,7 +334,7 @@ mod tests {
     fn unknown_run_is_bad_input_and_lists_known_runs() {
         let base = tempfile::tempdir().unwrap();
         let e = RunDir::open(base.path(), None).unwrap_err();
-        assert_eq!(crate::error::exit_code(&e), 2);
+        assert_eq!(cmesh_common::exit::code(&e), 2);
         std::fs::create_dir_all(base.path().join("r1")).unwrap();
         std::fs::write(base.path().join("r1/manifest.json"), "{}").unwrap();
         let e = RunDir::open(base.path(), Some("r2"))
@@ -366,7 +366,7 @@ mod tests {
             "hosts": [{ "name": "local" }],
             "network": { "name": "cmesh-r1", "id": "n", "subnet": "10.0.0.0/24" },
             "images": { "base": image, "peer": image, "coordinator": image },
-            "spec": cmesh_common::plan::PlanSpec { peers: 2, ..Default::default() },
+            "spec": PlanSpec { peers: 2, ..Default::default() },
             "coordinator": { "name": "r1-coordinator", "host": "local", "index": 0 },
             "peers": [
                 { "name": "r1-peer-0001", "host": "local", "index": 1 },

@@ -4,8 +4,8 @@
 //! interrupted repeat keeps the runs it finished, and the same command again goes on
 //! from there.
 
-use crate::error::bad_input;
 use crate::run::dir::{validate_run_id, write_json};
+use cmesh_common::exit::bad_input;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 

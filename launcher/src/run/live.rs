@@ -3,11 +3,12 @@
 //! from this.
 //!
 //! Hosts that cannot be reached are kept as values ([`LiveRun::lost`]), with the reason:
-//! a command decides what a lost host means for it.
+//! a command decides what a lost host means for it. [`Ended`] is how a container ended.
 
-use crate::engine::host::{not_answering, Connector, Host, LostHost};
+use crate::cluster::host::{not_answering, Connector, Host, LostHost};
 use crate::engine::ContainerState;
 use crate::run::dir::{RunDir, RunManifest};
+use serde::Serialize;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -128,7 +129,7 @@ impl LiveRun {
 
     /// Fails (exit 1) if any host is lost, naming each with its reason.
     pub fn require_all_hosts(&self) -> anyhow::Result<()> {
-        crate::engine::host::HostSet {
+        crate::cluster::host::HostSet {
             hosts: Vec::new(),
             lost: self.lost.clone(),
         }
@@ -159,5 +160,40 @@ impl LiveRun {
     /// True if the container has finished (or does not exist).
     pub fn is_done(&self, name: &str) -> bool {
         self.states.get(name).is_none_or(|(_, s)| s.is_finished())
+    }
+}
+
+/// How one container ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Ended {
+    pub name: String,
+    pub exit_code: Option<i64>,
+    pub oom_killed: bool,
+    /// Killed on purpose by this fault (`plan#N`, `chaos#N`): not a failure.
+    pub killed_by: Option<String>,
+    /// Its host could not be reached, and why.
+    pub unreachable: Option<String>,
+}
+
+impl Ended {
+    pub fn failed(&self) -> bool {
+        self.killed_by.is_none()
+            && (self.unreachable.is_some() || self.oom_killed || self.exit_code != Some(0))
+    }
+
+    /// How it ended, in words.
+    pub fn reason(&self) -> String {
+        if let Some(id) = &self.killed_by {
+            return format!("killed on purpose ({id})");
+        }
+        if let Some(why) = &self.unreachable {
+            return format!("unreachable: {why}");
+        }
+        match (self.oom_killed, self.exit_code) {
+            (true, _) => "killed for using too much memory (OOM)".into(),
+            (_, Some(137)) => "killed (exit 137)".into(),
+            (_, Some(c)) => format!("exited {c}"),
+            (_, None) => "never ran".into(),
+        }
     }
 }

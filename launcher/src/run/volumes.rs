@@ -3,11 +3,11 @@
 //! backend's secret (for peers only), seeded through a scratch container so no secret
 //! passes through an environment, a command line or an image.
 
-use crate::engine::host::Host;
-use crate::engine::images::tar_context;
+use crate::cluster::host::Host;
+use crate::cluster::images::tar_context;
+use crate::cluster::scratch::with_scratch;
 use crate::engine::labels;
 use crate::engine::retry::retry;
-use crate::engine::scratch::with_scratch;
 use crate::run::names::{
     backend_secret_volume, reports_volume, secrets_volume, BACKEND_SECRET_DIR, TOKEN_DIR,
 };

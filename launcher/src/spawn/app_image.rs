@@ -10,9 +10,9 @@
 //! faults (peers shape their own traffic). Each check prints a `cmesh-check:` line when
 //! it fails; the build's error is turned into those lines.
 
-use crate::engine::host::Host;
-use crate::engine::images::{ensure_on_base, image_id, ImageRef};
-use crate::error::bad_input;
+use crate::cluster::host::Host;
+use crate::cluster::images::{ensure_on_base, image_id, ImageRef};
+use cmesh_common::exit::bad_input;
 use std::path::Path;
 
 /// Where the adapter lives in the peer image.
@@ -47,7 +47,7 @@ impl AppChoice {
         if image.trim().is_empty() {
             return Err(bad_input("--app-image is empty; name your app's image"));
         }
-        let bytes = super::backend::read_flag_file(
+        let bytes = super::flag_file::read_flag_file(
             "--adapter",
             adapter,
             "it must be the program that drives your app (docs/apps.md)",
@@ -266,7 +266,7 @@ mod tests {
         assert_eq!(app.command(), "/cmesh/app/adapter.py");
         let err = |image: &str, path: &Path| {
             let e = AppChoice::new(image, path).unwrap_err();
-            assert_eq!(crate::error::exit_code(&e), 2);
+            assert_eq!(cmesh_common::exit::code(&e), 2);
             e.to_string()
         };
         assert!(err("my-app", &dir.path().join("none")).contains("cannot read it"));

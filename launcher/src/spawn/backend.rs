@@ -1,9 +1,10 @@
 //! The peers' backend for a run: checked from the flags before any engine is asked,
 //! and against the peer image's `io.cmesh.backends` label before anything is created.
 
-use crate::engine::host::Host;
-use crate::error::bad_input;
+use crate::cluster::host::Host;
 use crate::run::names::has_backend_secret;
+use crate::spawn::flag_file::read_flag_file;
+use cmesh_common::exit::bad_input;
 use std::path::Path;
 
 /// The peers' sync backend, its secret, and the peer image that has it.
@@ -83,39 +84,6 @@ impl BackendChoice {
     }
 }
 
-/// The file a flag names, whole: bad input, naming the flag and the file, if it is not a
-/// regular file (a FIFO would hold spawn forever), cannot be read, is over `max` bytes,
-/// or holds only white space (`empty`: what it should hold instead).
-pub fn read_flag_file(flag: &str, path: &Path, empty: &str, max: u64) -> anyhow::Result<Vec<u8>> {
-    use std::io::Read;
-    let unreadable =
-        |e: std::io::Error| bad_input(format!("{flag} {}: cannot read it: {e}", path.display()));
-    let file = std::fs::File::open(path).map_err(unreadable)?;
-    if !file.metadata().map_err(unreadable)?.is_file() {
-        return Err(bad_input(format!(
-            "{flag} {}: not a regular file; name a file",
-            path.display()
-        )));
-    }
-    let mut bytes = Vec::new();
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(unreadable)?;
-    if bytes.len() as u64 > max {
-        return Err(bad_input(format!(
-            "{flag} {} is over {max} bytes, the most it may hold",
-            path.display()
-        )));
-    }
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(bad_input(format!(
-            "{flag} {} is empty; {empty}",
-            path.display()
-        )));
-    }
-    Ok(bytes)
-}
-
 /// The backends a peer image declares in its [`BACKENDS_LABEL`].
 pub fn image_backends(labels: Option<&std::collections::HashMap<String, String>>) -> Vec<String> {
     labels
@@ -174,12 +142,12 @@ mod tests {
         ] {
             let given = if name == "mesh" { app() } else { None };
             let e = BackendChoice::new(name, None, None, given).unwrap_err();
-            assert_eq!(crate::error::exit_code(&e), 2);
+            assert_eq!(cmesh_common::exit::code(&e), 2);
             assert!(e.to_string().contains(want), "{e}");
         }
         let err = |name: &str, secret: Option<&Path>, image: Option<&str>| {
             let e = BackendChoice::new(name, secret, image, None).unwrap_err();
-            assert_eq!(crate::error::exit_code(&e), 2);
+            assert_eq!(cmesh_common::exit::code(&e), 2);
             e.to_string()
         };
         assert!(err("ditto", None, Some("x")).contains("needs --secret-file"));

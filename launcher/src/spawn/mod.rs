@@ -7,9 +7,9 @@
 //! 2. connect: this machine's engine (the image builder) and every host; the peer image's
 //!    backend is checked before anything is created;
 //! 3. [`open_run`]: the run directory (new, or an existing one with its manifest);
-//! 4. images: built on this machine's engine ([`crate::engine::images`]), then put on
-//!    every host ([`crate::engine::distribute`]);
-//! 5. swarm, clock offsets and the run's overlay network ([`crate::engine::network`]);
+//! 4. images: built on this machine's engine ([`crate::cluster::images`]), then put on
+//!    every host ([`crate::cluster::distribute`]);
+//! 5. swarm, clock offsets and the run's overlay network ([`crate::cluster::network`]);
 //! 6. the manifest, written before any container exists;
 //! 7. [`crate::run::volumes`] on every host: reports, and secrets seeded with the token;
 //! 8. the coordinator on the manager, then the peers, a bounded number at a time per host
@@ -21,13 +21,13 @@
 
 pub mod app_image;
 pub mod backend;
+pub mod flag_file;
 
-use crate::engine::clock;
-use crate::engine::distribute::{self, Transport};
-use crate::engine::host::{self, Connector, Host};
+use crate::cluster::clock;
+use crate::cluster::distribute::{self, Transport};
+use crate::cluster::host::{self, Connector, Host};
+use crate::cluster::{images, network, swarm};
 use crate::engine::labels;
-use crate::engine::{images, network, swarm};
-use crate::error::bad_input;
 use crate::hosts::HostsFile;
 use crate::placement::place;
 use crate::run::containers::{self, coordinator_args, peer_args, ContainerPlan};
@@ -35,6 +35,7 @@ use crate::run::dir::{Images, NetworkInfo, Placement, RunDir, RunManifest, MANIF
 use crate::run::names::{coordinator_name, has_backend_secret, network_name};
 use crate::tasks;
 pub use backend::{image_backends, BackendChoice, BACKENDS_LABEL};
+use cmesh_common::exit::bad_input;
 use cmesh_common::plan::PlanSpec;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -332,19 +333,16 @@ pub async fn spawn_with(connector: &Connector, req: SpawnRequest) -> anyhow::Res
     if encrypted && previous.is_none() {
         // Before anything is created: every host's kernel must do IPsec, or the overlay
         // would carry nothing between hosts.
-        crate::engine::hostcheck::require_ipsec(&hosts).await?;
+        crate::cluster::hostcheck::require_ipsec(&hosts).await?;
     }
     let mut forced = false;
     if previous.is_none() {
         // Before anything is created: each host's share against its limits.
-        let placed = crate::engine::limits::peers_per_host(
-            req.spec.peers,
-            &hosts_file.hosts,
-            &req.host_filter,
-        )?;
-        forced = crate::engine::limits::preflight(&hosts, &placed, manager.name(), req.force)
+        let placed =
+            crate::placement::peers_per_host(req.spec.peers, &hosts_file.hosts, &req.host_filter)?;
+        forced = crate::cluster::limits::preflight(&hosts, &placed, manager.name(), req.force)
             .await?
-            == crate::engine::limits::Fit::Forced;
+            == crate::cluster::limits::Fit::Forced;
     }
     let (run, spec) = open_run(&req, previous.as_ref())?;
     let previous_manifest = previous.as_ref().map(|(m, _)| m);

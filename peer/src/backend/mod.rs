@@ -93,7 +93,7 @@ pub struct BackendStats {
 }
 
 /// Reads a backend's links up, from another task.
-pub type LinkGauge = std::sync::Arc<dyn Fn() -> usize + Send + Sync>;
+pub type LinkGauge = Arc<dyn Fn() -> usize + Send + Sync>;
 
 /// A replication engine under test.
 #[allow(async_fn_in_trait)]

@@ -39,6 +39,8 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 
+/// How long a failed write to the adapter waits for its exit to be the reason.
+const WRITE_FAILURE_GRACE: Duration = Duration::from_secs(2);
 /// Lines of the adapter's stderr kept for a failure's reason.
 pub const STDERR_TAIL: usize = 20;
 /// Messages queued for the adapter before it counts as not reading its input.
@@ -267,6 +269,11 @@ async fn write_input(
         line.push(b'\n');
         if let Err(e) = stdin.write_all(&line).await {
             if !shared.session().is_stopping() {
+                // A closed input is most often an adapter that has exited: its exit, with
+                // its status, is the better reason, and it comes within moments.
+                let mut failure = shared.failure.subscribe();
+                let exit_seen = failure.wait_for(Option::is_some);
+                let _ = tokio::time::timeout(WRITE_FAILURE_GRACE, exit_seen).await;
                 shared.fail(Failure::Exited(format!(
                     "cannot write to the adapter's input: {e}"
                 )));

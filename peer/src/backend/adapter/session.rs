@@ -30,7 +30,7 @@ impl Default for Deadlines {
         Deadlines {
             ready: Duration::from_secs(60),
             answer: Duration::from_secs(30),
-            in_time: Duration::from_millis(crate::run::PROBE_DEADLINE_MS),
+            in_time: Duration::from_millis(crate::metrics::PROBE_DEADLINE_MS),
         }
     }
 }

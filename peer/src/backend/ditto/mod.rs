@@ -1,7 +1,7 @@
 //! The `ditto` backend: the peer's records synced by a Ditto small peer
 //! (`dittolive-ditto`), behind the `ditto` cargo feature.
 //!
-//! Everything here but [`sdk`] is plain code, compiled and tested with or without the
+//! Everything here but `sdk` is plain code, compiled and tested with or without the
 //! feature:
 //! - [`Secret`]: the licence token and database id, from the secret file the launcher
 //!   copies into the container (never from the environment, an image or a log);
@@ -11,7 +11,7 @@
 //! - [`record_to_document`] / [`document_to_record`]: a record is one document in the
 //!   [`COLLECTION`] collection, written with DQL;
 //!
-//! [`sdk`] (only with the feature) opens Ditto with that configuration, inserts records
+//! `sdk` (only with the feature) opens Ditto with that configuration, inserts records
 //! with DQL, and turns every document from another origin that its observer sees into a
 //! latency sample in the shared [`crate::metrics::Metrics`], as the mesh backend does.
 

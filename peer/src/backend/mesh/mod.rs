@@ -97,7 +97,7 @@ struct Node {
     blocked: HashSet<u32>,
     /// The neighbours now, and every peer that ever was one (for the report).
     neighbours: HashSet<u32>,
-    ever: std::collections::BTreeSet<u32>,
+    ever: BTreeSet<u32>,
     /// Neighbours a dial loop runs for.
     dialing: HashSet<u32>,
     delta: DeltaSyncStats,

@@ -31,9 +31,8 @@
 //! | inotify instances | `fs.inotify.max_user_instances` | one per followed log (`launcher logs -f`) | soft |
 //! | disk | free space under the engine's root | reports (hard) and capped logs (soft) | hard / soft |
 
-use crate::engine::host::Host;
-use crate::engine::hostcheck::parse_probe;
-use crate::hosts::HostSpec;
+use crate::cluster::host::Host;
+use crate::engine::facts::HostFacts;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -81,26 +80,6 @@ pub const PER_CONTAINER: PerContainer = PerContainer {
 /// Neighbour-table entries kept free beyond the overlay's containers.
 const NEIGHBOUR_SLACK: u64 = 64;
 
-/// What a host has, where it could be read (`None`: unknown).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct HostFacts {
-    pub pid_max: Option<u64>,
-    pub threads_max: Option<u64>,
-    /// Kernel tasks (threads) running now.
-    pub threads_now: Option<u64>,
-    pub dockerd_nofile: Option<u64>,
-    pub dockerd_fds: Option<u64>,
-    pub inotify_instances: Option<u64>,
-    pub mem_available_kib: Option<u64>,
-    pub disk_free_kib: Option<u64>,
-    pub gc_thresh3: Option<u64>,
-    /// CPUs the host's processes may use.
-    pub cpus: Option<u64>,
-    /// The kernel's boot id, folded to 64 bits: hosts with the same one share a kernel.
-    #[serde(skip)]
-    pub kernel: Option<u64>,
-}
-
 /// The probe's lines for [`HostFacts`] (hostcheck's probe runs them too); `$ROOT` is
 /// the engine's root directory.
 pub const PROBE: &str = r#"
@@ -119,37 +98,6 @@ echo "mem_available_kb=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo 2>/dev/
 echo "boot_id=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)"
 echo "cpus=$(nproc 2>/dev/null)"
 "#;
-
-impl HostFacts {
-    /// From the probe's `key=value` lines (hostcheck's and [`PROBE`]'s).
-    pub fn parse(text: &str) -> HostFacts {
-        let f = parse_probe(text);
-        let n = |k: &str| f.get(k).and_then(|v| v.parse::<u64>().ok());
-        HostFacts {
-            pid_max: n("pid_max"),
-            threads_max: n("threads_max"),
-            threads_now: n("threads_now"),
-            // A descriptor count of 0 means /proc/PID/fd could not be read (not root).
-            dockerd_nofile: n("dockerd_nofile"),
-            dockerd_fds: n("dockerd_fds").filter(|&c| c > 0),
-            inotify_instances: n("inotify_instances"),
-            mem_available_kib: n("mem_available_kb"),
-            disk_free_kib: n("disk_free_kb"),
-            gc_thresh3: n("gc_thresh3"),
-            cpus: n("cpus").filter(|&c| c > 0),
-            kernel: f.get("boot_id").and_then(|id| boot_id_bits(id)),
-        }
-    }
-}
-
-/// The first 64 bits of a boot id (a UUID such as `1b4e28ba-2fa1-11d2-883f-0016d3cca427`).
-fn boot_id_bits(id: &str) -> Option<u64> {
-    let hex: String = id.chars().filter(|c| *c != '-').take(16).collect();
-    if hex.len() < 16 {
-        return None;
-    }
-    u64::from_str_radix(&hex, 16).ok()
-}
 
 /// Which limit a row is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -433,22 +381,6 @@ pub fn shortfalls(shares: &[Share], overlay: usize) -> Vec<Short> {
         .collect()
 }
 
-/// How many of `peers` peers the placement puts on each host (those matching `filter`).
-pub fn peers_per_host(
-    peers: usize,
-    hosts: &[HostSpec],
-    filter: &[(String, String)],
-) -> anyhow::Result<BTreeMap<String, usize>> {
-    let mut out = BTreeMap::new();
-    if peers == 0 {
-        return Ok(out);
-    }
-    for p in crate::placement::place("preflight", peers, hosts, filter)? {
-        *out.entry(p.host).or_default() += 1;
-    }
-    Ok(out)
-}
-
 /// What `host` has: its model (a simulated host), or one probe over its link.
 pub async fn facts(host: &Host) -> HostFacts {
     if let Some(f) = host.modelled_facts {
@@ -460,7 +392,7 @@ pub async fn facts(host: &Host) -> HostFacts {
             .unwrap_or_else(|| "/var/lib/docker".into()),
         Err(_) => "/var/lib/docker".into(),
     };
-    let script = format!("ROOT={}\n{PROBE}", crate::engine::ssh::shell_quote(&root));
+    let script = format!("ROOT={}\n{PROBE}", crate::cluster::ssh::shell_quote(&root));
     match host.exec(&script, b"").await {
         Ok(out) => HostFacts::parse(&out.stdout),
         Err(e) => {
@@ -527,7 +459,7 @@ pub async fn preflight(
     }
     if !hard.is_empty() {
         let lines: Vec<String> = hard.iter().map(|s| format!("  {s}")).collect();
-        return Err(crate::error::bad_input(format!(
+        return Err(cmesh_common::exit::bad_input(format!(
             "the run does not fit its hosts; nothing was created:\n{}\n`launcher hosts check --peers {}` shows every host's headroom{}",
             lines.join("\n"),
             overlay - 1,

@@ -11,12 +11,14 @@
 //! that would pass a hard limit, or that cannot reach the manager, is unusable: the
 //! command exits 1.
 
-use crate::engine::host::Host;
-use crate::engine::limits::{self, Headroom, HostFacts};
-use crate::engine::swarm_path::{self, Reported};
+use crate::cluster::host::Host;
+use crate::cluster::limits::{self, Headroom};
+use crate::cluster::swarm_path::{self, Reported};
+use crate::engine::facts::{parse_probe, HostFacts};
 use crate::hosts::{HostSpec, HostsFile};
 use cmesh_common::faults::{choose_path, Action, KernelCaps, ShapingPath};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// One host's row.
 #[derive(Debug, Clone, Serialize, Default)]
@@ -71,14 +73,6 @@ impl Row {
                 .iter()
                 .any(|f| f.severity == swarm_path::Severity::Error)
     }
-}
-
-/// What the probe script printed, `key=value` per line.
-pub fn parse_probe(text: &str) -> std::collections::HashMap<String, String> {
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect()
 }
 
 /// A POSIX shell script that prints the kernel facts; `$ROOT` is the engine's root dir.
@@ -139,7 +133,7 @@ pub async fn require_ipsec(hosts: &[Host]) -> anyhow::Result<()> {
     if without.is_empty() {
         return Ok(());
     }
-    Err(crate::error::bad_input(format!(
+    Err(cmesh_common::exit::bad_input(format!(
         "--encrypt-overlay needs IPsec (ESP, XFRM and the iptables policy match) in every host's kernel; {} {} not (see `launcher hosts check`, column ipsec). Load esp4, xfrm_user and xt_policy there, or spawn without --encrypt-overlay",
         if without.len() == 1 { "host" } else { "hosts" },
         without
@@ -198,7 +192,7 @@ async fn check_one(spec: HostSpec, file: &HostsFile) -> (Row, Option<Host>) {
     };
     let script = format!(
         "ROOT={}\n{PROBE}{}",
-        crate::engine::ssh::shell_quote(&root),
+        crate::cluster::ssh::shell_quote(&root),
         limits::PROBE
     );
     match host.exec(&script, b"").await {
@@ -230,16 +224,16 @@ async fn check_one(spec: HostSpec, file: &HostsFile) -> (Row, Option<Host>) {
     (row, Some(host))
 }
 
-/// Checks every host at once; with `peers` > 0, each host's headroom for the peers a
-/// run of that size would place on it.
-pub async fn check(file: &HostsFile, peers: usize) -> anyhow::Result<Vec<Row>> {
-    let placed = limits::peers_per_host(peers, &file.hosts, &[])?;
+/// Checks every host at once; with peers `placed` on hosts (by name), each host's
+/// headroom for its share of them.
+pub async fn check(file: &HostsFile, placed: &BTreeMap<String, usize>) -> anyhow::Result<Vec<Row>> {
+    let peers: usize = placed.values().sum();
     let results =
         futures_util::future::join_all(file.hosts.iter().map(|spec| check_one(spec.clone(), file)))
             .await;
     let offsets = futures_util::future::join_all(results.iter().map(|(_, h)| async move {
         match h {
-            Some(h) => crate::engine::clock::measure(h).await.ok(),
+            Some(h) => crate::cluster::clock::measure(h).await.ok(),
             None => None,
         }
     }))

@@ -21,7 +21,7 @@
 //! Errors name the file, the line and the key. The format is documented in
 //! `docs/hosts.md`.
 
-use crate::error::bad_input;
+use cmesh_common::exit::bad_input;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -512,7 +512,7 @@ mod tests {
 
     fn err(text: &str) -> String {
         let e = parse(text, "h.toml").unwrap_err();
-        assert_eq!(crate::error::exit_code(&e), 2, "{e}");
+        assert_eq!(cmesh_common::exit::code(&e), 2, "{e}");
         e.to_string()
     }
 
@@ -679,7 +679,7 @@ advertise_addr = "10.9.9.9"
         let body = "[ssh]\nidentity_file = \"id\"\nknown_hosts = \"kh\"\n\n[[host]]\nname = \"a\"\nssh = \"h\"\n";
         std::fs::write(&file, body).unwrap();
         let e = load(&file).unwrap_err();
-        assert_eq!(crate::error::exit_code(&e), 2);
+        assert_eq!(cmesh_common::exit::code(&e), 2);
         assert!(e.to_string().contains(":3: [ssh] `known_hosts`"), "{e}");
         std::fs::write(dir.path().join("kh"), "").unwrap();
         let f = load(&file).unwrap();

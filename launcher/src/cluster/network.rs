@@ -5,11 +5,11 @@
 //! the smallest prefix from /24 to /16 that fits. A run that fits no /16 is refused before
 //! anything is created.
 
-use crate::engine::host::Host;
+use crate::cluster::host::Host;
 use crate::engine::retry::retry;
 use crate::engine::{EngineError, NetworkDriver, NetworkSpec};
-use crate::error::bad_input;
 use anyhow::Context;
+use cmesh_common::exit::bad_input;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
@@ -216,7 +216,7 @@ mod tests {
         // 65 531 peers + coordinator + 1 host = 65 533: exactly a /16's usable addresses.
         assert_eq!(prefix_for(65_531, 1).unwrap(), 16);
         let e = prefix_for(65_532, 1).unwrap_err();
-        assert_eq!(crate::error::exit_code(&e), 2);
+        assert_eq!(cmesh_common::exit::code(&e), 2);
     }
 
     #[test]

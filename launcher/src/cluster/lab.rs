@@ -11,16 +11,15 @@
 //! profile, and a volume on /var/lib/docker (so the inner engine uses overlay2): the
 //! recipe that works where `--privileged` is refused.
 
-use crate::engine::host::{Connector, Host};
-use crate::engine::network::Subnet;
+use crate::cluster::host::{Connector, Host};
+use crate::cluster::images;
+use crate::cluster::network::Subnet;
 use crate::engine::retry::retry;
-use crate::engine::{
-    images, ContainerSpec, ContainerState, EngineError, NetworkDriver, NetworkSpec,
-};
-use crate::error::bad_input;
+use crate::engine::{ContainerSpec, ContainerState, EngineError, NetworkDriver, NetworkSpec};
 use crate::hosts::{HostSpec, HostsFile, Role, SshSettings};
 use crate::tasks;
 use anyhow::Context;
+use cmesh_common::exit::bad_input;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -93,7 +92,7 @@ pub const LOCAL_MANAGER_FILE: &str = "hosts-local-manager.toml";
 
 /// The lab's hosts with this machine's engine as the manager (the product's own shape:
 /// the launcher on the swarm manager), advertising on the lab bridge's gateway, the
-/// address its kernel sends to the lab hosts from ([`crate::engine::swarm_path`]).
+/// address its kernel sends to the lab hosts from ([`crate::cluster::swarm_path`]).
 pub fn local_manager_hosts_file(lab: &str, subnet: Subnet, n: usize) -> HostsFile {
     let mut file = hosts_file(lab, subnet, n);
     for h in &mut file.hosts {
@@ -162,7 +161,7 @@ async fn ensure_network(builder: &Host, lab: &str) -> anyhow::Result<Subnet> {
         .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
     for attempt in 0.. {
         let subnet = pick_lab_subnet(
-            &crate::engine::network::taken_subnets(builder).await?,
+            &crate::cluster::network::taken_subnets(builder).await?,
             start,
         )?;
         match create_network(builder, lab, subnet).await {

@@ -9,14 +9,17 @@
 //! **Peer and coordinator** (`cmesh-peer:<hash>`, `cmesh-coordinator:<hash>`): a context of
 //! the prebuilt binary plus `images/<kind>/Dockerfile`, packed with `tar`. The tag is a hash
 //! of the context and the base image id, so an unchanged build is a no-op.
+//!
+//! **Between engines**: [`load`] streams images from the builder into the hosts that lack
+//! them (`docker save | docker load`); [`super::distribute`] chooses how they travel.
 
-use crate::engine::host::Host;
+use crate::cluster::host::Host;
 use crate::engine::retry::retry;
-use crate::error::bad_input;
+use crate::engine::short_hash;
 use anyhow::Context;
-use futures_util::TryStreamExt;
+use cmesh_common::exit::bad_input;
+use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -54,15 +57,6 @@ pub enum BasePath {
     Pulled,
     Debootstrapped,
     Given,
-}
-
-pub fn short_hash(parts: &[&[u8]]) -> String {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update((p.len() as u64).to_le_bytes());
-        h.update(p);
-    }
-    hex::encode(h.finalize())[..12].to_owned()
 }
 
 /// The base image's tag: it changes when its recipe does.
@@ -351,6 +345,85 @@ pub async fn ensure_all(
         peer,
         coordinator,
     })
+}
+
+/// Whether `h` has `image` (by id, under its tag).
+pub async fn has(h: &Host, image: &ImageRef) -> bool {
+    image_id(h, &image.tag).await.as_deref() == Some(image.id.as_str())
+}
+
+/// The images `h` lacks.
+pub async fn missing<'a>(h: &Host, images: &[&'a ImageRef]) -> Vec<&'a ImageRef> {
+    let mut out = Vec::new();
+    for &i in images {
+        if !has(h, i).await {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// Streams `images` from `builder` into every host of `to` that lacks one of them
+/// (`docker save | docker load`). The builder's own engine never lacks them.
+pub async fn load(builder: &Host, to: &[Host], images: &[&ImageRef]) -> anyhow::Result<()> {
+    let mut lacking = Vec::new();
+    for h in to {
+        if !missing(h, images).await.is_empty() {
+            lacking.push(h.clone());
+        }
+    }
+    let to = lacking;
+    if to.is_empty() {
+        return Ok(());
+    }
+    let tags: Vec<&str> = images.iter().map(|i| i.tag.as_str()).collect();
+    let file = tempfile::NamedTempFile::new().context("making a temporary file for the images")?;
+    let mut out = tokio::fs::File::from_std(file.reopen()?);
+    let mut export = builder.engine.export_images(&tags);
+    let mut bytes = 0u64;
+    while let Some(chunk) = export.next().await {
+        let chunk = chunk
+            .with_context(|| format!("exporting {} from this machine's engine", tags.join(", ")))?;
+        bytes += chunk.len() as u64;
+        tokio::io::AsyncWriteExt::write_all(&mut out, &chunk).await?;
+    }
+    tokio::io::AsyncWriteExt::flush(&mut out).await?;
+    let names: Vec<&str> = to.iter().map(Host::name).collect();
+    tracing::info!(
+        "images: loading {} MiB into {} host(s): {}",
+        bytes >> 20,
+        to.len(),
+        names.join(", ")
+    );
+    let loads = to.iter().map(|h| {
+        let path = file.path().to_owned();
+        async move {
+            let f = tokio::fs::File::open(&path).await?;
+            let body = tokio_util::io::ReaderStream::new(f).map(|chunk| {
+                chunk.map_err(|e| {
+                    crate::engine::EngineError::Other(format!("reading the saved images: {e}"))
+                })
+            });
+            h.engine
+                .load_images(body.boxed())
+                .await
+                .with_context(|| format!("loading images into host `{}`", h.name()))?;
+            for i in images {
+                if !has(h, i).await {
+                    anyhow::bail!(
+                        "host `{}` does not list {} after loading it",
+                        h.name(),
+                        i.tag
+                    );
+                }
+            }
+            anyhow::Ok(())
+        }
+    });
+    for r in futures_util::future::join_all(loads).await {
+        r?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

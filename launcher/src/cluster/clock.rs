@@ -4,7 +4,7 @@
 //! so `analyze` uses these offsets only as a cross-check of the in-band ones, or when the
 //! reports carry none (`cmesh_analysis::clock`).
 
-use crate::engine::host::Host;
+use crate::cluster::host::Host;
 use anyhow::Context;
 use std::time::UNIX_EPOCH;
 

@@ -19,13 +19,14 @@
 //! reused, and its CA certificate re-installed. [`remove`] takes it away with its
 //! volumes (`launcher registry rm`, `launcher swarm leave`).
 
-use crate::engine::host::Host;
-use crate::engine::images::ImageRef;
+use crate::cluster::host::Host;
+use crate::cluster::images;
+use crate::cluster::images::ImageRef;
+use crate::cluster::scratch::with_scratch;
 use crate::engine::labels;
 use crate::engine::retry::retry;
-use crate::engine::scratch::with_scratch;
 use crate::engine::{
-    images, ContainerSpec, ContainerState, EngineError, Publish, RegistryAuth, RestartPolicy,
+    ContainerSpec, ContainerState, EngineError, Publish, RegistryAuth, RestartPolicy,
 };
 use anyhow::Context;
 use futures_util::TryStreamExt;
@@ -125,7 +126,7 @@ async fn registry_image(builder: &Host, manager: &Host, base: &ImageRef) -> anyh
         Some(&announce),
     )
     .await?;
-    crate::engine::distribute::load(builder, std::slice::from_ref(manager), &[&image]).await?;
+    images::load(builder, std::slice::from_ref(manager), &[&image]).await?;
     Ok(image.tag)
 }
 
@@ -152,9 +153,9 @@ async fn read_certs_file(manager: &Host, name: &str) -> anyhow::Result<String> {
 
 /// Starts (or reuses) the registry on the manager and installs its CA on every host.
 pub async fn ensure(builder: &Host, hosts: &[Host], base: &ImageRef) -> anyhow::Result<Registry> {
-    let manager = crate::engine::host::manager(hosts)?;
+    let manager = crate::cluster::host::manager(hosts)?;
     let addr = manager.spec.swarm_addr().ok_or_else(|| {
-        crate::error::bad_input(format!(
+        cmesh_common::exit::bad_input(format!(
             "the registry needs the manager's address: set advertise_addr of host `{}` in hosts.toml",
             manager.name()
         ))

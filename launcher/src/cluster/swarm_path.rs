@@ -20,7 +20,7 @@
 //! whether TCP 2377 there answers. A refused connection counts as reachable: the host is
 //! there, its swarm not yet. [`findings`] weighs what the probes said, with no I/O.
 
-use crate::engine::host::Host;
+use crate::cluster::host::Host;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -72,7 +72,7 @@ pub struct Probe {
 /// A POSIX shell script that prints, for each of `routes`, `src ADDR=SOURCE`, and for each
 /// of `tcp`, `tcp ADDR=open|refused|timeout|unreachable: why|unknown` for port 2377.
 pub fn script(routes: &[String], tcp: &[String]) -> String {
-    let q = crate::engine::ssh::shell_quote;
+    let q = crate::cluster::ssh::shell_quote;
     let mut s = String::from(
         "route_src() { ip -4 route get \"$1\" 2>/dev/null | sed -n 's/.* src \\([0-9.]*\\).*/\\1/p' | head -n 1; }\n\
          tcp() {\n\
@@ -206,22 +206,22 @@ impl Finding {
             Finding::SourceDiffers { host, to, to_addr, src, advertised } => format!(
                 "host `{host}` would send overlay traffic to `{to}` ({to_addr}) from {src}, not from the address it advertises ({advertised}): the overlay may carry nothing between them. Set advertise_addr = \"{src}\" for host `{host}` in hosts.toml (a swarm it is in keeps its old address: leave it first, `launcher swarm leave --hosts FILE`)"
             ),
-            Finding::SwarmAdvertisesOther { host, swarm_addr, configured } => format!(
-                "the swarm host `{host}` is in advertises {swarm_addr}, but hosts.toml says {configured}; the swarm keeps its address. To use {configured}: `launcher swarm leave --hosts FILE` (when no run uses the swarm), then spawn again"
-            ),
+            Finding::SwarmAdvertisesOther { host, swarm_addr, configured } => {
+                crate::cluster::swarm::advertises_other(host, swarm_addr, configured)
+            }
         }
     }
 }
 
 /// `h` as the swarm sees it.
 async fn swarm_host(h: &Host) -> SwarmHost {
-    let advertised = match crate::engine::swarm::node_state(h).await {
+    let advertised = match crate::cluster::swarm::node_state(h).await {
         Ok(n) if n.state == crate::engine::SwarmState::Active => Some(n.node_addr),
         _ => None,
     };
     SwarmHost {
         name: h.name().to_owned(),
-        configured: crate::engine::swarm::configured_addr(h),
+        configured: crate::cluster::swarm::configured_addr(h),
         advertised,
     }
 }

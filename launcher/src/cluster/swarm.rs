@@ -5,11 +5,11 @@
 //! labels each node `io.cmesh.host=<name>` plus the host's labels from hosts.toml.
 //! [`leave`] undoes it (`launcher swarm leave`).
 
-use crate::engine::host::{self, Host};
+use crate::cluster::host::{self, Host};
 use crate::engine::retry::retry;
 use crate::engine::{EngineError, NodeState, SwarmJoin, SwarmState};
-use crate::error::bad_input;
 use anyhow::Context;
+use cmesh_common::exit::bad_input;
 
 /// The swarm's control-plane port.
 pub const SWARM_PORT: u16 = 2377;
@@ -61,18 +61,22 @@ fn advertise_addr(h: &Host) -> anyhow::Result<String> {
     })
 }
 
+/// What to say when the swarm `host` is in advertises `swarm_addr` and hosts.toml says
+/// `configured`.
+pub fn advertises_other(host: &str, swarm_addr: &str, configured: &str) -> String {
+    format!(
+        "the swarm host `{host}` is in advertises {swarm_addr}, but hosts.toml says {configured}; the swarm keeps its address. To use {configured}: `launcher swarm leave --hosts FILE` (when no run uses the swarm), then spawn again"
+    )
+}
+
 /// Initializes a swarm on the manager if it is not in one. Returns true if it did. A
 /// swarm that exists keeps its address: if hosts.toml says another, a warning says so.
 pub async fn ensure_manager(manager: &Host) -> anyhow::Result<bool> {
     let state = node_state(manager).await?;
     if state.state == SwarmState::Active {
         if let Some(configured) = configured_addr(manager).filter(|c| *c != state.node_addr) {
-            let finding = crate::engine::swarm_path::Finding::SwarmAdvertisesOther {
-                host: manager.name().to_owned(),
-                swarm_addr: state.node_addr,
-                configured,
-            };
-            tracing::warn!("{}", finding.message());
+            let said = advertises_other(manager.name(), &state.node_addr, &configured);
+            tracing::warn!("{said}");
         }
         return Ok(false);
     }

@@ -2,7 +2,7 @@
 //!
 //! Every command works with [`Host`]s: a spec from hosts.toml and its [`Engine`]. Local
 //! and remote hosts differ only in how the engine is reached: the local engine at its
-//! socket; a remote one over one SSH master per host ([`crate::engine::ssh`]), with its
+//! socket; a remote one over one SSH master per host ([`crate::cluster::ssh`]), with its
 //! socket forwarded to a private local socket. Commands on the host itself
 //! ([`Host::exec`]) and TCP forwards ([`Host::forward_tcp`]) work the same way on both.
 //!
@@ -10,13 +10,13 @@
 //! ([`crate::engine::sim`]). [`Connector::connect_all`] gives every host's outcome: a
 //! host that cannot be reached is a [`LostHost`] in the result, not an early return.
 
+use crate::cluster::ssh::{Link, Output};
 use crate::engine::docker::{DockerEngine, Endpoint};
 use crate::engine::sim;
-use crate::engine::ssh::{Link, Output};
 use crate::engine::Engine;
-use crate::error::bad_input;
 use crate::hosts::{HostSpec, HostsFile, Role, DEFAULT_SOCKET};
 use anyhow::Context;
+use cmesh_common::exit::bad_input;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -27,8 +27,8 @@ pub struct Host {
     pub engine: Arc<dyn Engine>,
     link: Option<Arc<Link>>,
     /// A simulated host's limits (its model); real hosts are probed
-    /// ([`crate::engine::limits::facts`]).
-    pub(crate) modelled_facts: Option<crate::engine::limits::HostFacts>,
+    /// ([`crate::cluster::limits::facts`]).
+    pub(crate) modelled_facts: Option<crate::engine::facts::HostFacts>,
 }
 
 impl std::fmt::Debug for Host {
@@ -157,7 +157,7 @@ impl Connector {
                 Err(e) => set.lost.push(LostHost {
                     name: spec.name.clone(),
                     reason: format!("{e:#}"),
-                    bad_input: crate::error::exit_code(&e) == cmesh_common::exit::BAD_INPUT,
+                    bad_input: cmesh_common::exit::code(&e) == cmesh_common::exit::BAD_INPUT,
                 }),
             }
         }
@@ -296,7 +296,7 @@ impl Host {
     /// SSH user is not root (`sudo -n`).
     pub async fn install_file(&self, path: &str, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
         let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or(".");
-        let q = crate::engine::ssh::shell_quote;
+        let q = crate::cluster::ssh::shell_quote;
         let script = format!(
             "s=; [ \"$(id -u)\" = 0 ] || s='sudo -n'; $s mkdir -p {d} && $s sh -c {inner}",
             d = q(dir),
@@ -371,11 +371,11 @@ mod tests {
         };
         assert!(set(vec![]).require_all().unwrap().is_empty());
         let e = set(vec![lost("a", false)]).require_all().unwrap_err();
-        assert_eq!(crate::error::exit_code(&e), 1);
+        assert_eq!(cmesh_common::exit::code(&e), 1);
         let e = set(vec![lost("a", false), lost("b", true)])
             .require_all()
             .unwrap_err();
-        assert_eq!(crate::error::exit_code(&e), 2);
+        assert_eq!(cmesh_common::exit::code(&e), 2);
         assert!(e.to_string().contains("2 hosts cannot be reached"), "{e}");
         assert!(e.to_string().contains("host `b` is gone"), "{e}");
     }
@@ -397,7 +397,7 @@ mod tests {
             same
         );
         let e = choose_local_endpoint("local", "/run/other.sock", Some(tcp)).unwrap_err();
-        assert_eq!(crate::error::exit_code(&e), 2);
+        assert_eq!(cmesh_common::exit::code(&e), 2);
         assert!(e.to_string().contains("make them agree"), "{e}");
     }
 }

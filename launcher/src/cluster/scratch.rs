@@ -3,7 +3,7 @@
 //! engine's archive API, with no process running and nothing left behind. They carry the
 //! labels they are given (a run's, so `down` finds one an interruption left behind).
 
-use crate::engine::host::Host;
+use crate::cluster::host::Host;
 use crate::engine::retry::retry;
 use crate::engine::{ContainerSpec, EngineError};
 use anyhow::Context;

@@ -4,7 +4,7 @@
 //! environment variables (e.g. `CMESH_PLAN_DURATION=20s`), then command-line flags. The
 //! format is documented in `docs/configs.md`.
 
-use crate::error::bad_input;
+use cmesh_common::exit::bad_input;
 use cmesh_common::graph::GraphKind;
 use cmesh_common::parse::{self, MillisRange};
 use cmesh_common::plan::{Dissemination, PlanSpec};
@@ -222,7 +222,7 @@ mod tests {
             ..PlanFile::default()
         };
         let e = bad.to_spec("x").unwrap_err();
-        assert_eq!(crate::error::exit_code(&e), 2);
+        assert_eq!(cmesh_common::exit::code(&e), 2);
         let zero = PlanFile {
             peers: Some(0),
             ..PlanFile::default()

@@ -6,9 +6,9 @@
 //! seconds and, when it has dropped, starts a new one and restores every forward at the
 //! same local path, so a client that retries its request carries on.
 
-use crate::error::bad_input;
 use crate::hosts::{parse_ssh, HostSpec, SshSettings};
 use anyhow::Context;
+use cmesh_common::exit::bad_input;
 use openssh::{ForwardType, KnownHosts, Session, SessionBuilder, Socket};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -4,18 +4,17 @@
 //! image with the same id (the builder's own engine always does) is skipped. Then, by
 //! transport:
 //! - `registry` (the default): the manager gets the images (loaded, if it is not the
-//!   builder), pushes them once to the registry it runs ([`crate::registry`]), and every
+//!   builder), pushes them once to the registry it runs ([`super::registry`]), and every
 //!   worker pulls them by digest and tags them with the run's tag;
 //! - `load`: the builder exports the images once (`docker save`) into a temporary file,
 //!   and that file is streamed into every host's engine (`docker load`) at once.
 //!
 //! Image ids are content hashes, so every host ends up with the very same images.
 
-use crate::engine::host::Host;
-use crate::engine::images::{ImageRef, Images};
+use crate::cluster::host::Host;
+use crate::cluster::images::{has, load, missing, ImageRef, Images};
 use crate::engine::retry::retry;
 use anyhow::Context;
-use futures_util::StreamExt;
 use std::time::Instant;
 
 /// How images reach the hosts.
@@ -36,87 +35,6 @@ impl std::fmt::Display for Transport {
     }
 }
 
-async fn has(h: &Host, image: &ImageRef) -> bool {
-    crate::engine::images::image_id(h, &image.tag)
-        .await
-        .as_deref()
-        == Some(image.id.as_str())
-}
-
-/// The images `h` lacks.
-async fn missing<'a>(h: &Host, images: &[&'a ImageRef]) -> Vec<&'a ImageRef> {
-    let mut out = Vec::new();
-    for &i in images {
-        if !has(h, i).await {
-            out.push(i);
-        }
-    }
-    out
-}
-
-/// Streams `images` from `builder` into every host of `to` that lacks one of them
-/// (`docker save | docker load`). The builder's own engine never lacks them.
-pub async fn load(builder: &Host, to: &[Host], images: &[&ImageRef]) -> anyhow::Result<()> {
-    let mut lacking = Vec::new();
-    for h in to {
-        if !missing(h, images).await.is_empty() {
-            lacking.push(h.clone());
-        }
-    }
-    let to = lacking;
-    if to.is_empty() {
-        return Ok(());
-    }
-    let tags: Vec<&str> = images.iter().map(|i| i.tag.as_str()).collect();
-    let file = tempfile::NamedTempFile::new().context("making a temporary file for the images")?;
-    let mut out = tokio::fs::File::from_std(file.reopen()?);
-    let mut export = builder.engine.export_images(&tags);
-    let mut bytes = 0u64;
-    while let Some(chunk) = export.next().await {
-        let chunk = chunk
-            .with_context(|| format!("exporting {} from this machine's engine", tags.join(", ")))?;
-        bytes += chunk.len() as u64;
-        tokio::io::AsyncWriteExt::write_all(&mut out, &chunk).await?;
-    }
-    tokio::io::AsyncWriteExt::flush(&mut out).await?;
-    let names: Vec<&str> = to.iter().map(Host::name).collect();
-    tracing::info!(
-        "images: loading {} MiB into {} host(s): {}",
-        bytes >> 20,
-        to.len(),
-        names.join(", ")
-    );
-    let loads = to.iter().map(|h| {
-        let path = file.path().to_owned();
-        async move {
-            let f = tokio::fs::File::open(&path).await?;
-            let body = tokio_util::io::ReaderStream::new(f).map(|chunk| {
-                chunk.map_err(|e| {
-                    crate::engine::EngineError::Other(format!("reading the saved images: {e}"))
-                })
-            });
-            h.engine
-                .load_images(body.boxed())
-                .await
-                .with_context(|| format!("loading images into host `{}`", h.name()))?;
-            for i in images {
-                if !has(h, i).await {
-                    anyhow::bail!(
-                        "host `{}` does not list {} after loading it",
-                        h.name(),
-                        i.tag
-                    );
-                }
-            }
-            anyhow::Ok(())
-        }
-    });
-    for r in futures_util::future::join_all(loads).await {
-        r?;
-    }
-    Ok(())
-}
-
 /// Tags image `source` as `target` (`repo:tag`) on `h`.
 async fn tag_as(h: &Host, source: &str, target: &str) -> anyhow::Result<()> {
     let (repo, tag) = target.rsplit_once(':').unwrap_or((target, "latest"));
@@ -128,11 +46,11 @@ async fn tag_as(h: &Host, source: &str, target: &str) -> anyhow::Result<()> {
 /// Pushes `image` from the manager to the registry; returns its `repo@sha256:…` reference.
 async fn push(
     manager: &Host,
-    registry: &crate::engine::registry::Registry,
+    registry: &crate::cluster::registry::Registry,
     image: &ImageRef,
 ) -> anyhow::Result<String> {
     let endpoint = &registry.endpoint;
-    let remote = crate::engine::registry::remote_ref(endpoint, &image.tag);
+    let remote = crate::cluster::registry::remote_ref(endpoint, &image.tag);
     tag_as(manager, &image.tag, &remote).await?;
     let (repo, tag) = remote
         .rsplit_once(':')
@@ -211,11 +129,11 @@ pub async fn distribute(
             load(builder, &to, &all).await?;
         }
         Transport::Registry => {
-            let manager = crate::engine::host::manager(hosts)?;
+            let manager = crate::cluster::host::manager(hosts)?;
             if need.iter().any(|(h, _)| h.name() == manager.name()) {
                 load(builder, std::slice::from_ref(manager), &all).await?;
             }
-            let registry = crate::engine::registry::ensure(builder, hosts, &images.base).await?;
+            let registry = crate::cluster::registry::ensure(builder, hosts, &images.base).await?;
             let workers: Vec<(Host, Vec<&ImageRef>)> = need
                 .into_iter()
                 .filter(|(h, _)| h.name() != manager.name())
