@@ -336,7 +336,7 @@ fn without_tests(code: &str) -> String {
                     match ch {
                         '{' => depth += 1,
                         '}' => {
-                            depth -= 1;
+                            depth = depth.saturating_sub(1);
                             if depth == 0 {
                                 end = body_start + k + 1;
                                 break;
@@ -361,10 +361,9 @@ fn is_ident_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
 }
 
-/// Every path the code names that starts at `crate`, `super` or `self`, or at a module
-/// of this crate in scope (a child of `here`, or a top-level module from the root), made
-/// absolute. `use` trees are expanded: `use crate::a::{b, c::D}` names `crate::a::b` and
-/// `crate::a::c::D`.
+/// Every path the code names that starts at `crate`, `super` or `self`, or at a child
+/// module of `here`, made absolute. `use` trees are expanded: `use crate::a::{b, c::D}`
+/// names `crate::a::b` and `crate::a::c::D`.
 fn paths_named(here: &ModPath, code: &str, known: &BTreeSet<ModPath>) -> Vec<(String, ModPath)> {
     let mut out = Vec::new();
     // use statements first (their trees), then inline paths elsewhere.
@@ -520,34 +519,26 @@ fn split_top(s: &str) -> Vec<&str> {
 /// `segs` from module `here`, made absolute, if it starts in this crate.
 fn absolute(here: &ModPath, segs: &[String], known: &BTreeSet<ModPath>) -> Option<ModPath> {
     let first = segs.first()?;
-    let mut base: ModPath = match first.as_str() {
-        "crate" => Vec::new(),
-        "self" => here.clone(),
+    let (mut base, rest) = match first.as_str() {
+        "crate" => (Vec::new(), &segs[1..]),
+        "self" => (here.clone(), &segs[1..]),
         "super" => {
-            let mut b = here.clone();
-            let mut k = 0;
-            while segs.get(k).is_some_and(|s| s == "super") {
-                b.pop()?;
-                k += 1;
-            }
-            b.extend(segs[k..].iter().cloned());
-            return Some(b);
+            let ups = segs.iter().take_while(|s| *s == "super").count();
+            let keep = here.len().checked_sub(ups)?;
+            (here[..keep].to_vec(), &segs[ups..])
         }
+        // A child module of here, named without `self::` (2018 paths); anything else
+        // (a crate, a local name) is not this crate's.
         _ => {
-            // A child module of here, or (2018 paths) a top-level one named from the root.
             let mut child = here.clone();
             child.push(first.clone());
-            if known.contains(&child) {
-                child.extend(segs[1..].iter().cloned());
-                return Some(child);
-            }
-            if here.is_empty() {
+            if !known.contains(&child) {
                 return None;
             }
-            return None;
+            (child, &segs[1..])
         }
     };
-    base.extend(segs[1..].iter().cloned());
+    base.extend(rest.iter().cloned());
     Some(base)
 }
 

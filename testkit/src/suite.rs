@@ -284,7 +284,11 @@ pub fn run(
                 b.class
             );
             std::thread::spawn(move || {
-                let r = run_one(&b, &args, &log);
+                // Whatever happens in the thread, the loop hears that the binary ended.
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run_one(&b, &args, &log)
+                }))
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the thread running it panicked")));
                 let _ = tx.send((i, r));
             });
         }
