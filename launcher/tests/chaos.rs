@@ -1,8 +1,10 @@
 //! `launcher chaos` on a running run, on this machine's Docker Engine: shaping and a
 //! partition carried out by the peers, a kill and a pause through the Docker API, all in
 //! the coordinator's timeline and in `analysis/summary.md`. Needs the Docker Engine and
-//! fails without one; never skips.
-// suite: docker ~100s
+//! fails without one; never skips. It runs alone: beside other Docker tests on 2 CPUs a
+//! peer of the first run has exited 1 (twice in three suites, 2026-12-07), which is to be
+//! understood, not hidden by a retry.
+// suite: alone ~90s
 
 use cmesh_testkit::{
     expected_shaping_path, images_built, launcher, read_json, run_plan_json, text, unpack,
