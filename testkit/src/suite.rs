@@ -13,7 +13,7 @@
 //! |---|---|---|
 //! | `light` (no line) | unit tests, simulated engines, processes on loopback | up to `jobs` at once, first |
 //! | `docker` | runs on this machine's Docker Engine | up to `docker` lanes at once, beside light ones |
-//! | `alone` | measures timing, or changes what every run shares (this engine's swarm) | last, with nothing else running |
+//! | `alone` | measures timing, changes what every run shares (this engine's swarm), or does not yet pass on a loaded machine (its file says why) | last, with nothing else running |
 //!
 //! A line may add how long the binary takes, `// suite: docker ~200s`: the longest go
 //! first, so the lanes end together. Light binaries go first, so a broken build or a
